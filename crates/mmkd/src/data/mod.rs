@@ -1,0 +1,177 @@
+//! Data: the in-memory dataset, labels, batches, the native on-disk format, the synthetic
+//! MOSEI-shaped generator and the converter from the published MOSEI pickles.
+
+pub mod labels;
+pub mod native;
+pub mod synth;
+
+use burn::prelude::*;
+use burn::tensor::{Int, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::DataShape;
+use crate::model::Modality;
+
+/// One split held in memory, row-major: `text[i]` is `text_len x text_dim` floats, and so on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    pub name: String,
+    pub text: Vec<f32>,
+    pub audio: Vec<f32>,
+    pub video: Vec<f32>,
+    /// Continuous sentiment in [-3, 3].
+    pub labels: Vec<f32>,
+    pub ids: Vec<String>,
+    /// Valid lengths per sample, when the source knows them (MMSA files do).
+    pub lengths: Option<Lengths>,
+}
+
+/// Per-sample valid lengths of each modality.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lengths {
+    pub text: Vec<usize>,
+    pub audio: Vec<usize>,
+    pub video: Vec<usize>,
+    /// Full lengths, to rescale lengths onto a downsampled stream.
+    pub full: [usize; 3],
+}
+
+impl Lengths {
+    /// Lengths of modality `m` mapped onto a stream of `out_len` steps (ceil of the ratio).
+    pub fn scaled(&self, m: Modality, out_len: usize) -> Vec<usize> {
+        let (v, full) = match m {
+            Modality::Language => (&self.text, self.full[0]),
+            Modality::Audio => (&self.audio, self.full[1]),
+            Modality::Video => (&self.video, self.full[2]),
+        };
+        v.iter().map(|&l| (l * out_len).div_ceil(full.max(1)).clamp(1, out_len)).collect()
+    }
+
+    fn select(&self, idx: &[usize]) -> Lengths {
+        let pick = |v: &Vec<usize>| idx.iter().map(|&i| v[i]).collect();
+        Lengths { text: pick(&self.text), audio: pick(&self.audio), video: pick(&self.video), full: self.full }
+    }
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// 7-class labels (-3..3 mapped to 0..6).
+    pub fn classes(&self) -> Vec<usize> {
+        self.labels.iter().map(|&y| labels::class_of(y)).collect()
+    }
+
+    /// Build the batch of the given rows on `device`.
+    pub fn batch(&self, shape: &DataShape, idx: &[usize], device: &Device) -> Batch {
+        let gather = |src: &[f32], len: usize, dim: usize| -> Tensor<3> {
+            let row = len * dim;
+            let mut out = Vec::with_capacity(idx.len() * row);
+            for &i in idx {
+                out.extend_from_slice(&src[i * row..(i + 1) * row]);
+            }
+            Tensor::from_data(TensorData::new(out, [idx.len(), len, dim]), device)
+        };
+        let scores: Vec<f32> = idx.iter().map(|&i| self.labels[i]).collect();
+        let classes: Vec<i64> = scores.iter().map(|&y| labels::class_of(y) as i64).collect();
+        Batch {
+            text: gather(&self.text, shape.text_len, shape.text_dim),
+            audio: gather(&self.audio, shape.audio_len, shape.audio_dim),
+            video: gather(&self.video, shape.video_len, shape.video_dim),
+            classes: Tensor::from_data(TensorData::new(classes, [idx.len()]), device),
+            scores,
+            indices: idx.to_vec(),
+            lengths: self.lengths.as_ref().map(|l| l.select(idx)),
+        }
+    }
+}
+
+/// A mini-batch on a device. `indices` are the rows in the split (CRD's memory bank needs them).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub text: Tensor<3>,
+    pub audio: Tensor<3>,
+    pub video: Tensor<3>,
+    pub classes: Tensor<1, Int>,
+    pub scores: Vec<f32>,
+    pub indices: Vec<usize>,
+    pub lengths: Option<Lengths>,
+}
+
+/// A dataset: its shape, the three splits, and where it came from.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    /// Human-readable origin, printed in every report ("synthetic (preset small, seed 1)" or
+    /// the MOSEI file it was converted from).
+    pub source: String,
+    pub synthetic: bool,
+    pub shape: DataShape,
+    pub train: Split,
+    pub valid: Split,
+    pub test: Split,
+}
+
+impl Dataset {
+    pub fn split(&self, name: &str) -> Option<&Split> {
+        match name {
+            "train" => Some(&self.train),
+            "valid" => Some(&self.valid),
+            "test" => Some(&self.test),
+            _ => None,
+        }
+    }
+}
+
+/// Load a dataset from a native directory (see `native`).
+pub fn load_any(path: &std::path::Path) -> anyhow::Result<Dataset> {
+    if path.is_dir() {
+        return native::load(path);
+    }
+    if !path.exists() {
+        crate::bail_input!("{}: no such dataset (make one with `mmkd data synth --out DIR`)", path.display());
+    }
+    crate::bail_input!("{}: not a dataset directory", path.display())
+}
+
+/// Batch order for one epoch: a shuffle seeded by (seed, epoch), so a resumed run sees the same
+/// batches as an uninterrupted one.
+pub fn epoch_order(n: usize, batch_size: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    if shuffle {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        idx.shuffle(&mut rng);
+    }
+    idx.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(10, 4, 3, 0, true);
+        assert_eq!(a, epoch_order(10, 4, 3, 0, true));
+        assert_ne!(a, epoch_order(10, 4, 3, 1, true));
+        assert_eq!(a.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+        let mut all: Vec<usize> = a.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(epoch_order(5, 2, 0, 0, false).concat(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn lengths_scale_onto_downsampled_streams() {
+        let l = Lengths { text: vec![5], audio: vec![10, 20], video: vec![7, 20], full: [10, 20, 20] };
+        assert_eq!(l.scaled(Modality::Video, 5), vec![2, 5]);
+        assert_eq!(l.scaled(Modality::Audio, 20), vec![10, 20]);
+    }
+}

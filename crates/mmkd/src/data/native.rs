@@ -1,0 +1,258 @@
+//! The native dataset format: one safetensors file per split plus `manifest.json`.
+//!
+//! ```text
+//! DIR/manifest.json         format, version, name, source, shape, split sizes, generator params
+//! DIR/{train,valid,test}.safetensors
+//!     text  f32 [N, text_len, text_dim]     audio f32 [N, audio_len, audio_dim]
+//!     video f32 [N, video_len, video_dim]   labels f32 [N] (sentiment in [-3, 3])
+//!     optional lengths_text / lengths_audio / lengths_video  i64 [N]
+//!     metadata "ids": JSON list of N clip ids
+//! ```
+//! Files are written atomically and the manifest last, so a directory with a manifest is
+//! complete. Loading validates every field against the manifest and names the file, the field,
+//! the expected and the actual value when something is off.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::{Dataset, Lengths, Split};
+use crate::bail_input;
+use crate::config::DataShape;
+use crate::error::write_atomic;
+
+pub const FORMAT: &str = "mmkd-dataset";
+pub const VERSION: u32 = 1;
+pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub name: String,
+    pub source: String,
+    pub synthetic: bool,
+    pub shape: DataShape,
+    /// Anything the producer wants to record (generator parameters, repairs made on import).
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn write_split(path: &Path, split: &Split, shape: &DataShape) -> Result<()> {
+    let n = split.len();
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        ("text".into(), Dtype::F32, vec![n, shape.text_len, shape.text_dim], f32_bytes(&split.text)),
+        ("audio".into(), Dtype::F32, vec![n, shape.audio_len, shape.audio_dim], f32_bytes(&split.audio)),
+        ("video".into(), Dtype::F32, vec![n, shape.video_len, shape.video_dim], f32_bytes(&split.video)),
+        ("labels".into(), Dtype::F32, vec![n], f32_bytes(&split.labels)),
+    ];
+    if let Some(l) = &split.lengths {
+        for (name, v) in [("lengths_text", &l.text), ("lengths_audio", &l.audio), ("lengths_video", &l.video)] {
+            owned.push((name.into(), Dtype::I64, vec![n], v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect()));
+        }
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(name, dt, shape, bytes)| Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))
+        .collect::<Result<_>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("ids".to_string(), serde_json::to_string(&split.ids)?);
+    let bytes = safetensors::tensor::serialize(views, &Some(meta))?;
+    write_atomic(path, &bytes)
+}
+
+/// Write a dataset to `dir` (created if needed).
+pub fn save(dataset: &Dataset, dir: &Path, provenance: serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Remove an old manifest first: until the new one is written the directory is incomplete.
+    let manifest_path = dir.join("manifest.json");
+    if manifest_path.exists() {
+        std::fs::remove_file(&manifest_path)?;
+    }
+    for name in SPLITS {
+        let split = dataset.split(name).expect("known split");
+        write_split(&dir.join(format!("{name}.safetensors")), split, &dataset.shape)?;
+    }
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        name: dataset.name.clone(),
+        source: dataset.source.clone(),
+        synthetic: dataset.synthetic,
+        shape: dataset.shape.clone(),
+        provenance,
+    };
+    write_atomic(&manifest_path, serde_json::to_string_pretty(&manifest)?.as_bytes())
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    if !path.exists() {
+        bail_input!("{}: not an mmkd dataset (no manifest.json; make one with `mmkd data synth` or `mmkd data convert`)", dir.display());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let m: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => bail_input!("{}: invalid manifest: {e}", path.display()),
+    };
+    if m.format != FORMAT {
+        bail_input!("{}: field 'format': expected '{FORMAT}', found '{}'", path.display(), m.format);
+    }
+    if m.version != VERSION {
+        bail_input!("{}: field 'version': expected {VERSION}, found {}", path.display(), m.version);
+    }
+    Ok(m)
+}
+
+fn read_f32(st: &SafeTensors, file: &Path, name: &str, expect: &[usize]) -> Result<Vec<f32>> {
+    let t = match st.tensor(name) {
+        Ok(t) => t,
+        Err(_) => bail_input!("{}: field '{name}': missing", file.display()),
+    };
+    if t.dtype() != Dtype::F32 {
+        bail_input!("{}: field '{name}': expected dtype F32, found {:?}", file.display(), t.dtype());
+    }
+    if t.shape() != expect {
+        bail_input!("{}: field '{name}': expected shape {:?}, found {:?}", file.display(), expect, t.shape());
+    }
+    let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let bad = v.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        bail_input!("{}: field '{name}': expected finite values, found {bad} NaN or infinite", file.display());
+    }
+    Ok(v)
+}
+
+fn read_lengths(st: &SafeTensors, file: &Path, name: &str, n: usize, max: usize) -> Result<Option<Vec<usize>>> {
+    let Ok(t) = st.tensor(name) else { return Ok(None) };
+    if t.dtype() != Dtype::I64 || t.shape() != [n] {
+        bail_input!("{}: field '{name}': expected I64 [{n}], found {:?} {:?}", file.display(), t.dtype(), t.shape());
+    }
+    let v: Vec<i64> = t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+    if let Some(bad) = v.iter().find(|&&x| x < 0 || x as usize > max) {
+        bail_input!("{}: field '{name}': expected lengths in 0..={max}, found {bad}", file.display());
+    }
+    Ok(Some(v.into_iter().map(|x| x as usize).collect()))
+}
+
+fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
+    let file: PathBuf = dir.join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&file).map_err(|e| crate::error::input_error(format!("{}: {e}", file.display())))?;
+    let st = match SafeTensors::deserialize(&bytes) {
+        Ok(st) => st,
+        Err(e) => bail_input!("{}: not a valid safetensors file: {e}", file.display()),
+    };
+    let n = match st.tensor("labels") {
+        Ok(t) if t.shape().len() == 1 => t.shape()[0],
+        Ok(t) => bail_input!("{}: field 'labels': expected shape [N], found {:?}", file.display(), t.shape()),
+        Err(_) => bail_input!("{}: field 'labels': missing", file.display()),
+    };
+    let expected_n = match name {
+        "train" => shape.n_train,
+        "valid" => shape.n_valid,
+        _ => shape.n_test,
+    };
+    if n != expected_n {
+        bail_input!("{}: field 'labels': expected {expected_n} samples (manifest), found {n}", file.display());
+    }
+    let text = read_f32(&st, &file, "text", &[n, shape.text_len, shape.text_dim])?;
+    let audio = read_f32(&st, &file, "audio", &[n, shape.audio_len, shape.audio_dim])?;
+    let video = read_f32(&st, &file, "video", &[n, shape.video_len, shape.video_dim])?;
+    let labels = read_f32(&st, &file, "labels", &[n])?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)?;
+    let ids: Vec<String> = match meta.metadata().as_ref().and_then(|m| m.get("ids")) {
+        Some(s) => serde_json::from_str(s).map_err(|e| crate::error::input_error(format!("{}: metadata 'ids': {e}", file.display())))?,
+        None => (0..n).map(|i| format!("{name}-{i}")).collect(),
+    };
+    if ids.len() != n {
+        bail_input!("{}: metadata 'ids': expected {n} ids, found {}", file.display(), ids.len());
+    }
+    let lengths = match (
+        read_lengths(&st, &file, "lengths_text", n, shape.text_len)?,
+        read_lengths(&st, &file, "lengths_audio", n, shape.audio_len)?,
+        read_lengths(&st, &file, "lengths_video", n, shape.video_len)?,
+    ) {
+        (Some(text), Some(audio), Some(video)) => {
+            Some(Lengths { text, audio, video, full: [shape.text_len, shape.audio_len, shape.video_len] })
+        }
+        (None, None, None) => None,
+        _ => bail_input!("{}: lengths: expected all of lengths_text/audio/video or none", file.display()),
+    };
+    Ok(Split { name: name.to_string(), text, audio, video, labels, ids, lengths })
+}
+
+/// Load and validate a dataset directory.
+pub fn load(dir: &Path) -> Result<Dataset> {
+    let m = read_manifest(dir)?;
+    Ok(Dataset {
+        name: m.name.clone(),
+        source: m.source.clone(),
+        synthetic: m.synthetic,
+        train: read_split(dir, "train", &m.shape)?,
+        valid: read_split(dir, "valid", &m.shape)?,
+        test: read_split(dir, "test", &m.shape)?,
+        shape: m.shape,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+    use crate::data::synth::{SynthParams, generate};
+
+    fn tiny() -> Dataset {
+        let shape = DataShape { n_train: 6, n_valid: 3, n_test: 4, ..DataShape::for_preset(Preset::Smoke) };
+        generate(Preset::Smoke, 2, &shape, &SynthParams::default()).0
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let dir = tempdir("native-rt");
+        let mut d = tiny();
+        d.test.lengths = Some(Lengths { text: vec![1, 2, 3, 6], audio: vec![12; 4], video: vec![5; 4], full: [6, 12, 12] });
+        save(&d, &dir, serde_json::json!({"k": 1})).unwrap();
+        let back = load(&dir).unwrap();
+        assert_eq!(back.train, d.train);
+        assert_eq!(back.test, d.test);
+        assert_eq!(back.shape, d.shape);
+        assert_eq!(back.source, d.source);
+    }
+
+    #[test]
+    fn wrong_shape_names_file_field_expected_and_found() {
+        let dir = tempdir("native-bad");
+        let d = tiny();
+        save(&d, &dir, serde_json::Value::Null).unwrap();
+        // Claim a different video dim in the manifest.
+        let mut m = read_manifest(&dir).unwrap();
+        m.shape.video_dim = 36;
+        std::fs::write(dir.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
+        let err = load(&dir).unwrap_err();
+        let msg = err.to_string();
+        assert!(err.downcast_ref::<crate::error::InputError>().is_some());
+        assert!(msg.contains("train.safetensors") && msg.contains("'video'"), "{msg}");
+        assert!(msg.contains("[6, 12, 36]") && msg.contains("[6, 12, 35]"), "{msg}");
+    }
+
+    #[test]
+    fn missing_manifest_is_an_input_error() {
+        let dir = tempdir("native-none");
+        let err = load(&dir).unwrap_err();
+        assert!(err.to_string().contains("no manifest.json"));
+    }
+
+    pub(crate) fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mmkd-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

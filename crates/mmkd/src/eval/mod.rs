@@ -1,0 +1,5 @@
+//! Evaluation: the metrics the paper and the field report for MOSEI, from class probabilities.
+
+pub mod metrics;
+
+pub use metrics::{EvalReport, evaluate_predictions};

@@ -1,0 +1,12 @@
+//! mmkd: distil a multimodal MulT-style cross-attention teacher (video, audio, text) into a
+//! video-only transformer student.
+//!
+//! Modules depend one way: `study -> train -> distill -> model -> data` (and `eval` beside
+//! `train`); the CLI (`main.rs`) sits on top. See docs/ARCHITECTURE.md.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod train;

@@ -1,0 +1,387 @@
+//! The `mmkd` command line. Exit codes: 0 success, 2 bad input or usage, 1 internal failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::prelude::Device;
+use clap::{Args, Parser, Subcommand};
+
+use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
+use mmkd::data::{self, labels, native, synth};
+use mmkd::error::InputError;
+use mmkd::model::{StudentStreams, TeacherKind, build_student, build_teacher, params};
+use mmkd::train::{RunConfig, RunRole, SupervisedTask, evaluate_run, fit};
+
+#[derive(Parser)]
+#[command(name = "mmkd", version, about = "Distil a multimodal cross-attention transformer into a video-only student")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make, inspect or convert datasets.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Train a teacher or a student (without distillation).
+    #[command(subcommand)]
+    Train(TrainCmd),
+    /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json.
+    Eval {
+        run: PathBuf,
+        /// Dataset to evaluate on (default: the one the run was trained on).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Parameter counts of the teacher and the student, per module.
+    Params {
+        #[arg(long, value_enum, default_value = "paper")]
+        preset: Preset,
+        #[arg(long, value_enum, default_value = "complete")]
+        teacher: TeacherKind,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
+        config: u8,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The main job: synthesise data, train the complete teacher and the student without KD,
+    /// print both evaluations.
+    Demo {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Generate the synthetic MOSEI-shaped dataset (docs/DATA.md).
+    Synth {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Describe a dataset: splits, shapes, label histogram, non-finite values.
+    Inspect {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CommonTrain {
+    /// Dataset directory (`mmkd data synth` or `mmkd data convert`).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "small")]
+    preset: Preset,
+    /// Run directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run in --out.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    d_model: Option<usize>,
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long)]
+    heads: Option<usize>,
+    /// MulT's future mask in every attention (true in all presets).
+    #[arg(long)]
+    causal_mask: Option<bool>,
+    /// Gradient norm clip; 0 disables.
+    #[arg(long)]
+    grad_clip: Option<f32>,
+    /// Use MulT's 2d width for the branches' temporal transformers.
+    #[arg(long)]
+    temporal_width_2d: Option<bool>,
+    /// Mask keys past each sample's length (needs lengths in the data).
+    #[arg(long)]
+    key_padding_mask: Option<bool>,
+}
+
+#[derive(Subcommand)]
+enum TrainCmd {
+    Teacher {
+        #[command(flatten)]
+        common: CommonTrain,
+        #[arg(long, value_enum, default_value = "complete")]
+        branch: TeacherKind,
+    },
+    Student {
+        #[command(flatten)]
+        common: CommonTrain,
+        /// Student configuration of the paper's section 4.2.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
+        config: u8,
+        #[arg(long, value_enum, default_value = "downsampled")]
+        streams: StreamsArg,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StreamsArg {
+    Downsampled,
+    FullLength,
+}
+
+impl From<StreamsArg> for StudentStreams {
+    fn from(s: StreamsArg) -> Self {
+        match s {
+            StreamsArg::Downsampled => StudentStreams::Downsampled,
+            StreamsArg::FullLength => StudentStreams::FullLength,
+        }
+    }
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+/// Preset plus command-line overrides, with the data's shape.
+fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> RunConfig {
+    let mut model = ModelConfig::for_preset(common.preset);
+    let mut train = TrainConfig::for_preset(common.preset);
+    if let Some(v) = common.epochs { train.epochs = v; }
+    if let Some(v) = common.seed { train.seed = v; }
+    if let Some(v) = common.batch_size { train.batch_size = v.max(1); }
+    if let Some(v) = common.lr { train.lr = v; }
+    if let Some(v) = common.grad_clip { train.grad_clip = (v > 0.0).then_some(v); }
+    if let Some(v) = common.d_model { model.d_model = v; }
+    if let Some(v) = common.layers { model.layers = v; }
+    if let Some(v) = common.heads { model.heads = v; }
+    if let Some(v) = common.causal_mask { model.causal_mask = v; }
+    if let Some(v) = common.temporal_width_2d { model.temporal_width_2d = v; }
+    if let Some(v) = common.key_padding_mask { model.key_padding_mask = v; }
+    RunConfig {
+        role,
+        preset: common.preset,
+        data: common.data.clone(),
+        dataset: format!("{} [{}]", dataset.name, dataset.source),
+        shape: dataset.shape.clone(),
+        model,
+        train,
+    }
+}
+
+fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result<()> {
+    let m = &cfg.model;
+    if m.d_model == 0 || m.heads == 0 || m.d_model % m.heads != 0 {
+        mmkd::bail_input!("--d-model ({}) must be a positive multiple of --heads ({})", m.d_model, m.heads);
+    }
+    if m.key_padding_mask && dataset.train.lengths.is_none() {
+        mmkd::bail_input!("--key-padding-mask true needs per-sample lengths, and dataset {} has none", dataset.name);
+    }
+    Ok(())
+}
+
+fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalReport> {
+    let dataset = data::load_any(&common.data)?;
+    let mut cfg = run_config(common, role, &dataset);
+    validate_model(&cfg, &dataset)?;
+    if !cfg.model.key_padding_mask {
+        // Lengths stay in the data but are only used when asked for.
+        cfg.model.key_padding_mask = false;
+    }
+    let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
+    let build_cfg = cfg.clone();
+    let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_cfg.build_net(d)) };
+    let t0 = Instant::now();
+    let report = fit(&common.out, &cfg, &dataset, &mut task, common.resume, &device())?;
+    eprintln!("trained {} in {:.1}s", common.out.display(), t0.elapsed().as_secs_f64());
+    Ok(report)
+}
+
+fn strip_lengths(mut d: data::Dataset) -> data::Dataset {
+    d.train.lengths = None;
+    d.valid.lengths = None;
+    d.test.lengths = None;
+    d
+}
+
+fn synth_to(preset: Preset, seed: u64, out: &Path) -> Result<data::Dataset> {
+    let shape = DataShape::for_preset(preset);
+    let params = synth::SynthParams::default();
+    let (dataset, _) = synth::generate(preset, seed, &shape, &params);
+    native::save(&dataset, out, serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "seed": seed, "params": params}))?;
+    Ok(dataset)
+}
+
+fn inspect(path: &Path, json: bool) -> Result<()> {
+    let dataset = data::load_any(path)?;
+    let mut splits = Vec::new();
+    for split in [&dataset.train, &dataset.valid, &dataset.test] {
+        let hist = labels::histogram(split.classes());
+        splits.push(serde_json::json!({
+            "split": split.name,
+            "n": split.len(),
+            "text": [split.len(), dataset.shape.text_len, dataset.shape.text_dim],
+            "audio": [split.len(), dataset.shape.audio_len, dataset.shape.audio_dim],
+            "video": [split.len(), dataset.shape.video_len, dataset.shape.video_dim],
+            "label_histogram": hist,
+            "has_lengths": split.lengths.is_some(),
+        }));
+    }
+    let report = serde_json::json!({"format": "mmkd-native", "name": dataset.name, "source": dataset.source, "splits": splits});
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} ({})\nsource: {}", path.display(), dataset.name, dataset.source);
+        for s in &splits {
+            println!(
+                "  {:5}  n={:6}  text {}  audio {}  video {}  classes -3..3: {}",
+                s["split"].as_str().unwrap_or(""),
+                s["n"],
+                s["text"],
+                s["audio"],
+                s["video"],
+                s["label_histogram"]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_params(preset: Preset, teacher: TeacherKind, config: u8, json: bool) -> Result<()> {
+    let dev = device();
+    let shape = DataShape::for_preset(preset);
+    let model = ModelConfig::for_preset(preset);
+    let t = params::count(&build_teacher(teacher, &shape, &model, &dev));
+    let s = params::count(&build_student(config, StudentStreams::Downsampled, &shape, &model, &dev));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"teacher": t, "student": s}))?);
+        return Ok(());
+    }
+    for (name, c, paper) in [(format!("teacher ({})", teacher.name()), &t, 1_802_000.0), (format!("student (config {config})"), &s, 675_000.0)] {
+        println!("{name}: {} parameters", c.total);
+        println!("  front-end convs  {:>9}", c.front);
+        for (k, v) in &c.transformers {
+            println!("  {:<16} {:>9}", k, v);
+        }
+        if c.reduce > 0 {
+            println!("  branch 2d->d     {:>9}", c.reduce);
+        }
+        println!("  head             {:>9}", c.head);
+        if preset == Preset::Paper && ((teacher == TeacherKind::Complete && name.starts_with("teacher")) || (config == 5 && name.starts_with("student"))) {
+            println!(
+                "  vs the paper's {:.3} M: total {:+.1} %, transformers + head {:+.1} %",
+                paper / 1e6,
+                100.0 * (c.total as f64 / paper - 1.0),
+                100.0 * (c.transformers_and_head as f64 / paper - 1.0)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<()> {
+    let t0 = Instant::now();
+    let data_dir = out.join("data");
+    let dataset = synth_to(preset, seed, &data_dir)?;
+    eprintln!("synthesised {} in {:.1}s -> {}", dataset.name, t0.elapsed().as_secs_f64(), data_dir.display());
+    let common = |name: &str| CommonTrain {
+        data: data_dir.clone(),
+        preset,
+        out: out.join(name),
+        resume: out.join(name).join("resume.json").exists(),
+        epochs,
+        seed: Some(seed),
+        batch_size: None,
+        lr: None,
+        d_model: None,
+        layers: None,
+        heads: None,
+        causal_mask: None,
+        grad_clip: None,
+        temporal_width_2d: None,
+        key_padding_mask: None,
+    };
+    let t1 = Instant::now();
+    let teacher = train_one(&common("teacher-complete"), RunRole::Teacher { teacher: TeacherKind::Complete })?;
+    let tt = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let student = train_one(&common("student-nokd"), RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: None })?;
+    let ts = t2.elapsed().as_secs_f64();
+    println!("\n== complete teacher (video + audio + text), {tt:.0}s ==\n{teacher}");
+    println!("== student, config 5, no distillation (video only), {ts:.0}s ==\n{student}");
+    println!(
+        "teacher Acc-7 {:.2} % vs student {:.2} % ({:+.2} points); majority-class rate {:.2} %. Dataset: {} (synthetic, not CMU-MOSEI).",
+        100.0 * teacher.acc7,
+        100.0 * student.acc7,
+        100.0 * (teacher.acc7 - student.acc7),
+        100.0 * teacher.majority_rate,
+        dataset.name
+    );
+    println!("total {:.0}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data(DataCmd::Synth { preset, seed, out }) => {
+            let t0 = Instant::now();
+            let d = synth_to(preset, seed, &out)?;
+            println!("wrote {} ({} / {} / {} clips) to {} in {:.1}s", d.name, d.train.len(), d.valid.len(), d.test.len(), out.display(), t0.elapsed().as_secs_f64());
+        }
+        Command::Data(DataCmd::Inspect { path, json }) => inspect(&path, json)?,
+        Command::Train(TrainCmd::Teacher { common, branch }) => {
+            let r = train_one(&common, RunRole::Teacher { teacher: branch })?;
+            println!("{r}");
+        }
+        Command::Train(TrainCmd::Student { common, config, streams }) => {
+            let r = train_one(&common, RunRole::Student { config, streams: streams.into(), distill: None })?;
+            println!("{r}");
+        }
+        Command::Eval { run, data, json } => {
+            let dataset = data.as_deref().map(data::load_any).transpose()?;
+            let r = evaluate_run(&run, dataset.as_ref(), &device())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{r}");
+            }
+        }
+        Command::Params { preset, teacher, config, json } => print_params(preset, teacher, config, json)?,
+        Command::Demo { preset, out, seed, epochs } => demo(preset, &out, seed, epochs)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.downcast_ref::<InputError>().is_some() {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

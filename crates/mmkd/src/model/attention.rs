@@ -1,0 +1,184 @@
+//! Multi-head attention that can hand out what distillation needs.
+//!
+//! burn-nn's `MultiHeadAttention` returns per-head probabilities but has no temperature and
+//! always computes them; the fused `attention` op returns none. This module computes the
+//! attention once and, only when asked, also returns the head-averaged map (optionally through a
+//! temperature softmax on the same scores, eq. 10-11 of the paper) and the post-attention output.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::Bool;
+use burn::tensor::activation::softmax;
+
+/// What a forward pass should record for distillation. The default records nothing, so
+/// inference pays for no maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Probe {
+    /// Record the head-averaged attention map, computed with this softmax temperature.
+    pub map_temperature: Option<f32>,
+    /// Record the post-attention output (heads concatenated and projected).
+    pub post_attention: bool,
+}
+
+impl Probe {
+    pub const NONE: Probe = Probe { map_temperature: None, post_attention: false };
+
+    pub fn is_empty(&self) -> bool {
+        self.map_temperature.is_none() && !self.post_attention
+    }
+}
+
+/// What one attention layer recorded.
+#[derive(Clone, Debug, Default)]
+pub struct LayerTrace {
+    /// [batch, queries, keys], rows sum to one.
+    pub map: Option<Tensor<3>>,
+    /// [batch, queries, d_model].
+    pub post_attention: Option<Tensor<3>>,
+}
+
+#[derive(Config, Debug)]
+pub struct CrossModalAttentionConfig {
+    pub d_model: usize,
+    pub heads: usize,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+/// Scaled dot-product attention over `heads` heads; queries and keys may come from different
+/// modalities (cross-modal) or the same one (self-attention).
+#[derive(Module, Debug)]
+pub struct CrossModalAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub dropout: Dropout,
+    pub heads: usize,
+}
+
+impl CrossModalAttentionConfig {
+    pub fn init(&self, device: &Device) -> CrossModalAttention {
+        assert!(
+            self.d_model % self.heads == 0,
+            "d_model ({}) must be divisible by heads ({})",
+            self.d_model,
+            self.heads
+        );
+        let lin = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        CrossModalAttention {
+            query: lin(),
+            key: lin(),
+            value: lin(),
+            output: lin(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            heads: self.heads,
+        }
+    }
+}
+
+impl CrossModalAttention {
+    /// `query`: [B, Lq, d]; `key_value`: [B, Lk, d]; `mask`: true where attention is forbidden,
+    /// broadcastable to [B, heads, Lq, Lk] (given as [B or 1, 1, Lq or 1, Lk]).
+    pub fn forward(
+        &self,
+        query: Tensor<3>,
+        key_value: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        probe: Probe,
+    ) -> (Tensor<3>, LayerTrace) {
+        let [b, lq, d] = query.dims();
+        let lk = key_value.dims()[1];
+        let h = self.heads;
+        let dh = d / h;
+        let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(query), lq);
+        let k = split(self.key.forward(key_value.clone()), lk);
+        let v = split(self.value.forward(key_value), lk);
+
+        let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
+        if let Some(mask) = mask {
+            // A large negative rather than -inf: a fully masked row then stays finite.
+            scores = scores.mask_fill(mask.expand([b, h, lq, lk]), -1.0e9);
+        }
+        let probs = softmax(scores.clone(), 3);
+
+        let mut trace = LayerTrace::default();
+        if let Some(t) = probe.map_temperature {
+            // With t == 1 this is the attention itself; otherwise eq. 11 on the same scores.
+            let tempered = if (t - 1.0).abs() < f32::EPSILON {
+                probs.clone()
+            } else {
+                softmax(scores.div_scalar(t as f64), 3)
+            };
+            trace.map = Some(tempered.mean_dim(1).squeeze_dim(1));
+        }
+
+        let context = self.dropout.forward(probs).matmul(v); // [B, h, Lq, dh]
+        let context = context.swap_dims(1, 2).reshape([b, lq, d]);
+        let out = self.output.forward(context);
+        if probe.post_attention {
+            trace.post_attention = Some(out.clone());
+        }
+        (out, trace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_util::{naive_attention, to_vec};
+
+    #[test]
+    fn matches_naive_f64_reference_with_maps_and_post_attention() {
+        let device = Device::flex();
+        device.seed(7);
+        let attn = CrossModalAttentionConfig::new(8, 2).init(&device);
+        let q = Tensor::<3>::random([2, 3, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let kv = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        for t in [1.0f32, 2.5] {
+            let probe = Probe { map_temperature: Some(t), post_attention: true };
+            let (out, trace) = attn.forward(q.clone(), kv.clone(), None, probe);
+            let (ref_out, ref_map) = naive_attention(&attn, &q, &kv, None, t as f64);
+            let out_v = to_vec(out.clone());
+            let post_v = to_vec(trace.post_attention.unwrap());
+            let map_v = to_vec(trace.map.unwrap());
+            assert_eq!(out_v.len(), ref_out.len());
+            for (a, b) in out_v.iter().zip(&ref_out) {
+                assert!((*a as f64 - b).abs() < 1e-5, "output {a} vs {b}");
+            }
+            assert_eq!(out_v, post_v, "post-attention output is the projected attention output");
+            for (a, b) in map_v.iter().zip(&ref_map) {
+                assert!((*a as f64 - b).abs() < 1e-6, "map {a} vs {b} at t={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn masked_keys_get_no_weight_and_rows_sum_to_one() {
+        let device = Device::flex();
+        device.seed(3);
+        let attn = CrossModalAttentionConfig::new(8, 4).init(&device);
+        let q = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let kv = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let mask = crate::model::masks::future_mask(4, 4, &device).unsqueeze_dims::<4>(&[0, 1]);
+        let probe = Probe { map_temperature: Some(1.0), post_attention: false };
+        let (out, trace) = attn.forward(q.clone(), kv.clone(), Some(mask), probe);
+        let map = to_vec(trace.map.unwrap());
+        for i in 0..4 {
+            let row = &map[i * 4..i * 4 + 4];
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-5);
+            for (j, p) in row.iter().enumerate() {
+                if j > i {
+                    assert_eq!(*p, 0.0, "future key {j} of query {i} must get no weight");
+                }
+            }
+        }
+        let causal: Vec<Vec<bool>> = (0..4).map(|i| (0..4).map(|j| j > i).collect()).collect();
+        let (ref_out, _) = naive_attention(&attn, &q, &kv, Some(&causal), 1.0);
+        for (a, b) in to_vec(out).iter().zip(&ref_out) {
+            assert!((*a as f64 - b).abs() < 1e-5);
+        }
+    }
+}

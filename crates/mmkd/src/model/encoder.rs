@@ -1,0 +1,156 @@
+//! MulT's transformer encoder: pre-LayerNorm layers whose query and key/value inputs are both
+//! scaled by sqrt(d) and get sinusoidal positions; one LayerNorm per layer normalises both.
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::Bool;
+use burn::tensor::activation::relu;
+
+use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe};
+use super::masks;
+
+#[derive(Config, Debug)]
+pub struct CrossModalEncoderConfig {
+    pub d_model: usize,
+    pub layers: usize,
+    pub heads: usize,
+    #[config(default = 0.0)]
+    pub attn_dropout: f64,
+    #[config(default = 0.0)]
+    pub relu_dropout: f64,
+    #[config(default = 0.0)]
+    pub res_dropout: f64,
+    #[config(default = 0.0)]
+    pub embed_dropout: f64,
+    #[config(default = false)]
+    pub causal_mask: bool,
+    #[config(default = false)]
+    pub positions_from_first_feature: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub attention: CrossModalAttention,
+    /// Shared by the query and the key/value stream (MulT's `layer_norms[0]`).
+    pub attn_norm: LayerNorm,
+    pub ffn_norm: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub relu_dropout: Dropout,
+    pub res_dropout: Dropout,
+}
+
+/// One MulT transformer `Y <- X`: X gives the queries, Y the keys and values. With X == Y it
+/// is a self-attention encoder.
+#[derive(Module, Debug)]
+pub struct CrossModalEncoder {
+    pub layers: Vec<EncoderLayer>,
+    pub final_norm: LayerNorm,
+    pub embed_dropout: Dropout,
+    pub d_model: usize,
+    pub causal_mask: bool,
+    pub positions_from_first_feature: bool,
+}
+
+impl CrossModalEncoderConfig {
+    pub fn init(&self, device: &Device) -> CrossModalEncoder {
+        let d = self.d_model;
+        let layers = (0..self.layers)
+            .map(|_| EncoderLayer {
+                attention: CrossModalAttentionConfig::new(d, self.heads)
+                    .with_dropout(self.attn_dropout)
+                    .init(device),
+                attn_norm: LayerNormConfig::new(d).init(device),
+                ffn_norm: LayerNormConfig::new(d).init(device),
+                fc1: LinearConfig::new(d, 4 * d).init(device),
+                fc2: LinearConfig::new(4 * d, d).init(device),
+                relu_dropout: DropoutConfig::new(self.relu_dropout).init(),
+                res_dropout: DropoutConfig::new(self.res_dropout).init(),
+            })
+            .collect();
+        CrossModalEncoder {
+            layers,
+            final_norm: LayerNormConfig::new(d).init(device),
+            embed_dropout: DropoutConfig::new(self.embed_dropout).init(),
+            d_model: d,
+            causal_mask: self.causal_mask,
+            positions_from_first_feature: self.positions_from_first_feature,
+        }
+    }
+}
+
+impl EncoderLayer {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        kv: Tensor<3>,
+        mask: Option<Tensor<4, Bool>>,
+        probe: Probe,
+    ) -> (Tensor<3>, LayerTrace) {
+        let residual = x.clone();
+        let q = self.attn_norm.forward(x);
+        let kv = self.attn_norm.forward(kv);
+        let (attn, trace) = self.attention.forward(q, kv, mask, probe);
+        let x = residual + self.res_dropout.forward(attn);
+        let residual = x.clone();
+        let h = relu(self.fc1.forward(self.ffn_norm.forward(x)));
+        let h = self.fc2.forward(self.relu_dropout.forward(h));
+        (residual + self.res_dropout.forward(h), trace)
+    }
+}
+
+impl CrossModalEncoder {
+    /// Scale by sqrt(d), add positions, embedding dropout (MulT's encoder preamble).
+    fn embed(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let device = x.device();
+        let table = masks::sinusoidal_table(l, d, &device).unsqueeze_dim::<3>(0);
+        let positions = if self.positions_from_first_feature {
+            // MulT derives positions from the first feature: an exactly-zero frame is padding
+            // and gets the zero vector.
+            let nonzero = x.clone().narrow(2, 0, 1).not_equal_elem(0.0).float();
+            table.expand([b, l, d]) * nonzero
+        } else {
+            table.expand([b, l, d])
+        };
+        let x = x.mul_scalar((self.d_model as f64).sqrt()) + positions;
+        self.embed_dropout.forward(x)
+    }
+
+    /// `queries`: [B, Lq, d]; `keys_values`: [B, Lk, d] (pass the same tensor for self-attention);
+    /// `key_lengths`: per-sample valid key counts when key padding is masked.
+    /// Returns the encoded queries [B, Lq, d] and one trace per layer (empty unless probed).
+    pub fn forward(
+        &self,
+        queries: Tensor<3>,
+        keys_values: Tensor<3>,
+        key_lengths: Option<&[usize]>,
+        probe: Probe,
+    ) -> (Tensor<3>, Vec<LayerTrace>) {
+        let [b, lq, _] = queries.dims();
+        let lk = keys_values.dims()[1];
+        let device = queries.device();
+        let mut mask: Option<Tensor<4, Bool>> = None;
+        if self.causal_mask {
+            mask = Some(masks::future_mask(lq, lk, &device).reshape([1, 1, lq, lk]));
+        }
+        if let Some(lengths) = key_lengths {
+            let pad = masks::key_padding_mask(lengths, lk, &device).reshape([b, 1, 1, lk]);
+            mask = Some(match mask {
+                Some(m) => m.expand([b, 1, lq, lk]).bool_or(pad.expand([b, 1, lq, lk])),
+                None => pad,
+            });
+        }
+        let mut x = self.embed(queries);
+        let kv = self.embed(keys_values);
+        let mut traces = Vec::with_capacity(if probe.is_empty() { 0 } else { self.layers.len() });
+        for layer in &self.layers {
+            let (next, trace) = layer.forward(x, kv.clone(), mask.clone(), probe);
+            x = next;
+            if !probe.is_empty() {
+                traces.push(trace);
+            }
+        }
+        (self.final_norm.forward(x), traces)
+    }
+}

@@ -1,0 +1,18 @@
+//! Models: the attention module that exposes maps and post-attention outputs, MulT's encoder,
+//! and the teacher and student networks built from them.
+
+pub mod attention;
+pub mod encoder;
+pub mod head;
+pub mod masks;
+pub mod modality;
+pub mod network;
+pub mod params;
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+pub use attention::{LayerTrace, Probe};
+pub use encoder::{CrossModalEncoder, CrossModalEncoderConfig};
+pub use modality::{Modality, TransformerId};
+pub use network::{BodySpec, MultimodalNet, NetOutput, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher, student_body};

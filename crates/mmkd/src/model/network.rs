@@ -1,0 +1,337 @@
+//! The teacher and the student are one network type, assembled from three parts:
+//! a front end (three Conv1D layers making the streams V, A, L), a body of MulT transformers
+//! (either MulT's branches, or three transformers side by side), and MulT's head.
+//!
+//! Teacher: the streams come from video, audio and text. Student: all three come from video
+//! (`V_S`, `A_S`, `L_S`), so the student can reuse the teacher's Q/K roles with one modality.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig1d};
+use burn::prelude::*;
+
+use super::attention::{LayerTrace, Probe};
+use super::encoder::{CrossModalEncoder, CrossModalEncoderConfig};
+use super::head::MultHead;
+use super::modality::{Modality, TransformerId};
+use crate::config::{DataShape, ModelConfig};
+use crate::data::Batch;
+
+pub const NUM_CLASSES: usize = 7;
+
+/// Which transformers a forward pass should trace, and what to record.
+#[derive(Clone, Debug, Default)]
+pub struct TraceRequest {
+    pub probe: Probe,
+    pub transformers: BTreeSet<TransformerId>,
+}
+
+impl TraceRequest {
+    pub fn none() -> Self {
+        TraceRequest::default()
+    }
+
+    fn probe_for(&self, id: TransformerId) -> Probe {
+        if self.transformers.contains(&id) { self.probe } else { Probe::NONE }
+    }
+}
+
+pub struct NetOutput {
+    pub logits: Tensor<2>,
+    pub penultimate: Tensor<2>,
+    /// Per traced transformer, one trace per layer.
+    pub traces: BTreeMap<TransformerId, Vec<LayerTrace>>,
+}
+
+/// One Conv1D along time, from a raw input (`source`) to a stream of width d.
+#[derive(Module, Debug)]
+pub struct StreamConv {
+    pub conv: Conv1d,
+    #[module(skip)]
+    pub source: Modality,
+    #[module(skip)]
+    pub out_len: usize,
+}
+
+impl StreamConv {
+    /// A conv that keeps the length (kernel k, padding k/2), or one that downsamples
+    /// `in_len` to exactly `out_len` (stride ceil(in/out), kernel in - (out-1)*stride, no padding).
+    pub fn new(source: Modality, d_in: usize, d: usize, kernel: usize, in_len: usize, out_len: usize, device: &Device) -> Self {
+        let config = if out_len == in_len {
+            Conv1dConfig::new(d_in, d, kernel).with_padding(PaddingConfig1d::Explicit(kernel / 2, (kernel - 1) / 2))
+        } else {
+            assert!(out_len < in_len && out_len > 0, "can only downsample ({in_len} -> {out_len})");
+            let stride = in_len.div_ceil(out_len);
+            let k = in_len - (out_len - 1) * stride;
+            Conv1dConfig::new(d_in, d, k).with_stride(stride)
+        };
+        StreamConv { conv: config.init(device), source, out_len }
+    }
+
+    /// [B, L, D_in] -> [B, out_len, d].
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.conv.forward(x.swap_dims(1, 2)).swap_dims(1, 2)
+    }
+}
+
+/// MulT branch: two cross-modal transformers sharing the query stream, concatenated on features,
+/// then a self-attention ("temporal") transformer.
+#[derive(Module, Debug)]
+pub struct Branch {
+    pub cross: Vec<CrossModalEncoder>,
+    /// 2d -> d before the temporal transformer (absent with MulT's 2d width).
+    pub reduce: Option<Linear>,
+    pub temporal: CrossModalEncoder,
+    #[module(skip)]
+    pub query: Modality,
+}
+
+/// How the student's `A_S` and `L_S` are made from video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentStreams {
+    /// Downsampled to the teacher's audio and language lengths (EDAM-S; the default student).
+    Downsampled,
+    /// Kept at the video length (EDAM-T upsamples the teacher's maps instead).
+    FullLength,
+}
+
+/// The body of a network.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BodySpec {
+    /// MulT branches, one per query modality listed.
+    Branches(Vec<Modality>),
+    /// Transformers side by side; their last steps are concatenated.
+    Flat(Vec<TransformerId>),
+}
+
+impl BodySpec {
+    /// Every transformer of the body, in a stable order.
+    pub fn transformers(&self) -> Vec<TransformerId> {
+        match self {
+            BodySpec::Branches(queries) => queries
+                .iter()
+                .flat_map(|&q| {
+                    let [k1, k2] = q.others();
+                    [TransformerId::cross(k1, q), TransformerId::cross(k2, q), TransformerId::Temporal(q)]
+                })
+                .collect(),
+            BodySpec::Flat(ids) => ids.clone(),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MultimodalNet {
+    /// Streams in the order V, A, L.
+    pub front: Vec<StreamConv>,
+    pub branches: Vec<Branch>,
+    pub flat: Vec<CrossModalEncoder>,
+    pub head: MultHead,
+    #[module(skip)]
+    pub body: BodySpec,
+}
+
+fn stream_index(m: Modality) -> usize {
+    match m {
+        Modality::Video => 0,
+        Modality::Audio => 1,
+        Modality::Language => 2,
+    }
+}
+
+fn encoder_config(cfg: &ModelConfig, keys: Modality, width: usize) -> CrossModalEncoderConfig {
+    // MulT: attention dropout follows the key/value modality (0.1 for text, 0.0 otherwise).
+    let attn_dropout = if keys == Modality::Language { cfg.attn_dropout_text } else { cfg.attn_dropout_other };
+    CrossModalEncoderConfig::new(width, cfg.layers, cfg.heads)
+        .with_attn_dropout(attn_dropout)
+        .with_relu_dropout(cfg.relu_dropout)
+        .with_res_dropout(cfg.res_dropout)
+        .with_embed_dropout(cfg.embed_dropout)
+        .with_causal_mask(cfg.causal_mask)
+        .with_positions_from_first_feature(cfg.positions_from_first_feature)
+}
+
+impl MultimodalNet {
+    /// Build a network from its front end and body.
+    pub fn new(front: Vec<StreamConv>, body: BodySpec, cfg: &ModelConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        let (branches, flat, head_dim) = match &body {
+            BodySpec::Branches(queries) => {
+                let width = if cfg.temporal_width_2d { 2 * d } else { d };
+                let branches: Vec<Branch> = queries
+                    .iter()
+                    .map(|&q| Branch {
+                        cross: q.others().iter().map(|&k| encoder_config(cfg, k, d).init(device)).collect(),
+                        reduce: (!cfg.temporal_width_2d).then(|| LinearConfig::new(2 * d, d).init(device)),
+                        temporal: encoder_config(cfg, q, width).init(device),
+                        query: q,
+                    })
+                    .collect();
+                let n = branches.len();
+                (branches, Vec::new(), n * width)
+            }
+            BodySpec::Flat(ids) => {
+                let flat: Vec<CrossModalEncoder> = ids
+                    .iter()
+                    .map(|id| match *id {
+                        TransformerId::Cross { keys, .. } => encoder_config(cfg, keys, d).init(device),
+                        TransformerId::Temporal(_) => panic!("a flat body has no temporal transformers"),
+                    })
+                    .collect();
+                (Vec::new(), flat, ids.len() * d)
+            }
+        };
+        MultimodalNet { front, branches, flat, head: MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device), body }
+    }
+
+    /// Run the network on a batch; only the transformers named in `request` record traces.
+    pub fn forward(&self, batch: &Batch, request: &TraceRequest) -> NetOutput {
+        let streams: Vec<Tensor<3>> = self
+            .front
+            .iter()
+            .map(|conv| {
+                conv.forward(match conv.source {
+                    Modality::Video => batch.video.clone(),
+                    Modality::Audio => batch.audio.clone(),
+                    Modality::Language => batch.text.clone(),
+                })
+            })
+            .collect();
+        let key_lengths = |m: Modality| -> Option<Vec<usize>> {
+            let conv = &self.front[stream_index(m)];
+            batch.lengths.as_ref().map(|l| l.scaled(conv.source, conv.out_len))
+        };
+        let mut traces = BTreeMap::new();
+        let mut lasts = Vec::new();
+        for branch in &self.branches {
+            let q = branch.query;
+            let outs: Vec<Tensor<3>> = branch
+                .cross
+                .iter()
+                .zip(q.others())
+                .map(|(enc, k)| {
+                    let id = TransformerId::cross(k, q);
+                    let lens = key_lengths(k);
+                    let (h, t) = enc.forward(
+                        streams[stream_index(q)].clone(),
+                        streams[stream_index(k)].clone(),
+                        lens.as_deref(),
+                        request.probe_for(id),
+                    );
+                    if !t.is_empty() {
+                        traces.insert(id, t);
+                    }
+                    h
+                })
+                .collect();
+            let mut h = Tensor::cat(outs, 2);
+            if let Some(reduce) = &branch.reduce {
+                h = reduce.forward(h);
+            }
+            let id = TransformerId::Temporal(q);
+            let lens = key_lengths(q);
+            let (h, t) = branch.temporal.forward(h.clone(), h, lens.as_deref(), request.probe_for(id));
+            if !t.is_empty() {
+                traces.insert(id, t);
+            }
+            lasts.push(last_step(h));
+        }
+        if let BodySpec::Flat(ids) = &self.body {
+            for (enc, &id) in self.flat.iter().zip(ids) {
+                let TransformerId::Cross { keys, queries } = id else { unreachable!() };
+                let lens = key_lengths(keys);
+                let (h, t) = enc.forward(
+                    streams[stream_index(queries)].clone(),
+                    streams[stream_index(keys)].clone(),
+                    lens.as_deref(),
+                    request.probe_for(id),
+                );
+                if !t.is_empty() {
+                    traces.insert(id, t);
+                }
+                lasts.push(last_step(h));
+            }
+        }
+        let (penultimate, logits) = self.head.forward(Tensor::cat(lasts, 1));
+        NetOutput { logits, penultimate, traces }
+    }
+}
+
+/// [B, L, d] -> [B, d]: the last time step (MulT's `h[-1]`).
+fn last_step(h: Tensor<3>) -> Tensor<2> {
+    let [_, l, _] = h.dims();
+    h.narrow(1, l - 1, 1).squeeze_dim(1)
+}
+
+/// Teacher configurations of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TeacherKind {
+    Complete,
+    Video,
+    Audio,
+    Language,
+}
+
+impl TeacherKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TeacherKind::Complete => "complete",
+            TeacherKind::Video => "video",
+            TeacherKind::Audio => "audio",
+            TeacherKind::Language => "language",
+        }
+    }
+
+    pub fn body(self) -> BodySpec {
+        BodySpec::Branches(match self {
+            TeacherKind::Complete => Modality::ALL.to_vec(),
+            TeacherKind::Video => vec![Modality::Video],
+            TeacherKind::Audio => vec![Modality::Audio],
+            TeacherKind::Language => vec![Modality::Language],
+        })
+    }
+}
+
+/// The video-only student for one of the five configurations of section 4.2.
+pub fn student_body(config: u8) -> BodySpec {
+    use Modality::{Audio as A, Language as L, Video as V};
+    let c = TransformerId::cross;
+    match config {
+        1 => BodySpec::Branches(Modality::ALL.to_vec()),
+        2 => BodySpec::Flat(vec![c(V, V), c(A, V), c(L, V)]),
+        3 => BodySpec::Flat(vec![c(V, V), c(V, L), c(A, L)]),
+        4 => BodySpec::Flat(vec![c(V, V), c(V, A), c(L, A)]),
+        5 => BodySpec::Flat(vec![c(V, V), c(V, L), c(V, A)]),
+        other => panic!("student configuration {other} does not exist (1..=5)"),
+    }
+}
+
+pub fn build_teacher(kind: TeacherKind, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
+    let d = cfg.d_model;
+    let k = cfg.conv_kernel;
+    let front = vec![
+        StreamConv::new(Modality::Video, shape.video_dim, d, k, shape.video_len, shape.video_len, device),
+        StreamConv::new(Modality::Audio, shape.audio_dim, d, k, shape.audio_len, shape.audio_len, device),
+        StreamConv::new(Modality::Language, shape.text_dim, d, k, shape.text_len, shape.text_len, device),
+    ];
+    MultimodalNet::new(front, kind.body(), cfg, device)
+}
+
+pub fn build_student(config: u8, streams: StudentStreams, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
+    let d = cfg.d_model;
+    let k = cfg.conv_kernel;
+    let lv = shape.video_len;
+    let (la, ll) = match streams {
+        StudentStreams::Downsampled => (shape.audio_len.min(lv), shape.text_len.min(lv)),
+        StudentStreams::FullLength => (lv, lv),
+    };
+    let front = vec![
+        StreamConv::new(Modality::Video, shape.video_dim, d, k, lv, lv, device),
+        StreamConv::new(Modality::Video, shape.video_dim, d, k, lv, la, device),
+        StreamConv::new(Modality::Video, shape.video_dim, d, k, lv, ll, device),
+    ];
+    MultimodalNet::new(front, student_body(config), cfg, device)
+}

@@ -1,0 +1,93 @@
+//! Checkpoints. Weights users read are safetensors (`best.safetensors`, `last.safetensors`);
+//! the resume state is Burn's burnpack format, because it keeps the parameter ids that the
+//! optimizer state is keyed by. Every file is written to a temporary name and renamed, and the
+//! resume state is committed by one atomic rename of `resume.json`, so a crash at any point
+//! leaves either the old or the new state, never a mix.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::write_atomic;
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Save a module's weights as safetensors, atomically.
+pub fn save_safetensors<M: Module>(module: &M, path: &Path) -> Result<()> {
+    let tmp = tmp_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    let mut store = SafetensorsStore::from_file(&tmp);
+    module.save_into(&mut store).map_err(|e| anyhow!("saving {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Load weights saved by `save_safetensors` into `module` (which fixes the architecture).
+pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M> {
+    if !path.exists() {
+        crate::bail_input!("{}: no such checkpoint", path.display());
+    }
+    let mut store = SafetensorsStore::from_file(path);
+    let result = module.load_from(&mut store).map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
+    if !result.missing.is_empty() || !result.errors.is_empty() {
+        crate::bail_input!(
+            "{}: does not fit this architecture (missing {:?}, errors {:?}); was it trained with another config?",
+            path.display(),
+            result.missing.iter().take(5).collect::<Vec<_>>(),
+            result.errors.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    Ok(module)
+}
+
+/// Everything but tensors that a resumed run needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResumeState {
+    /// Epochs completed.
+    pub epoch: usize,
+    pub plateau: super::plateau::ReduceLrOnPlateau,
+    pub best_val_loss: f64,
+    pub best_epoch: usize,
+    /// Folder (inside the run) holding `model.bpk` and `optimizer.bpk` for this state.
+    pub folder: String,
+    pub extra: serde_json::Value,
+}
+
+pub fn save_resume<M: Module + Clone>(run: &Path, model: &M, optim: &ModuleOptimizer, mut state: ResumeState) -> Result<()> {
+    let folder = format!("resume-{:04}", state.epoch);
+    let dir = run.join(&folder);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    model.clone().save_file(dir.join("model.bpk")).map_err(|e| anyhow!("saving model state: {e}"))?;
+    optim.save(dir.join("optimizer.bpk")).map_err(|e| anyhow!("saving optimizer state: {e}"))?;
+    let previous = load_resume_state(run).ok().flatten().map(|s| s.folder);
+    state.folder = folder.clone();
+    write_atomic(&run.join("resume.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+    if let Some(prev) = previous.filter(|p| *p != folder) {
+        let _ = std::fs::remove_dir_all(run.join(prev));
+    }
+    Ok(())
+}
+
+pub fn load_resume_state(run: &Path) -> Result<Option<ResumeState>> {
+    let path = run.join("resume.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?))
+}
+
+pub fn load_resume<M: Module>(run: &Path, state: &ResumeState, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer)> {
+    let dir = run.join(&state.folder);
+    let model = model.try_load_file(dir.join("model.bpk")).map_err(|e| anyhow!("loading {}: {e}", dir.display()))?;
+    let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| anyhow!("loading optimizer state: {e}"))?;
+    Ok((model, optim))
+}

@@ -1,0 +1,14 @@
+//! Training: the hand-written loop (Adam, ReduceLROnPlateau on validation loss, gradient
+//! clipping, best-validation checkpoint, resumable runs) and the run directory it fills.
+//!
+//! We use a hand-written loop rather than burn-train's Learner: it keeps the build smaller
+//! (no `train` feature), the progress output is ours (indicatif, readable when not a TTY), and
+//! a distillation step (a frozen teacher beside the trained student) is an ordinary function.
+
+pub mod checkpoint;
+pub mod plateau;
+pub mod run;
+pub mod task;
+
+pub use run::{RunConfig, RunRole, fit, evaluate_run};
+pub use task::{SupervisedTask, TrainTask, cross_entropy, predict};

@@ -1,0 +1,253 @@
+//! A training run and its directory:
+//!
+//! ```text
+//! RUN/config.json        effective config (preset + overrides), written before training
+//! RUN/metrics.jsonl      one line per epoch
+//! RUN/best.safetensors   network weights with the lowest validation loss
+//! RUN/last.safetensors   network weights after the last finished epoch
+//! RUN/resume.json (+ resume-NNNN/)   what `--resume` needs: model, optimizer, scheduler state
+//! RUN/eval.json          test metrics of the best checkpoint
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{self, ResumeState};
+use super::plateau::ReduceLrOnPlateau;
+use super::task::{TrainTask, predict};
+use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
+use crate::data::{Dataset, epoch_order};
+use crate::error::write_atomic;
+use crate::eval::{EvalReport, evaluate_predictions};
+use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, build_teacher};
+
+/// What a run trains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum RunRole {
+    Teacher { teacher: TeacherKind },
+    Student { config: u8, streams: StudentStreams, distill: Option<serde_json::Value> },
+}
+
+/// The effective configuration of a run, saved as `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub role: RunRole,
+    pub preset: Preset,
+    /// Dataset directory and the dataset's own description.
+    pub data: PathBuf,
+    pub dataset: String,
+    pub shape: DataShape,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Build the (untrained) network this config describes.
+    pub fn build_net(&self, device: &Device) -> MultimodalNet {
+        match &self.role {
+            RunRole::Teacher { teacher } => build_teacher(*teacher, &self.shape, &self.model, device),
+            RunRole::Student { config, streams, .. } => build_student(*config, *streams, &self.shape, &self.model, device),
+        }
+    }
+
+    pub fn load(run: &Path) -> Result<RunConfig> {
+        let path = run.join("config.json");
+        if !path.exists() {
+            crate::bail_input!("{}: not a run directory (no config.json)", run.display());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        serde_json::from_str(&text).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_parts: Vec<(String, f64)>,
+    pub val_loss: f64,
+    pub val_acc7: f64,
+    pub val_f1: f64,
+    pub seconds: f64,
+}
+
+/// Plain-device copy of the network for evaluation (no autodiff graph, dropout off).
+fn eval_net(net: &MultimodalNet) -> MultimodalNet {
+    net.valid()
+}
+
+fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
+    let path = run.join("metrics.jsonl");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path)?;
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<EpochLog>(l).map(|e| e.epoch <= keep_epochs).unwrap_or(false))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(&path, kept.as_bytes())
+}
+
+fn progress(len: usize, prefix: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
+/// checkpoint (also written to `RUN/eval.json`).
+pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
+    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    let config_path = run.join("config.json");
+    let state = if resume { checkpoint::load_resume_state(run)? } else { None };
+    if resume && config_path.exists() {
+        let saved = RunConfig::load(run)?;
+        if saved.role != cfg.role || saved.model != cfg.model || saved.shape != cfg.shape {
+            crate::bail_input!("{}: --resume with a different role, model or data shape than the run was started with", run.display());
+        }
+    } else if !resume && checkpoint::load_resume_state(run)?.is_some() {
+        crate::bail_input!("{}: already holds a run; pass --resume to continue it or choose another --out", run.display());
+    }
+    write_atomic(&config_path, serde_json::to_string_pretty(cfg)?.as_bytes())?;
+
+    let tc = &cfg.train;
+    let ad = device.clone().autodiff();
+    ad.seed(tc.seed);
+    let mut model = task.init_model(&ad);
+    let mut adam = AdamConfig::new().with_epsilon(tc.adam_epsilon);
+    if let Some(clip) = tc.grad_clip {
+        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
+    }
+    let mut optim = adam.init();
+    let mut plateau = ReduceLrOnPlateau::new(tc.lr, tc.plateau_factor, tc.plateau_patience);
+    let (mut start_epoch, mut best_val, mut best_epoch) = (0, f64::INFINITY, 0);
+    if let Some(state) = &state {
+        let (m, o) = checkpoint::load_resume(run, state, model, optim)?;
+        model = m;
+        optim = o;
+        plateau = state.plateau.clone();
+        task.load_extra_state(&state.extra)?;
+        start_epoch = state.epoch;
+        best_val = state.best_val_loss;
+        best_epoch = state.best_epoch;
+        rewrite_metrics(run, start_epoch)?;
+        eprintln!("resuming {} after epoch {start_epoch}", run.display());
+    } else {
+        rewrite_metrics(run, 0)?;
+    }
+
+    let shape = &dataset.shape;
+    let n_batches = dataset.train.len().div_ceil(tc.batch_size);
+    for epoch in start_epoch..tc.epochs {
+        let t0 = Instant::now();
+        // Seed per epoch: dropout masks and shuffling do not depend on where a run resumed.
+        ad.seed(tc.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let bar = progress(n_batches, format!("epoch {}/{}", epoch + 1, tc.epochs));
+        let (mut loss_sum, mut count) = (0.0f64, 0usize);
+        let mut parts_sum: Vec<(String, f64)> = Vec::new();
+        let lr = plateau.lr;
+        for idx in epoch_order(dataset.train.len(), tc.batch_size, tc.seed, epoch, true) {
+            let batch = dataset.train.batch(shape, &idx, &ad);
+            let (loss, parts) = task.train_loss(&model, &batch);
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                anyhow::bail!("training loss became {value} at epoch {} (lr {lr}); lower the learning rate", epoch + 1);
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            loss_sum += value as f64 * idx.len() as f64;
+            count += idx.len();
+            for (i, (name, v)) in parts.into_iter().enumerate() {
+                if parts_sum.len() <= i {
+                    parts_sum.push((name, 0.0));
+                }
+                parts_sum[i].1 += v * idx.len() as f64;
+            }
+            bar.set_message(format!("loss {:.4}", loss_sum / count as f64));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let net = eval_net(T::net(&model));
+        let (probs, val_loss) = predict(&net, &dataset.valid, shape, tc.batch_size, device);
+        let val = evaluate_predictions(&dataset.name, "valid", &probs, &dataset.valid.labels);
+        plateau.step(val_loss);
+        if val_loss < best_val {
+            best_val = val_loss;
+            best_epoch = epoch + 1;
+            checkpoint::save_safetensors(&net, &run.join("best.safetensors"))?;
+        }
+        checkpoint::save_safetensors(&net, &run.join("last.safetensors"))?;
+        checkpoint::save_resume(
+            run,
+            &model,
+            &optim,
+            ResumeState { epoch: epoch + 1, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new(), extra: task.extra_state() },
+        )?;
+        let log = EpochLog {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / count.max(1) as f64,
+            train_parts: parts_sum.into_iter().map(|(n, v)| (n, v / count.max(1) as f64)).collect(),
+            val_loss,
+            val_acc7: val.acc7,
+            val_f1: val.f1_weighted,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(run.join("metrics.jsonl"))?;
+        writeln!(f, "{}", serde_json::to_string(&log)?)?;
+        eprintln!(
+            "epoch {:>3}/{}  train loss {:.4}  val loss {:.4}  val Acc-7 {:5.2} %  lr {:.2e}  {:.1}s{}",
+            epoch + 1,
+            tc.epochs,
+            log.train_loss,
+            val_loss,
+            100.0 * val.acc7,
+            lr,
+            log.seconds,
+            if best_epoch == epoch + 1 { "  *best" } else { "" }
+        );
+    }
+    evaluate_run(run, Some(dataset), device)
+}
+
+/// Evaluate a run's best checkpoint on the test split and (re)write `RUN/eval.json`.
+pub fn evaluate_run(run: &Path, dataset: Option<&Dataset>, device: &Device) -> Result<EvalReport> {
+    let cfg = RunConfig::load(run)?;
+    let loaded;
+    let dataset = match dataset {
+        Some(d) => d,
+        None => {
+            loaded = crate::data::load_any(&cfg.data)?;
+            &loaded
+        }
+    };
+    if dataset.shape.text_dim != cfg.shape.text_dim || dataset.shape.audio_dim != cfg.shape.audio_dim || dataset.shape.video_dim != cfg.shape.video_dim
+        || dataset.shape.text_len != cfg.shape.text_len || dataset.shape.audio_len != cfg.shape.audio_len || dataset.shape.video_len != cfg.shape.video_len
+    {
+        crate::bail_input!("dataset {}: dims/lengths {:?} differ from the run's {:?}", dataset.name, dataset.shape, cfg.shape);
+    }
+    let net = checkpoint::load_safetensors(cfg.build_net(device), &run.join("best.safetensors"))?;
+    let (probs, _) = predict(&net, &dataset.test, &dataset.shape, cfg.train.batch_size, device);
+    let report = evaluate_predictions(&format!("{} [{}]", dataset.name, dataset.source), "test", &probs, &dataset.test.labels);
+    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(report)
+}
