@@ -45,7 +45,7 @@ impl DataShape {
         // only lengths and split sizes shrink, so the input layers are the paper's.
         let (text_len, audio_len, video_len, n_train, n_valid, n_test) = match preset {
             Preset::Smoke => (6, 12, 12, 96, 32, 48),
-            Preset::Small => (10, 20, 20, 1600, 400, 800),
+            Preset::Small => (10, 20, 20, 2000, 400, 1000),
             Preset::Paper => (50, 500, 500, 16_326, 1_871, 4_659),
         };
         DataShape {
@@ -142,7 +142,7 @@ impl TrainConfig {
         };
         match preset {
             Preset::Paper => paper,
-            Preset::Small => TrainConfig { epochs: 12, plateau_patience: 3, ..paper },
+            Preset::Small => TrainConfig { epochs: 6, plateau_patience: 2, ..paper },
             Preset::Smoke => TrainConfig { epochs: 2, batch_size: 16, plateau_patience: 1, ..paper },
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod data;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod model;

@@ -10,9 +10,15 @@ use clap::{Args, Parser, Subcommand};
 
 use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use mmkd::data::{self, labels, native, synth};
+use mmkd::distill::{DistillConfig, Level, Method, Orientation};
 use mmkd::error::InputError;
 use mmkd::model::{StudentStreams, TeacherKind, build_student, build_teacher, params};
 use mmkd::train::{RunConfig, RunRole, SupervisedTask, evaluate_run, fit};
+
+// Fresh pages from the system allocator are zeroed by the kernel on every large tensor; mimalloc
+// reuses them (measured: see docs/DECISIONS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "mmkd", version, about = "Distil a multimodal cross-attention transformer into a video-only student")]
@@ -29,6 +35,8 @@ enum Command {
     /// Train a teacher or a student (without distillation).
     #[command(subcommand)]
     Train(TrainCmd),
+    /// Train a student with knowledge distillation from a trained teacher run.
+    Distill(DistillArgs),
     /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json.
     Eval {
         run: PathBuf,
@@ -61,6 +69,56 @@ enum Command {
         #[arg(long)]
         epochs: Option<usize>,
     },
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    /// The teacher's run directory (its config names its branch and data).
+    #[arg(long)]
+    teacher: PathBuf,
+    /// Student configuration (section 4.2); it fixes which teacher branch is needed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
+    config: u8,
+    #[arg(long, value_enum)]
+    level: Level,
+    #[arg(long, value_enum)]
+    method: Method,
+    /// Weight of the cross-entropy on labels.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f64,
+    /// Weight of the distillation loss (CRD's own default, 0.8; the paper gives no value).
+    #[arg(long, default_value_t = 0.8)]
+    beta: f64,
+    /// Softmax temperature of the attention maps (eq. 10-11).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// EDAM direction: literal = eq. 13 as printed (-student log teacher).
+    #[arg(long, value_enum, default_value = "literal")]
+    orientation: Orientation,
+    /// Dataset (default: the teacher's).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    common: DistillCommon,
+}
+
+/// The training flags of `train`, with the data and preset taken from the teacher by default.
+#[derive(Args, Clone)]
+struct DistillCommon {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -215,6 +273,76 @@ fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalRepo
     Ok(report)
 }
 
+fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
+    let teacher_cfg = RunConfig::load(&args.teacher)?;
+    let RunRole::Teacher { teacher: kind } = teacher_cfg.role else {
+        mmkd::bail_input!("{}: is a student run; --teacher needs a teacher run", args.teacher.display());
+    };
+    let needed = mmkd::distill::teacher_for_config(args.config);
+    if kind != needed {
+        mmkd::bail_input!(
+            "{}: configuration {} distils the {} teacher, but this run is the {} teacher",
+            args.teacher.display(),
+            args.config,
+            needed.name(),
+            kind.name()
+        );
+    }
+    let dcfg = DistillConfig {
+        teacher_run: args.teacher.clone(),
+        level: args.level,
+        method: args.method,
+        alpha: args.alpha,
+        beta: args.beta,
+        temperature: args.temperature,
+        orientation: args.orientation,
+    };
+    dcfg.validate().map_err(mmkd::error::input_error)?;
+    let c = &args.common;
+    let common = CommonTrain {
+        data: args.data.clone().unwrap_or_else(|| teacher_cfg.data.clone()),
+        preset: c.preset.unwrap_or(teacher_cfg.preset),
+        out: c.out.clone(),
+        resume: c.resume,
+        epochs: c.epochs,
+        seed: c.seed,
+        batch_size: c.batch_size,
+        lr: c.lr,
+        d_model: Some(teacher_cfg.model.d_model),
+        layers: Some(teacher_cfg.model.layers),
+        heads: Some(teacher_cfg.model.heads),
+        causal_mask: Some(teacher_cfg.model.causal_mask),
+        grad_clip: None,
+        temporal_width_2d: Some(teacher_cfg.model.temporal_width_2d),
+        key_padding_mask: Some(teacher_cfg.model.key_padding_mask),
+    };
+    let dataset = data::load_any(&common.data)?;
+    if dataset.shape.video_len != teacher_cfg.shape.video_len || dataset.shape.audio_len != teacher_cfg.shape.audio_len || dataset.shape.text_len != teacher_cfg.shape.text_len {
+        mmkd::bail_input!("dataset {} has other lengths than the teacher was trained on", dataset.name);
+    }
+    let streams = if args.method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
+    let role = RunRole::Student { config: args.config, streams, distill: Some(dcfg.clone()) };
+    let cfg = run_config(&common, role, &dataset);
+    validate_model(&cfg, &dataset)?;
+    let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
+    let plain = device();
+    let teacher = mmkd::train::checkpoint::load_safetensors(teacher_cfg.build_net(&plain), &args.teacher.join("best.safetensors"))?;
+    let build_cfg = cfg.clone();
+    let mut task = mmkd::distill::DistillTask::new(
+        dcfg,
+        teacher,
+        mmkd::distill::distilled_pairs(args.config),
+        Box::new(move |d: &Device| build_cfg.build_net(d)),
+        dataset.train.len(),
+        cfg.train.seed,
+        plain.clone(),
+    );
+    let t0 = Instant::now();
+    let report = fit(&common.out, &cfg, &dataset, &mut task, common.resume, &plain)?;
+    eprintln!("trained {} in {:.1}s", common.out.display(), t0.elapsed().as_secs_f64());
+    Ok(report)
+}
+
 fn strip_lengths(mut d: data::Dataset) -> data::Dataset {
     d.train.lengths = None;
     d.valid.lengths = None;
@@ -353,6 +481,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(TrainCmd::Student { common, config, streams }) => {
             let r = train_one(&common, RunRole::Student { config, streams: streams.into(), distill: None })?;
+            println!("{r}");
+        }
+        Command::Distill(args) => {
+            let r = distill(args)?;
             println!("{r}");
         }
         Command::Eval { run, data, json } => {

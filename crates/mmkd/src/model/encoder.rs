@@ -154,3 +154,71 @@ impl CrossModalEncoder {
         (self.final_norm.forward(x), traces)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_util::to_vec;
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Loss = sum(encoder(q, kv) * w) for a fixed w; returns (loss, d loss / d q, d loss / d kv).
+    fn loss_and_grads(enc: &CrossModalEncoder, q: &[f32], kv: &[f32], w: &Tensor<3>, dims: ([usize; 3], [usize; 3]), device: &Device) -> (f32, Vec<f32>, Vec<f32>) {
+        let qt = Tensor::<3>::from_data(TensorData::new(q.to_vec(), dims.0), device).require_grad();
+        let kt = Tensor::<3>::from_data(TensorData::new(kv.to_vec(), dims.1), device).require_grad();
+        let (out, _) = enc.forward(qt.clone(), kt.clone(), None, Probe::NONE);
+        let loss = (out * w.clone()).sum();
+        let grads = loss.backward();
+        let gq = to_vec(qt.grad(&grads).expect("grad of queries"));
+        let gk = to_vec(kt.grad(&grads).expect("grad of keys"));
+        (to_vec(loss.inner())[0], gq, gk)
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        // Causal mask and first-feature positions on: every code path of the encoder.
+        let enc = CrossModalEncoderConfig::new(8, 2, 2).with_causal_mask(true).with_positions_from_first_feature(true).init(&device);
+        let (qd, kd) = ([1, 3, 8], [1, 4, 8]);
+        let plain = Device::flex();
+        plain.seed(12);
+        let q = to_vec(Tensor::<3>::random(qd, Distribution::Normal(0.0, 0.5), &plain));
+        let kv = to_vec(Tensor::<3>::random(kd, Distribution::Normal(0.0, 0.5), &plain));
+        let w = Tensor::<3>::random(qd, Distribution::Normal(0.0, 1.0), &device);
+        let (_, gq, gk) = loss_and_grads(&enc, &q, &kv, &w, (qd, kd), &device);
+        let eps = 1e-2f32;
+        let loss_at = |q: &[f32], kv: &[f32]| loss_and_grads(&enc, q, kv, &w, (qd, kd), &device).0 as f64;
+        let mut worst = 0.0f64;
+        for (input, grad, is_q) in [(&q, &gq, true), (&kv, &gk, false)] {
+            for i in (0..input.len()).step_by(3) {
+                let mut plus = input.clone();
+                let mut minus = input.clone();
+                plus[i] += eps;
+                minus[i] -= eps;
+                let fd = if is_q { (loss_at(&plus, &kv) - loss_at(&minus, &kv)) / (2.0 * eps as f64) } else { (loss_at(&q, &plus) - loss_at(&q, &minus)) / (2.0 * eps as f64) };
+                let err = (fd - grad[i] as f64).abs() / (1.0 + fd.abs());
+                worst = worst.max(err);
+                assert!(err < 2e-2, "{} input {i}: finite difference {fd} vs autodiff {}", if is_q { "query" } else { "key" }, grad[i]);
+            }
+        }
+        assert!(worst > 0.0 || gq.iter().any(|g| *g != 0.0), "gradients must not be trivially zero");
+        assert!(gk.iter().any(|g| g.abs() > 1e-6), "keys must receive gradient");
+    }
+
+    #[test]
+    fn traces_have_one_entry_per_layer_with_the_right_shapes() {
+        let device = Device::flex();
+        let enc = CrossModalEncoderConfig::new(8, 3, 2).init(&device);
+        let q = Tensor::<3>::zeros([2, 5, 8], &device);
+        let kv = Tensor::<3>::ones([2, 7, 8], &device);
+        let (out, traces) = enc.forward(q.clone(), kv.clone(), None, Probe { map_temperature: Some(2.0), post_attention: true });
+        assert_eq!(out.dims(), [2, 5, 8]);
+        assert_eq!(traces.len(), 3);
+        for t in &traces {
+            assert_eq!(t.map.as_ref().unwrap().dims(), [2, 5, 7]);
+            assert_eq!(t.post_attention.as_ref().unwrap().dims(), [2, 5, 8]);
+        }
+        let (_, none) = enc.forward(q, kv, None, Probe::NONE);
+        assert!(none.is_empty(), "no probe, no traces");
+    }
+}

@@ -35,7 +35,10 @@ pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M> {
         crate::bail_input!("{}: no such checkpoint", path.display());
     }
     let mut store = SafetensorsStore::from_file(path);
-    let result = module.load_from(&mut store).map_err(|e| anyhow!("loading {}: {e}", path.display()))?;
+    let result = match module.load_from(&mut store) {
+        Ok(r) => r,
+        Err(e) => crate::bail_input!("{}: does not fit this architecture ({e}); was it trained with another config?", path.display()),
+    };
     if !result.missing.is_empty() || !result.errors.is_empty() {
         crate::bail_input!(
             "{}: does not fit this architecture (missing {:?}, errors {:?}); was it trained with another config?",
@@ -57,16 +60,22 @@ pub struct ResumeState {
     pub best_epoch: usize,
     /// Folder (inside the run) holding `model.bpk` and `optimizer.bpk` for this state.
     pub folder: String,
-    pub extra: serde_json::Value,
 }
 
-pub fn save_resume<M: Module + Clone>(run: &Path, model: &M, optim: &ModuleOptimizer, mut state: ResumeState) -> Result<()> {
+pub fn save_resume<M: Module + Clone>(
+    run: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    mut state: ResumeState,
+    save_extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let folder = format!("resume-{:04}", state.epoch);
     let dir = run.join(&folder);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     model.clone().save_file(dir.join("model.bpk")).map_err(|e| anyhow!("saving model state: {e}"))?;
     optim.save(dir.join("optimizer.bpk")).map_err(|e| anyhow!("saving optimizer state: {e}"))?;
+    save_extra(&dir)?;
     let previous = load_resume_state(run).ok().flatten().map(|s| s.folder);
     state.folder = folder.clone();
     write_atomic(&run.join("resume.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
@@ -90,4 +99,34 @@ pub fn load_resume<M: Module>(run: &Path, state: &ResumeState, model: M, optim: 
     let model = model.try_load_file(dir.join("model.bpk")).map_err(|e| anyhow!("loading {}: {e}", dir.display()))?;
     let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| anyhow!("loading optimizer state: {e}"))?;
     Ok((model, optim))
+}
+
+/// Save a CRD memory bank: the two banks as safetensors, the rest as JSON.
+pub fn save_bank(dir: &Path, state: &mmkd_losses::CrdMemoryState) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let (sb, tb) = (bytes(&state.student_bank), bytes(&state.teacher_bank));
+    let shape = vec![state.n_data, state.dim];
+    let views = vec![
+        ("student_bank".to_string(), TensorView::new(Dtype::F32, shape.clone(), &sb)?),
+        ("teacher_bank".to_string(), TensorView::new(Dtype::F32, shape, &tb)?),
+    ];
+    write_atomic(&dir.join("crd_bank.safetensors"), &safetensors::tensor::serialize(views, &None)?)?;
+    let mut meta = state.clone();
+    meta.student_bank = Vec::new();
+    meta.teacher_bank = Vec::new();
+    write_atomic(&dir.join("crd_bank.json"), serde_json::to_string_pretty(&meta)?.as_bytes())
+}
+
+pub fn load_bank(dir: &Path) -> Result<mmkd_losses::CrdMemoryState> {
+    use safetensors::tensor::SafeTensors;
+    let mut state: mmkd_losses::CrdMemoryState = serde_json::from_str(&std::fs::read_to_string(dir.join("crd_bank.json"))?)?;
+    let bytes = std::fs::read(dir.join("crd_bank.safetensors"))?;
+    let st = SafeTensors::deserialize(&bytes)?;
+    let read = |name: &str| -> Result<Vec<f32>> {
+        Ok(st.tensor(name)?.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    state.student_bank = read("student_bank")?;
+    state.teacher_bank = read("teacher_bank")?;
+    Ok(state)
 }

@@ -35,7 +35,7 @@ use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, bu
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum RunRole {
     Teacher { teacher: TeacherKind },
-    Student { config: u8, streams: StudentStreams, distill: Option<serde_json::Value> },
+    Student { config: u8, streams: StudentStreams, distill: Option<crate::distill::DistillConfig> },
 }
 
 /// The effective configuration of a run, saved as `config.json`.
@@ -131,7 +131,8 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     let tc = &cfg.train;
     let ad = device.clone().autodiff();
     ad.seed(tc.seed);
-    let mut model = task.init_model(&ad);
+    let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
+    let mut model = task.init_model_with(&ad, &dataset.train.batch(&dataset.shape, &probe_rows, &ad))?;
     let mut adam = AdamConfig::new().with_epsilon(tc.adam_epsilon);
     if let Some(clip) = tc.grad_clip {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
@@ -144,7 +145,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         model = m;
         optim = o;
         plateau = state.plateau.clone();
-        task.load_extra_state(&state.extra)?;
+        task.load_extra(&run.join(&state.folder))?;
         start_epoch = state.epoch;
         best_val = state.best_val_loss;
         best_epoch = state.best_epoch;
@@ -166,7 +167,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         let lr = plateau.lr;
         for idx in epoch_order(dataset.train.len(), tc.batch_size, tc.seed, epoch, true) {
             let batch = dataset.train.batch(shape, &idx, &ad);
-            let (loss, parts) = task.train_loss(&model, &batch);
+            let (loss, parts) = task.train_loss(&model, &batch)?;
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
                 anyhow::bail!("training loss became {value} at epoch {} (lr {lr}); lower the learning rate", epoch + 1);
@@ -200,7 +201,8 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             run,
             &model,
             &optim,
-            ResumeState { epoch: epoch + 1, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new(), extra: task.extra_state() },
+            ResumeState { epoch: epoch + 1, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() },
+            |dir| task.save_extra(dir),
         )?;
         let log = EpochLog {
             epoch: epoch + 1,

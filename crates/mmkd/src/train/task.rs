@@ -18,17 +18,24 @@ pub trait TrainTask {
 
     fn init_model(&mut self, device: &Device) -> Self::Model;
 
+    /// Like `init_model`, for tasks whose model shape depends on the data (distillation heads
+    /// size themselves from a forward pass on a few training rows).
+    fn init_model_with(&mut self, device: &Device, _probe: &Batch) -> anyhow::Result<Self::Model> {
+        Ok(self.init_model(device))
+    }
+
     /// The training loss for one batch and named scalar parts for the log.
-    fn train_loss(&mut self, model: &Self::Model, batch: &Batch) -> (Tensor<1>, Vec<(String, f64)>);
+    fn train_loss(&mut self, model: &Self::Model, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)>;
 
     /// The network that is evaluated and saved as `best.safetensors`.
     fn net(model: &Self::Model) -> &MultimodalNet;
 
-    fn extra_state(&self) -> serde_json::Value {
-        serde_json::Value::Null
+    /// Save state that is not a parameter (a CRD memory bank) into the resume folder.
+    fn save_extra(&self, _dir: &std::path::Path) -> anyhow::Result<()> {
+        Ok(())
     }
 
-    fn load_extra_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
+    fn load_extra(&mut self, _dir: &std::path::Path) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -51,10 +58,10 @@ impl TrainTask for SupervisedTask {
         (self.build)(device)
     }
 
-    fn train_loss(&mut self, model: &MultimodalNet, batch: &Batch) -> (Tensor<1>, Vec<(String, f64)>) {
+    fn train_loss(&mut self, model: &MultimodalNet, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)> {
         let out = model.forward(batch, &TraceRequest::none());
         let loss = cross_entropy(out.logits, batch.classes.clone());
-        (loss, Vec::new())
+        Ok((loss, Vec::new()))
     }
 
     fn net(model: &MultimodalNet) -> &MultimodalNet {

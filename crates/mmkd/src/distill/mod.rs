@@ -1,0 +1,96 @@
+//! Distillation: which transformer pairs each student configuration distils, at which level,
+//! with which method, and the training task that adds `beta * L_KD` to `alpha * CE`.
+//!
+//! The teacher is frozen by construction: it is a `valid()` copy on the plain (non-autodiff)
+//! device, outside the trained module, so it has no gradient and no optimizer state, and runs
+//! in eval mode (no dropout). Its outputs enter the loss as constants.
+
+pub mod pairs;
+pub mod task;
+
+use serde::{Deserialize, Serialize};
+
+pub use pairs::{distilled_pairs, teacher_for_config};
+pub use task::{DistillModel, DistillTask};
+
+/// Where in the networks knowledge is distilled (paper section 4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// The logits.
+    Final,
+    /// The output of the head's residual block.
+    Penultimate,
+    /// Per layer, the attention output after heads are concatenated and projected.
+    PostAttention,
+    /// Per layer, the head-averaged attention map.
+    AttentionMap,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Final => "final",
+            Level::Penultimate => "penultimate",
+            Level::PostAttention => "post-attention",
+            Level::AttentionMap => "attention-map",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Contrastive representation distillation (Tian et al. 2020).
+    Crd,
+    /// EDAM with the student's A_S / L_S downsampled to the teacher's lengths.
+    EdamS,
+    /// EDAM with full-length student streams and teacher maps upsampled by a learned map.
+    EdamT,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Crd => "crd",
+            Method::EdamS => "edam-s",
+            Method::EdamT => "edam-t",
+        }
+    }
+}
+
+/// EDAM's orientation, as configured on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Orientation {
+    /// Eq. 13 as printed: -student * log(teacher).
+    Literal,
+    /// -teacher * log(student), the usual distillation cross-entropy.
+    Conventional,
+}
+
+/// A distillation setting, saved in the run's config.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistillConfig {
+    pub teacher_run: std::path::PathBuf,
+    pub level: Level,
+    pub method: Method,
+    pub alpha: f64,
+    pub beta: f64,
+    /// Softmax temperature of the attention maps (eq. 10-11).
+    pub temperature: f32,
+    pub orientation: Orientation,
+}
+
+impl DistillConfig {
+    /// Only attention maps are distributions, so EDAM applies there alone (paper section 2).
+    pub fn validate(&self) -> Result<(), String> {
+        if matches!(self.method, Method::EdamS | Method::EdamT) && self.level != Level::AttentionMap {
+            return Err(format!("--method {} works on attention maps only; use --level attention-map", self.method.name()));
+        }
+        if !(self.temperature > 0.0) {
+            return Err(format!("--temperature must be positive, got {}", self.temperature));
+        }
+        Ok(())
+    }
+}

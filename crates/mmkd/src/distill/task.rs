@@ -1,0 +1,198 @@
+//! The distillation training task: `alpha * CE + beta * L_KD` on a video-only student, with a
+//! frozen teacher.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Result, anyhow};
+use burn::prelude::*;
+use mmkd_losses::{
+    CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamOrientation, EdamUpsampler, EdamUpsamplerConfig,
+    crd_in_batch_loss, edam_loss,
+};
+
+use super::{DistillConfig, Level, Method, Orientation};
+use crate::data::Batch;
+use crate::model::{LayerTrace, MultimodalNet, Probe, TraceRequest, TransformerId};
+
+/// Everything the distillation run trains: the student and the distillation heads.
+#[derive(Module, Debug)]
+pub struct DistillModel {
+    pub student: MultimodalNet,
+    /// CRD embedding heads (one per side, per distilled pair for in-network levels).
+    pub crd_student: Vec<CrdEmbed>,
+    pub crd_teacher: Vec<CrdEmbed>,
+    /// EDAM-T: one learned map per distilled pair (shared by its layers).
+    pub upsamplers: Vec<EdamUpsampler>,
+}
+
+pub struct DistillTask {
+    pub cfg: DistillConfig,
+    /// Frozen teacher on the plain device.
+    pub teacher: MultimodalNet,
+    pub pairs: Vec<(TransformerId, TransformerId)>,
+    pub build_student: Box<dyn Fn(&Device) -> MultimodalNet>,
+    /// Training-set size (CRD memory bank rows).
+    pub n_train: usize,
+    pub seed: u64,
+    pub bank: Option<CrdMemoryBank>,
+    pub plain: Device,
+}
+
+pub fn loss_err(e: mmkd_losses::LossError) -> anyhow::Error {
+    anyhow!("distillation loss: {e}")
+}
+
+/// Width of the vector a level compares, per distilled pair (or one entry for vector levels).
+struct Widths {
+    student: Vec<usize>,
+    teacher: Vec<usize>,
+}
+
+impl DistillTask {
+    pub fn new(cfg: DistillConfig, teacher: MultimodalNet, pairs: Vec<(TransformerId, TransformerId)>, build_student: Box<dyn Fn(&Device) -> MultimodalNet>, n_train: usize, seed: u64, plain: Device) -> Self {
+        DistillTask { cfg, teacher, pairs, build_student, n_train, seed, bank: None, plain }
+    }
+
+    fn probe(&self) -> Probe {
+        match self.cfg.level {
+            Level::AttentionMap => Probe { map_temperature: Some(self.cfg.temperature), post_attention: false },
+            Level::PostAttention => Probe { map_temperature: None, post_attention: true },
+            Level::Final | Level::Penultimate => Probe::NONE,
+        }
+    }
+
+    pub fn request(&self, teacher_side: bool) -> TraceRequest {
+        let probe = self.probe();
+        if probe.is_empty() {
+            return TraceRequest::none();
+        }
+        let transformers: BTreeSet<TransformerId> = self.pairs.iter().map(|(t, s)| if teacher_side { *t } else { *s }).collect();
+        TraceRequest { probe, transformers }
+    }
+
+    /// Discover the compared widths with one tiny forward pass of each network.
+    fn widths(&self, student: &MultimodalNet, probe_batch: &Batch) -> Widths {
+        let s_out = student.valid().forward(&plain_batch(probe_batch, 2), &self.request(false));
+        let t_out = self.teacher.forward(&plain_batch(probe_batch, 2), &self.request(true));
+        let last_dim = |t: &Tensor<3>| t.dims()[2];
+        match self.cfg.level {
+            Level::Final => Widths { student: vec![s_out.logits.dims()[1]], teacher: vec![t_out.logits.dims()[1]] },
+            Level::Penultimate => Widths { student: vec![s_out.penultimate.dims()[1]], teacher: vec![t_out.penultimate.dims()[1]] },
+            Level::PostAttention => Widths {
+                student: self.pairs.iter().map(|(_, s)| last_dim(s_out.traces[s][0].post_attention.as_ref().expect("probed"))).collect(),
+                teacher: self.pairs.iter().map(|(t, _)| last_dim(t_out.traces[t][0].post_attention.as_ref().expect("probed"))).collect(),
+            },
+            Level::AttentionMap => Widths {
+                student: self.pairs.iter().map(|(_, s)| last_dim(s_out.traces[s][0].map.as_ref().expect("probed"))).collect(),
+                teacher: self.pairs.iter().map(|(t, _)| last_dim(t_out.traces[t][0].map.as_ref().expect("probed"))).collect(),
+            },
+        }
+    }
+
+    /// Build the trainable model; `probe_batch` (a few training rows) fixes the heads' widths.
+    pub fn init_with(&mut self, device: &Device, probe_batch: &Batch) -> Result<DistillModel> {
+        let student = (self.build_student)(device);
+        let mut model = DistillModel { student, crd_student: Vec::new(), crd_teacher: Vec::new(), upsamplers: Vec::new() };
+        match self.cfg.method {
+            Method::Crd => {
+                let w = self.widths(&model.student, probe_batch);
+                for (&ds, &dt) in w.student.iter().zip(&w.teacher) {
+                    model.crd_student.push(CrdEmbedConfig::new(ds).init(device).map_err(loss_err)?);
+                    model.crd_teacher.push(CrdEmbedConfig::new(dt).init(device).map_err(loss_err)?);
+                }
+                if matches!(self.cfg.level, Level::Final | Level::Penultimate) {
+                    let cfg = CrdMemoryBankConfig::new(self.n_train).with_seed(self.seed);
+                    self.bank = Some(CrdMemoryBank::new(&cfg, &self.plain).map_err(loss_err)?);
+                }
+            }
+            Method::EdamT => {
+                let s_out = model.student.valid().forward(&plain_batch(probe_batch, 1), &self.request(false));
+                let t_out = self.teacher.forward(&plain_batch(probe_batch, 1), &self.request(true));
+                for (t, s) in &self.pairs {
+                    let [_, tm, tn] = t_out.traces[t][0].map.as_ref().expect("probed").dims();
+                    let [_, sm, sn] = s_out.traces[s][0].map.as_ref().expect("probed").dims();
+                    model.upsamplers.push(EdamUpsamplerConfig::new(tm, tn, sm, sn).init(device).map_err(loss_err)?);
+                }
+            }
+            Method::EdamS => {}
+        }
+        Ok(model)
+    }
+
+    pub fn kd_loss(&mut self, model: &DistillModel, s_out: &crate::model::NetOutput, t_out: &crate::model::NetOutput, batch: &Batch) -> Result<Tensor<1>> {
+        let traces = |out: &crate::model::NetOutput, id: &TransformerId| -> Vec<LayerTrace> { out.traces.get(id).cloned().unwrap_or_default() };
+        match (self.cfg.method, self.cfg.level) {
+            (Method::Crd, Level::Final | Level::Penultimate) => {
+                let (s, t) = if self.cfg.level == Level::Final {
+                    (s_out.logits.clone(), t_out.logits.clone())
+                } else {
+                    (s_out.penultimate.clone(), t_out.penultimate.clone())
+                };
+                let se = model.crd_student[0].forward(s).map_err(loss_err)?;
+                let te = model.crd_teacher[0].forward(t).map_err(loss_err)?;
+                let bank = self.bank.as_mut().ok_or_else(|| anyhow!("CRD memory bank not initialised"))?;
+                bank.loss(se, te, &batch.indices).map_err(loss_err)
+            }
+            (Method::Crd, level) => {
+                // Per layer and per row (query position), in-batch negatives: groups = layers x rows.
+                let mut total: Option<Tensor<1>> = None;
+                for (p, (tid, sid)) in self.pairs.iter().enumerate() {
+                    let pick = |tr: &LayerTrace| -> Tensor<3> {
+                        if level == Level::AttentionMap { tr.map.clone().expect("probed map") } else { tr.post_attention.clone().expect("probed output") }
+                    };
+                    let s_layers: Vec<Tensor<3>> = traces(s_out, sid).iter().map(pick).collect();
+                    let t_layers: Vec<Tensor<3>> = traces(t_out, tid).iter().map(pick).collect();
+                    // [B, L*rows, w] -> [L*rows, B, w]
+                    let s = Tensor::cat(s_layers, 1).swap_dims(0, 1);
+                    let t = Tensor::cat(t_layers, 1).swap_dims(0, 1);
+                    if s.dims()[0] != t.dims()[0] {
+                        anyhow::bail!("CRD at {}: pair {sid} has {} student rows but {} teacher rows; use downsampled student streams", level.name(), s.dims()[0], t.dims()[0]);
+                    }
+                    let se = model.crd_student[p].forward(s).map_err(loss_err)?;
+                    let te = model.crd_teacher[p].forward(t).map_err(loss_err)?;
+                    let l = crd_in_batch_loss(se, te, mmkd_losses::CRD_TEMPERATURE).map_err(loss_err)?;
+                    total = Some(match total { Some(acc) => acc + l, None => l });
+                }
+                Ok(total.ok_or_else(|| anyhow!("no pairs to distil"))?.div_scalar(self.pairs.len() as f64))
+            }
+            (Method::EdamS | Method::EdamT, _) => {
+                let orientation = match self.cfg.orientation {
+                    Orientation::Literal => EdamOrientation::Literal,
+                    Orientation::Conventional => EdamOrientation::Conventional,
+                };
+                let mut maps = Vec::new();
+                for (p, (tid, sid)) in self.pairs.iter().enumerate() {
+                    for (st, tt) in traces(s_out, sid).iter().zip(traces(t_out, tid).iter()) {
+                        let s = st.map.clone().expect("probed map");
+                        let mut t = tt.map.clone().expect("probed map");
+                        if self.cfg.method == Method::EdamT {
+                            t = model.upsamplers[p].forward(t).map_err(loss_err)?;
+                        }
+                        maps.push((s, t));
+                    }
+                }
+                edam_loss(&maps, orientation).map_err(loss_err)
+            }
+        }
+    }
+}
+
+/// The first `n` rows of a batch on the plain device (for the frozen teacher and probes).
+pub fn plain_batch(batch: &Batch, n: usize) -> Batch {
+    let n = n.min(batch.indices.len()).max(1);
+    let take3 = |t: &Tensor<3>| t.clone().inner().narrow(0, 0, n);
+    Batch {
+        text: take3(&batch.text),
+        audio: take3(&batch.audio),
+        video: take3(&batch.video),
+        classes: batch.classes.clone().inner().narrow(0, 0, n),
+        scores: batch.scores[..n].to_vec(),
+        indices: batch.indices[..n].to_vec(),
+        lengths: batch.lengths.clone(),
+    }
+}
+
+pub fn whole_plain(batch: &Batch) -> Batch {
+    plain_batch(batch, batch.indices.len())
+}
+

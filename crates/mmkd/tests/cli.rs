@@ -1,0 +1,82 @@
+//! The command line end to end on the smoke preset: exit codes, files, error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mmkd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mmkd")).args(args).env("RAYON_NUM_THREADS", "1").output().expect("run mmkd")
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mmkd-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn synth_train_eval_params_end_to_end() {
+    let dir = tempdir("e2e");
+    let data = dir.join("data");
+    let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "4", "--out", s(&data)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest = json(&data.join("manifest.json"));
+    assert_eq!(manifest["synthetic"], true);
+
+    let out = mmkd(&["data", "inspect", s(&data), "--json"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["splits"][0]["video"], serde_json::json!([96, 12, 35]));
+
+    let run = dir.join("teacher");
+    let out = mmkd(&["train", "teacher", "--data", s(&data), "--preset", "smoke", "--out", s(&run), "--epochs", "1", "--branch", "audio"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval = json(&run.join("eval.json"));
+    for key in ["acc7", "f1_weighted", "f1_macro", "mae", "corr", "acc2", "f1_binary", "majority_rate"] {
+        assert!(eval[key].is_number(), "eval.json lacks {key}");
+    }
+    assert!(eval["dataset"].as_str().unwrap().contains("synthetic"), "reports name their dataset");
+    let cfg = json(&run.join("config.json"));
+    assert_eq!(cfg["role"]["teacher"], "audio");
+    assert_eq!(cfg["train"]["epochs"], 1);
+
+    let run_s = dir.join("student");
+    let out = mmkd(&["train", "student", "--data", s(&data), "--preset", "smoke", "--out", s(&run_s), "--epochs", "1", "--config", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = mmkd(&["eval", s(&run_s), "--json"]);
+    assert!(out.status.success());
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["acc7"], json(&run_s.join("eval.json"))["acc7"]);
+
+    let out = mmkd(&["params", "--preset", "paper", "--json"]);
+    assert!(out.status.success());
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (t, st) = (p["teacher"]["total"].as_f64().unwrap(), p["student"]["total"].as_f64().unwrap());
+    assert!(t > st && t > 1.7e6 && st > 0.6e6);
+}
+
+#[test]
+fn bad_input_exits_2_with_a_named_error() {
+    let dir = tempdir("bad");
+    let out = mmkd(&["train", "teacher", "--data", s(&dir.join("nope")), "--out", s(&dir.join("r"))]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("no such dataset"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    let out = mmkd(&["train", "student", "--data", "x", "--out", "y", "--config", "7"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+
+    let out = mmkd(&["eval", s(&dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no config.json"));
+}
