@@ -142,7 +142,7 @@ impl TrainConfig {
         };
         match preset {
             Preset::Paper => paper,
-            Preset::Small => TrainConfig { epochs: 6, plateau_patience: 2, ..paper },
+            Preset::Small => TrainConfig { epochs: 5, plateau_patience: 2, ..paper },
             Preset::Smoke => TrainConfig { epochs: 2, batch_size: 16, plateau_patience: 1, ..paper },
         }
     }

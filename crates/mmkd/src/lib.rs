@@ -10,4 +10,5 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod study;
 pub mod train;

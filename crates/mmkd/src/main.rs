@@ -35,6 +35,27 @@ enum Command {
     /// Train a teacher or a student (without distillation).
     #[command(subcommand)]
     Train(TrainCmd),
+    /// Run the study of Table 1 over seeds and write TABLE.md, table.csv, table.json.
+    Study {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        /// Number of seeds (1..=N).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs at a time (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Only print every run as one command line and write plan files and slurm.sh.
+        #[arg(long)]
+        plan: bool,
+        /// Only assemble the table from finished run directories below DIR.
+        #[arg(long, value_name = "DIR")]
+        collect: Option<PathBuf>,
+    },
     /// Train a student with knowledge distillation from a trained teacher run.
     Distill(DistillArgs),
     /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json.
@@ -482,6 +503,34 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCmd::Student { common, config, streams }) => {
             let r = train_one(&common, RunRole::Student { config, streams: streams.into(), distill: None })?;
             println!("{r}");
+        }
+        Command::Study { preset, seeds, out, jobs, epochs, plan, collect } => {
+            if let Some(dir) = collect {
+                mmkd::study::write_report(&dir, None)?;
+                print!("{}", std::fs::read_to_string(dir.join("TABLE.md"))?);
+                return Ok(());
+            }
+            if seeds == 0 {
+                mmkd::bail_input!("--seeds must be at least 1");
+            }
+            let opts = mmkd::study::plan::StudyOptions {
+                preset,
+                seeds: (1..=seeds).collect(),
+                out: out.unwrap_or_else(|| mmkd::study::default_out(preset)),
+                epochs,
+                data_seed: 1,
+            };
+            if plan {
+                let exe = std::env::args().next().unwrap_or_else(|| "mmkd".into());
+                for line in mmkd::study::write_plan(&opts, &exe)? {
+                    println!("{line}");
+                }
+                eprintln!("wrote {0}/plan.txt, {0}/plan-{{0,1,2}}.txt and {0}/slurm.sh", opts.out.display());
+                return Ok(());
+            }
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            mmkd::study::run_study(&opts, jobs)?;
+            print!("{}", std::fs::read_to_string(opts.out.join("TABLE.md"))?);
         }
         Command::Distill(args) => {
             let r = distill(args)?;

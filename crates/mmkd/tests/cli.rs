@@ -80,3 +80,41 @@ fn bad_input_exits_2_with_a_named_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no config.json"));
 }
+
+#[test]
+fn smoke_study_writes_every_row_of_table1() {
+    let dir = tempdir("study");
+    let out = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--jobs", "2", "--out", s(&dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = json(&dir.join("table.json"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 19, "every row of Table 1");
+    for r in rows {
+        for key in ["role", "config", "teacher", "level", "method", "acc7_mean", "acc7_std", "f1_mean", "f1_std", "params", "seeds", "dataset"] {
+            assert!(r.get(key).is_some(), "row lacks {key}: {r}");
+        }
+        assert!(r["dataset"].as_str().unwrap().contains("synthetic"));
+    }
+    let kd: Vec<_> = rows.iter().filter(|r| r["level"] != "none").map(|r| (r["config"].as_u64().unwrap(), r["level"].as_str().unwrap(), r["method"].as_str().unwrap())).collect();
+    assert!(kd.contains(&(5, "attention-map", "edam-t")) && kd.contains(&(1, "attention-map", "edam-s")) && kd.contains(&(4, "penultimate", "crd")));
+    let md = std::fs::read_to_string(dir.join("TABLE.md")).unwrap();
+    assert!(md.contains("synthetic") && md.contains("paper MOSEI"));
+    assert!(dir.join("table.csv").exists() && dir.join("slurm.sh").exists());
+
+    // Started again, the study skips finished runs and writes the same table.
+    let again = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--out", s(&dir)]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("39 already finished") || String::from_utf8_lossy(&again.stderr).contains("20 already finished"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // --plan prints one command per run, teachers before students; --collect rebuilds the table.
+    let plan = mmkd(&["study", "--preset", "smoke", "--seeds", "2", "--plan", "--out", s(&dir.join("p"))]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 8 + 30);
+    let first_distill = lines.iter().position(|l| l.contains(" distill ")).unwrap();
+    let last_teacher = lines.iter().rposition(|l| l.contains(" train teacher ")).unwrap();
+    assert!(last_teacher < first_distill);
+    let collect = mmkd(&["study", "--collect", s(&dir)]);
+    assert!(collect.status.success());
+    assert!(String::from_utf8_lossy(&collect.stdout).contains("Student c5: EDAM-T"));
+}

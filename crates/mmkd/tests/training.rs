@@ -44,6 +44,13 @@ fn task(cfg: &RunConfig) -> SupervisedTask {
     SupervisedTask { build: Box::new(move |d: &Device| c.build_net(d)) }
 }
 
+/// Tensor name -> raw bytes of a safetensors file (the header's key order is not fixed).
+fn tensors(path: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect()
+}
+
 fn metrics(run: &std::path::Path) -> Vec<EpochLog> {
     std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -105,4 +112,46 @@ fn resumed_run_gives_the_same_next_epoch_metrics() {
     // Starting again in a used run directory without --resume is refused.
     let err = fit(&part, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+#[test]
+fn distillation_trains_the_student_and_never_the_teacher() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use mmkd::distill::{DistillConfig, DistillTask, Level, Method, Orientation, distilled_pairs};
+    let data = tiny_data();
+    let device = Device::flex();
+    device.seed(21);
+    let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
+    let teacher = tcfg.build_net(&device);
+    let dir = tempdir("frozen");
+    let before_path = dir.join("teacher.safetensors");
+    checkpoint::save_safetensors(&teacher, &before_path).unwrap();
+    let before = tensors(&before_path);
+
+    for (level, method) in [(Level::AttentionMap, Method::EdamS), (Level::Penultimate, Method::Crd), (Level::AttentionMap, Method::EdamT), (Level::PostAttention, Method::Crd)] {
+        let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
+        let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
+        let scfg = config(RunRole::Student { config: 5, streams, distill: Some(dcfg.clone()) }, &data, 1);
+        let build = scfg.clone();
+        let mut task = DistillTask::new(dcfg, teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let run = dir.join(format!("{}-{}", level.name(), method.name()));
+        fit(&run, &scfg, &data, &mut task, false, &device).unwrap();
+        // The teacher inside the task is bit-identical to what it was before training.
+        let after_path = dir.join("teacher-after.safetensors");
+        checkpoint::save_safetensors(&task.teacher, &after_path).unwrap();
+        let after = tensors(&after_path);
+        assert_eq!(after.len(), before.len());
+        assert!(after == before, "{level:?}/{method:?} changed the teacher");
+        // The KD term was computed and logged, and the student moved away from its initialisation.
+        let log = &metrics(&run)[0];
+        let kd = log.train_parts.iter().find(|(n, _)| n == "kd").map(|(_, v)| *v).unwrap();
+        assert!(kd.is_finite() && kd != 0.0, "{level:?}/{method:?}: kd = {kd}");
+        device.seed(scfg.train.seed);
+        let init = scfg.build_net(&device);
+        let trained = checkpoint::load_safetensors(scfg.build_net(&device), &run.join("last.safetensors")).unwrap();
+        let b = data.test.batch(&data.shape, &[0, 1], &device);
+        let x: Vec<f32> = init.forward(&b, &Default::default()).logits.into_data().try_to_vec().unwrap();
+        let y: Vec<f32> = trained.forward(&b, &Default::default()).logits.into_data().try_to_vec().unwrap();
+        assert_ne!(x, y, "the student must train");
+    }
 }

@@ -1,0 +1,238 @@
+//! The study of the paper's Table 1 as a list of independent runs. Each run is one `mmkd`
+//! command line; runs share nothing but files, so the same plan runs in-process (a pool of
+//! child processes), under GNU parallel, or as Slurm job arrays.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Preset;
+use crate::distill::{Level, Method, teacher_for_config};
+use crate::model::TeacherKind;
+
+/// One row of Table 1 (without seeds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RowSpec {
+    Teacher(TeacherKind),
+    /// The student of configuration 5 trained on labels alone.
+    StudentNoKd,
+    Distilled { config: u8, level: Level, method: Method },
+}
+
+impl RowSpec {
+    pub fn slug(&self) -> String {
+        match self {
+            RowSpec::Teacher(k) => format!("teacher-{}", k.name()),
+            RowSpec::StudentNoKd => "student-c5-nokd".to_string(),
+            RowSpec::Distilled { config, level, method } => format!("student-c{config}-{}-{}", level.name(), method.name()),
+        }
+    }
+
+    /// The teacher a distilled row learns from.
+    pub fn teacher(&self) -> Option<TeacherKind> {
+        match self {
+            RowSpec::Distilled { config, .. } => Some(teacher_for_config(*config)),
+            _ => None,
+        }
+    }
+}
+
+/// The paper's Table 1, in its order (the complete teacher appears once here; the report
+/// repeats it above configuration 5 as the paper does).
+pub fn table1_rows() -> Vec<RowSpec> {
+    use Level::*;
+    use Method::*;
+    let d = |config, level, method| RowSpec::Distilled { config, level, method };
+    vec![
+        RowSpec::StudentNoKd,
+        RowSpec::Teacher(TeacherKind::Complete),
+        d(1, AttentionMap, EdamS),
+        RowSpec::Teacher(TeacherKind::Video),
+        d(2, Final, Crd),
+        d(2, Penultimate, Crd),
+        d(2, AttentionMap, Crd),
+        RowSpec::Teacher(TeacherKind::Language),
+        d(3, Final, Crd),
+        d(3, Penultimate, Crd),
+        RowSpec::Teacher(TeacherKind::Audio),
+        d(4, Final, Crd),
+        d(4, Penultimate, Crd),
+        d(5, Final, Crd),
+        d(5, Penultimate, Crd),
+        d(5, PostAttention, Crd),
+        d(5, AttentionMap, Crd),
+        d(5, AttentionMap, EdamS),
+        d(5, AttentionMap, EdamT),
+    ]
+}
+
+/// The paper's MOSEI figures (Acc-7 %, F1 %) for a row.
+pub fn paper_figures(row: &RowSpec) -> (f64, f64) {
+    use Level::*;
+    use Method::*;
+    match row {
+        RowSpec::StudentNoKd => (41.296, 32.142),
+        RowSpec::Teacher(TeacherKind::Complete) => (49.779, 48.817),
+        RowSpec::Teacher(TeacherKind::Video) => (49.621, 48.542),
+        RowSpec::Teacher(TeacherKind::Language) => (49.217, 47.250),
+        RowSpec::Teacher(TeacherKind::Audio) => (49.217, 47.232),
+        RowSpec::Distilled { config, level, method } => match (config, level, method) {
+            (1, AttentionMap, EdamS) => (44.137, 36.286),
+            (2, Final, Crd) => (43.711, 33.281),
+            (2, Penultimate, Crd) => (42.576, 35.565),
+            (2, AttentionMap, Crd) => (43.837, 35.912),
+            (3, Final, Crd) => (43.154, 32.863),
+            (3, Penultimate, Crd) => (42.901, 34.467),
+            (4, Final, Crd) => (43.584, 33.260),
+            (4, Penultimate, Crd) => (43.232, 35.115),
+            (5, Final, Crd) => (42.731, 32.513),
+            (5, Penultimate, Crd) => (43.732, 35.632),
+            (5, PostAttention, Crd) => (43.837, 35.711),
+            (5, AttentionMap, Crd) => (44.031, 36.110),
+            (5, AttentionMap, EdamS) => (44.231, 36.332),
+            (5, AttentionMap, EdamT) => (43.993, 36.189),
+            _ => (f64::NAN, f64::NAN),
+        },
+    }
+}
+
+/// One run of the study: its directory and the command line that makes it.
+#[derive(Clone, Debug)]
+pub struct PlannedRun {
+    /// 0 = data, 1 = teachers, 2 = students (a phase depends on the ones before it).
+    pub phase: usize,
+    pub row: Option<RowSpec>,
+    pub seed: u64,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Options shared by every run of a study.
+#[derive(Clone, Debug)]
+pub struct StudyOptions {
+    pub preset: Preset,
+    pub seeds: Vec<u64>,
+    pub out: PathBuf,
+    pub epochs: Option<usize>,
+    /// Data seed (one dataset per study; seeds vary training).
+    pub data_seed: u64,
+}
+
+pub fn data_dir(out: &Path) -> PathBuf {
+    out.join("data")
+}
+
+pub fn run_dir(out: &Path, row: &RowSpec, seed: u64) -> PathBuf {
+    out.join("runs").join(format!("{}-s{seed}", row.slug()))
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Every run of the study, teachers before the students that need them.
+pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
+    let data = data_dir(&opts.out);
+    let preset = opts.preset.name().to_string();
+    let mut runs = vec![PlannedRun {
+        phase: 0,
+        row: None,
+        seed: opts.data_seed,
+        dir: data.clone(),
+        args: vec!["data".into(), "synth".into(), "--preset".into(), preset.clone(), "--seed".into(), opts.data_seed.to_string(), "--out".into(), s(&data)],
+    }];
+    let epochs: Vec<String> = opts.epochs.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
+    let rows = table1_rows();
+    for &seed in &opts.seeds {
+        for row in &rows {
+            if let RowSpec::Teacher(kind) = row {
+                let dir = run_dir(&opts.out, row, seed);
+                let mut args = vec!["train", "teacher", "--branch", kind.name(), "--preset", &preset].into_iter().map(String::from).collect::<Vec<_>>();
+                args.extend(["--data".into(), s(&data), "--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
+                args.extend(epochs.clone());
+                runs.push(PlannedRun { phase: 1, row: Some(*row), seed, dir, args });
+            }
+        }
+    }
+    for &seed in &opts.seeds {
+        for row in &rows {
+            let dir = run_dir(&opts.out, row, seed);
+            let mut args: Vec<String> = match row {
+                RowSpec::Teacher(_) => continue,
+                RowSpec::StudentNoKd => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
+                RowSpec::Distilled { config, level, method } => {
+                    let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), seed);
+                    vec![
+                        "distill".to_string(),
+                        "--teacher".into(),
+                        s(&teacher),
+                        "--config".into(),
+                        config.to_string(),
+                        "--level".into(),
+                        level.name().into(),
+                        "--method".into(),
+                        method.name().into(),
+                    ]
+                }
+            };
+            args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
+            args.extend(epochs.clone());
+            runs.push(PlannedRun { phase: 2, row: Some(*row), seed, dir, args });
+        }
+    }
+    runs
+}
+
+/// Quote an argument for a POSIX shell.
+pub fn shell_quote(a: &str) -> String {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+pub fn command_line(exe: &str, run: &PlannedRun) -> String {
+    std::iter::once(shell_quote(exe)).chain(run.args.iter().map(|a| shell_quote(a))).collect::<Vec<_>>().join(" ")
+}
+
+/// A Slurm script: one job array per phase, each phase after the previous one succeeded.
+pub fn slurm_script(out: &Path) -> String {
+    format!(
+        r#"#!/usr/bin/env bash
+# Submit the study as three Slurm job arrays: data, then teachers, then students.
+# Each array task runs one line of {out}/plan-<phase>.txt. Edit the #SBATCH defaults to taste.
+set -euo pipefail
+cd "$(dirname "$0")"
+submit() {{ # phase file, dependency
+  local n; n=$(wc -l < "$1")
+  sbatch --parsable --array=1-"$n" ${{2:+--dependency=afterok:$2}} --cpus-per-task=2 --time=02:00:00 \
+    --output=logs/%x-%A_%a.out --wrap "bash -c \"\$(sed -n \${{SLURM_ARRAY_TASK_ID}}p $1)\""
+}}
+mkdir -p logs
+d=$(submit plan-0.txt)
+t=$(submit plan-1.txt "$d")
+s=$(submit plan-2.txt "$t")
+echo "submitted: data $d, teachers $t, students $s; then: mmkd study --collect {out}"
+"#,
+        out = out.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_covers_table1_with_teachers_before_students() {
+        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1 };
+        let p = plan(&opts);
+        assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
+        assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
+        assert_eq!(table1_rows().len(), 19);
+        let line = command_line("mmkd", &p[p.len() - 1]);
+        assert!(line.starts_with("mmkd distill --teacher /s/runs/teacher-complete-s3 --config 5 --level attention-map --method edam-t"), "{line}");
+        assert!(line.ends_with("--epochs 1"));
+        assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
+    }
+}

@@ -1,0 +1,272 @@
+//! Assemble Table 1 from finished run directories: mean +- std over seeds, parameter counts,
+//! latency, the paper's MOSEI figures in their own columns, and the dataset's name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::plan::{RowSpec, paper_figures, table1_rows};
+use crate::eval::EvalReport;
+use crate::train::{RunConfig, RunRole};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableRow {
+    pub role: String,
+    pub config: Option<u8>,
+    pub teacher: String,
+    pub level: String,
+    pub method: String,
+    pub acc7_mean: f64,
+    pub acc7_std: f64,
+    pub f1_mean: f64,
+    pub f1_std: f64,
+    pub f1_macro_mean: f64,
+    pub mae_mean: f64,
+    pub corr_mean: f64,
+    pub acc2_mean: f64,
+    pub f1_binary_mean: f64,
+    pub params: usize,
+    pub seeds: Vec<u64>,
+    pub dataset: String,
+    /// The paper's CMU-MOSEI figures for this row (not results of this run).
+    pub paper_mosei_acc7: f64,
+    pub paper_mosei_f1: f64,
+    /// Per-seed Acc-7 and F1 (percent), in `seeds` order.
+    pub acc7_per_seed: Vec<f64>,
+    pub f1_per_seed: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Latency {
+    pub device: String,
+    pub batch: usize,
+    pub teacher_ms: f64,
+    pub student_ms: f64,
+}
+
+/// Mean and sample standard deviation (n - 1; 0 for a single value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (m, 0.0);
+    }
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+    (m, var.sqrt())
+}
+
+/// The row a finished run belongs to, from its config.
+fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
+    match &cfg.role {
+        RunRole::Teacher { teacher } => Some(RowSpec::Teacher(*teacher)),
+        RunRole::Student { distill: None, config: 5, .. } => Some(RowSpec::StudentNoKd),
+        RunRole::Student { distill: Some(d), config, .. } => Some(RowSpec::Distilled { config: *config, level: d.level, method: d.method }),
+        _ => None,
+    }
+}
+
+struct Finished {
+    seed: u64,
+    eval: EvalReport,
+    params: usize,
+}
+
+/// Read every finished run (a directory with config.json and eval.json) below `runs`.
+fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
+    let mut by_row: BTreeMap<RowSpec, Vec<Finished>> = BTreeMap::new();
+    if !runs.exists() {
+        return Ok(by_row);
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(runs).with_context(|| format!("reading {}", runs.display()))?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let dir = entry.path();
+        let (cfg_path, eval_path) = (dir.join("config.json"), dir.join("eval.json"));
+        if !cfg_path.exists() || !eval_path.exists() {
+            continue;
+        }
+        let cfg = RunConfig::load(&dir)?;
+        let eval: EvalReport = serde_json::from_str(&std::fs::read_to_string(&eval_path)?).with_context(|| format!("reading {}", eval_path.display()))?;
+        let Some(row) = row_of(&cfg) else { continue };
+        let params = {
+            let device = burn::prelude::Device::flex();
+            burn::module::Module::num_params(&cfg.build_net(&device))
+        };
+        by_row.entry(row).or_default().push(Finished { seed: cfg.train.seed, eval, params });
+    }
+    for v in by_row.values_mut() {
+        v.sort_by_key(|f| f.seed);
+    }
+    Ok(by_row)
+}
+
+fn describe(row: &RowSpec) -> (String, Option<u8>, String, String, String) {
+    match row {
+        RowSpec::Teacher(k) => ("teacher".into(), None, k.name().into(), "none".into(), "none".into()),
+        RowSpec::StudentNoKd => ("student".into(), Some(5), "complete".into(), "none".into(), "none".into()),
+        RowSpec::Distilled { config, level, method } => (
+            "student".into(),
+            Some(*config),
+            row.teacher().map(|t| t.name()).unwrap_or("complete").into(),
+            level.name().into(),
+            method.name().into(),
+        ),
+    }
+}
+
+/// Build the table rows (in Table 1's order) from the run directories below `study/runs`.
+pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
+    let by_row = finished_runs(&study.join("runs"))?;
+    let mut rows = Vec::new();
+    for spec in table1_rows() {
+        let Some(runs) = by_row.get(&spec) else { continue };
+        let acc: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.acc7).collect();
+        let f1: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.f1_weighted).collect();
+        let mean = |f: &dyn Fn(&EvalReport) -> f64| mean_std(&runs.iter().map(|r| f(&r.eval)).collect::<Vec<_>>()).0;
+        let (acc7_mean, acc7_std) = mean_std(&acc);
+        let (f1_mean, f1_std) = mean_std(&f1);
+        let (role, config, teacher, level, method) = describe(&spec);
+        let (pa, pf) = paper_figures(&spec);
+        rows.push(TableRow {
+            role,
+            config,
+            teacher,
+            level,
+            method,
+            acc7_mean,
+            acc7_std,
+            f1_mean,
+            f1_std,
+            f1_macro_mean: 100.0 * mean(&|e| e.f1_macro),
+            mae_mean: mean(&|e| e.mae),
+            corr_mean: mean(&|e| e.corr),
+            acc2_mean: 100.0 * mean(&|e| e.acc2),
+            f1_binary_mean: 100.0 * mean(&|e| e.f1_binary),
+            params: runs[0].params,
+            seeds: runs.iter().map(|r| r.seed).collect(),
+            dataset: runs[0].eval.dataset.clone(),
+            paper_mosei_acc7: pa,
+            paper_mosei_f1: pf,
+            acc7_per_seed: acc,
+            f1_per_seed: f1,
+        });
+    }
+    Ok(rows)
+}
+
+fn row_label(r: &TableRow) -> String {
+    match (r.role.as_str(), r.level.as_str()) {
+        ("teacher", _) => format!("Teacher: {} {}", r.teacher, if r.teacher == "complete" { "network" } else { "branch" }),
+        (_, "none") => "Student without KD".to_string(),
+        _ => format!("Student c{}: {} on {}", r.config.unwrap_or(0), r.method.to_uppercase(), r.level),
+    }
+}
+
+pub fn to_csv(rows: &[TableRow]) -> String {
+    let mut s = String::from(
+        "role,config,teacher,level,method,acc7_mean,acc7_std,f1_mean,f1_std,f1_macro_mean,mae_mean,corr_mean,acc2_mean,f1_binary_mean,params,n_seeds,seeds,dataset,paper_mosei_acc7,paper_mosei_f1\n",
+    );
+    for r in rows {
+        s += &format!(
+            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.4},{:.4},{:.3},{:.3},{},{},{},\"{}\",{:.3},{:.3}\n",
+            r.role,
+            r.config.map(|c| c.to_string()).unwrap_or_default(),
+            r.teacher,
+            r.level,
+            r.method,
+            r.acc7_mean,
+            r.acc7_std,
+            r.f1_mean,
+            r.f1_std,
+            r.f1_macro_mean,
+            r.mae_mean,
+            r.corr_mean,
+            r.acc2_mean,
+            r.f1_binary_mean,
+            r.params,
+            r.seeds.len(),
+            r.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "),
+            r.dataset.replace('"', "'"),
+            r.paper_mosei_acc7,
+            r.paper_mosei_f1
+        );
+    }
+    s
+}
+
+/// TABLE.md: the table in the paper's order (the complete teacher repeated above config 5).
+pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
+    let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
+    let mut s = format!("# Table 1 reproduced\n\nDataset: **{dataset}**. Our columns are mean +- sample std over seeds (test split). The paper's columns are its CMU-MOSEI results, for reference only; they were not produced here.\n\n");
+    s += "| network | ours Acc-7 % | ours F1 % | seeds | params | paper MOSEI Acc-7 | paper MOSEI F1 |\n| --- | --- | --- | --- | --- | --- | --- |\n";
+    let no_kd = rows.iter().find(|r| r.role == "student" && r.level == "none");
+    let mut printed_complete = false;
+    for r in rows {
+        let is_c5_first = r.config == Some(5) && r.level != "none" && !printed_complete;
+        if is_c5_first {
+            if let Some(t) = rows.iter().find(|t| t.role == "teacher" && t.teacher == "complete") {
+                s += &format!("| {} (again, for config 5) | {:.2} +- {:.2} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", row_label(t), t.acc7_mean, t.acc7_std, t.f1_mean, t.f1_std, t.seeds.len(), t.params, t.paper_mosei_acc7, t.paper_mosei_f1);
+            }
+            printed_complete = true;
+        }
+        let mut delta = String::new();
+        if let (Some(b), true) = (no_kd, r.role == "student" && r.level != "none") {
+            let d = r.acc7_mean - b.acc7_mean;
+            let spread = r.acc7_std.max(b.acc7_std);
+            delta = format!(" ({:+.2} vs no KD{})", d, if d.abs() > spread && spread > 0.0 { ", beyond spread" } else { "" });
+        }
+        s += &format!(
+            "| {} | {:.2} +- {:.2}{} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n",
+            row_label(r),
+            r.acc7_mean,
+            r.acc7_std,
+            delta,
+            r.f1_mean,
+            r.f1_std,
+            r.seeds.len(),
+            r.params,
+            r.paper_mosei_acc7,
+            r.paper_mosei_f1
+        );
+    }
+    if let Some(l) = latency {
+        s += &format!(
+            "\nInference latency on {} (batch {}, median): complete teacher {:.2} ms, config-5 student {:.2} ms ({:+.0} %). Paper: 29 ms for the student on one RTX 8000, 22 % less than the teacher.\n",
+            l.device,
+            l.batch,
+            l.teacher_ms,
+            l.student_ms,
+            100.0 * (l.student_ms / l.teacher_ms - 1.0)
+        );
+    }
+    s += "\n\"beyond spread\": the difference to the student without KD exceeds the larger of the two sample standard deviations.\n";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distill::{Level, Method};
+    use crate::model::TeacherKind;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+    }
+
+    #[test]
+    fn level_and_method_names_round_trip_through_rows() {
+        let r = RowSpec::Distilled { config: 5, level: Level::AttentionMap, method: Method::EdamT };
+        assert_eq!(describe(&r).3, "attention-map");
+        assert_eq!(describe(&r).4, "edam-t");
+        assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, "audio");
+    }
+}
