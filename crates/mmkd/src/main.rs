@@ -153,11 +153,18 @@ enum DataCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Describe a dataset: splits, shapes, label histogram, non-finite values.
+    /// Describe a dataset (native directory or MulT/MMSA pickle): format, splits, shapes,
+    /// dtypes, label histogram, NaN and infinite values.
     Inspect {
         path: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Convert a MulT or MMSA pickle to the native format.
+    Convert {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -380,6 +387,19 @@ fn synth_to(preset: Preset, seed: u64, out: &Path) -> Result<data::Dataset> {
 }
 
 fn inspect(path: &Path, json: bool) -> Result<()> {
+    if path.is_file() {
+        let file = match mmkd_pickle::read_mosei_file(path) {
+            Ok(f) => f,
+            Err(e) => mmkd::bail_input!("{e}"),
+        };
+        let report = mmkd_pickle::inspect(&file);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
     let dataset = data::load_any(path)?;
     let mut splits = Vec::new();
     for split in [&dataset.train, &dataset.valid, &dataset.test] {
@@ -496,6 +516,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} ({} / {} / {} clips) to {} in {:.1}s", d.name, d.train.len(), d.valid.len(), d.test.len(), out.display(), t0.elapsed().as_secs_f64());
         }
         Command::Data(DataCmd::Inspect { path, json }) => inspect(&path, json)?,
+        Command::Data(DataCmd::Convert { file, out }) => {
+            let (dataset, parsed) = data::pickle::load_pickle(&file)?;
+            for r in &parsed.repairs {
+                eprintln!("repaired {r}");
+            }
+            let repairs: Vec<String> = parsed.repairs.iter().map(|r| r.to_string()).collect();
+            native::save(&dataset, &out, serde_json::json!({"converted_from": file.display().to_string(), "layout": parsed.layout.to_string(), "protocol": parsed.protocol, "repairs": repairs}))?;
+            println!("wrote {} ({} / {} / {} clips, {:?}) to {}", dataset.name, dataset.train.len(), dataset.valid.len(), dataset.test.len(), dataset.shape, out.display());
+        }
         Command::Train(TrainCmd::Teacher { common, branch }) => {
             let r = train_one(&common, RunRole::Teacher { teacher: branch })?;
             println!("{r}");

@@ -118,3 +118,47 @@ fn smoke_study_writes_every_row_of_table1() {
     assert!(collect.status.success());
     assert!(String::from_utf8_lossy(&collect.stdout).contains("Student c5: EDAM-T"));
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles").join(name)
+}
+
+#[test]
+fn mosei_pickles_inspect_convert_and_train() {
+    let dir = tempdir("pickle");
+    let out = mmkd(&["data", "inspect", s(&fixture("mult_p4_defects.pkl")), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["format"], "MulT");
+    let train = &r["splits"][0];
+    assert_eq!(train["name"], "train");
+    let audio = train["modalities"].as_array().unwrap().iter().find(|m| m["name"] == "audio").unwrap();
+    assert_eq!((audio["nan"].as_u64(), audio["neg_inf"].as_u64()), (Some(2), Some(3)));
+
+    // Training reads the MulT pickle directly.
+    let run = dir.join("t");
+    let out = mmkd(&["train", "teacher", "--data", s(&fixture("mult_p2_f32.pkl")), "--preset", "smoke", "--out", s(&run), "--epochs", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let eval = json(&run.join("eval.json"));
+    assert!(eval["dataset"].as_str().unwrap().contains("MulT pickle"), "{}", eval["dataset"]);
+
+    // Conversion writes the native format, with the repairs recorded.
+    let native = dir.join("native");
+    let out = mmkd(&["data", "convert", s(&fixture("mult_p4_defects.pkl")), "--out", s(&native)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = json(&native.join("manifest.json"));
+    assert_eq!(m["synthetic"], false);
+    assert!(!m["provenance"]["repairs"].as_array().unwrap().is_empty());
+    let out = mmkd(&["data", "inspect", s(&native), "--json"]);
+    assert!(out.status.success());
+
+    for broken in ["broken_truncated.pkl", "broken_wrong_key.pkl", "broken_wrong_shape.pkl", "broken_forbidden_global.pkl", "broken_mismatched_n.pkl"] {
+        for args in [vec!["data", "inspect", s(&fixture(broken))], vec!["train", "teacher", "--data", s(&fixture(broken)), "--out", s(&dir.join("x"))]] {
+            let out = mmkd(&args);
+            assert_eq!(out.status.code(), Some(2), "{broken}: {}", String::from_utf8_lossy(&out.stderr));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.trim_end().lines().count(), 1, "{broken}: one line: {err}");
+            assert!(err.contains(broken), "{broken}: the error names the file: {err}");
+        }
+    }
+}

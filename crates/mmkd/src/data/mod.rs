@@ -3,6 +3,7 @@
 
 pub mod labels;
 pub mod native;
+pub mod pickle;
 pub mod synth;
 
 use burn::prelude::*;
@@ -130,7 +131,7 @@ impl Dataset {
     }
 }
 
-/// Load a dataset from a native directory (see `native`).
+/// Load a dataset: a native directory (see `native`) or a MulT/MMSA pickle file.
 pub fn load_any(path: &std::path::Path) -> anyhow::Result<Dataset> {
     if path.is_dir() {
         return native::load(path);
@@ -138,7 +139,7 @@ pub fn load_any(path: &std::path::Path) -> anyhow::Result<Dataset> {
     if !path.exists() {
         crate::bail_input!("{}: no such dataset (make one with `mmkd data synth --out DIR`)", path.display());
     }
-    crate::bail_input!("{}: not a dataset directory", path.display())
+    Ok(pickle::load_pickle(path)?.0)
 }
 
 /// Batch order for one epoch: a shuffle seeded by (seed, epoch), so a resumed run sees the same

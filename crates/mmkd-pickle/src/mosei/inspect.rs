@@ -1,0 +1,197 @@
+//! A summary of a MOSEI file for people and scripts: `Display` gives a table, `serde` gives JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::{
+    Array3, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData, python_shape,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InspectReport {
+    pub path: String,
+    pub format: Layout,
+    pub protocol: u8,
+    pub splits: Vec<SplitReport>,
+    pub repairs: Vec<Repair>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitReport {
+    pub name: String,
+    pub n: usize,
+    /// text, audio, vision.
+    pub modalities: Vec<ModalityReport>,
+    pub labels: LabelReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModalityReport {
+    pub name: String,
+    pub shape: [usize; 3],
+    /// The dtype in the file, numpy notation (`<f4`, `>f8`).
+    pub dtype: String,
+    /// Non-finite values found in the file, before they were zeroed.
+    pub nan: usize,
+    pub pos_inf: usize,
+    pub neg_inf: usize,
+    /// MMSA's per-sample valid lengths, when the file has them.
+    pub lengths: Option<LengthReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LengthReport {
+    pub min: usize,
+    pub max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelReport {
+    pub dtype: String,
+    /// After clipping to [-3, 3]; `None` for an empty split.
+    pub min: Option<f32>,
+    pub max: Option<f32>,
+    /// Samples per sentiment class -3..=3: the score clipped to [-3, 3], then rounded half away from
+    /// zero (the usual MOSEI 7-class protocol; note numpy's `round` would round half to even).
+    pub histogram: BTreeMap<i8, usize>,
+}
+
+/// The 7-class sentiment label of a score.
+pub fn sentiment_class(score: f32) -> i8 {
+    let (lo, hi) = LABEL_RANGE;
+    // `f32::round` rounds half away from zero; the clamp keeps the cast in -3..=3.
+    score.clamp(lo, hi).round() as i8
+}
+
+pub fn inspect(file: &MoseiFile) -> InspectReport {
+    InspectReport {
+        path: file.path.display().to_string(),
+        format: file.layout,
+        protocol: file.protocol,
+        splits: file.splits.iter().map(split_report).collect(),
+        repairs: file.repairs.clone(),
+    }
+}
+
+fn split_report(split: &SplitData) -> SplitReport {
+    let modalities = MODALITIES
+        .iter()
+        .filter_map(|&name| Some((name, split.modality(name)?)))
+        .map(|(name, array)| modality_report(split, name, array))
+        .collect();
+    let mut histogram: BTreeMap<i8, usize> = (-3..=3).map(|c| (c, 0)).collect();
+    for &label in &split.labels {
+        *histogram.entry(sentiment_class(label)).or_default() += 1;
+    }
+    let label_key = if split.dtypes.contains_key("regression_labels") {
+        "regression_labels"
+    } else {
+        "labels"
+    };
+    SplitReport {
+        name: split.name.clone(),
+        n: split.n(),
+        modalities,
+        labels: LabelReport {
+            dtype: split.dtypes.get(label_key).cloned().unwrap_or_default(),
+            min: split.labels.iter().copied().reduce(f32::min),
+            max: split.labels.iter().copied().reduce(f32::max),
+            histogram,
+        },
+    }
+}
+
+fn modality_report(split: &SplitData, name: &str, array: &Array3) -> ModalityReport {
+    let counts = split
+        .nonfinite
+        .get(name)
+        .copied()
+        .unwrap_or(NonFinite::default());
+    let lengths = match name {
+        "audio" => split.audio_lengths.as_deref(),
+        "vision" => split.vision_lengths.as_deref(),
+        _ => None,
+    };
+    ModalityReport {
+        name: name.to_string(),
+        shape: array.shape,
+        dtype: split.dtypes.get(name).cloned().unwrap_or_default(),
+        nan: counts.nan,
+        pos_inf: counts.pos_inf,
+        neg_inf: counts.neg_inf,
+        lengths: lengths.and_then(|l| {
+            Some(LengthReport {
+                min: l.iter().copied().min()?,
+                max: l.iter().copied().max()?,
+            })
+        }),
+    }
+}
+
+impl fmt::Display for InspectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} layout, pickle protocol {}",
+            self.path, self.format, self.protocol
+        )?;
+        writeln!(
+            f,
+            "split        n  modality shape              dtype       NaN     +inf     -inf  lengths"
+        )?;
+        for split in &self.splits {
+            for (i, m) in split.modalities.iter().enumerate() {
+                let (name, n) = if i == 0 {
+                    (split.name.as_str(), split.n.to_string())
+                } else {
+                    ("", String::new())
+                };
+                let lengths = m
+                    .lengths
+                    .map_or_else(|| "-".to_string(), |l| format!("{}..{}", l.min, l.max));
+                writeln!(
+                    f,
+                    "{:<6} {:>7}  {:<8} {:<18} {:<6} {:>8} {:>8} {:>8}  {}",
+                    name,
+                    n,
+                    m.name,
+                    python_shape(&m.shape),
+                    m.dtype,
+                    m.nan,
+                    m.pos_inf,
+                    m.neg_inf,
+                    lengths
+                )?;
+            }
+            let classes: Vec<String> = split
+                .labels
+                .histogram
+                .iter()
+                .map(|(c, n)| format!("{c}:{n}"))
+                .collect();
+            let range = match (split.labels.min, split.labels.max) {
+                (Some(lo), Some(hi)) => format!("{lo:.2}..{hi:.2}"),
+                _ => "empty".to_string(),
+            };
+            writeln!(
+                f,
+                "{:<6} {:>7}  labels   {} range {range}, classes {}",
+                "",
+                "",
+                split.labels.dtype,
+                classes.join(" ")
+            )?;
+        }
+        if self.repairs.is_empty() {
+            writeln!(f, "repairs: none")?;
+        } else {
+            writeln!(f, "repairs:")?;
+            for repair in &self.repairs {
+                writeln!(f, "  {repair}")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,769 @@
+//! The two published pickled packagings of CMU-MOSEI (and its MOSI/IEMOCAP siblings), read into plain
+//! `f32` arrays without Python.
+//!
+//! * **MulT** (`mosei_senti_data_noalign.pkl`, `mosei_senti_data.pkl`): `{split: {vision, audio, text,
+//!   labels, id}}` with `labels` shaped `(N, 1, 1)`.
+//! * **MMSA** (`unaligned_50.pkl`, `aligned_50.pkl`): `{split: {text, text_bert, audio, vision,
+//!   regression_labels, audio_lengths, vision_lengths, id, raw_text, annotations, ...}}`.
+//!
+//! The layout is detected from the keys of the first split. Known defects of the real files are repaired
+//! on purpose and recorded as [`Repair`]s (non-finite features zeroed, labels clipped to [-3, 3]);
+//! anything that would silently train on wrong data (NaN labels, mismatched sample counts, wrong ranks,
+//! missing keys) is refused with a one-line [`MoseiError`].
+
+mod error;
+mod inspect;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use error::MoseiError;
+pub use inspect::{InspectReport, LabelReport, LengthReport, ModalityReport, SplitReport, inspect};
+
+use crate::pickle::{self, ArrayData, NdArray, Value, shown};
+
+/// The splits every packaging has, in this order.
+pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
+
+/// The feature modalities, in the order reports list them.
+pub const MODALITIES: [&str; 3] = ["text", "audio", "vision"];
+
+/// MOSEI sentiment scores lie in [-3, 3]; the 7 classes are the integers in that range.
+pub const LABEL_RANGE: (f32, f32) = (-3.0, 3.0);
+
+/// A dense 3-d array in C order: `(N, L, D)` = samples, time steps, features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array3 {
+    pub shape: [usize; 3],
+    pub data: Vec<f32>,
+}
+
+impl Array3 {
+    /// Number of samples (the first axis).
+    pub fn n(&self) -> usize {
+        self.shape[0]
+    }
+
+    /// The element at `(i, j, k)`, or `None` out of bounds.
+    pub fn get(&self, i: usize, j: usize, k: usize) -> Option<f32> {
+        let [n, l, d] = self.shape;
+        if i >= n || j >= l || k >= d {
+            return None;
+        }
+        self.data.get((i * l + j) * d + k).copied()
+    }
+
+    /// The `(L, D)` block of sample `i`.
+    pub fn sample(&self, i: usize) -> Option<&[f32]> {
+        let stride = self.shape[1].checked_mul(self.shape[2])?;
+        let start = i.checked_mul(stride)?;
+        self.data.get(start..start.checked_add(stride)?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Layout {
+    /// Yao-Hung Hubert Tsai et al.'s Multimodal Transformer packaging.
+    #[serde(rename = "MulT")]
+    MulT,
+    /// THUIAR's MMSA packaging.
+    #[serde(rename = "MMSA")]
+    Mmsa,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::MulT => "MulT",
+            Layout::Mmsa => "MMSA",
+        })
+    }
+}
+
+/// Non-finite values of one modality, counted before they were repaired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NonFinite {
+    pub nan: usize,
+    pub pos_inf: usize,
+    pub neg_inf: usize,
+}
+
+impl NonFinite {
+    pub fn total(&self) -> usize {
+        self.nan + self.pos_inf + self.neg_inf
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitData {
+    /// `train`, `valid` or `test`.
+    pub name: String,
+    pub text: Array3,
+    pub audio: Array3,
+    pub vision: Array3,
+    /// One sentiment score per sample, already clipped to [-3, 3].
+    pub labels: Vec<f32>,
+    /// One id per sample (synthesised as `split/index` when the file has none, see [`Repair`]).
+    pub ids: Vec<String>,
+    /// MMSA only: valid time steps per sample, at most the padded length.
+    pub audio_lengths: Option<Vec<usize>>,
+    pub vision_lengths: Option<Vec<usize>>,
+    /// The file's dtype of every key read (numpy notation: `<f4`, `>f8`, `<U12`, `list`...).
+    pub dtypes: BTreeMap<String, String>,
+    /// Non-finite feature values per modality, as found in the file (before repair).
+    pub nonfinite: BTreeMap<String, NonFinite>,
+}
+
+impl SplitData {
+    pub fn n(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn modality(&self, name: &str) -> Option<&Array3> {
+        match name {
+            "text" => Some(&self.text),
+            "audio" => Some(&self.audio),
+            "vision" => Some(&self.vision),
+            _ => None,
+        }
+    }
+}
+
+/// A deliberate fix of a known data defect, e.g. `NaN set to 0` or `label clipped to [-3, 3]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repair {
+    pub split: String,
+    pub key: String,
+    pub what: String,
+    pub count: usize,
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}: {} ({}x)",
+            self.split, self.key, self.what, self.count
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoseiFile {
+    pub path: PathBuf,
+    pub layout: Layout,
+    /// The pickle protocol (0 when the stream has no PROTO opcode).
+    pub protocol: u8,
+    /// `train`, `valid`, `test`, in that order.
+    pub splits: Vec<SplitData>,
+    pub repairs: Vec<Repair>,
+}
+
+impl MoseiFile {
+    pub fn split(&self, name: &str) -> Option<&SplitData> {
+        self.splits.iter().find(|s| s.name == name)
+    }
+}
+
+/// Reads a MulT or MMSA pickle from disk.
+pub fn read_mosei_file(path: &Path) -> Result<MoseiFile, MoseiError> {
+    let bytes = std::fs::read(path).map_err(|source| MoseiError::Io {
+        file: file_name(path),
+        source,
+    })?;
+    read_mosei_bytes(&bytes, path)
+}
+
+/// Reads a MulT or MMSA pickle from memory; `path_for_messages` names it in errors and the result.
+pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiFile, MoseiError> {
+    let file = file_name(path_for_messages);
+    let decoded = pickle::load(bytes).map_err(|source| MoseiError::Pickle {
+        file: file.clone(),
+        source,
+    })?;
+    let Value::Dict(mut top) = decoded.value else {
+        return Err(MoseiError::NotADict {
+            file,
+            found: decoded.value.type_name(),
+        });
+    };
+    let top_keys = key_list(&top);
+    let mut layout = None;
+    let mut splits = Vec::with_capacity(SPLITS.len());
+    let mut repairs = Vec::new();
+    for split in SPLITS {
+        let value = take_key(&mut top, split).ok_or_else(|| MoseiError::MissingSplit {
+            file: file.clone(),
+            split,
+            found: top_keys.clone(),
+        })?;
+        let Value::Dict(fields) = value else {
+            return Err(MoseiError::SplitNotADict {
+                file,
+                split,
+                found: value.type_name(),
+            });
+        };
+        let ctx = Ctx {
+            file: &file,
+            split,
+            keys: key_list(&fields),
+        };
+        // The first split decides; later splits must then have that layout's keys.
+        let layout =
+            match layout {
+                Some(l) => l,
+                None => *layout.insert(detect_layout(&fields).ok_or_else(|| {
+                    MoseiError::UnknownLayout {
+                        file: file.clone(),
+                        split,
+                        found: ctx.keys.clone(),
+                    }
+                })?),
+            };
+        splits.push(read_split(&ctx, layout, fields, &mut repairs)?);
+    }
+    Ok(MoseiFile {
+        path: path_for_messages.to_path_buf(),
+        layout: layout.unwrap_or(Layout::MulT),
+        protocol: decoded.protocol,
+        splits,
+        repairs,
+    })
+}
+
+fn detect_layout(fields: &[(Value, Value)]) -> Option<Layout> {
+    let has = |key: &str| fields.iter().any(|(k, _)| k.is_key(key));
+    if has("regression_labels") || has("text_bert") {
+        Some(Layout::Mmsa)
+    } else if has("labels") {
+        Some(Layout::MulT)
+    } else {
+        None
+    }
+}
+
+/// Where we are, for error messages.
+struct Ctx<'f> {
+    file: &'f str,
+    split: &'static str,
+    /// The split's keys as found, for "missing key" messages.
+    keys: String,
+}
+
+impl Ctx<'_> {
+    fn missing(&self, key: &'static str) -> MoseiError {
+        MoseiError::MissingKey {
+            file: self.file.to_string(),
+            split: self.split,
+            key,
+            found: self.keys.clone(),
+        }
+    }
+
+    fn wrong_type(
+        &self,
+        key: &'static str,
+        expected: &'static str,
+        found: impl Into<String>,
+    ) -> MoseiError {
+        MoseiError::WrongType {
+            file: self.file.to_string(),
+            split: self.split,
+            key,
+            expected,
+            found: found.into(),
+        }
+    }
+
+    fn wrong_rank(&self, key: &'static str, expected: &'static str, shape: &[usize]) -> MoseiError {
+        MoseiError::WrongRank {
+            file: self.file.to_string(),
+            split: self.split,
+            key,
+            expected,
+            shape: python_shape(shape),
+        }
+    }
+
+    fn count(&self, key: &'static str, expected: usize, found: usize) -> MoseiError {
+        MoseiError::CountMismatch {
+            file: self.file.to_string(),
+            split: self.split,
+            key,
+            reference: "vision",
+            expected,
+            found,
+        }
+    }
+
+    fn repair(&self, repairs: &mut Vec<Repair>, key: &str, what: impl Into<String>, count: usize) {
+        if count > 0 {
+            repairs.push(Repair {
+                split: self.split.to_string(),
+                key: key.to_string(),
+                what: what.into(),
+                count,
+            });
+        }
+    }
+}
+
+fn read_split(
+    ctx: &Ctx<'_>,
+    layout: Layout,
+    mut fields: Vec<(Value, Value)>,
+    repairs: &mut Vec<Repair>,
+) -> Result<SplitData, MoseiError> {
+    let mut dtypes = BTreeMap::new();
+    let mut nonfinite = BTreeMap::new();
+    let mut modality =
+        |fields: &mut Vec<(Value, Value)>, key: &'static str| -> Result<Array3, MoseiError> {
+            let value = take_key(fields, key).ok_or_else(|| ctx.missing(key))?;
+            let (array, dtype, counts) = features(ctx, key, value, repairs)?;
+            dtypes.insert(key.to_string(), dtype);
+            nonfinite.insert(key.to_string(), counts);
+            Ok(array)
+        };
+
+    // 'vision' first: it is the student's modality and the reference for the sample count.
+    let vision = modality(&mut fields, "vision")?;
+    let audio = modality(&mut fields, "audio")?;
+    // MMSA files always carry `text_bert`; only when `text` is absent too is there nothing to use.
+    let has = |fields: &[(Value, Value)], key: &str| fields.iter().any(|(k, _)| k.is_key(key));
+    if layout == Layout::Mmsa && !has(&fields, "text") && has(&fields, "text_bert") {
+        return Err(MoseiError::BertTokenIdsOnly {
+            file: ctx.file.to_string(),
+            split: ctx.split,
+        });
+    }
+    let text = modality(&mut fields, "text")?;
+    let n = vision.n();
+    for (key, array) in [("audio", &audio), ("text", &text)] {
+        if array.n() != n {
+            return Err(ctx.count(key, n, array.n()));
+        }
+    }
+
+    let label_key = match layout {
+        Layout::MulT => "labels",
+        Layout::Mmsa => "regression_labels",
+    };
+    let value = take_key(&mut fields, label_key).ok_or_else(|| ctx.missing(label_key))?;
+    let (labels, label_dtype) = read_labels(ctx, label_key, value, n, repairs)?;
+    dtypes.insert(label_key.to_string(), label_dtype);
+
+    let ids = match take_key(&mut fields, "id") {
+        Some(value) => {
+            let (ids, dtype) = read_ids(ctx, value, n)?;
+            dtypes.insert("id".to_string(), dtype);
+            ids
+        }
+        None => {
+            // MulT's own loader treats 'id' as optional; keep samples addressable anyway.
+            ctx.repair(
+                repairs,
+                "id",
+                format!("missing: synthesised as '{}/<index>'", ctx.split),
+                n,
+            );
+            (0..n).map(|i| format!("{}/{i}", ctx.split)).collect()
+        }
+    };
+
+    let mut lengths =
+        |key: &'static str, padded: usize| -> Result<Option<Vec<usize>>, MoseiError> {
+            let Some(value) = take_key(&mut fields, key) else {
+                return Ok(None);
+            };
+            let (lengths, dtype) = read_lengths(ctx, key, value, n, padded, repairs)?;
+            dtypes.insert(key.to_string(), dtype);
+            Ok(Some(lengths))
+        };
+    let audio_lengths = lengths("audio_lengths", audio.shape[1])?;
+    let vision_lengths = lengths("vision_lengths", vision.shape[1])?;
+
+    Ok(SplitData {
+        name: ctx.split.to_string(),
+        text,
+        audio,
+        vision,
+        labels,
+        ids,
+        audio_lengths,
+        vision_lengths,
+        dtypes,
+        nonfinite,
+    })
+}
+
+/// A `(N, L, D)` feature array as `f32`, with NaN and ±inf zeroed (and counted).
+///
+/// MulT's loader zeroes `-inf` in audio (COVAREP writes it for log-energies of silence); NaN and `+inf`
+/// occur in the same features and would poison any gradient, so every non-finite value in every
+/// modality is zeroed here, and each kind is recorded as a [`Repair`].
+fn features(
+    ctx: &Ctx<'_>,
+    key: &'static str,
+    value: Value,
+    repairs: &mut Vec<Repair>,
+) -> Result<(Array3, String, NonFinite), MoseiError> {
+    const EXPECTED: &str = "a 3-d array (N, L, D)";
+    let array = expect_array(ctx, key, value, EXPECTED)?;
+    let [n, l, d] = <[usize; 3]>::try_from(array.shape.as_slice())
+        .map_err(|_| ctx.wrong_rank(key, EXPECTED, &array.shape))?;
+    let dtype = array.dtype.to_string();
+    let mut data = numeric(ctx, key, *array)?;
+    let mut counts = NonFinite::default();
+    for x in &mut data {
+        if !x.is_finite() {
+            if x.is_nan() {
+                counts.nan += 1;
+            } else if *x > 0.0 {
+                counts.pos_inf += 1;
+            } else {
+                counts.neg_inf += 1;
+            }
+            *x = 0.0;
+        }
+    }
+    ctx.repair(repairs, key, "NaN set to 0", counts.nan);
+    ctx.repair(repairs, key, "+inf set to 0", counts.pos_inf);
+    ctx.repair(repairs, key, "-inf set to 0", counts.neg_inf);
+    Ok((
+        Array3 {
+            shape: [n, l, d],
+            data,
+        },
+        dtype,
+        counts,
+    ))
+}
+
+fn expect_array(
+    ctx: &Ctx<'_>,
+    key: &'static str,
+    value: Value,
+    expected: &'static str,
+) -> Result<Box<NdArray>, MoseiError> {
+    match value {
+        Value::NdArray(array) => Ok(array),
+        other => Err(ctx.wrong_type(key, expected, other.type_name())),
+    }
+}
+
+/// The elements of a numeric array as `f32`, moving rather than copying when they already are.
+fn numeric(ctx: &Ctx<'_>, key: &'static str, array: NdArray) -> Result<Vec<f32>, MoseiError> {
+    array
+        .into_f32()
+        .map_err(|array| MoseiError::UnsupportedDtype {
+            file: ctx.file.to_string(),
+            split: ctx.split,
+            key,
+            dtype: array.dtype.to_string(),
+        })
+}
+
+/// Sentiment scores: NaN/inf refused, values outside [-3, 3] clipped (and recorded).
+fn read_labels(
+    ctx: &Ctx<'_>,
+    key: &'static str,
+    value: Value,
+    n: usize,
+    repairs: &mut Vec<Repair>,
+) -> Result<(Vec<f32>, String), MoseiError> {
+    let (labels, dtype) = match value {
+        Value::NdArray(array) => {
+            // One score per sample, possibly with trailing singleton axes (MulT writes (N, 1, 1)).
+            let single = matches!(array.shape.as_slice(), [_] | [_, 1] | [_, 1, 1]);
+            if !single {
+                let hint = if matches!(array.shape.as_slice(), [_, 4, 2]) {
+                    " (IEMOCAP's 4 emotions x 2 classes; 7-class sentiment needs MOSEI or MOSI)"
+                } else {
+                    ""
+                };
+                return Err(MoseiError::UnsupportedLabels {
+                    file: ctx.file.to_string(),
+                    split: ctx.split,
+                    key,
+                    shape: python_shape(&array.shape),
+                    hint,
+                });
+            }
+            let dtype = array.dtype.to_string();
+            (numeric(ctx, key, *array)?, dtype)
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            let labels = items
+                .iter()
+                .map(|item| match item {
+                    Value::Float(v) => Some(*v as f32),
+                    Value::Int(v) => Some(*v as f32),
+                    _ => None,
+                })
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| {
+                    ctx.wrong_type(key, "a list of numbers", "a list with non-numeric items")
+                })?;
+            (labels, "list".to_string())
+        }
+        other => return Err(ctx.wrong_type(key, "an array of scores", other.type_name())),
+    };
+    if labels.len() != n {
+        return Err(ctx.count(key, n, labels.len()));
+    }
+    if let Some((index, &value)) = labels.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(MoseiError::NonFiniteLabel {
+            file: ctx.file.to_string(),
+            split: ctx.split,
+            key,
+            index,
+            value,
+        });
+    }
+    let (lo, hi) = LABEL_RANGE;
+    let clipped = labels.iter().filter(|&&v| !(lo..=hi).contains(&v)).count();
+    ctx.repair(repairs, key, "label clipped to [-3, 3]", clipped);
+    Ok((labels.into_iter().map(|v| v.clamp(lo, hi)).collect(), dtype))
+}
+
+/// Sample ids: 1-d arrays or lists of strings/numbers; 2-d arrays (MulT stores `(N, 3)` rows such as
+/// video, start, end) become their parts joined with `_`.
+fn read_ids(ctx: &Ctx<'_>, value: Value, n: usize) -> Result<(Vec<String>, String), MoseiError> {
+    const KEY: &str = "id";
+    let (ids, dtype) = match value {
+        Value::NdArray(array) => {
+            let dtype = array.dtype.to_string();
+            let NdArray { shape, data, .. } = *array;
+            let parts: Vec<String> = match data {
+                ArrayData::Str(v) => v,
+                ArrayData::Bytes(v) => v
+                    .iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect(),
+                ArrayData::I64(v) => v.iter().map(i64::to_string).collect(),
+                ArrayData::F32(v) => v.iter().map(f32::to_string).collect(),
+                ArrayData::Bool(v) => v.iter().map(bool::to_string).collect(),
+                ArrayData::Object(v) => v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item)))
+                    .collect::<Result<_, _>>()?,
+            };
+            let ids = match shape.as_slice() {
+                [_] => parts,
+                [rows, cols] if *cols > 0 => parts
+                    .chunks(*cols)
+                    .take(*rows)
+                    .map(|row| row.join("_"))
+                    .collect(),
+                [rows, _] => vec![String::new(); *rows],
+                _ => return Err(ctx.wrong_rank(KEY, "a 1-d or 2-d array of ids", &shape)),
+            };
+            (ids, dtype)
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            let ids = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item)))
+                .collect::<Result<Vec<_>, _>>()?;
+            (ids, "list".to_string())
+        }
+        other => return Err(ctx.wrong_type(KEY, "an array or list of ids", other.type_name())),
+    };
+    if ids.len() != n {
+        return Err(ctx.count(KEY, n, ids.len()));
+    }
+    Ok((ids, dtype))
+}
+
+fn bad_id(ctx: &Ctx<'_>, index: usize, item: &Value) -> MoseiError {
+    MoseiError::BadId {
+        file: ctx.file.to_string(),
+        split: ctx.split,
+        key: "id",
+        index,
+        found: item.type_name(),
+    }
+}
+
+/// One id as text; a row of parts (tuple, list, 1-d array) is joined with `_`.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(v) => Some(v.to_string()),
+        Value::Float(v) => Some(v.to_string()),
+        Value::List(parts) | Value::Tuple(parts) => {
+            // Only flat rows: a nested row is not an id.
+            let flat = parts
+                .iter()
+                .all(|p| !matches!(p, Value::List(_) | Value::Tuple(_) | Value::NdArray(_)));
+            if !flat {
+                return None;
+            }
+            parts
+                .iter()
+                .map(id_text)
+                .collect::<Option<Vec<_>>>()
+                .map(|p| p.join("_"))
+        }
+        Value::NdArray(array) if array.shape.len() <= 1 => match &array.data {
+            ArrayData::Str(v) => Some(v.join("_")),
+            ArrayData::Bytes(v) => Some(
+                v.iter()
+                    .map(|b| String::from_utf8_lossy(b))
+                    .collect::<Vec<_>>()
+                    .join("_"),
+            ),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// MMSA's valid-length vectors: integers in `[0, padded]`; larger values are clamped (and recorded).
+fn read_lengths(
+    ctx: &Ctx<'_>,
+    key: &'static str,
+    value: Value,
+    n: usize,
+    padded: usize,
+    repairs: &mut Vec<Repair>,
+) -> Result<(Vec<usize>, String), MoseiError> {
+    let bad = |index: usize, value: String| MoseiError::BadLength {
+        file: ctx.file.to_string(),
+        split: ctx.split,
+        key,
+        index,
+        value,
+    };
+    let integral = |index: usize, v: f64| -> Result<usize, MoseiError> {
+        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 {
+            Ok(v as usize)
+        } else {
+            Err(bad(index, v.to_string()))
+        }
+    };
+    let (lengths, dtype) = match value {
+        Value::NdArray(array) => {
+            if !matches!(array.shape.as_slice(), [_] | [_, 1]) {
+                return Err(ctx.wrong_rank(key, "a 1-d array of lengths", &array.shape));
+            }
+            let dtype = array.dtype.to_string();
+            let lengths = match &array.data {
+                ArrayData::I64(v) => v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| usize::try_from(x).map_err(|_| bad(i, x.to_string())))
+                    .collect::<Result<Vec<_>, _>>()?,
+                ArrayData::F32(v) => v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| integral(i, x.into()))
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => {
+                    return Err(MoseiError::UnsupportedDtype {
+                        file: ctx.file.to_string(),
+                        split: ctx.split,
+                        key,
+                        dtype,
+                    });
+                }
+            };
+            (lengths, dtype)
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            let lengths = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::Int(x) => usize::try_from(*x).map_err(|_| bad(i, x.to_string())),
+                    Value::Float(x) => integral(i, *x),
+                    other => Err(bad(i, other.type_name().to_string())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (lengths, "list".to_string())
+        }
+        other => return Err(ctx.wrong_type(key, "an array or list of lengths", other.type_name())),
+    };
+    if lengths.len() != n {
+        return Err(ctx.count(key, n, lengths.len()));
+    }
+    let too_long = lengths.iter().filter(|&&len| len > padded).count();
+    ctx.repair(
+        repairs,
+        key,
+        format!("length clamped to the padded length {padded}"),
+        too_long,
+    );
+    Ok((
+        lengths.into_iter().map(|len| len.min(padded)).collect(),
+        dtype,
+    ))
+}
+
+/// Removes and returns the value of a string key (the last one, as Python would have kept).
+fn take_key(pairs: &mut Vec<(Value, Value)>, key: &str) -> Option<Value> {
+    let index = pairs.iter().rposition(|(k, _)| k.is_key(key))?;
+    Some(pairs.swap_remove(index).1)
+}
+
+/// The keys of a dict, sorted and escaped, for messages (at most 20).
+fn key_list(pairs: &[(Value, Value)]) -> String {
+    const MAX_KEYS: usize = 20;
+    let mut keys: Vec<String> = pairs
+        .iter()
+        .map(|(k, _)| match k.as_text() {
+            Some(text) => shown(&text),
+            None => format!("<{}>", k.type_name()),
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let more = keys.len().saturating_sub(MAX_KEYS);
+    keys.truncate(MAX_KEYS);
+    let mut list = if keys.is_empty() {
+        "none".to_string()
+    } else {
+        keys.join(", ")
+    };
+    if more > 0 {
+        list.push_str(&format!(", ... ({more} more)"));
+    }
+    list
+}
+
+/// A shape as Python prints it: `(12, 74)`, `(12,)`, `()`.
+pub(crate) fn python_shape(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The path as it goes into messages: control characters escaped, so a message stays one line.
+fn file_name(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_debug().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

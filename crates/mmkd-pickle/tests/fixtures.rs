@@ -1,0 +1,384 @@
+//! Reads every fixture written by `tests/fixtures/make_pickles.py` and compares it with the
+//! `NAME.expected.json` the script wrote next to it (values computed by numpy itself).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mmkd_pickle::mosei::{Array3, MoseiFile, SplitData};
+use mmkd_pickle::{MoseiError, inspect, read_mosei_bytes, read_mosei_file};
+use serde_json::Value as Json;
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles")
+}
+
+/// Every `(pickle path, expected json)` pair.
+fn fixtures() -> Vec<(PathBuf, Json)> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(fixture_dir())
+        .expect("tests/fixtures/pickles exists (run tests/fixtures/make_pickles.py)");
+    for entry in entries {
+        let path = entry.expect("readable directory entry").path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".expected.json") else {
+            continue;
+        };
+        let expected: Json =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("readable json"))
+                .expect("valid json");
+        out.push((path.with_file_name(format!("{stem}.pkl")), expected));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn json_f32(v: &Json) -> f32 {
+    v.as_f64().expect("a number") as f32
+}
+
+fn json_usize(v: &Json) -> usize {
+    v.as_u64().expect("a count") as usize
+}
+
+fn modality<'s>(split: &'s SplitData, key: &str) -> &'s Array3 {
+    split
+        .modality(key)
+        .unwrap_or_else(|| panic!("unknown modality {key}"))
+}
+
+/// Compares one decoded split with its expected.json entry; returns a list of mismatches.
+fn compare_split(file: &str, split: &SplitData, expected: &Json) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            errors.push(format!("{file} {}: {what}", split.name));
+        }
+    };
+    check(
+        split.n() == json_usize(&expected["n"]),
+        format!("n {} != {}", split.n(), expected["n"]),
+    );
+    for (key, shape) in expected["shapes"].as_object().expect("shapes") {
+        let shape: Vec<usize> = shape
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(json_usize)
+            .collect();
+        check(
+            modality(split, key).shape.to_vec() == shape,
+            format!("{key} shape {:?} != {shape:?}", modality(split, key).shape),
+        );
+    }
+    let dtypes: BTreeMap<String, String> = expected["dtypes"]
+        .as_object()
+        .expect("dtypes")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("dtype").to_string()))
+        .collect();
+    check(
+        split.dtypes == dtypes,
+        format!("dtypes {:?} != {dtypes:?}", split.dtypes),
+    );
+    for probe in expected["probes"].as_array().expect("probes") {
+        let key = probe["key"].as_str().expect("probe key");
+        let index: Vec<usize> = probe["index"]
+            .as_array()
+            .expect("index")
+            .iter()
+            .map(json_usize)
+            .collect();
+        let got = modality(split, key).get(index[0], index[1], index[2]);
+        let want = json_f32(&probe["value"]);
+        check(
+            got == Some(want),
+            format!("{key}{index:?} = {got:?}, expected {want}"),
+        );
+    }
+    for (key, sums) in expected["checksums"].as_object().expect("checksums") {
+        let data = &modality(split, key).data;
+        let sum: f64 = data.iter().map(|&x| f64::from(x)).sum();
+        let weighted: f64 = data
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| f64::from(x) * (i + 1) as f64)
+            .sum();
+        for (name, got) in [("sum", sum), ("weighted_sum", weighted)] {
+            let want = sums[name].as_f64().expect("checksum");
+            check(
+                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                format!("{key} {name} {got} != {want}"),
+            );
+        }
+    }
+    for (key, counts) in expected["nonfinite"].as_object().expect("nonfinite") {
+        let got = split.nonfinite.get(key).copied().unwrap_or_default();
+        let want = (
+            json_usize(&counts["nan"]),
+            json_usize(&counts["pos_inf"]),
+            json_usize(&counts["neg_inf"]),
+        );
+        check(
+            (got.nan, got.pos_inf, got.neg_inf) == want,
+            format!("{key} non-finite {got:?} != {want:?}"),
+        );
+        check(
+            modality(split, key).data.iter().all(|x| x.is_finite()),
+            format!("{key} still has non-finite values"),
+        );
+    }
+    let labels: Vec<f32> = expected["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(json_f32)
+        .collect();
+    check(
+        split.labels == labels,
+        format!("labels {:?} != {labels:?}", split.labels),
+    );
+    let ids: Vec<String> = expected["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect();
+    check(split.ids == ids, format!("ids {:?} != {ids:?}", split.ids));
+    for (key, got) in [
+        ("audio_lengths", &split.audio_lengths),
+        ("vision_lengths", &split.vision_lengths),
+    ] {
+        let want: Option<Vec<usize>> = expected[key]
+            .as_array()
+            .map(|v| v.iter().map(json_usize).collect());
+        check(got == &want, format!("{key} {got:?} != {want:?}"));
+    }
+    errors
+}
+
+fn compare_file(file: &MoseiFile, expected: &Json) -> Vec<String> {
+    let name = file
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
+    let mut errors = Vec::new();
+    if file.layout.to_string() != expected["layout"].as_str().expect("layout") {
+        errors.push(format!(
+            "{name}: layout {} != {}",
+            file.layout, expected["layout"]
+        ));
+    }
+    if u64::from(file.protocol) != expected["protocol"].as_u64().expect("protocol") {
+        errors.push(format!(
+            "{name}: protocol {} != {}",
+            file.protocol, expected["protocol"]
+        ));
+    }
+    let names: Vec<&str> = file.splits.iter().map(|s| s.name.as_str()).collect();
+    if names != ["train", "valid", "test"] {
+        errors.push(format!("{name}: splits {names:?}"));
+    }
+    for split in &file.splits {
+        errors.extend(compare_split(
+            &name,
+            split,
+            &expected["splits"][&split.name],
+        ));
+    }
+    let repairs = serde_json::to_value(&file.repairs).expect("repairs serialize");
+    if repairs != expected["repairs"] {
+        errors.push(format!(
+            "{name}: repairs {repairs} != {}",
+            expected["repairs"]
+        ));
+    }
+    // The inspect report agrees with the data and with numpy's 7-class histogram.
+    let report = inspect(file);
+    for (split, split_report) in file.splits.iter().zip(&report.splits) {
+        let histogram: BTreeMap<String, usize> = split_report
+            .labels
+            .histogram
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect();
+        let want: BTreeMap<String, usize> = expected["splits"][&split.name]["label_histogram"]
+            .as_object()
+            .expect("histogram")
+            .iter()
+            .map(|(c, n)| (c.clone(), json_usize(n)))
+            .collect();
+        if histogram != want {
+            errors.push(format!(
+                "{name} {}: histogram {histogram:?} != {want:?}",
+                split.name
+            ));
+        }
+        for m in &split_report.modalities {
+            let counts = &expected["splits"][&split.name]["nonfinite"][&m.name];
+            if (m.nan, m.pos_inf, m.neg_inf)
+                != (
+                    json_usize(&counts["nan"]),
+                    json_usize(&counts["pos_inf"]),
+                    json_usize(&counts["neg_inf"]),
+                )
+            {
+                errors.push(format!(
+                    "{name} {}: inspect non-finite counts of {} differ",
+                    split.name, m.name
+                ));
+            }
+        }
+    }
+    errors
+}
+
+fn check_error(path: &Path, err: &MoseiError, expected: &Json) -> Vec<String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    let message = err.to_string();
+    let mut errors = Vec::new();
+    let want_kind = expected["error"].as_str().expect("error kind");
+    if err.kind() != want_kind {
+        errors.push(format!(
+            "{name}: error kind {} != {want_kind} ({message})",
+            err.kind()
+        ));
+    }
+    if let Some(kind) = expected["pickle_error"].as_str() {
+        let got = err.pickle_error().map(|e| e.kind());
+        if got != Some(kind) {
+            errors.push(format!(
+                "{name}: pickle error {got:?} != {kind} ({message})"
+            ));
+        }
+    }
+    if let Some(split) = expected["split"].as_str()
+        && err.split() != Some(split)
+    {
+        errors.push(format!(
+            "{name}: split {:?} != {split} ({message})",
+            err.split()
+        ));
+    }
+    if let Some(key) = expected["key"].as_str()
+        && err.key() != Some(key)
+    {
+        errors.push(format!("{name}: key {:?} != {key} ({message})", err.key()));
+    }
+    if let Some(part) = expected["message_contains"].as_str()
+        && !message.contains(part)
+    {
+        errors.push(format!("{name}: message lacks {part:?}: {message}"));
+    }
+    if message.contains('\n') || !message.starts_with(&path.display().to_string()) {
+        errors.push(format!(
+            "{name}: message must be one line starting with the file name: {message}"
+        ));
+    }
+    errors
+}
+
+#[test]
+fn every_fixture_matches_its_expected_json() {
+    let fixtures = fixtures();
+    assert!(
+        fixtures.len() >= 21,
+        "expected the 21 fixtures of make_pickles.py, found {}",
+        fixtures.len()
+    );
+    let mut errors = Vec::new();
+    let (mut valid, mut broken) = (0, 0);
+    for (path, expected) in &fixtures {
+        let result = read_mosei_file(path);
+        match (result, expected.get("error")) {
+            (Ok(file), None) => {
+                valid += 1;
+                errors.extend(compare_file(&file, expected));
+            }
+            (Err(err), Some(_)) => {
+                broken += 1;
+                errors.extend(check_error(path, &err, expected));
+            }
+            (Ok(_), Some(kind)) => errors.push(format!(
+                "{}: loaded, but expected error {kind}",
+                path.display()
+            )),
+            (Err(err), None) => errors.push(format!("{}: unexpected error: {err}", path.display())),
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} mismatches:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    assert!(valid >= 6 && broken >= 15, "valid {valid}, broken {broken}");
+}
+
+#[test]
+fn bytes_and_file_readers_agree() {
+    for (path, expected) in fixtures() {
+        if expected.get("error").is_some() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("fixture readable");
+        assert_eq!(
+            read_mosei_bytes(&bytes, &path).expect("loads"),
+            read_mosei_file(&path).expect("loads")
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let err = read_mosei_file(Path::new("/nonexistent/mosei.pkl")).unwrap_err();
+    assert_eq!(err.kind(), "Io");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/mosei.pkl: cannot read the file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_report_renders_and_serializes() {
+    let path = fixture_dir().join("mult_p4_defects.pkl");
+    let file = read_mosei_file(&path).expect("loads");
+    let report = inspect(&file);
+    let text = report.to_string();
+    assert!(text.contains("MulT layout, pickle protocol 4"), "{text}");
+    assert!(text.contains("train/audio: NaN set to 0 (2x)"), "{text}");
+    assert!(
+        text.contains("train/labels: label clipped to [-3, 3] (2x)"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).expect("serializes");
+    assert_eq!(json["format"], "MulT");
+    assert_eq!(json["splits"][0]["modalities"][1]["name"], "audio");
+    assert_eq!(json["splits"][0]["modalities"][1]["neg_inf"], 3);
+    assert_eq!(json["splits"][0]["labels"]["histogram"]["3"], 1);
+
+    let mmsa = inspect(&read_mosei_file(&fixture_dir().join("mmsa_p4_f32.pkl")).expect("loads"));
+    assert_eq!(
+        mmsa.splits[2].modalities[2].lengths.map(|l| l.max),
+        Some(5),
+        "clamped to the padded length"
+    );
+    assert!(mmsa.to_string().contains("MMSA layout"));
+}
+
+#[test]
+fn wrong_shape_message_is_the_documented_one() {
+    let path = fixture_dir().join("broken_wrong_shape.pkl");
+    let err = read_mosei_file(&path).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: split 'valid', key 'audio': expected a 3-d array (N, L, D), found shape (3, 3)",
+            path.display()
+        )
+    );
+}
