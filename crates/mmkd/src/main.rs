@@ -67,6 +67,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// How peaked a run's attention maps are (entropy per transformer and layer) and PNG
+    /// pictures of them for the first test clip.
+    Maps {
+        run: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Test clips to average the statistics over.
+        #[arg(long, default_value_t = 64)]
+        samples: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Folder for the pictures (default: RUN/maps).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Parameter counts of the teacher and the student, per module.
     Params {
         #[arg(long, value_enum, default_value = "paper")]
@@ -275,7 +290,7 @@ fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> R
 
 fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result<()> {
     let m = &cfg.model;
-    if m.d_model == 0 || m.heads == 0 || m.d_model % m.heads != 0 {
+    if m.d_model == 0 || m.heads == 0 || !m.d_model.is_multiple_of(m.heads) {
         mmkd::bail_input!("--d-model ({}) must be a positive multiple of --heads ({})", m.d_model, m.heads);
     }
     if m.key_padding_mask && dataset.train.lengths.is_none() {
@@ -574,6 +589,26 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{r}");
             }
         }
+        Command::Maps { run, data, samples, temperature, out } => {
+            let cfg = RunConfig::load(&run)?;
+            let dataset = data::load_any(data.as_deref().unwrap_or(&cfg.data))?;
+            let dev = device();
+            let net = mmkd::train::checkpoint::load_safetensors(cfg.build_net(&dev), &run.join("best.safetensors"))?;
+            let (stats, maps) = mmkd::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, &dev);
+            let out = out.unwrap_or_else(|| run.join("maps"));
+            std::fs::create_dir_all(&out)?;
+            println!("attention maps of {} on {} (test, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(dataset.test.len()));
+            println!("{:<12} {:>5} {:>10} {:>10} {:>10}", "transformer", "layer", "entropy", "uniform", "mean max");
+            for s in &stats {
+                println!("{:<12} {:>5} {:>10.3} {:>10.3} {:>10.3}", s.transformer, s.layer, s.mean_entropy, s.uniform_entropy, s.mean_max);
+            }
+            for (id, m) in &maps {
+                let name = id.to_string().replace("<-", "_from_");
+                mmkd::eval::maps::draw(m, &out.join(format!("{name}.png")))?;
+            }
+            mmkd::error::write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+            println!("pictures and stats.json in {}", out.display());
+        }
         Command::Params { preset, teacher, config, json } => print_params(preset, teacher, config, json)?,
         Command::Demo { preset, out, seed, epochs } => demo(preset, &out, seed, epochs)?,
     }
@@ -581,6 +616,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix tool, stop quietly when the reader of our output goes away (`| head`).
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

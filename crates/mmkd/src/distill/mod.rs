@@ -88,7 +88,7 @@ impl DistillConfig {
         if matches!(self.method, Method::EdamS | Method::EdamT) && self.level != Level::AttentionMap {
             return Err(format!("--method {} works on attention maps only; use --level attention-map", self.method.name()));
         }
-        if !(self.temperature > 0.0) {
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
             return Err(format!("--temperature must be positive, got {}", self.temperature));
         }
         Ok(())

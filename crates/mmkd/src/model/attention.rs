@@ -60,7 +60,7 @@ pub struct CrossModalAttention {
 impl CrossModalAttentionConfig {
     pub fn init(&self, device: &Device) -> CrossModalAttention {
         assert!(
-            self.d_model % self.heads == 0,
+            self.d_model.is_multiple_of(self.heads),
             "d_model ({}) must be divisible by heads ({})",
             self.d_model,
             self.heads

@@ -204,54 +204,31 @@ impl MultimodalNet {
             batch.lengths.as_ref().map(|l| l.scaled(conv.source, conv.out_len))
         };
         let mut traces = BTreeMap::new();
+        // Run one transformer on (queries, keys/values), keeping its trace when requested.
+        let mut run = |enc: &CrossModalEncoder, id: TransformerId, queries: Tensor<3>, keys_values: Tensor<3>, key_modality: Modality| {
+            let lens = key_lengths(key_modality);
+            let (h, t) = enc.forward(queries, keys_values, lens.as_deref(), request.probe_for(id));
+            if !t.is_empty() {
+                traces.insert(id, t);
+            }
+            h
+        };
+        let stream = |m: Modality| streams[stream_index(m)].clone();
         let mut lasts = Vec::new();
         for branch in &self.branches {
             let q = branch.query;
-            let outs: Vec<Tensor<3>> = branch
-                .cross
-                .iter()
-                .zip(q.others())
-                .map(|(enc, k)| {
-                    let id = TransformerId::cross(k, q);
-                    let lens = key_lengths(k);
-                    let (h, t) = enc.forward(
-                        streams[stream_index(q)].clone(),
-                        streams[stream_index(k)].clone(),
-                        lens.as_deref(),
-                        request.probe_for(id),
-                    );
-                    if !t.is_empty() {
-                        traces.insert(id, t);
-                    }
-                    h
-                })
-                .collect();
+            let outs: Vec<Tensor<3>> =
+                branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), stream(k), k)).collect();
             let mut h = Tensor::cat(outs, 2);
             if let Some(reduce) = &branch.reduce {
                 h = reduce.forward(h);
             }
-            let id = TransformerId::Temporal(q);
-            let lens = key_lengths(q);
-            let (h, t) = branch.temporal.forward(h.clone(), h, lens.as_deref(), request.probe_for(id));
-            if !t.is_empty() {
-                traces.insert(id, t);
-            }
-            lasts.push(last_step(h));
+            lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h.clone(), h, q)));
         }
         if let BodySpec::Flat(ids) = &self.body {
             for (enc, &id) in self.flat.iter().zip(ids) {
-                let TransformerId::Cross { keys, queries } = id else { unreachable!() };
-                let lens = key_lengths(keys);
-                let (h, t) = enc.forward(
-                    streams[stream_index(queries)].clone(),
-                    streams[stream_index(keys)].clone(),
-                    lens.as_deref(),
-                    request.probe_for(id),
-                );
-                if !t.is_empty() {
-                    traces.insert(id, t);
-                }
-                lasts.push(last_step(h));
+                let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
+                lasts.push(last_step(run(enc, id, stream(queries), stream(keys), keys)));
             }
         }
         let (penultimate, logits) = self.head.forward(Tensor::cat(lasts, 1));
