@@ -134,17 +134,20 @@ struct DistillArgs {
     /// Dataset (default: the teacher's).
     #[arg(long)]
     data: Option<PathBuf>,
-    #[command(flatten)]
-    common: DistillCommon,
-}
-
-/// The training flags of `train`, with the data and preset taken from the teacher by default.
-#[derive(Args, Clone)]
-struct DistillCommon {
-    #[arg(long)]
-    out: PathBuf,
+    /// Preset (default: the teacher's).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
+    #[command(flatten)]
+    run: RunFlags,
+}
+
+/// Flags every training command takes: where the run goes and the recipe overrides.
+#[derive(Args, Clone)]
+struct RunFlags {
+    /// Run directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run in --out.
     #[arg(long)]
     resume: bool,
     #[arg(long)]
@@ -190,20 +193,8 @@ struct CommonTrain {
     data: PathBuf,
     #[arg(long, value_enum, default_value = "small")]
     preset: Preset,
-    /// Run directory.
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue an interrupted run in --out.
-    #[arg(long)]
-    resume: bool,
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
+    #[command(flatten)]
+    run: RunFlags,
     #[arg(long)]
     d_model: Option<usize>,
     #[arg(long)]
@@ -266,10 +257,11 @@ fn device() -> Device {
 fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> RunConfig {
     let mut model = ModelConfig::for_preset(common.preset);
     let mut train = TrainConfig::for_preset(common.preset);
-    if let Some(v) = common.epochs { train.epochs = v; }
-    if let Some(v) = common.seed { train.seed = v; }
-    if let Some(v) = common.batch_size { train.batch_size = v.max(1); }
-    if let Some(v) = common.lr { train.lr = v; }
+    let run = &common.run;
+    if let Some(v) = run.epochs { train.epochs = v; }
+    if let Some(v) = run.seed { train.seed = v; }
+    if let Some(v) = run.batch_size { train.batch_size = v.max(1); }
+    if let Some(v) = run.lr { train.lr = v; }
     if let Some(v) = common.grad_clip { train.grad_clip = (v > 0.0).then_some(v); }
     if let Some(v) = common.d_model { model.d_model = v; }
     if let Some(v) = common.layers { model.layers = v; }
@@ -311,8 +303,8 @@ fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalRepo
     let build_cfg = cfg.clone();
     let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_cfg.build_net(d)) };
     let t0 = Instant::now();
-    let report = fit(&common.out, &cfg, &dataset, &mut task, common.resume, &device())?;
-    eprintln!("trained {} in {:.1}s", common.out.display(), t0.elapsed().as_secs_f64());
+    let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &device())?;
+    eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
     Ok(report)
 }
 
@@ -341,16 +333,10 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
         orientation: args.orientation,
     };
     dcfg.validate().map_err(mmkd::error::input_error)?;
-    let c = &args.common;
     let common = CommonTrain {
         data: args.data.clone().unwrap_or_else(|| teacher_cfg.data.clone()),
-        preset: c.preset.unwrap_or(teacher_cfg.preset),
-        out: c.out.clone(),
-        resume: c.resume,
-        epochs: c.epochs,
-        seed: c.seed,
-        batch_size: c.batch_size,
-        lr: c.lr,
+        preset: args.preset.unwrap_or(teacher_cfg.preset),
+        run: args.run.clone(),
         d_model: Some(teacher_cfg.model.d_model),
         layers: Some(teacher_cfg.model.layers),
         heads: Some(teacher_cfg.model.heads),
@@ -381,8 +367,8 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
         plain.clone(),
     );
     let t0 = Instant::now();
-    let report = fit(&common.out, &cfg, &dataset, &mut task, common.resume, &plain)?;
-    eprintln!("trained {} in {:.1}s", common.out.display(), t0.elapsed().as_secs_f64());
+    let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &plain)?;
+    eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
     Ok(report)
 }
 
@@ -489,12 +475,14 @@ fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<
     let common = |name: &str| CommonTrain {
         data: data_dir.clone(),
         preset,
-        out: out.join(name),
-        resume: out.join(name).join("resume.json").exists(),
-        epochs,
-        seed: Some(seed),
-        batch_size: None,
-        lr: None,
+        run: RunFlags {
+            out: out.join(name),
+            resume: out.join(name).join("resume.json").exists(),
+            epochs,
+            seed: Some(seed),
+            batch_size: None,
+            lr: None,
+        },
         d_model: None,
         layers: None,
         heads: None,
