@@ -186,22 +186,33 @@ mod tests {
         let kv = to_vec(Tensor::<3>::random(kd, Distribution::Normal(0.0, 0.5), &plain));
         let w = Tensor::<3>::random(qd, Distribution::Normal(0.0, 1.0), &device);
         let (_, gq, gk) = loss_and_grads(&enc, &q, &kv, &w, (qd, kd), &device);
-        let eps = 1e-2f32;
         let loss_at = |q: &[f32], kv: &[f32]| loss_and_grads(&enc, q, kv, &w, (qd, kd), &device).0 as f64;
-        let mut worst = 0.0f64;
+        // Central difference for coordinate i of the query (or key) input at step eps.
+        let fd = |is_q: bool, i: usize, eps: f32| -> f64 {
+            let shifted = |sign: f32| {
+                let (mut q2, mut k2) = (q.clone(), kv.clone());
+                if is_q { q2[i] += sign * eps } else { k2[i] += sign * eps }
+                loss_at(&q2, &k2)
+            };
+            (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64)
+        };
+        let (mut checked, mut total) = (0, 0);
         for (input, grad, is_q) in [(&q, &gq, true), (&kv, &gk, false)] {
             for i in (0..input.len()).step_by(3) {
-                let mut plus = input.clone();
-                let mut minus = input.clone();
-                plus[i] += eps;
-                minus[i] -= eps;
-                let fd = if is_q { (loss_at(&plus, &kv) - loss_at(&minus, &kv)) / (2.0 * eps as f64) } else { (loss_at(&q, &plus) - loss_at(&q, &minus)) / (2.0 * eps as f64) };
-                let err = (fd - grad[i] as f64).abs() / (1.0 + fd.abs());
-                worst = worst.max(err);
-                assert!(err < 2e-2, "{} input {i}: finite difference {fd} vs autodiff {}", if is_q { "query" } else { "key" }, grad[i]);
+                total += 1;
+                let (coarse, fine) = (fd(is_q, i, 2e-3), fd(is_q, i, 1e-3));
+                // Weights are random, so a ReLU kink can sit inside the step: there the two
+                // step sizes disagree and the function is not differentiable; skip it.
+                if (coarse - fine).abs() > 5e-3 * (1.0 + fine.abs()) {
+                    continue;
+                }
+                checked += 1;
+                let err = (fine - grad[i] as f64).abs() / (1.0 + fine.abs());
+                assert!(err < 1e-2, "{} input {i}: finite difference {fine} vs autodiff {}", if is_q { "query" } else { "key" }, grad[i]);
             }
         }
-        assert!(worst > 0.0 || gq.iter().any(|g| *g != 0.0), "gradients must not be trivially zero");
+        assert!(checked * 5 >= total * 4, "only {checked} of {total} coordinates were smooth enough to check");
+        assert!(gq.iter().any(|g| g.abs() > 1e-6), "queries must receive gradient");
         assert!(gk.iter().any(|g| g.abs() > 1e-6), "keys must receive gradient");
     }
 
