@@ -40,6 +40,13 @@ pub struct DataShape {
 }
 
 impl DataShape {
+    /// Same feature dims and sequence lengths (split sizes may differ): a network built for
+    /// one shape accepts the other's clips.
+    pub fn same_inputs(&self, other: &DataShape) -> bool {
+        (self.text_dim, self.audio_dim, self.video_dim, self.text_len, self.audio_len, self.video_len)
+            == (other.text_dim, other.audio_dim, other.video_dim, other.text_len, other.audio_len, other.video_len)
+    }
+
     pub fn for_preset(preset: Preset) -> Self {
         // MOSEI's modality dims are kept in every preset (GloVe 300, COVAREP 74, Facet 35);
         // only lengths and split sizes shrink, so the input layers are the paper's.

@@ -293,12 +293,9 @@ fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result<()> {
 
 fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalReport> {
     let dataset = data::load_any(&common.data)?;
-    let mut cfg = run_config(common, role, &dataset);
+    let cfg = run_config(common, role, &dataset);
     validate_model(&cfg, &dataset)?;
-    if !cfg.model.key_padding_mask {
-        // Lengths stay in the data but are only used when asked for.
-        cfg.model.key_padding_mask = false;
-    }
+    // Lengths stay in the data but are only used when asked for.
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     let build_cfg = cfg.clone();
     let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_cfg.build_net(d)) };
@@ -346,8 +343,8 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
         key_padding_mask: Some(teacher_cfg.model.key_padding_mask),
     };
     let dataset = data::load_any(&common.data)?;
-    if dataset.shape.video_len != teacher_cfg.shape.video_len || dataset.shape.audio_len != teacher_cfg.shape.audio_len || dataset.shape.text_len != teacher_cfg.shape.text_len {
-        mmkd::bail_input!("dataset {} has other lengths than the teacher was trained on", dataset.name);
+    if !dataset.shape.same_inputs(&teacher_cfg.shape) {
+        mmkd::bail_input!("dataset {}: dims/lengths {:?} differ from those the teacher was trained on {:?}", dataset.name, dataset.shape, teacher_cfg.shape);
     }
     let streams = if args.method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
     let role = RunRole::Student { config: args.config, streams, distill: Some(dcfg.clone()) };

@@ -73,7 +73,7 @@ fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
 struct Finished {
     seed: u64,
     eval: EvalReport,
-    params: usize,
+    cfg: RunConfig,
 }
 
 /// Read every finished run (a directory with config.json and eval.json) below `runs`.
@@ -93,11 +93,7 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
         let cfg = RunConfig::load(&dir)?;
         let eval: EvalReport = serde_json::from_str(&std::fs::read_to_string(&eval_path)?).with_context(|| format!("reading {}", eval_path.display()))?;
         let Some(row) = row_of(&cfg) else { continue };
-        let params = {
-            let device = burn::prelude::Device::flex();
-            burn::module::Module::num_params(&cfg.build_net(&device))
-        };
-        by_row.entry(row).or_default().push(Finished { seed: cfg.train.seed, eval, params });
+        by_row.entry(row).or_default().push(Finished { seed: cfg.train.seed, eval, cfg });
     }
     for v in by_row.values_mut() {
         v.sort_by_key(|f| f.seed);
@@ -147,7 +143,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             corr_mean: mean(&|e| e.corr),
             acc2_mean: 100.0 * mean(&|e| e.acc2),
             f1_binary_mean: 100.0 * mean(&|e| e.f1_binary),
-            params: runs[0].params,
+            // Every seed of a row has the same architecture: count it once.
+            params: burn::module::Module::num_params(&runs[0].cfg.build_net(&burn::prelude::Device::flex())),
             seeds: runs.iter().map(|r| r.seed).collect(),
             dataset: runs[0].eval.dataset.clone(),
             paper_mosei_acc7: pa,

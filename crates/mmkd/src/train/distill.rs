@@ -15,11 +15,7 @@ use crate::model::MultimodalNet;
 impl TrainTask for DistillTask {
     type Model = DistillModel;
 
-    fn init_model(&mut self, _device: &Device) -> DistillModel {
-        unreachable!("DistillTask is initialised with init_with (it needs a probe batch)")
-    }
-
-    fn init_model_with(&mut self, device: &Device, probe: &Batch) -> Result<DistillModel> {
+    fn init_model(&mut self, device: &Device, probe: &Batch) -> Result<DistillModel> {
         self.init_with(device, probe)
     }
 

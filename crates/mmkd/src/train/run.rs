@@ -132,7 +132,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     let ad = device.clone().autodiff();
     ad.seed(tc.seed);
     let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
-    let mut model = task.init_model_with(&ad, &dataset.train.batch(&dataset.shape, &probe_rows, &ad))?;
+    let mut model = task.init_model(&ad, &dataset.train.batch(&dataset.shape, &probe_rows, &ad))?;
     let mut adam = AdamConfig::new().with_epsilon(tc.adam_epsilon);
     if let Some(clip) = tc.grad_clip {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
@@ -242,9 +242,7 @@ pub fn evaluate_run(run: &Path, dataset: Option<&Dataset>, device: &Device) -> R
             &loaded
         }
     };
-    if dataset.shape.text_dim != cfg.shape.text_dim || dataset.shape.audio_dim != cfg.shape.audio_dim || dataset.shape.video_dim != cfg.shape.video_dim
-        || dataset.shape.text_len != cfg.shape.text_len || dataset.shape.audio_len != cfg.shape.audio_len || dataset.shape.video_len != cfg.shape.video_len
-    {
+    if !dataset.shape.same_inputs(&cfg.shape) {
         crate::bail_input!("dataset {}: dims/lengths {:?} differ from the run's {:?}", dataset.name, dataset.shape, cfg.shape);
     }
     let net = checkpoint::load_safetensors(cfg.build_net(device), &run.join("best.safetensors"))?;

@@ -16,13 +16,9 @@ use crate::model::{MultimodalNet, TraceRequest};
 pub trait TrainTask {
     type Model: Module + Clone;
 
-    fn init_model(&mut self, device: &Device) -> Self::Model;
-
-    /// Like `init_model`, for tasks whose model shape depends on the data (distillation heads
-    /// size themselves from a forward pass on a few training rows).
-    fn init_model_with(&mut self, device: &Device, _probe: &Batch) -> anyhow::Result<Self::Model> {
-        Ok(self.init_model(device))
-    }
+    /// Build the model. `probe` holds a few training rows, for models whose shape depends on
+    /// the data (distillation heads size themselves from a forward pass).
+    fn init_model(&mut self, device: &Device, probe: &Batch) -> anyhow::Result<Self::Model>;
 
     /// The training loss for one batch and named scalar parts for the log.
     fn train_loss(&mut self, model: &Self::Model, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)>;
@@ -54,8 +50,8 @@ pub struct SupervisedTask {
 impl TrainTask for SupervisedTask {
     type Model = MultimodalNet;
 
-    fn init_model(&mut self, device: &Device) -> MultimodalNet {
-        (self.build)(device)
+    fn init_model(&mut self, device: &Device, _probe: &Batch) -> anyhow::Result<MultimodalNet> {
+        Ok((self.build)(device))
     }
 
     fn train_loss(&mut self, model: &MultimodalNet, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)> {
