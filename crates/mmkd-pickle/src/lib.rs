@@ -12,7 +12,8 @@ pub mod mosei;
 pub mod pickle;
 
 pub use mosei::{
-    Array3, InspectReport, Layout, MoseiError, MoseiFile, NonFinite, Repair, SplitData, inspect,
-    read_mosei_bytes, read_mosei_file,
+    Array3, InspectReport, Layout, MoseiError, MoseiFile, NonFinite, ReadOptions, Repair,
+    SplitData, inspect, read_mosei_bytes, read_mosei_bytes_with, read_mosei_file,
+    read_mosei_file_with,
 };
 pub use pickle::{PickleError, Value};

@@ -1,11 +1,15 @@
 //! Reads every fixture written by `tests/fixtures/make_pickles.py` and compares it with the
-//! `NAME.expected.json` the script wrote next to it (values computed by numpy itself).
+//! `NAME.expected.json` the script wrote next to it (values computed by numpy itself): with the strict
+//! reader, and for the video-only fixtures (a `video_only` entry) also with `ReadOptions::VIDEO_ONLY`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use mmkd_pickle::mosei::{Array3, MoseiFile, SplitData};
-use mmkd_pickle::{MoseiError, inspect, read_mosei_bytes, read_mosei_file};
+use mmkd_pickle::mosei::{Array3, MoseiFile, SPLITS, SplitData};
+use mmkd_pickle::{
+    MoseiError, ReadOptions, inspect, read_mosei_bytes, read_mosei_bytes_with, read_mosei_file,
+    read_mosei_file_with,
+};
 use serde_json::Value as Json;
 
 fn fixture_dir() -> PathBuf {
@@ -129,12 +133,10 @@ fn compare_split(file: &str, split: &SplitData, expected: &Json) -> Vec<String> 
             format!("{key} still has non-finite values"),
         );
     }
-    let labels: Vec<f32> = expected["labels"]
+    // null for a video-only split without labels.
+    let labels: Option<Vec<f32>> = expected["labels"]
         .as_array()
-        .expect("labels")
-        .iter()
-        .map(json_f32)
-        .collect();
+        .map(|v| v.iter().map(json_f32).collect());
     check(
         split.labels == labels,
         format!("labels {:?} != {labels:?}", split.labels),
@@ -179,8 +181,12 @@ fn compare_file(file: &MoseiFile, expected: &Json) -> Vec<String> {
         ));
     }
     let names: Vec<&str> = file.splits.iter().map(|s| s.name.as_str()).collect();
-    if names != ["train", "valid", "test"] {
-        errors.push(format!("{name}: splits {names:?}"));
+    let want: Vec<&str> = SPLITS
+        .into_iter()
+        .filter(|s| expected["splits"].get(s).is_some())
+        .collect();
+    if names != want {
+        errors.push(format!("{name}: splits {names:?} != {want:?}"));
     }
     for split in &file.splits {
         errors.extend(compare_split(
@@ -199,18 +205,19 @@ fn compare_file(file: &MoseiFile, expected: &Json) -> Vec<String> {
     // The inspect report agrees with the data and with numpy's 7-class histogram.
     let report = inspect(file);
     for (split, split_report) in file.splits.iter().zip(&report.splits) {
-        let histogram: BTreeMap<String, usize> = split_report
-            .labels
-            .histogram
-            .iter()
-            .map(|(c, n)| (c.to_string(), *n))
-            .collect();
-        let want: BTreeMap<String, usize> = expected["splits"][&split.name]["label_histogram"]
-            .as_object()
-            .expect("histogram")
-            .iter()
-            .map(|(c, n)| (c.clone(), json_usize(n)))
-            .collect();
+        // None (null) for a split without labels.
+        let histogram: Option<BTreeMap<String, usize>> =
+            split_report.labels.as_ref().map(|labels| {
+                labels
+                    .histogram
+                    .iter()
+                    .map(|(c, n)| (c.to_string(), *n))
+                    .collect()
+            });
+        let want: Option<BTreeMap<String, usize>> =
+            expected["splits"][&split.name]["label_histogram"]
+                .as_object()
+                .map(|h| h.iter().map(|(c, n)| (c.clone(), json_usize(n))).collect());
         if histogram != want {
             errors.push(format!(
                 "{name} {}: histogram {histogram:?} != {want:?}",
@@ -381,4 +388,266 @@ fn wrong_shape_message_is_the_documented_one() {
             path.display()
         )
     );
+}
+
+/// Every fixture with a `video_only` entry: what `ReadOptions::VIDEO_ONLY` must return.
+fn video_only_fixtures() -> Vec<(PathBuf, Json)> {
+    fixtures()
+        .into_iter()
+        .filter_map(|(path, expected)| Some((path, expected.get("video_only")?.clone())))
+        .collect()
+}
+
+#[test]
+fn video_only_fixtures_match_their_expected_json_under_video_only() {
+    let fixtures = video_only_fixtures();
+    assert!(
+        fixtures.len() >= 5,
+        "expected the 5 video-only fixtures of make_pickles.py, found {}",
+        fixtures.len()
+    );
+    let mut errors = Vec::new();
+    let (mut valid, mut broken) = (0, 0);
+    for (path, expected) in &fixtures {
+        let result = read_mosei_file_with(path, &ReadOptions::VIDEO_ONLY);
+        match (result, expected.get("error")) {
+            (Ok(file), None) => {
+                valid += 1;
+                errors.extend(compare_file(&file, expected));
+                let bytes = std::fs::read(path).expect("fixture readable");
+                let from_bytes = read_mosei_bytes_with(&bytes, path, &ReadOptions::VIDEO_ONLY);
+                if from_bytes.as_ref().ok() != Some(&file) {
+                    errors.push(format!("{}: bytes and file readers differ", path.display()));
+                }
+            }
+            (Err(err), Some(_)) => {
+                broken += 1;
+                errors.extend(check_error(path, &err, expected));
+            }
+            (Ok(_), Some(kind)) => errors.push(format!(
+                "{}: loaded under VIDEO_ONLY, but expected error {kind}",
+                path.display()
+            )),
+            (Err(err), None) => errors.push(format!(
+                "{}: unexpected error under VIDEO_ONLY: {err}",
+                path.display()
+            )),
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} mismatches:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    assert!(valid >= 2 && broken >= 3, "valid {valid}, broken {broken}");
+}
+
+#[test]
+fn video_only_test_fixture_has_only_test_vision_and_ids() {
+    let path = fixture_dir().join("video_only_test_p4.pkl");
+    let file = read_mosei_file_with(&path, &ReadOptions::VIDEO_ONLY).expect("loads");
+    assert_eq!(file.layout.to_string(), "MulT");
+    assert_eq!(file.protocol, 4);
+    assert_eq!(file.splits.len(), 1);
+    assert!(file.split("train").is_none() && file.split("valid").is_none());
+    let test = file.split("test").expect("test split");
+    assert_eq!(test.n(), 3);
+    assert_eq!(test.vision.shape, [3, 5, 4]);
+    assert_eq!(test.ids, ["deploy_0", "deploy_1", "deploy_2"]);
+    assert_eq!(test.labels, None);
+    assert_eq!((&test.text, &test.audio), (&None, &None));
+    assert!(test.modality("text").is_none() && test.modality("audio").is_none());
+    assert_eq!(test.modality("vision"), Some(&test.vision));
+    // The NaN the file holds is zeroed and recorded, exactly as in a complete file.
+    assert_eq!(test.vision.get(1, 2, 3), Some(0.0));
+    assert_eq!(test.nonfinite["vision"].nan, 1);
+    assert_eq!(file.repairs.len(), 1);
+    assert_eq!(
+        file.repairs[0].to_string(),
+        "test/vision: NaN set to 0 (1x)"
+    );
+
+    // inspect: only vision, and labels reported absent.
+    let report = inspect(&file);
+    assert_eq!(report.splits.len(), 1);
+    assert_eq!(report.splits[0].modalities.len(), 1);
+    assert_eq!(report.splits[0].modalities[0].name, "vision");
+    assert!(report.splits[0].labels.is_none());
+    let text = report.to_string();
+    assert!(
+        text.contains("test         3  vision   (3, 5, 4)"),
+        "{text}"
+    );
+    assert!(text.contains("labels   absent"), "{text}");
+    let json = serde_json::to_value(&report).expect("serializes");
+    assert_eq!(json["splits"][0]["labels"], Json::Null);
+
+    // Refused by the strict reader, naming the file and the first missing split.
+    let err = read_mosei_file(&path).unwrap_err();
+    assert_eq!(err.kind(), "MissingSplit");
+    assert_eq!(err.split(), Some("train"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: missing split 'train' (found keys: test)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn video_only_labels_fixture_has_all_splits_with_labels() {
+    let path = fixture_dir().join("video_only_labels_p2.pkl");
+    let file = read_mosei_file_with(&path, &ReadOptions::VIDEO_ONLY).expect("loads");
+    assert_eq!(file.protocol, 2);
+    let names: Vec<&str> = file.splits.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["train", "valid", "test"]);
+    for (split, n) in [("train", 6), ("valid", 3), ("test", 3)] {
+        let data = file.split(split).expect("split present");
+        assert_eq!(data.n(), n);
+        assert_eq!(data.vision.shape, [n, 5, 4]);
+        assert_eq!(data.labels.as_ref().map(Vec::len), Some(n));
+        assert_eq!(data.ids.len(), n);
+        assert!(data.text.is_none() && data.audio.is_none());
+    }
+    let test = file.split("test").expect("test");
+    assert_eq!(test.labels, Some(vec![3.0, -0.4, 1.0]));
+    assert_eq!(
+        test.ids,
+        ["vid230_0_0_1", "vid230_1_1_2", "vid230_2_2_3"],
+        "(N, 3) byte rows joined with '_'"
+    );
+    assert!(file.repairs.is_empty());
+    let report = inspect(&file);
+    assert_eq!(
+        report.splits[0].labels.as_ref().map(|l| l.dtype.as_str()),
+        Some("<f4")
+    );
+
+    // Refused by the strict reader, naming the file, the split and the missing key.
+    let err = read_mosei_file(&path).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.split(), err.key()),
+        ("MissingKey", Some("train"), Some("audio"))
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: split 'train': missing key 'audio' (found keys: id, labels, vision)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn each_option_relaxes_only_its_own_requirement() {
+    let only_test = fixture_dir().join("video_only_test_p4.pkl");
+    let no_text_audio = fixture_dir().join("video_only_labels_p2.pkl");
+    let with = |text_audio, labels, all_splits| ReadOptions {
+        require_text_audio: text_audio,
+        require_labels: labels,
+        require_all_splits: all_splits,
+    };
+    let kind = |path: &Path, opts: ReadOptions| {
+        read_mosei_file_with(path, &opts).map_or_else(
+            |e| format!("{} {:?} {:?}", e.kind(), e.split(), e.key()),
+            |f| format!("ok {}", f.splits.len()),
+        )
+    };
+    assert_eq!(ReadOptions::default(), ReadOptions::STRICT);
+    assert_eq!(ReadOptions::STRICT, with(true, true, true));
+    assert_eq!(ReadOptions::VIDEO_ONLY, with(false, false, false));
+    // Only the test split, without labels, text or audio: each requirement on its own refuses it.
+    assert_eq!(kind(&only_test, with(false, false, false)), "ok 1");
+    assert_eq!(
+        kind(&only_test, with(false, false, true)),
+        "MissingSplit Some(\"train\") None"
+    );
+    assert_eq!(
+        kind(&only_test, with(false, true, false)),
+        "UnknownLayout Some(\"test\") None",
+        "without labels the layout is only guessed when labels are optional"
+    );
+    assert_eq!(
+        kind(&only_test, with(true, false, false)),
+        "MissingKey Some(\"test\") Some(\"audio\")"
+    );
+    // All splits and labels, no text or audio: only require_text_audio refuses it.
+    assert_eq!(kind(&no_text_audio, with(false, true, true)), "ok 3");
+    assert_eq!(
+        kind(&no_text_audio, with(true, false, false)),
+        "MissingKey Some(\"train\") Some(\"audio\")"
+    );
+}
+
+#[test]
+fn complete_fixtures_read_the_same_under_video_only() {
+    let mut compared = 0;
+    for (path, expected) in fixtures() {
+        if expected.get("error").is_some() {
+            continue;
+        }
+        let strict = read_mosei_file(&path).expect("loads");
+        assert!(strict.splits.iter().all(|s| {
+            s.text.is_some() && s.audio.is_some() && s.labels.as_ref().map(Vec::len) == Some(s.n())
+        }));
+        let lenient = read_mosei_file_with(&path, &ReadOptions::VIDEO_ONLY).expect("loads");
+        assert_eq!(lenient, strict, "{}", path.display());
+        assert_eq!(inspect(&lenient).to_string(), inspect(&strict).to_string());
+        compared += 1;
+    }
+    assert!(compared >= 6, "compared {compared}");
+}
+
+#[test]
+fn broken_fixtures_stay_broken_under_video_only() {
+    // What VIDEO_ONLY relaxes (a missing split, text given only as BERT token ids) is no longer an
+    // error; every other defect of a present key is refused exactly as by the strict reader.
+    const RELAXED: [&str; 2] = ["broken_missing_split.pkl", "broken_text_bert_only.pkl"];
+    let mut errors = Vec::new();
+    let mut checked = 0;
+    for (path, expected) in fixtures() {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+        if expected.get("error").is_none() || expected.get("video_only").is_some() {
+            continue;
+        }
+        let lenient = read_mosei_file_with(&path, &ReadOptions::VIDEO_ONLY);
+        if RELAXED.contains(&name) {
+            match lenient {
+                Ok(file) => {
+                    let names: Vec<&str> = file.splits.iter().map(|s| s.name.as_str()).collect();
+                    let texts = file.splits.iter().filter(|s| s.text.is_some()).count();
+                    let audios = file.splits.iter().filter(|s| s.audio.is_some()).count();
+                    let labelled = file.splits.iter().filter(|s| s.labels.is_some()).count();
+                    let want = if name == "broken_missing_split.pkl" {
+                        (vec!["train", "valid"], 2, 2, 2)
+                    } else {
+                        (vec!["train", "valid", "test"], 0, 3, 3)
+                    };
+                    if (names.clone(), texts, audios, labelled) != want {
+                        errors.push(format!(
+                            "{name}: read as splits {names:?} with text/audio/labels in \
+                             {texts}/{audios}/{labelled}, expected {want:?}"
+                        ));
+                    }
+                }
+                Err(err) => {
+                    errors.push(format!("{name}: expected to load under VIDEO_ONLY: {err}"))
+                }
+            }
+            continue;
+        }
+        checked += 1;
+        let strict = read_mosei_file(&path).unwrap_err().to_string();
+        match lenient {
+            Ok(_) => errors.push(format!("{name}: loaded under VIDEO_ONLY ({strict})")),
+            Err(err) if err.to_string() != strict => {
+                errors.push(format!("{name}: {err} != {strict}"));
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert!(checked >= 13, "checked {checked}");
 }

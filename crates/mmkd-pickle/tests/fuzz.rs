@@ -1,8 +1,8 @@
 //! Mutation fuzzing of the pickle reader and the MOSEI layer.
 //!
 //! Feeds random byte strings and mutations of the fixtures (bit flips, truncations, inserted huge
-//! length fields, duplicated chunks, splices) to `pickle::load` and `read_mosei_bytes`, and checks that
-//! neither panics and that the peak memory allocated during a call stays within 64x the input size
+//! length fields, duplicated chunks, splices) to `pickle::load`, `read_mosei_bytes` and
+//! `read_mosei_bytes_with(.., ReadOptions::VIDEO_ONLY)`, and checks that none panics and that the peak memory allocated during a call stays within 64x the input size
 //! (plus a small constant for fixed-size tables).
 //!
 //! By default it runs a few thousand cases, like any test. `MMKD_FUZZ_SECS=600` makes it run for ten
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mmkd_pickle::pickle;
-use mmkd_pickle::read_mosei_bytes;
+use mmkd_pickle::{ReadOptions, read_mosei_bytes, read_mosei_bytes_with};
 
 // ---- allocation accounting ---------------------------------------------------------------------
 
@@ -396,10 +396,15 @@ fn fuzz_pickle_and_mosei_readers() {
                 read_mosei_bytes(&input, path).map(|_| ())
             }))
         });
-        executions += 2;
+        let (lenient, lenient_peak) = measured(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                read_mosei_bytes_with(&input, path, &ReadOptions::VIDEO_ONLY).map(|_| ())
+            }))
+        });
+        executions += 3;
 
-        let crashed = raw.is_err() || mosei.is_err();
-        let peak = raw_peak.max(mosei_peak);
+        let crashed = raw.is_err() || mosei.is_err() || lenient.is_err();
+        let peak = raw_peak.max(mosei_peak).max(lenient_peak);
         if crashed || peak > allowance(input.len()) {
             let saved = std::env::temp_dir().join(format!("mmkd-fuzz-case-{seed}-{case}.pkl"));
             let _ = std::fs::write(&saved, &input);
@@ -433,12 +438,20 @@ fn fuzz_pickle_and_mosei_readers() {
             Ok(Err(e)) => e.kind(),
             Err(_) => "panic",
         };
+        let lenient_kind = match lenient {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => e.kind(),
+            Err(_) => "panic",
+        };
         *outcomes.entry(format!("pickle:{raw_kind}")).or_default() += 1;
         *outcomes.entry(format!("mosei:{mosei_kind}")).or_default() += 1;
+        *outcomes
+            .entry(format!("video_only:{lenient_kind}"))
+            .or_default() += 1;
     }
     let elapsed = started.elapsed();
     println!(
-        "fuzz: {executions} executions ({case} inputs x 2 readers) in {:.1} s, seed {seed}, no panics",
+        "fuzz: {executions} executions ({case} inputs x 3 readers) in {:.1} s, seed {seed}, no panics",
         elapsed.as_secs_f64()
     );
     println!(

@@ -22,9 +22,10 @@ pub struct InspectReport {
 pub struct SplitReport {
     pub name: String,
     pub n: usize,
-    /// text, audio, vision.
+    /// text, audio, vision: those present (only `vision` is always there).
     pub modalities: Vec<ModalityReport>,
-    pub labels: LabelReport,
+    /// `None` when the split has no labels (read with `require_labels: false`).
+    pub labels: Option<LabelReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,8 +82,20 @@ fn split_report(split: &SplitData) -> SplitReport {
         .filter_map(|&name| Some((name, split.modality(name)?)))
         .map(|(name, array)| modality_report(split, name, array))
         .collect();
+    SplitReport {
+        name: split.name.clone(),
+        n: split.n(),
+        modalities,
+        labels: split
+            .labels
+            .as_deref()
+            .map(|labels| label_report(split, labels)),
+    }
+}
+
+fn label_report(split: &SplitData, labels: &[f32]) -> LabelReport {
     let mut histogram: BTreeMap<i8, usize> = (-3..=3).map(|c| (c, 0)).collect();
-    for &label in &split.labels {
+    for &label in labels {
         *histogram.entry(sentiment_class(label)).or_default() += 1;
     }
     let label_key = if split.dtypes.contains_key("regression_labels") {
@@ -90,16 +103,11 @@ fn split_report(split: &SplitData) -> SplitReport {
     } else {
         "labels"
     };
-    SplitReport {
-        name: split.name.clone(),
-        n: split.n(),
-        modalities,
-        labels: LabelReport {
-            dtype: split.dtypes.get(label_key).cloned().unwrap_or_default(),
-            min: split.labels.iter().copied().reduce(f32::min),
-            max: split.labels.iter().copied().reduce(f32::max),
-            histogram,
-        },
+    LabelReport {
+        dtype: split.dtypes.get(label_key).cloned().unwrap_or_default(),
+        min: labels.iter().copied().reduce(f32::min),
+        max: labels.iter().copied().reduce(f32::max),
+        histogram,
     }
 }
 
@@ -165,13 +173,16 @@ impl fmt::Display for InspectReport {
                     lengths
                 )?;
             }
-            let classes: Vec<String> = split
-                .labels
+            let Some(labels) = &split.labels else {
+                writeln!(f, "{:<6} {:>7}  labels   absent", "", "")?;
+                continue;
+            };
+            let classes: Vec<String> = labels
                 .histogram
                 .iter()
                 .map(|(c, n)| format!("{c}:{n}"))
                 .collect();
-            let range = match (split.labels.min, split.labels.max) {
+            let range = match (labels.min, labels.max) {
                 (Some(lo), Some(hi)) => format!("{lo:.2}..{hi:.2}"),
                 _ => "empty".to_string(),
             };
@@ -180,7 +191,7 @@ impl fmt::Display for InspectReport {
                 "{:<6} {:>7}  labels   {} range {range}, classes {}",
                 "",
                 "",
-                split.labels.dtype,
+                labels.dtype,
                 classes.join(" ")
             )?;
         }

@@ -10,6 +10,12 @@
 //! on purpose and recorded as [`Repair`]s (non-finite features zeroed, labels clipped to [-3, 3]);
 //! anything that would silently train on wrong data (NaN labels, mismatched sample counts, wrong ranks,
 //! missing keys) is refused with a one-line [`MoseiError`].
+//!
+//! [`read_mosei_file`] requires everything a training run needs: the three splits, the three modalities
+//! and the labels. [`read_mosei_file_with`] and [`ReadOptions::VIDEO_ONLY`] also accept what a deployed
+//! video-only student is fed, e.g. `{"test": {"vision": (N, L, D), "id": ...}}`: absent splits are
+//! skipped, absent `text`/`audio`/labels become `None`; whatever is present is validated and repaired
+//! exactly as under [`ReadOptions::STRICT`].
 
 mod error;
 mod inspect;
@@ -97,15 +103,60 @@ impl NonFinite {
     }
 }
 
+/// What [`read_mosei_file_with`] insists on. Each `false` turns a refusal into an absence; nothing
+/// else changes: keys that are present are validated and repaired the same way, `vision` is always
+/// required (it is the student's modality and the reference for the sample count), and so is at least
+/// one of the splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReadOptions {
+    /// `text` and `audio` must be present in every split read; when `false`, an absent one is `None`
+    /// (and an MMSA split with only `text_bert` gets `text: None` instead of `BertTokenIdsOnly`).
+    pub require_text_audio: bool,
+    /// `labels` (MulT) / `regression_labels` (MMSA) must be present in every split read; when `false`,
+    /// absent labels are `None`, and a first split with `vision` but none of `labels`,
+    /// `regression_labels`, `text_bert` is read as the MulT layout instead of `UnknownLayout`.
+    pub require_labels: bool,
+    /// `train`, `valid` and `test` must all be present; when `false`, absent ones are skipped (a file
+    /// with none of them is still refused with `MissingSplit` for `train`).
+    pub require_all_splits: bool,
+}
+
+impl ReadOptions {
+    /// Everything required: what training needs, and what [`read_mosei_file`] uses.
+    pub const STRICT: ReadOptions = ReadOptions {
+        require_text_audio: true,
+        require_labels: true,
+        require_all_splits: true,
+    };
+
+    /// Only `vision` (and one split) required: what `predict` with a video-only student needs.
+    pub const VIDEO_ONLY: ReadOptions = ReadOptions {
+        require_text_audio: false,
+        require_labels: false,
+        require_all_splits: false,
+    };
+}
+
+impl Default for ReadOptions {
+    /// [`ReadOptions::STRICT`].
+    fn default() -> Self {
+        ReadOptions::STRICT
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitData {
     /// `train`, `valid` or `test`.
     pub name: String,
-    pub text: Array3,
-    pub audio: Array3,
+    /// `None` only when read with `require_text_audio: false` from a split without it.
+    pub text: Option<Array3>,
+    /// `None` only when read with `require_text_audio: false` from a split without it.
+    pub audio: Option<Array3>,
+    /// Always present; its first axis is the split's sample count.
     pub vision: Array3,
-    /// One sentiment score per sample, already clipped to [-3, 3].
-    pub labels: Vec<f32>,
+    /// One sentiment score per sample, already clipped to [-3, 3]; `None` only when read with
+    /// `require_labels: false` from a split without labels.
+    pub labels: Option<Vec<f32>>,
     /// One id per sample (synthesised as `split/index` when the file has none, see [`Repair`]).
     pub ids: Vec<String>,
     /// MMSA only: valid time steps per sample, at most the padded length.
@@ -118,14 +169,16 @@ pub struct SplitData {
 }
 
 impl SplitData {
+    /// The number of samples (the first axis of `vision`, which every other key matches).
     pub fn n(&self) -> usize {
-        self.labels.len()
+        self.vision.n()
     }
 
+    /// The features of `text`, `audio` or `vision`; `None` for another name or an absent modality.
     pub fn modality(&self, name: &str) -> Option<&Array3> {
         match name {
-            "text" => Some(&self.text),
-            "audio" => Some(&self.audio),
+            "text" => self.text.as_ref(),
+            "audio" => self.audio.as_ref(),
             "vision" => Some(&self.vision),
             _ => None,
         }
@@ -157,7 +210,8 @@ pub struct MoseiFile {
     pub layout: Layout,
     /// The pickle protocol (0 when the stream has no PROTO opcode).
     pub protocol: u8,
-    /// `train`, `valid`, `test`, in that order.
+    /// `train`, `valid`, `test`, in that order (only those present, when read with
+    /// `require_all_splits: false`).
     pub splits: Vec<SplitData>,
     pub repairs: Vec<Repair>,
 }
@@ -168,17 +222,34 @@ impl MoseiFile {
     }
 }
 
-/// Reads a MulT or MMSA pickle from disk.
+/// Reads a MulT or MMSA pickle from disk, requiring every split, modality and label
+/// ([`ReadOptions::STRICT`]).
 pub fn read_mosei_file(path: &Path) -> Result<MoseiFile, MoseiError> {
+    read_mosei_file_with(path, &ReadOptions::STRICT)
+}
+
+/// Reads a MulT or MMSA pickle from memory, requiring every split, modality and label
+/// ([`ReadOptions::STRICT`]); `path_for_messages` names it in errors and the result.
+pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiFile, MoseiError> {
+    read_mosei_bytes_with(bytes, path_for_messages, &ReadOptions::STRICT)
+}
+
+/// Reads a MulT or MMSA pickle from disk, requiring what `opts` says (see [`ReadOptions`]).
+pub fn read_mosei_file_with(path: &Path, opts: &ReadOptions) -> Result<MoseiFile, MoseiError> {
     let bytes = std::fs::read(path).map_err(|source| MoseiError::Io {
         file: file_name(path),
         source,
     })?;
-    read_mosei_bytes(&bytes, path)
+    read_mosei_bytes_with(&bytes, path, opts)
 }
 
-/// Reads a MulT or MMSA pickle from memory; `path_for_messages` names it in errors and the result.
-pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiFile, MoseiError> {
+/// Reads a MulT or MMSA pickle from memory, requiring what `opts` says (see [`ReadOptions`]);
+/// `path_for_messages` names it in errors and the result.
+pub fn read_mosei_bytes_with(
+    bytes: &[u8],
+    path_for_messages: &Path,
+    opts: &ReadOptions,
+) -> Result<MoseiFile, MoseiError> {
     let file = file_name(path_for_messages);
     let decoded = pickle::load(bytes).map_err(|source| MoseiError::Pickle {
         file: file.clone(),
@@ -194,12 +265,18 @@ pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiF
     let mut layout = None;
     let mut splits = Vec::with_capacity(SPLITS.len());
     let mut repairs = Vec::new();
+    let missing_split = |split| MoseiError::MissingSplit {
+        file: file.clone(),
+        split,
+        found: top_keys.clone(),
+    };
     for split in SPLITS {
-        let value = take_key(&mut top, split).ok_or_else(|| MoseiError::MissingSplit {
-            file: file.clone(),
-            split,
-            found: top_keys.clone(),
-        })?;
+        let Some(value) = take_key(&mut top, split) else {
+            if opts.require_all_splits {
+                return Err(missing_split(split));
+            }
+            continue;
+        };
         let Value::Dict(fields) = value else {
             return Err(MoseiError::SplitNotADict {
                 file,
@@ -213,18 +290,21 @@ pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiF
             keys: key_list(&fields),
         };
         // The first split decides; later splits must then have that layout's keys.
-        let layout =
-            match layout {
-                Some(l) => l,
-                None => *layout.insert(detect_layout(&fields).ok_or_else(|| {
-                    MoseiError::UnknownLayout {
-                        file: file.clone(),
-                        split,
-                        found: ctx.keys.clone(),
-                    }
-                })?),
-            };
-        splits.push(read_split(&ctx, layout, fields, &mut repairs)?);
+        let layout = match layout {
+            Some(l) => l,
+            None => *layout.insert(detect_layout(&fields, opts).ok_or_else(|| {
+                MoseiError::UnknownLayout {
+                    file: file.clone(),
+                    split,
+                    found: ctx.keys.clone(),
+                }
+            })?),
+        };
+        splits.push(read_split(&ctx, layout, opts, fields, &mut repairs)?);
+    }
+    if splits.is_empty() {
+        // Only reachable with `require_all_splits: false`: nothing to read at all.
+        return Err(missing_split(SPLITS[0]));
     }
     Ok(MoseiFile {
         path: path_for_messages.to_path_buf(),
@@ -235,11 +315,14 @@ pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiF
     })
 }
 
-fn detect_layout(fields: &[(Value, Value)]) -> Option<Layout> {
+fn detect_layout(fields: &[(Value, Value)], opts: &ReadOptions) -> Option<Layout> {
     let has = |key: &str| fields.iter().any(|(k, _)| k.is_key(key));
     if has("regression_labels") || has("text_bert") {
         Some(Layout::Mmsa)
     } else if has("labels") {
+        Some(Layout::MulT)
+    } else if !opts.require_labels && has("vision") {
+        // Unlabelled features: the MulT layout is the plain one (MMSA always has `text_bert`).
         Some(Layout::MulT)
     } else {
         None
@@ -315,6 +398,7 @@ impl Ctx<'_> {
 fn read_split(
     ctx: &Ctx<'_>,
     layout: Layout,
+    opts: &ReadOptions,
     mut fields: Vec<(Value, Value)>,
     repairs: &mut Vec<Repair>,
 ) -> Result<SplitData, MoseiError> {
@@ -329,21 +413,38 @@ fn read_split(
             Ok(array)
         };
 
+    let has = |fields: &[(Value, Value)], key: &str| fields.iter().any(|(k, _)| k.is_key(key));
+    // Read when present; when absent, refused (by `modality`) only if text and audio are required.
+    let wanted = |fields: &[(Value, Value)], key: &str| opts.require_text_audio || has(fields, key);
+
     // 'vision' first: it is the student's modality and the reference for the sample count.
     let vision = modality(&mut fields, "vision")?;
-    let audio = modality(&mut fields, "audio")?;
+    let audio = if wanted(&fields, "audio") {
+        Some(modality(&mut fields, "audio")?)
+    } else {
+        None
+    };
     // MMSA files always carry `text_bert`; only when `text` is absent too is there nothing to use.
-    let has = |fields: &[(Value, Value)], key: &str| fields.iter().any(|(k, _)| k.is_key(key));
-    if layout == Layout::Mmsa && !has(&fields, "text") && has(&fields, "text_bert") {
+    if opts.require_text_audio
+        && layout == Layout::Mmsa
+        && !has(&fields, "text")
+        && has(&fields, "text_bert")
+    {
         return Err(MoseiError::BertTokenIdsOnly {
             file: ctx.file.to_string(),
             split: ctx.split,
         });
     }
-    let text = modality(&mut fields, "text")?;
+    let text = if wanted(&fields, "text") {
+        Some(modality(&mut fields, "text")?)
+    } else {
+        None
+    };
     let n = vision.n();
     for (key, array) in [("audio", &audio), ("text", &text)] {
-        if array.n() != n {
+        if let Some(array) = array
+            && array.n() != n
+        {
             return Err(ctx.count(key, n, array.n()));
         }
     }
@@ -352,9 +453,15 @@ fn read_split(
         Layout::MulT => "labels",
         Layout::Mmsa => "regression_labels",
     };
-    let value = take_key(&mut fields, label_key).ok_or_else(|| ctx.missing(label_key))?;
-    let (labels, label_dtype) = read_labels(ctx, label_key, value, n, repairs)?;
-    dtypes.insert(label_key.to_string(), label_dtype);
+    let labels = match take_key(&mut fields, label_key) {
+        Some(value) => {
+            let (labels, label_dtype) = read_labels(ctx, label_key, value, n, repairs)?;
+            dtypes.insert(label_key.to_string(), label_dtype);
+            Some(labels)
+        }
+        None if opts.require_labels => return Err(ctx.missing(label_key)),
+        None => None,
+    };
 
     let ids = match take_key(&mut fields, "id") {
         Some(value) => {
@@ -383,7 +490,11 @@ fn read_split(
             dtypes.insert(key.to_string(), dtype);
             Ok(Some(lengths))
         };
-    let audio_lengths = lengths("audio_lengths", audio.shape[1])?;
+    // Lengths of an absent modality describe nothing: they are ignored like any other unused key.
+    let audio_lengths = match &audio {
+        Some(audio) => lengths("audio_lengths", audio.shape[1])?,
+        None => None,
+    };
     let vision_lengths = lengths("vision_lengths", vision.shape[1])?;
 
     Ok(SplitData {
