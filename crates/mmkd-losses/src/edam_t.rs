@@ -228,7 +228,7 @@ impl EdamUpsampler {
 mod tests {
     use super::*;
     use crate::edam::{EdamOrientation, edam_loss};
-    use crate::test_util::{autodiff_device, device, row_stochastic, tensor3, values};
+    use crate::test_util::{autodiff_device, device, row_stochastic, tensor3, uniform, values};
     use burn::optim::{AdamConfig, GradientsParams};
 
     fn assert_rows_are_distributions(map: Tensor<3>, tol: f64) {
@@ -263,6 +263,51 @@ mod tests {
             let out = up.forward(teacher).unwrap();
             assert_eq!(out.dims(), [3, ms, ns]);
             assert_rows_are_distributions(out, 1e-5);
+        }
+    }
+
+    /// `forward` against the documented form computed by loops in f64,
+    /// `out = softmax_row(W_q) . A . softmax_row(W_k)`, with random (not initial) logits on both
+    /// axes, in both multiplication orders (upsampling and downsampling shapes).
+    #[test]
+    fn forward_is_the_explicit_softmax_product() {
+        let device = device();
+        for (case, (mt, nt, ms, ns)) in [(5usize, 3usize, 8usize, 9usize), (6, 7, 4, 2)].into_iter().enumerate() {
+            let mut up = EdamUpsamplerConfig::new(mt, nt, ms, ns).init(&device).unwrap();
+            let wq = uniform(ms * mt, -2.0, 2.0, 40 + case as u64);
+            let wk = uniform(nt * ns, -2.0, 2.0, 50 + case as u64);
+            let param = |v: &[f64], r: usize, c: usize| Param::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [r, c]), &device);
+            up.query_logits = Some(param(&wq, ms, mt));
+            up.key_logits = Some(param(&wk, nt, ns));
+            let b = 2;
+            let a = row_stochastic([b, mt, nt], 60 + case as u64);
+            let got: Vec<f32> = up.forward(Tensor::<3>::from_data(TensorData::new(a.iter().map(|&x| x as f32).collect::<Vec<_>>(), [b, mt, nt]), &device)).unwrap().into_data().try_to_vec().unwrap();
+            // Row softmax of the f32-rounded logits, in f64.
+            let softmax_rows = |w: &[f64], cols: usize| -> Vec<f64> {
+                w.chunks(cols)
+                    .flat_map(|r| {
+                        let r: Vec<f64> = r.iter().map(|&x| f64::from(x as f32)).collect();
+                        let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                        let z: f64 = r.iter().map(|x| (x - m).exp()).sum();
+                        r.into_iter().map(move |x| (x - m).exp() / z)
+                    })
+                    .collect()
+            };
+            let (q, k) = (softmax_rows(&wq, mt), softmax_rows(&wk, ns));
+            for bi in 0..b {
+                for i in 0..ms {
+                    for j in 0..ns {
+                        let mut want = 0.0;
+                        for r in 0..mt {
+                            for c in 0..nt {
+                                want += q[i * mt + r] * a[(bi * mt + r) * nt + c] * k[c * ns + j];
+                            }
+                        }
+                        let have = f64::from(got[(bi * ms + i) * ns + j]);
+                        assert!((have - want).abs() < 1e-6, "case {case} [{bi},{i},{j}]: {have} vs {want}");
+                    }
+                }
+            }
         }
     }
 
