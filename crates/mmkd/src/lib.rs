@@ -10,5 +10,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod predict;
+pub mod reference;
 pub mod study;
 pub mod train;

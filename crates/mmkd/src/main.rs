@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
+use burn::module::Module;
 use burn::prelude::Device;
 use clap::{Args, Parser, Subcommand};
 
@@ -82,6 +83,28 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Predict every clip with a run's best checkpoint: id, true score (empty when unknown),
+    /// the 7 class probabilities, expected score and class. A student needs video only.
+    Predict {
+        run: PathBuf,
+        /// Native dataset directory or MulT/MMSA pickle (video-only data works for students).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "test")]
+        split: mmkd::predict::SplitChoice,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Default: jsonl when --out ends in .jsonl, csv otherwise.
+        #[arg(long, value_enum)]
+        format: Option<mmkd::predict::Format>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+    },
+    /// Replay reference cases (reference/cases.py) with mmkd's code: writes CASE/mmkd.safetensors
+    /// for reference/parity.py to compare.
+    #[command(subcommand)]
+    Reference(ReferenceCmd),
     /// Parameter counts of the teacher and the student, per module.
     Params {
         #[arg(long, value_enum, default_value = "paper")]
@@ -104,6 +127,15 @@ enum Command {
         seed: u64,
         #[arg(long)]
         epochs: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReferenceCmd {
+    /// Run every case folder given and write its outputs to CASE/mmkd.safetensors.
+    Run {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
     },
 }
 
@@ -295,6 +327,7 @@ fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalRepo
     let dataset = data::load_any(&common.data)?;
     let cfg = run_config(common, role, &dataset);
     validate_model(&cfg, &dataset)?;
+    dataset.check_trainable(&cfg.inputs())?;
     // Lengths stay in the data but are only used when asked for.
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     let build_cfg = cfg.clone();
@@ -350,9 +383,13 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
     let role = RunRole::Student { config: args.config, streams, distill: Some(dcfg.clone()) };
     let cfg = run_config(&common, role, &dataset);
     validate_model(&cfg, &dataset)?;
+    // The teacher reads all three modalities: the data must hold them, labelled.
+    dataset.check_trainable(&teacher_cfg.inputs())?;
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     let plain = device();
-    let teacher = mmkd::train::checkpoint::load_safetensors(teacher_cfg.build_net(&plain), &args.teacher.join("best.safetensors"))?;
+    // Frozen: loaded on the plain device (no autodiff graph) and switched to inference mode
+    // (`valid()`: dropout off), outside the trained module, so it gets no gradient or optimizer state.
+    let teacher = mmkd::train::checkpoint::load_safetensors(teacher_cfg.build_net(&plain), &args.teacher.join("best.safetensors"))?.valid();
     let build_cfg = cfg.clone();
     let mut task = mmkd::distill::DistillTask::new(
         dcfg,
@@ -593,6 +630,29 @@ fn run(cli: Cli) -> Result<()> {
             }
             mmkd::error::write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
             println!("pictures and stats.json in {}", out.display());
+        }
+        Command::Predict { run, data, split, out, format, batch_size } => {
+            let rows = mmkd::predict::predict(&run, &data, split, batch_size.max(1), &device())?;
+            let format = format.unwrap_or(match out.as_ref().and_then(|p| p.extension()) {
+                Some(ext) if ext == "jsonl" => mmkd::predict::Format::Jsonl,
+                _ => mmkd::predict::Format::Csv,
+            });
+            match out {
+                Some(path) => {
+                    let mut buf = Vec::new();
+                    mmkd::predict::write(&rows, format, &mut buf)?;
+                    mmkd::error::write_atomic(&path, &buf)?;
+                    eprintln!("wrote {} predictions to {}", rows.len(), path.display());
+                }
+                None => mmkd::predict::write(&rows, format, std::io::stdout().lock())?,
+            }
+        }
+        Command::Reference(ReferenceCmd::Run { cases }) => {
+            for case in &cases {
+                let outputs = mmkd::reference::run_case(case)?;
+                mmkd::reference::write_tensors(&case.join("mmkd.safetensors"), &outputs)?;
+                eprintln!("{}: {} tensors", case.display(), outputs.len());
+            }
         }
         Command::Params { preset, teacher, config, json } => print_params(preset, teacher, config, json)?,
         Command::Demo { preset, out, seed, epochs } => demo(preset, &out, seed, epochs)?,

@@ -104,7 +104,8 @@ fn smoke_study_writes_every_row_of_table1() {
     // Started again, the study skips finished runs and writes the same table.
     let again = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--out", s(&dir)]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("39 already finished") || String::from_utf8_lossy(&again.stderr).contains("20 already finished"), "{}", String::from_utf8_lossy(&again.stderr));
+    // One seed: the data plus 19 training runs, all finished the first time.
+    assert!(String::from_utf8_lossy(&again.stderr).contains("study: 20 runs, 20 already finished, 0 to do"), "{}", String::from_utf8_lossy(&again.stderr));
 
     // --plan prints one command per run, teachers before students; --collect rebuilds the table.
     let plan = mmkd(&["study", "--preset", "smoke", "--seeds", "2", "--plan", "--out", s(&dir.join("p"))]);
@@ -161,4 +162,155 @@ fn mosei_pickles_inspect_convert_and_train() {
             assert!(err.contains(broken), "{broken}: the error names the file: {err}");
         }
     }
+}
+
+/// Synthesise smoke data and train one run for one epoch; returns (data dir, run dir).
+fn trained(dir: &Path, what: &[&str]) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    if !data.join("manifest.json").exists() {
+        let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "2", "--out", s(&data)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let run = dir.join(what.join("-"));
+    let mut args = vec!["train"];
+    args.extend_from_slice(what);
+    args.extend(["--data", s(&data), "--preset", "smoke", "--epochs", "1", "--out", s(&run)]);
+    let out = mmkd(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (data, run)
+}
+
+/// Every refusal of `mmkd distill` exits 2 with one line naming the problem, before it writes
+/// anything to --out.
+#[test]
+fn distill_refuses_bad_input_with_exit_2() {
+    let dir = tempdir("distill-bad");
+    let (_, teacher) = trained(&dir, &["teacher"]);
+    let (_, student) = trained(&dir, &["student"]);
+    let out_dir = dir.join("never");
+    let t = s(&teacher);
+    let (nope, nodata) = (dir.join("nope"), dir.join("nodata"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--teacher", s(&student), "--level", "final", "--method", "crd"], "is a student run"),
+        (vec!["--teacher", t, "--config", "2", "--level", "final", "--method", "crd"], "distils the video teacher"),
+        (vec!["--teacher", t, "--level", "final", "--method", "edam-s"], "works on attention maps only"),
+        (vec!["--teacher", t, "--level", "attention-map", "--method", "edam-s", "--temperature", "0"], "--temperature must be positive"),
+        (vec!["--teacher", s(&nope), "--level", "final", "--method", "crd"], "no config.json"),
+        (vec!["--teacher", t, "--level", "final", "--method", "crd", "--data", s(&nodata)], "no such dataset"),
+    ];
+    for (args, message) in cases {
+        let mut full = vec!["distill"];
+        full.extend(args.iter().copied());
+        full.extend(["--out", s(&out_dir)]);
+        let out = mmkd(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: expected '{message}' in: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(!out_dir.exists(), "{args:?}: a refused run must not create --out");
+    }
+}
+
+/// A deployed student predicts from video alone; a teacher refuses video-only data.
+#[test]
+fn predict_from_video_only_data() {
+    let dir = tempdir("predict");
+    let (data, student) = trained(&dir, &["student"]);
+    let (_, teacher) = trained(&dir, &["teacher", "--branch", "video"]);
+    // A video-only dataset: the synthetic one without text, audio and labels, test split only.
+    let mut d = mmkd::data::native::load(&data).unwrap();
+    for split in [&mut d.train, &mut d.valid, &mut d.test] {
+        split.text = None;
+        split.audio = None;
+        split.labels.iter_mut().for_each(|y| *y = f32::NAN);
+    }
+    let video_only = dir.join("video-only");
+    mmkd::data::native::save(&d, &video_only, serde_json::Value::Null).unwrap();
+    std::fs::remove_file(video_only.join("train.safetensors")).unwrap();
+    std::fs::remove_file(video_only.join("valid.safetensors")).unwrap();
+
+    let csv_path = dir.join("pred.csv");
+    let out = mmkd(&["predict", s(&student), "--data", s(&video_only), "--out", s(&csv_path)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,score,p_-3,p_-2,p_-1,p_0,p_1,p_2,p_3,expected,class");
+    assert_eq!(lines.len(), 1 + d.test.len(), "one row per test clip");
+    for (line, id) in lines[1..].iter().zip(&d.test.ids) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 11);
+        assert_eq!(f[0], id);
+        assert_eq!(f[1], "", "the score is unknown in this data");
+        let p: Vec<f64> = f[2..9].iter().map(|x| x.parse().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        let expected: f64 = p.iter().enumerate().map(|(k, q)| (k as f64 - 3.0) * q).sum();
+        assert!((f[9].parse::<f64>().unwrap() - expected).abs() < 1e-4);
+        let best = (0..7).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap() as i64 - 3;
+        assert_eq!(f[10].parse::<i64>().unwrap(), best);
+    }
+
+    // The same predictions from the full labelled data carry the true scores; JSON lines on stdout.
+    let out = mmkd(&["predict", s(&student), "--data", s(&data), "--format", "jsonl", "--split", "all"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), d.train.len() + d.valid.len() + d.test.len());
+    assert!(rows.iter().all(|r| r["score"].is_number()));
+
+    // A teacher reads audio and text too: refused, with the reason.
+    let out = mmkd(&["predict", s(&teacher), "--data", s(&video_only), "--out", s(&dir.join("t.csv"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no audio features") && err.contains("video-only data serves students"), "{err}");
+    assert!(!dir.join("t.csv").exists());
+    // Training on it is refused too.
+    let out = mmkd(&["train", "student", "--data", s(&video_only), "--preset", "smoke", "--out", s(&dir.join("x"))]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `predict` reads video-only MulT pickles: one with only a test split and no labels, one with
+/// labels in every split.
+#[test]
+fn predict_from_video_only_pickles() {
+    use mmkd::config::DataShape;
+    use mmkd::data::{Dataset, Split};
+    let dir = tempdir("predict-pkl");
+    // A tiny labelled dataset with the fixtures' video shape (5 steps x 4 features).
+    let shape = DataShape { text_dim: 2, audio_dim: 2, video_dim: 4, text_len: 3, audio_len: 4, video_len: 5, n_train: 8, n_valid: 4, n_test: 4 };
+    let split = |name: &str, n: usize| {
+        let wave = |len: usize, dim: usize, k: usize| (0..n * len * dim).map(|i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0).collect::<Vec<f32>>();
+        Split {
+            name: name.into(),
+            text: Some(wave(3, 2, 1)),
+            audio: Some(wave(4, 2, 2)),
+            video: wave(5, 4, 3),
+            labels: (0..n).map(|i| i as f32 % 7.0 - 3.0).collect(),
+            ids: (0..n).map(|i| format!("{name}{i}")).collect(),
+            lengths: None,
+        }
+    };
+    let d = Dataset { name: "tiny".into(), source: "test".into(), synthetic: true, shape, train: split("train", 8), valid: split("valid", 4), test: split("test", 4) };
+    let data = dir.join("data");
+    mmkd::data::native::save(&d, &data, serde_json::Value::Null).unwrap();
+    let run = dir.join("student");
+    let out = mmkd(&["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "1", "--out", s(&run)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = mmkd(&["predict", s(&run), "--data", s(&fixture("video_only_test_p4.pkl"))]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(ids, ["deploy_0", "deploy_1", "deploy_2"]);
+    assert!(text.lines().skip(1).all(|l| l.split(',').nth(1) == Some("")), "no labels in this file: {text}");
+
+    let out = mmkd(&["predict", s(&run), "--data", s(&fixture("video_only_labels_p2.pkl")), "--split", "all", "--format", "jsonl"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 6 + 3 + 3);
+    assert_eq!(rows[9]["score"], 3.0, "the first test clip's label");
+
+    // A split the file does not hold, asked for by name: exit 2, named.
+    let out = mmkd(&["predict", s(&run), "--data", s(&fixture("video_only_test_p4.pkl")), "--split", "train"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("video_only_test_p4.pkl") && err.contains("split 'train'"), "{err}");
 }

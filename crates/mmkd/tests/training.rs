@@ -133,7 +133,7 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let scfg = config(RunRole::Student { config: 5, streams, distill: Some(dcfg.clone()) }, &data, 1);
         let build = scfg.clone();
-        let mut task = DistillTask::new(dcfg, teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let mut task = DistillTask::new(dcfg.clone(), teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
         let run = dir.join(format!("{}-{}", level.name(), method.name()));
         fit(&run, &scfg, &data, &mut task, false, &device).unwrap();
         // The teacher inside the task is bit-identical to what it was before training.
@@ -146,12 +146,119 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         let log = &metrics(&run)[0];
         let kd = log.train_parts.iter().find(|(n, _)| n == "kd").map(|(_, v)| *v).unwrap();
         assert!(kd.is_finite() && kd != 0.0, "{level:?}/{method:?}: kd = {kd}");
-        device.seed(scfg.train.seed);
-        let init = scfg.build_net(&device);
-        let trained = checkpoint::load_safetensors(scfg.build_net(&device), &run.join("last.safetensors")).unwrap();
-        let b = data.test.batch(&data.shape, &[0, 1], &device);
-        let x: Vec<f32> = init.forward(&b, &Default::default()).logits.into_data().try_to_vec().unwrap();
-        let y: Vec<f32> = trained.forward(&b, &Default::default()).logits.into_data().try_to_vec().unwrap();
-        assert_ne!(x, y, "the student must train");
+        // Against the same run with zero loss weights (its weights stay at initialisation; a
+        // rebuilt network would not reproduce them, Burn initialises parameters lazily).
+        let still = DistillConfig { alpha: 0.0, beta: 0.0, ..dcfg.clone() };
+        let still_cfg = config(RunRole::Student { config: 5, streams, distill: Some(still.clone()) }, &data, 1);
+        let build = still_cfg.clone();
+        let mut still_task = DistillTask::new(still, teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let untrained = dir.join(format!("{}-{}-untrained", level.name(), method.name()));
+        fit(&untrained, &still_cfg, &data, &mut still_task, false, &device).unwrap();
+        assert_ne!(tensors(&run.join("last.safetensors")), tensors(&untrained.join("last.safetensors")), "{level:?}/{method:?}: the student must train");
+    }
+}
+
+/// Issue 7, item 3: `plain_batch` cut the rows but not `lengths`, so EDAM-T with a key-padding
+/// mask (lengths in the data, as MMSA pickles have) panicked in the encoder while sizing its
+/// upsamplers from a one-row probe.
+#[test]
+fn edam_t_with_key_padding_mask_trains() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use mmkd::data::Lengths;
+    use mmkd::distill::{DistillConfig, DistillTask, Level, Method, Orientation, distilled_pairs};
+    let mut data = tiny_data();
+    let s = data.shape.clone();
+    for split in [&mut data.train, &mut data.valid, &mut data.test] {
+        let n = split.len();
+        let varied = |full: usize| (0..n).map(|i| full - (i % 3).min(full - 1)).collect::<Vec<_>>();
+        split.lengths = Some(Lengths { text: varied(s.text_len), audio: varied(s.audio_len), video: varied(s.video_len), full: [s.text_len, s.audio_len, s.video_len] });
+    }
+    let device = Device::flex();
+    device.seed(4);
+    let mut tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
+    tcfg.model.key_padding_mask = true;
+    let teacher = tcfg.build_net(&device);
+    let dir = tempdir("keypad-edamt");
+    let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamT, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+    let mut scfg = config(RunRole::Student { config: 5, streams: StudentStreams::FullLength, distill: Some(dcfg.clone()) }, &data, 1);
+    scfg.model.key_padding_mask = true;
+    let build = scfg.clone();
+    let mut task = DistillTask::new(dcfg, teacher, distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+    let report = fit(&dir.join("run"), &scfg, &data, &mut task, false, &device).unwrap();
+    assert!(report.acc7.is_finite());
+    let kd = metrics(&dir.join("run"))[0].train_parts.iter().find(|(n, _)| n == "kd").unwrap().1;
+    assert!(kd.is_finite() && kd > 0.0, "kd = {kd}");
+}
+
+fn distill_task(teacher: &mmkd::model::MultimodalNet, dcfg: &mmkd::distill::DistillConfig, scfg: &RunConfig, data: &Dataset, device: &Device) -> mmkd::distill::DistillTask {
+    let build = scfg.clone();
+    mmkd::distill::DistillTask::new(dcfg.clone(), teacher.clone(), mmkd::distill::distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), scfg.train.seed, device.clone())
+}
+
+/// With alpha = 0 the loss is the KD term alone: attention-map distillation must move the
+/// student's attention weights, and must leave untouched what it cannot reach (the head's
+/// output layer, which only the cross-entropy trains, and the undistilled `V<-V`).
+///
+/// The untrained weights come from a second run with the same seed and alpha = beta = 0: its
+/// gradient is zero, so Adam leaves every weight where initialisation put it. (Rebuilding the
+/// network with the same seed does not reproduce them: Burn initialises parameters lazily, in
+/// the order they are first used.)
+#[test]
+fn kd_term_alone_moves_the_student_where_it_reaches() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use mmkd::distill::{DistillConfig, Level, Method, Orientation};
+    let data = tiny_data();
+    let device = Device::flex();
+    device.seed(8);
+    let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
+    let dir = tempdir("alpha0");
+    let run = |beta: f64, name: &str| {
+        let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamS, alpha: 0.0, beta, temperature: 1.0, orientation: Orientation::Conventional };
+        let scfg = config(RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
+        fit(&dir.join(name), &scfg, &data, &mut distill_task(&teacher, &dcfg, &scfg, &data, &device), false, &device).unwrap();
+        tensors(&dir.join(name).join("last.safetensors"))
+    };
+    let (untrained, kd_only) = (run(0.0, "untrained"), run(1.0, "kd-only"));
+    let moved = |prefix: &str| untrained.iter().filter(|(k, _)| k.starts_with(prefix)).any(|(k, v)| kd_only[k] != *v);
+    // Config 5's body is [V<-V, V<-L, V<-A]: flat.1 and flat.2 are the distilled pairs.
+    assert!(moved("flat.2.layers.0.attention.query") && moved("flat.1.layers.0.attention.key"), "the KD term must train the distilled transformers' attention");
+    assert!(moved("front.0.conv") && moved("front.1.conv"), "the KD gradient reaches the streams feeding the distilled maps");
+    assert!(!moved("head."), "nothing but the cross-entropy reaches the head, and alpha = 0");
+    assert!(!moved("flat.0."), "V<-V is not distilled in configuration 5 and must not move");
+    assert!(!moved("flat.2.layers.0.ffn_norm") && !moved("flat.2.final_norm"), "a one-layer map does not depend on what follows the attention");
+}
+
+/// A distillation run resumed after its first epoch ends like an uninterrupted one, including
+/// the state outside the student: CRD's memory banks, EDAM-T's learned maps.
+#[test]
+fn resumed_distillation_matches_an_uninterrupted_run() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use mmkd::distill::{DistillConfig, Level, Method, Orientation};
+    let data = tiny_data();
+    let device = Device::flex();
+    device.seed(9);
+    let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
+    let dir = tempdir("resume-kd");
+    for (level, method) in [(Level::Final, Method::Crd), (Level::AttentionMap, Method::EdamT)] {
+        let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+        let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
+        let role = RunRole::Student { config: 5, streams, distill: Some(dcfg.clone()) };
+        let (cfg2, cfg3) = (config(role.clone(), &data, 2), config(role, &data, 3));
+        let full = dir.join(format!("{}-full", method.name()));
+        fit(&full, &cfg3, &data, &mut distill_task(&teacher, &dcfg, &cfg3, &data, &device), false, &device).unwrap();
+        let part = dir.join(format!("{}-part", method.name()));
+        fit(&part, &cfg2, &data, &mut distill_task(&teacher, &dcfg, &cfg2, &data, &device), false, &device).unwrap();
+        fit(&part, &cfg3, &data, &mut distill_task(&teacher, &dcfg, &cfg3, &data, &device), true, &device).unwrap();
+        let (a, b) = (metrics(&full), metrics(&part));
+        assert_eq!((a.len(), b.len()), (3, 3));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.train_loss - y.train_loss).abs() < 1e-6, "{}: epoch {}: {} vs {}", method.name(), x.epoch, x.train_loss, y.train_loss);
+            assert_eq!(x.train_parts.len(), y.train_parts.len());
+            for ((n, u), (_, v)) in x.train_parts.iter().zip(&y.train_parts) {
+                assert!((u - v).abs() < 1e-6, "{}: epoch {} {n}: {u} vs {v}", method.name(), x.epoch);
+            }
+            assert!((x.val_loss - y.val_loss).abs() < 1e-6);
+        }
+        assert_eq!(tensors(&full.join("last.safetensors")), tensors(&part.join("last.safetensors")), "{}: final weights", method.name());
     }
 }

@@ -16,13 +16,15 @@ use crate::config::DataShape;
 use crate::model::Modality;
 
 /// One split held in memory, row-major: `text[i]` is `text_len x text_dim` floats, and so on.
+/// Text and audio may be absent (a video-only dataset for a deployed student); labels are NaN
+/// where unknown. Training refuses both (`Dataset::check_trainable`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
     pub name: String,
-    pub text: Vec<f32>,
-    pub audio: Vec<f32>,
+    pub text: Option<Vec<f32>>,
+    pub audio: Option<Vec<f32>>,
     pub video: Vec<f32>,
-    /// Continuous sentiment in [-3, 3].
+    /// Continuous sentiment in [-3, 3]; NaN when unknown.
     pub labels: Vec<f32>,
     pub ids: Vec<String>,
     /// Valid lengths per sample, when the source knows them (MMSA files do).
@@ -50,6 +52,11 @@ impl Lengths {
         v.iter().map(|&l| (l * out_len).div_ceil(full.max(1)).clamp(1, out_len)).collect()
     }
 
+    /// The lengths of the first `n` samples.
+    pub fn first(&self, n: usize) -> Lengths {
+        self.select(&(0..n.min(self.video.len())).collect::<Vec<_>>())
+    }
+
     fn select(&self, idx: &[usize]) -> Lengths {
         let pick = |v: &Vec<usize>| idx.iter().map(|&i| v[i]).collect();
         Lengths { text: pick(&self.text), audio: pick(&self.audio), video: pick(&self.video), full: self.full }
@@ -57,6 +64,20 @@ impl Lengths {
 }
 
 impl Split {
+    /// Whether the split holds features of modality `m`.
+    pub fn has(&self, m: Modality) -> bool {
+        match m {
+            Modality::Video => true,
+            Modality::Audio => self.audio.is_some(),
+            Modality::Language => self.text.is_some(),
+        }
+    }
+
+    /// Whether every clip has a label.
+    pub fn labelled(&self) -> bool {
+        self.labels.iter().all(|y| y.is_finite())
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -83,8 +104,8 @@ impl Split {
         let scores: Vec<f32> = idx.iter().map(|&i| self.labels[i]).collect();
         let classes: Vec<i64> = scores.iter().map(|&y| labels::class_of(y) as i64).collect();
         Batch {
-            text: gather(&self.text, shape.text_len, shape.text_dim),
-            audio: gather(&self.audio, shape.audio_len, shape.audio_dim),
+            text: self.text.as_ref().map(|t| gather(t, shape.text_len, shape.text_dim)),
+            audio: self.audio.as_ref().map(|a| gather(a, shape.audio_len, shape.audio_dim)),
             video: gather(&self.video, shape.video_len, shape.video_dim),
             classes: Tensor::from_data(TensorData::new(classes, [idx.len()]), device),
             scores,
@@ -97,8 +118,10 @@ impl Split {
 /// A mini-batch on a device. `indices` are the rows in the split (CRD's memory bank needs them).
 #[derive(Clone, Debug)]
 pub struct Batch {
-    pub text: Tensor<3>,
-    pub audio: Tensor<3>,
+    /// Absent in a video-only dataset.
+    pub text: Option<Tensor<3>>,
+    /// Absent in a video-only dataset.
+    pub audio: Option<Tensor<3>>,
     pub video: Tensor<3>,
     pub classes: Tensor<1, Int>,
     pub scores: Vec<f32>,
@@ -121,6 +144,20 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Refuse data a network cannot be trained or evaluated on: a split without labels, or
+    /// without a modality the network reads.
+    pub fn check_trainable(&self, needs: &[Modality]) -> anyhow::Result<()> {
+        for split in [&self.train, &self.valid, &self.test] {
+            if let Some(m) = needs.iter().find(|&&m| !split.has(m)) {
+                crate::bail_input!("dataset {}: split '{}' has no {} features, which this network reads", self.name, split.name, m.name());
+            }
+            if !split.labelled() {
+                crate::bail_input!("dataset {}: split '{}' has clips without labels; training and evaluation need every label", self.name, split.name);
+            }
+        }
+        Ok(())
+    }
+
     pub fn split(&self, name: &str) -> Option<&Split> {
         match name {
             "train" => Some(&self.train),
@@ -140,6 +177,41 @@ pub fn load_any(path: &std::path::Path) -> anyhow::Result<Dataset> {
         crate::bail_input!("{}: no such dataset (make one with `mmkd data synth --out DIR`)", path.display());
     }
     Ok(pickle::load_pickle(path)?.0)
+}
+
+/// The splits `mmkd predict` reads, with the dataset's description.
+#[derive(Clone, Debug)]
+pub struct PredictionData {
+    /// Dataset name.
+    pub name: String,
+    /// Where it came from.
+    pub source: String,
+    /// Dims and lengths (those of an absent modality are meaningless).
+    pub shape: DataShape,
+    /// The splits asked for, in the order asked.
+    pub splits: Vec<Split>,
+}
+
+/// Load the named splits of a native directory or a MulT/MMSA pickle for prediction. Text,
+/// audio and labels may be absent (video-only data for a student). With `present_only`, splits
+/// the data does not hold are skipped (at least one must remain); otherwise each is required.
+pub fn load_for_prediction(path: &std::path::Path, names: &[&str], present_only: bool) -> anyhow::Result<PredictionData> {
+    if path.is_dir() {
+        let names: Vec<&str> = if present_only {
+            names.iter().copied().filter(|n| path.join(format!("{n}.safetensors")).exists()).collect()
+        } else {
+            names.to_vec()
+        };
+        if names.is_empty() {
+            crate::bail_input!("{}: holds none of the splits train, valid, test", path.display());
+        }
+        let (m, splits) = native::load_splits(path, &names)?;
+        return Ok(PredictionData { name: m.name, source: m.source, shape: m.shape, splits });
+    }
+    if !path.exists() {
+        crate::bail_input!("{}: no such dataset", path.display());
+    }
+    pickle::load_pickle_for_prediction(path, names, present_only)
 }
 
 /// Batch order for one epoch: a shuffle seeded by (seed, epoch), so a resumed run sees the same

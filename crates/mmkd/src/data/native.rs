@@ -5,6 +5,8 @@
 //! DIR/{train,valid,test}.safetensors
 //!     text  f32 [N, text_len, text_dim]     audio f32 [N, audio_len, audio_dim]
 //!     video f32 [N, video_len, video_dim]   labels f32 [N] (sentiment in [-3, 3])
+//!     (text, audio and labels may be absent: a video-only dataset for `mmkd predict` on a
+//!     student; training refuses it)
 //!     optional lengths_text / lengths_audio / lengths_video  i64 [N]
 //!     metadata "ids": JSON list of N clip ids
 //! ```
@@ -47,12 +49,17 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 fn write_split(path: &Path, split: &Split, shape: &DataShape) -> Result<()> {
     let n = split.len();
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
-        ("text".into(), Dtype::F32, vec![n, shape.text_len, shape.text_dim], f32_bytes(&split.text)),
-        ("audio".into(), Dtype::F32, vec![n, shape.audio_len, shape.audio_dim], f32_bytes(&split.audio)),
-        ("video".into(), Dtype::F32, vec![n, shape.video_len, shape.video_dim], f32_bytes(&split.video)),
-        ("labels".into(), Dtype::F32, vec![n], f32_bytes(&split.labels)),
-    ];
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        vec![("video".into(), Dtype::F32, vec![n, shape.video_len, shape.video_dim], f32_bytes(&split.video))];
+    if let Some(text) = &split.text {
+        owned.push(("text".into(), Dtype::F32, vec![n, shape.text_len, shape.text_dim], f32_bytes(text)));
+    }
+    if let Some(audio) = &split.audio {
+        owned.push(("audio".into(), Dtype::F32, vec![n, shape.audio_len, shape.audio_dim], f32_bytes(audio)));
+    }
+    if split.labelled() {
+        owned.push(("labels".into(), Dtype::F32, vec![n], f32_bytes(&split.labels)));
+    }
     if let Some(l) = &split.lengths {
         for (name, v) in [("lengths_text", &l.text), ("lengths_audio", &l.audio), ("lengths_video", &l.video)] {
             owned.push((name.into(), Dtype::I64, vec![n], v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect()));
@@ -149,10 +156,12 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
         Ok(st) => st,
         Err(e) => bail_input!("{}: not a valid safetensors file: {e}", file.display()),
     };
-    let n = match st.tensor("labels") {
-        Ok(t) if t.shape().len() == 1 => t.shape()[0],
-        Ok(t) => bail_input!("{}: field 'labels': expected shape [N], found {:?}", file.display(), t.shape()),
-        Err(_) => bail_input!("{}: field 'labels': missing", file.display()),
+    // The sample count comes from the labels, or from the video in a video-only file.
+    let (count_field, rank) = if st.tensor("labels").is_ok() { ("labels", 1) } else { ("video", 3) };
+    let n = match st.tensor(count_field) {
+        Ok(t) if t.shape().len() == rank => t.shape()[0],
+        Ok(t) => bail_input!("{}: field '{count_field}': expected rank {rank} with N first, found shape {:?}", file.display(), t.shape()),
+        Err(_) => bail_input!("{}: field '{count_field}': missing", file.display()),
     };
     let expected_n = match name {
         "train" => shape.n_train,
@@ -160,12 +169,15 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
         _ => shape.n_test,
     };
     if n != expected_n {
-        bail_input!("{}: field 'labels': expected {expected_n} samples (manifest), found {n}", file.display());
+        bail_input!("{}: field '{count_field}': expected {expected_n} samples (manifest), found {n}", file.display());
     }
-    let text = read_f32(&st, &file, "text", &[n, shape.text_len, shape.text_dim])?;
-    let audio = read_f32(&st, &file, "audio", &[n, shape.audio_len, shape.audio_dim])?;
+    let optional = |field: &str, dims: &[usize]| -> Result<Option<Vec<f32>>> {
+        if st.tensor(field).is_err() { Ok(None) } else { read_f32(&st, &file, field, dims).map(Some) }
+    };
+    let text = optional("text", &[n, shape.text_len, shape.text_dim])?;
+    let audio = optional("audio", &[n, shape.audio_len, shape.audio_dim])?;
     let video = read_f32(&st, &file, "video", &[n, shape.video_len, shape.video_dim])?;
-    let labels = read_f32(&st, &file, "labels", &[n])?;
+    let labels = optional("labels", &[n])?.unwrap_or_else(|| vec![f32::NAN; n]);
     let (_, meta) = SafeTensors::read_metadata(&bytes)?;
     let ids: Vec<String> = match meta.metadata().as_ref().and_then(|m| m.get("ids")) {
         Some(s) => serde_json::from_str(s).map_err(|e| crate::error::input_error(format!("{}: metadata 'ids': {e}", file.display())))?,
@@ -186,6 +198,20 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
         _ => bail_input!("{}: lengths: expected all of lengths_text/audio/video or none", file.display()),
     };
     Ok(Split { name: name.to_string(), text, audio, video, labels, ids, lengths })
+}
+
+/// Load the named splits of a dataset directory (for prediction: a video-only dataset may hold
+/// just the split it is for). Every split asked for must exist.
+pub fn load_splits(dir: &Path, names: &[&str]) -> Result<(Manifest, Vec<Split>)> {
+    let m = read_manifest(dir)?;
+    let mut splits = Vec::new();
+    for name in names {
+        if !dir.join(format!("{name}.safetensors")).exists() {
+            bail_input!("{}: split '{name}': missing ({name}.safetensors)", dir.display());
+        }
+        splits.push(read_split(dir, name, &m.shape)?);
+    }
+    Ok((m, splits))
 }
 
 /// Load and validate a dataset directory.

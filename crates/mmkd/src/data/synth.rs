@@ -232,10 +232,12 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
             .collect();
         handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect()
     });
+    let mut text = Vec::with_capacity(n * shape.text_len * shape.text_dim);
+    let mut audio = Vec::with_capacity(n * shape.audio_len * shape.audio_dim);
     let mut out = Split {
         name: name.to_string(),
-        text: Vec::with_capacity(n * shape.text_len * shape.text_dim),
-        audio: Vec::with_capacity(n * shape.audio_len * shape.audio_dim),
+        text: None,
+        audio: None,
         video: Vec::with_capacity(n * shape.video_len * shape.video_dim),
         labels: Vec::with_capacity(n),
         ids: Vec::with_capacity(n),
@@ -243,13 +245,15 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
     };
     let mut latents = Vec::with_capacity(n);
     for (i, c) in parts.into_iter().flatten().enumerate() {
-        out.text.extend_from_slice(&c.text);
-        out.audio.extend_from_slice(&c.audio);
+        text.extend_from_slice(&c.text);
+        audio.extend_from_slice(&c.audio);
         out.video.extend_from_slice(&c.video);
         out.labels.push(c.latent.score);
         out.ids.push(format!("synth-{name}-{i:06}"));
         latents.push(c.latent);
     }
+    out.text = Some(text);
+    out.audio = Some(audio);
     (out, latents)
 }
 
@@ -297,8 +301,8 @@ mod tests {
         let shape = tiny();
         let (d, lat) = generate(Preset::Smoke, 1, &shape, &SynthParams::default());
         assert_eq!(d.train.len(), 40);
-        assert_eq!(d.train.text.len(), 40 * shape.text_len * 300);
-        assert_eq!(d.train.audio.len(), 40 * shape.audio_len * 74);
+        assert_eq!(d.train.text.as_ref().unwrap().len(), 40 * shape.text_len * 300);
+        assert_eq!(d.train.audio.as_ref().unwrap().len(), 40 * shape.audio_len * 74);
         assert_eq!(d.train.video.len(), 40 * shape.video_len * 35);
         assert!(d.train.labels.iter().all(|y| (-3.0..=3.0).contains(y)));
         assert!(lat[0].iter().all(|l| l.event_frame + 2 <= shape.video_len));

@@ -182,13 +182,14 @@ pub fn plain_batch(batch: &Batch, n: usize) -> Batch {
     let n = n.min(batch.indices.len()).max(1);
     let take3 = |t: &Tensor<3>| t.clone().inner().narrow(0, 0, n);
     Batch {
-        text: take3(&batch.text),
-        audio: take3(&batch.audio),
+        text: batch.text.as_ref().map(take3),
+        audio: batch.audio.as_ref().map(take3),
         video: take3(&batch.video),
         classes: batch.classes.clone().inner().narrow(0, 0, n),
         scores: batch.scores[..n].to_vec(),
         indices: batch.indices[..n].to_vec(),
-        lengths: batch.lengths.clone(),
+        // The same rows of the lengths, or the key-padding mask would not fit the batch.
+        lengths: batch.lengths.as_ref().map(|l| l.first(n)),
     }
 }
 

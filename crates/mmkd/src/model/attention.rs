@@ -5,7 +5,8 @@
 //! attention once and, only when asked, also returns the head-averaged map (optionally through a
 //! temperature softmax on the same scores, eq. 10-11 of the paper) and the post-attention output.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::module::Param;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::Bool;
 use burn::tensor::activation::softmax;
@@ -58,6 +59,10 @@ pub struct CrossModalAttention {
 }
 
 impl CrossModalAttentionConfig {
+    /// MulT's initialisation (fairseq's `MultiheadAttention.reset_parameters`): the query, key
+    /// and value projections are one `[3d, d]` matrix initialised Xavier-uniform as a whole, so
+    /// each third is uniform in +-sqrt(6 / (d + 3d)); the output projection is Xavier-uniform
+    /// over `[d, d]`; every bias starts at zero.
     pub fn init(&self, device: &Device) -> CrossModalAttention {
         assert!(
             self.d_model.is_multiple_of(self.heads),
@@ -65,36 +70,55 @@ impl CrossModalAttentionConfig {
             self.d_model,
             self.heads
         );
-        let lin = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let d = self.d_model;
+        let in_bound = (6.0 / (d + 3 * d) as f64).sqrt();
+        let in_proj = || zero_bias(LinearConfig::new(d, d).with_initializer(Initializer::Uniform { min: -in_bound, max: in_bound }).init(device));
         CrossModalAttention {
-            query: lin(),
-            key: lin(),
-            value: lin(),
-            output: lin(),
+            query: in_proj(),
+            key: in_proj(),
+            value: in_proj(),
+            output: xavier_linear(d, d, device),
             dropout: DropoutConfig::new(self.dropout).init(),
             heads: self.heads,
         }
     }
 }
 
+/// A linear layer initialised as MulT's `Linear` helper does: Xavier-uniform weight, zero bias.
+pub fn xavier_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    zero_bias(LinearConfig::new(d_in, d_out).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device))
+}
+
+/// Burn draws a bias from the weight's initializer; MulT starts biases at zero.
+fn zero_bias(mut linear: Linear) -> Linear {
+    if let Some(bias) = &linear.bias {
+        let [n] = bias.val().dims();
+        let device = bias.val().device();
+        linear.bias = Some(Param::from_tensor(Tensor::zeros([n], &device)));
+    }
+    linear
+}
+
 impl CrossModalAttention {
-    /// `query`: [B, Lq, d]; `key_value`: [B, Lk, d]; `mask`: true where attention is forbidden,
-    /// broadcastable to [B, heads, Lq, Lk] (given as [B or 1, 1, Lq or 1, Lk]).
+    /// `query`: [B, Lq, d]; `key`, `value`: [B, Lk, d] (MulT feeds them separately: in training
+    /// they carry different embedding-dropout masks); `mask`: true where attention is
+    /// forbidden, broadcastable to [B, heads, Lq, Lk] (given as [B or 1, 1, Lq or 1, Lk]).
     pub fn forward(
         &self,
         query: Tensor<3>,
-        key_value: Tensor<3>,
+        key: Tensor<3>,
+        value: Tensor<3>,
         mask: Option<Tensor<4, Bool>>,
         probe: Probe,
     ) -> (Tensor<3>, LayerTrace) {
         let [b, lq, d] = query.dims();
-        let lk = key_value.dims()[1];
+        let lk = key.dims()[1];
         let h = self.heads;
         let dh = d / h;
         let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = split(self.query.forward(query), lq);
-        let k = split(self.key.forward(key_value.clone()), lk);
-        let v = split(self.value.forward(key_value), lk);
+        let k = split(self.key.forward(key), lk);
+        let v = split(self.value.forward(value), lk);
 
         let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
         if let Some(mask) = mask {
@@ -138,7 +162,7 @@ mod tests {
         let kv = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         for t in [1.0f32, 2.5] {
             let probe = Probe { map_temperature: Some(t), post_attention: true };
-            let (out, trace) = attn.forward(q.clone(), kv.clone(), None, probe);
+            let (out, trace) = attn.forward(q.clone(), kv.clone(), kv.clone(), None, probe);
             let (ref_out, ref_map) = naive_attention(&attn, &q, &kv, None, t as f64);
             let out_v = to_vec(out.clone());
             let post_v = to_vec(trace.post_attention.unwrap());
@@ -154,6 +178,22 @@ mod tests {
         }
     }
 
+    /// MulT's initialisation: in-projections uniform within sqrt(6 / 4d) (one Xavier-uniform
+    /// [3d, d] matrix), output projection within sqrt(6 / 2d), zero biases.
+    #[test]
+    fn initialised_like_mult() {
+        let device = Device::flex();
+        let d = 64;
+        let attn = CrossModalAttentionConfig::new(d, 8).init(&device);
+        for (layer, bound) in [(&attn.query, (6.0 / (4 * d) as f64).sqrt()), (&attn.key, (6.0 / (4 * d) as f64).sqrt()), (&attn.value, (6.0 / (4 * d) as f64).sqrt()), (&attn.output, (6.0 / (2 * d) as f64).sqrt())] {
+            let w = to_vec(layer.weight.val());
+            let max = w.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+            // 4,096 uniform draws: the largest lies within 0.2 % of the bound, almost surely.
+            assert!(max <= bound && max > 0.99 * bound, "max |w| {max} vs bound {bound}");
+            assert!(to_vec(layer.bias.as_ref().unwrap().val()).iter().all(|&b| b == 0.0), "bias must start at zero");
+        }
+    }
+
     #[test]
     fn masked_keys_get_no_weight_and_rows_sum_to_one() {
         let device = Device::flex();
@@ -163,7 +203,7 @@ mod tests {
         let kv = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let mask = crate::model::masks::future_mask(4, 4, &device).unsqueeze_dims::<4>(&[0, 1]);
         let probe = Probe { map_temperature: Some(1.0), post_attention: false };
-        let (out, trace) = attn.forward(q.clone(), kv.clone(), Some(mask), probe);
+        let (out, trace) = attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask), probe);
         let map = to_vec(trace.map.unwrap());
         for i in 0..4 {
             let row = &map[i * 4..i * 4 + 4];

@@ -1,12 +1,18 @@
 //! MulT's transformer encoder: pre-LayerNorm layers whose query and key/value inputs are both
 //! scaled by sqrt(d) and get sinusoidal positions; one LayerNorm per layer normalises both.
+//!
+//! Two modes, as MulT's `TransformerEncoder.forward(x_in, x_in_k, x_in_v)`:
+//! - cross-modal (`Some(keys_values)`): the key/value sequence is embedded once and every layer
+//!   attends to that embedded input (MulT's `trans_l_with_a` and friends);
+//! - self-attention (`None`): every layer attends to its own current input (MulT's
+//!   `trans_l_mem`, the branches' temporal transformers).
 
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::Bool;
 use burn::tensor::activation::relu;
 
-use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe};
+use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe, xavier_linear};
 use super::masks;
 
 #[derive(Config, Debug)]
@@ -62,8 +68,9 @@ impl CrossModalEncoderConfig {
                     .init(device),
                 attn_norm: LayerNormConfig::new(d).init(device),
                 ffn_norm: LayerNormConfig::new(d).init(device),
-                fc1: LinearConfig::new(d, 4 * d).init(device),
-                fc2: LinearConfig::new(4 * d, d).init(device),
+                // MulT's `Linear` helper: Xavier-uniform weights, zero biases.
+                fc1: xavier_linear(d, 4 * d, device),
+                fc2: xavier_linear(4 * d, d, device),
                 relu_dropout: DropoutConfig::new(self.relu_dropout).init(),
                 res_dropout: DropoutConfig::new(self.res_dropout).init(),
             })
@@ -79,18 +86,27 @@ impl CrossModalEncoderConfig {
     }
 }
 
+/// What a layer attends to.
+enum KeysValues {
+    /// Self-attention: the layer's own input.
+    Own,
+    /// Cross-modal: the embedded key and value inputs (the same sequence, embedded twice so that
+    /// each carries its own embedding-dropout mask in training, as in MulT).
+    Cross { keys: Tensor<3>, values: Tensor<3> },
+}
+
 impl EncoderLayer {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        kv: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        probe: Probe,
-    ) -> (Tensor<3>, LayerTrace) {
+    fn forward(&self, x: Tensor<3>, kv: &KeysValues, mask: Option<Tensor<4, Bool>>, probe: Probe) -> (Tensor<3>, LayerTrace) {
         let residual = x.clone();
         let q = self.attn_norm.forward(x);
-        let kv = self.attn_norm.forward(kv);
-        let (attn, trace) = self.attention.forward(q, kv, mask, probe);
+        let (attn, trace) = match kv {
+            KeysValues::Own => self.attention.forward(q.clone(), q.clone(), q, mask, probe),
+            KeysValues::Cross { keys, values } => {
+                let k = self.attn_norm.forward(keys.clone());
+                let v = self.attn_norm.forward(values.clone());
+                self.attention.forward(q, k, v, mask, probe)
+            }
+        };
         let x = residual + self.res_dropout.forward(attn);
         let residual = x.clone();
         let h = relu(self.fc1.forward(self.ffn_norm.forward(x)));
@@ -100,7 +116,8 @@ impl EncoderLayer {
 }
 
 impl CrossModalEncoder {
-    /// Scale by sqrt(d), add positions, embedding dropout (MulT's encoder preamble).
+    /// Scale by sqrt(d), add positions (MulT's encoder preamble); embedding dropout is applied
+    /// by the caller, once per use of the result.
     fn embed(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let device = x.device();
@@ -113,22 +130,22 @@ impl CrossModalEncoder {
         } else {
             table.expand([b, l, d])
         };
-        let x = x.mul_scalar((self.d_model as f64).sqrt()) + positions;
-        self.embed_dropout.forward(x)
+        x.mul_scalar((self.d_model as f64).sqrt()) + positions
     }
 
-    /// `queries`: [B, Lq, d]; `keys_values`: [B, Lk, d] (pass the same tensor for self-attention);
-    /// `key_lengths`: per-sample valid key counts when key padding is masked.
-    /// Returns the encoded queries [B, Lq, d] and one trace per layer (empty unless probed).
+    /// `queries`: [B, Lq, d]; `keys_values`: [B, Lk, d] for a cross-modal transformer, `None` for
+    /// self-attention over `queries`; `key_lengths`: per-sample valid key counts when key padding
+    /// is masked. Returns the encoded queries [B, Lq, d] and one trace per layer (empty unless
+    /// probed).
     pub fn forward(
         &self,
         queries: Tensor<3>,
-        keys_values: Tensor<3>,
+        keys_values: Option<Tensor<3>>,
         key_lengths: Option<&[usize]>,
         probe: Probe,
     ) -> (Tensor<3>, Vec<LayerTrace>) {
         let [b, lq, _] = queries.dims();
-        let lk = keys_values.dims()[1];
+        let lk = keys_values.as_ref().map_or(lq, |kv| kv.dims()[1]);
         let device = queries.device();
         let mut mask: Option<Tensor<4, Bool>> = None;
         if self.causal_mask {
@@ -141,11 +158,17 @@ impl CrossModalEncoder {
                 None => pad,
             });
         }
-        let mut x = self.embed(queries);
-        let kv = self.embed(keys_values);
+        let mut x = self.embed_dropout.forward(self.embed(queries));
+        let kv = match keys_values {
+            None => KeysValues::Own,
+            Some(kv) => {
+                let embedded = self.embed(kv);
+                KeysValues::Cross { keys: self.embed_dropout.forward(embedded.clone()), values: self.embed_dropout.forward(embedded) }
+            }
+        };
         let mut traces = Vec::with_capacity(if probe.is_empty() { 0 } else { self.layers.len() });
         for layer in &self.layers {
-            let (next, trace) = layer.forward(x, kv.clone(), mask.clone(), probe);
+            let (next, trace) = layer.forward(x, &kv, mask.clone(), probe);
             x = next;
             if !probe.is_empty() {
                 traces.push(trace);
@@ -165,7 +188,7 @@ mod tests {
     fn loss_and_grads(enc: &CrossModalEncoder, q: &[f32], kv: &[f32], w: &Tensor<3>, dims: ([usize; 3], [usize; 3]), device: &Device) -> (f32, Vec<f32>, Vec<f32>) {
         let qt = Tensor::<3>::from_data(TensorData::new(q.to_vec(), dims.0), device).require_grad();
         let kt = Tensor::<3>::from_data(TensorData::new(kv.to_vec(), dims.1), device).require_grad();
-        let (out, _) = enc.forward(qt.clone(), kt.clone(), None, Probe::NONE);
+        let (out, _) = enc.forward(qt.clone(), Some(kt.clone()), None, Probe::NONE);
         let loss = (out * w.clone()).sum();
         let grads = loss.backward();
         let gq = to_vec(qt.grad(&grads).expect("grad of queries"));
@@ -216,20 +239,44 @@ mod tests {
         assert!(gk.iter().any(|g| g.abs() > 1e-6), "keys must receive gradient");
     }
 
+    /// Issue 7: a 2-layer encoder against a naive loop implementation of MulT's encoder, in
+    /// both modes. In self-attention the second layer must attend to the first layer's output;
+    /// the old code (every layer attending to the layer-0 input) fails the self-attention case.
+    #[test]
+    fn two_layer_encoder_matches_a_naive_reference_in_both_modes() {
+        use crate::model::test_util::{Rows, naive_encoder};
+        let device = Device::flex();
+        device.seed(31);
+        let enc = CrossModalEncoderConfig::new(8, 2, 2).with_causal_mask(true).with_positions_from_first_feature(true).init(&device);
+        let mut x = to_vec(Tensor::<3>::random([1, 5, 8], Distribution::Normal(0.0, 1.0), &device));
+        x[4 * 8..].iter_mut().for_each(|v| *v = 0.0); // a padding frame: zero position vector
+        let kv = to_vec(Tensor::<3>::random([1, 3, 8], Distribution::Normal(0.0, 1.0), &device));
+        let rows = |v: &[f32]| -> Rows { v.chunks(8).map(|r| r.iter().map(|&a| a as f64).collect()).collect() };
+        let tensor = |v: &[f32], l: usize| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [1, l, 8]), &device);
+        for cross in [false, true] {
+            let (out, _) = enc.forward(tensor(&x, 5), cross.then(|| tensor(&kv, 3)), None, Probe::NONE);
+            let want = naive_encoder(&enc, &rows(&x), cross.then(|| rows(&kv)).as_ref());
+            let got = to_vec(out);
+            for (g, w) in got.iter().zip(want.iter().flatten()) {
+                assert!((*g as f64 - w).abs() < 2e-5, "cross = {cross}: {g} vs {w}");
+            }
+        }
+    }
+
     #[test]
     fn traces_have_one_entry_per_layer_with_the_right_shapes() {
         let device = Device::flex();
         let enc = CrossModalEncoderConfig::new(8, 3, 2).init(&device);
         let q = Tensor::<3>::zeros([2, 5, 8], &device);
         let kv = Tensor::<3>::ones([2, 7, 8], &device);
-        let (out, traces) = enc.forward(q.clone(), kv.clone(), None, Probe { map_temperature: Some(2.0), post_attention: true });
+        let (out, traces) = enc.forward(q.clone(), Some(kv.clone()), None, Probe { map_temperature: Some(2.0), post_attention: true });
         assert_eq!(out.dims(), [2, 5, 8]);
         assert_eq!(traces.len(), 3);
         for t in &traces {
             assert_eq!(t.map.as_ref().unwrap().dims(), [2, 5, 7]);
             assert_eq!(t.post_attention.as_ref().unwrap().dims(), [2, 5, 8]);
         }
-        let (_, none) = enc.forward(q, kv, None, Probe::NONE);
+        let (_, none) = enc.forward(q, Some(kv), None, Probe::NONE);
         assert!(none.is_empty(), "no probe, no traces");
     }
 }

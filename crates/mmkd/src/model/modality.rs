@@ -23,6 +23,15 @@ impl Modality {
         }
     }
 
+    /// Lower-case name, as in messages and file formats ("video", "audio", "text").
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Video => "video",
+            Modality::Audio => "audio",
+            Modality::Language => "text",
+        }
+    }
+
     /// The two other modalities, in MulT's order (V, A, L minus self).
     pub fn others(self) -> [Modality; 2] {
         match self {

@@ -56,17 +56,19 @@ pub struct StreamConv {
 
 impl StreamConv {
     /// A conv that keeps the length (kernel k, padding k/2), or one that downsamples
-    /// `in_len` to exactly `out_len` (stride ceil(in/out), kernel in - (out-1)*stride, no padding).
+    /// `in_len` to exactly `out_len` (stride floor(in/out), kernel in - (out-1)*stride >= stride,
+    /// no padding: 500 -> 50 is stride 10, kernel 10). No bias, as MulT's projections: an
+    /// all-zero padding frame then stays exactly zero, which MulT's positions rely on.
     pub fn new(source: Modality, d_in: usize, d: usize, kernel: usize, in_len: usize, out_len: usize, device: &Device) -> Self {
         let config = if out_len == in_len {
             Conv1dConfig::new(d_in, d, kernel).with_padding(PaddingConfig1d::Explicit(kernel / 2, (kernel - 1) / 2))
         } else {
             assert!(out_len < in_len && out_len > 0, "can only downsample ({in_len} -> {out_len})");
-            let stride = in_len.div_ceil(out_len);
+            let stride = in_len / out_len;
             let k = in_len - (out_len - 1) * stride;
             Conv1dConfig::new(d_in, d, k).with_stride(stride)
         };
-        StreamConv { conv: config.init(device), source, out_len }
+        StreamConv { conv: config.with_bias(false).init(device), source, out_len }
     }
 
     /// [B, L, D_in] -> [B, out_len, d].
@@ -186,26 +188,30 @@ impl MultimodalNet {
         MultimodalNet { front, branches, flat, head: MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device), body }
     }
 
+    /// The input modalities the network reads (a student: video alone).
+    pub fn inputs(&self) -> Vec<Modality> {
+        Modality::ALL.into_iter().filter(|&m| self.front.iter().any(|c| c.source == m)).collect()
+    }
+
     /// Run the network on a batch; only the transformers named in `request` record traces.
     pub fn forward(&self, batch: &Batch, request: &TraceRequest) -> NetOutput {
-        let streams: Vec<Tensor<3>> = self
-            .front
-            .iter()
-            .map(|conv| {
-                conv.forward(match conv.source {
-                    Modality::Video => batch.video.clone(),
-                    Modality::Audio => batch.audio.clone(),
-                    Modality::Language => batch.text.clone(),
-                })
-            })
-            .collect();
+        let input = |m: Modality| -> Tensor<3> {
+            let missing = || panic!("the batch has no {} features; check the data with `MultimodalNet::inputs` first", m.name());
+            match m {
+                Modality::Video => batch.video.clone(),
+                Modality::Audio => batch.audio.clone().unwrap_or_else(missing),
+                Modality::Language => batch.text.clone().unwrap_or_else(missing),
+            }
+        };
+        let streams: Vec<Tensor<3>> = self.front.iter().map(|conv| conv.forward(input(conv.source))).collect();
         let key_lengths = |m: Modality| -> Option<Vec<usize>> {
             let conv = &self.front[stream_index(m)];
             batch.lengths.as_ref().map(|l| l.scaled(conv.source, conv.out_len))
         };
         let mut traces = BTreeMap::new();
         // Run one transformer on (queries, keys/values), keeping its trace when requested.
-        let mut run = |enc: &CrossModalEncoder, id: TransformerId, queries: Tensor<3>, keys_values: Tensor<3>, key_modality: Modality| {
+        // `keys_values == None` is self-attention over `queries`.
+        let mut run = |enc: &CrossModalEncoder, id: TransformerId, queries: Tensor<3>, keys_values: Option<Tensor<3>>, key_modality: Modality| {
             let lens = key_lengths(key_modality);
             let (h, t) = enc.forward(queries, keys_values, lens.as_deref(), request.probe_for(id));
             if !t.is_empty() {
@@ -218,17 +224,20 @@ impl MultimodalNet {
         for branch in &self.branches {
             let q = branch.query;
             let outs: Vec<Tensor<3>> =
-                branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), stream(k), k)).collect();
+                branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), Some(stream(k)), k)).collect();
             let mut h = Tensor::cat(outs, 2);
             if let Some(reduce) = &branch.reduce {
                 h = reduce.forward(h);
             }
-            lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h.clone(), h, q)));
+            lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h, None, q)));
         }
         if let BodySpec::Flat(ids) = &self.body {
             for (enc, &id) in self.flat.iter().zip(ids) {
                 let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
-                lasts.push(last_step(run(enc, id, stream(queries), stream(keys), keys)));
+                // One stream on both sides (the student's `V<-V`) is self-attention; see
+                // docs/DECISIONS.md.
+                let keys_values = (keys != queries).then(|| stream(keys));
+                lasts.push(last_step(run(enc, id, stream(queries), keys_values, keys)));
             }
         }
         let (penultimate, logits) = self.head.forward(Tensor::cat(lasts, 1));

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod distill;
 pub mod plateau;
 pub mod run;
+pub mod step;
 pub mod task;
 
 pub use run::{RunConfig, RunRole, fit, evaluate_run};

@@ -14,9 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -57,6 +55,14 @@ impl RunConfig {
         match &self.role {
             RunRole::Teacher { teacher } => build_teacher(*teacher, &self.shape, &self.model, device),
             RunRole::Student { config, streams, .. } => build_student(*config, *streams, &self.shape, &self.model, device),
+        }
+    }
+
+    /// The input modalities the network reads: all three for a teacher, video for a student.
+    pub fn inputs(&self) -> Vec<crate::model::Modality> {
+        match self.role {
+            RunRole::Teacher { .. } => crate::model::Modality::ALL.to_vec(),
+            RunRole::Student { .. } => vec![crate::model::Modality::Video],
         }
     }
 
@@ -133,11 +139,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     ad.seed(tc.seed);
     let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
     let mut model = task.init_model(&ad, &dataset.train.batch(&dataset.shape, &probe_rows, &ad))?;
-    let mut adam = AdamConfig::new().with_epsilon(tc.adam_epsilon);
-    if let Some(clip) = tc.grad_clip {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(clip)));
-    }
-    let mut optim = adam.init();
+    let mut optim = super::step::adam(tc);
     let mut plateau = ReduceLrOnPlateau::new(tc.lr, tc.plateau_factor, tc.plateau_patience);
     let (mut start_epoch, mut best_val, mut best_epoch) = (0, f64::INFINITY, 0);
     if let Some(state) = &state {
@@ -172,8 +174,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             if !value.is_finite() {
                 anyhow::bail!("training loss became {value} at epoch {} (lr {lr}); lower the learning rate", epoch + 1);
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = super::step::optimizer_step(model, &mut optim, loss, lr, tc.grad_clip).0;
             loss_sum += value as f64 * idx.len() as f64;
             count += idx.len();
             for (i, (name, v)) in parts.into_iter().enumerate() {

@@ -1,0 +1,228 @@
+//! Replaying reference cases: mmkd's side of the parity check against the independent PyTorch
+//! implementation in `reference/`.
+//!
+//! A case folder (written by `reference/cases.py`) holds a network description, its weights
+//! under mmkd's parameter names, inputs, and the reference's outputs:
+//!
+//! ```text
+//! CASE/case.json             network, ModelConfig, DataShape, map temperatures, training steps
+//! CASE/weights.safetensors   parameters (mmkd names and layouts)
+//! CASE/inputs.safetensors    text, audio, video, scores; optional lengths_text/audio/video
+//! CASE/expected.safetensors  what the reference computed (same names as `run_case` returns)
+//! ```
+//!
+//! `run_case` computes, with mmkd's own code paths, the logits, penultimate features, every
+//! head-averaged attention map (`map.t<T>.<transformer>.<layer>`) and post-attention output
+//! (`post.<transformer>.<layer>`) in eval mode; for a training case also the loss and global
+//! gradient norm of each optimiser step (`loss`, `grad_norm`) and every weight after the first
+//! and after the last step (`step1.<name>`, `weight.<name>`), through `train::step::optimizer_step`, the function `fit` uses.
+//! `mmkd reference run CASE...` writes them to `CASE/mmkd.safetensors` for `reference/parity.py`;
+//! the golden test (crates/mmkd/tests/golden.rs) compares them with the committed fixtures.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::Deserialize;
+
+use crate::config::{DataShape, ModelConfig, TrainConfig};
+use crate::data::{Lengths, Split};
+use crate::model::{MultimodalNet, Probe, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+use crate::train::checkpoint;
+use crate::train::step::{adam, optimizer_step};
+use crate::train::task::cross_entropy;
+
+/// Which network a case describes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CaseNetwork {
+    /// One of the four teachers.
+    Teacher {
+        /// complete, video, audio or language.
+        teacher: TeacherKind,
+    },
+    /// A student configuration with its stream mode.
+    Student {
+        /// Configuration 1..=5 of the paper's section 4.2.
+        student: u8,
+        /// Downsampled or full-length `A_S`/`L_S`.
+        streams: StudentStreams,
+    },
+}
+
+/// Optimiser steps a training case takes, each on the listed rows of the inputs.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CaseTraining {
+    /// Learning rate of every step.
+    pub lr: f64,
+    /// Adam's epsilon.
+    pub adam_epsilon: f32,
+    /// Global gradient-norm clip.
+    pub grad_clip: f32,
+    /// Rows of the inputs for each step.
+    pub steps: Vec<Vec<usize>>,
+}
+
+/// `case.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Case {
+    /// Case name (the folder's name when written by cases.py).
+    pub name: String,
+    /// The network.
+    pub network: CaseNetwork,
+    /// Every hyper-parameter of the network (dropouts are 0 in reference cases).
+    pub model: ModelConfig,
+    /// Input dims and lengths.
+    pub shape: DataShape,
+    /// Number of input rows.
+    pub samples: usize,
+    /// Map temperatures to record (eq. 10-11).
+    pub temperatures: Vec<f32>,
+    /// Optimiser steps, for training cases.
+    pub train: Option<CaseTraining>,
+}
+
+/// Named outputs: shape and row-major values.
+pub type Outputs = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Read `case.json` of a case folder.
+pub fn load_case(dir: &Path) -> Result<Case> {
+    let path = dir.join("case.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))?;
+    let case: Case = serde_json::from_str(&text).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))?;
+    if let CaseNetwork::Student { student, .. } = case.network
+        && !(1..=5).contains(&student)
+    {
+        crate::bail_input!("{}: field 'network.student': expected a configuration 1..=5, found {student}", path.display());
+    }
+    Ok(case)
+}
+
+/// Every tensor of a safetensors file as f32 (I64 tensors converted), by name.
+pub fn read_tensors(path: &Path) -> Result<Outputs> {
+    let bytes = std::fs::read(path).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))?;
+    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect(),
+            other => crate::bail_input!("{}: tensor '{name}': expected F32 or I64, found {other:?}", path.display()),
+        };
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Write named f32 tensors as safetensors.
+pub fn write_tensors(path: &Path, tensors: &Outputs) -> Result<()> {
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+        tensors.iter().map(|(k, (shape, v))| (k.clone(), shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views = bytes
+        .iter()
+        .map(|(k, shape, b)| Ok((k.clone(), TensorView::new(Dtype::F32, shape.clone(), b)?)))
+        .collect::<Result<Vec<_>>>()?;
+    crate::error::write_atomic(path, &safetensors::tensor::serialize(views, &None)?)
+}
+
+fn build(case: &Case, device: &Device) -> MultimodalNet {
+    match case.network {
+        CaseNetwork::Teacher { teacher } => build_teacher(teacher, &case.shape, &case.model, device),
+        CaseNetwork::Student { student, streams } => build_student(student, streams, &case.shape, &case.model, device),
+    }
+}
+
+/// The case's inputs as a split (labels are the scores; lengths when the file has them).
+fn inputs(dir: &Path, case: &Case) -> Result<Split> {
+    let mut t = read_tensors(&dir.join("inputs.safetensors"))?;
+    let mut take = |name: &str| t.remove(name).map(|(_, v)| v);
+    let missing = |name: &str| crate::error::input_error(format!("{}: tensor '{name}': missing", dir.join("inputs.safetensors").display()));
+    let video = take("video").ok_or_else(|| missing("video"))?;
+    let labels = take("scores").ok_or_else(|| missing("scores"))?;
+    let (text, audio) = (take("text"), take("audio"));
+    let s = &case.shape;
+    let as_lengths = |v: Option<Vec<f32>>| v.map(|v| v.into_iter().map(|x| x as usize).collect::<Vec<_>>());
+    let lengths = match (as_lengths(take("lengths_text")), as_lengths(take("lengths_audio")), as_lengths(take("lengths_video"))) {
+        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [s.text_len, s.audio_len, s.video_len] }),
+        _ => None,
+    };
+    let n = labels.len();
+    Ok(Split { name: case.name.clone(), text, audio, video, labels, ids: (0..n).map(|i| i.to_string()).collect(), lengths })
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+    let shape = t.dims().to_vec();
+    (shape, t.into_data().convert::<f32>().try_to_vec().expect("f32 tensor"))
+}
+
+/// Run one case folder with mmkd's code and return its named outputs (module docs).
+pub fn run_case(dir: &Path) -> Result<Outputs> {
+    let case = load_case(dir)?;
+    let split = inputs(dir, &case)?;
+    let plain = Device::flex();
+    let net = checkpoint::load_safetensors(build(&case, &plain), &dir.join("weights.safetensors"))?;
+    let rows: Vec<usize> = (0..split.len()).collect();
+    let batch = split.batch(&case.shape, &rows, &plain);
+    let mut out = Outputs::new();
+    let all: std::collections::BTreeSet<_> = net.body.transformers().into_iter().collect();
+    // One pass per map temperature; post-attention outputs do not depend on it.
+    let temperatures: Vec<Option<f32>> = if case.temperatures.is_empty() { vec![None] } else { case.temperatures.iter().map(|&t| Some(t)).collect() };
+    for t in temperatures {
+        let request = TraceRequest { probe: Probe { map_temperature: t, post_attention: true }, transformers: all.clone() };
+        let o = net.forward(&batch, &request);
+        out.insert("logits".into(), values(o.logits));
+        out.insert("penultimate".into(), values(o.penultimate));
+        for (id, layers) in o.traces {
+            for (i, layer) in layers.into_iter().enumerate() {
+                if let (Some(t), Some(map)) = (t, layer.map) {
+                    out.insert(format!("map.t{t}.{id}.{i}"), values(map));
+                }
+                if let Some(post) = layer.post_attention {
+                    out.insert(format!("post.{id}.{i}"), values(post));
+                }
+            }
+        }
+    }
+    if let Some(train) = &case.train {
+        train_case(dir, &case, train, &split, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The recipe's optimiser steps on the case's rows; appends `loss`, `grad_norm`, `weight.*`.
+fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out: &mut Outputs) -> Result<()> {
+    let ad = Device::flex().autodiff();
+    let mut net = checkpoint::load_safetensors(build(case, &ad), &dir.join("weights.safetensors"))?;
+    let tc = TrainConfig { adam_epsilon: train.adam_epsilon, ..TrainConfig::for_preset(crate::config::Preset::Smoke) };
+    let mut optim = adam(&tc);
+    let (mut losses, mut norms) = (Vec::new(), Vec::new());
+    for (step, rows) in train.steps.iter().enumerate() {
+        let batch = split.batch(&case.shape, rows, &ad);
+        let o = net.forward(&batch, &TraceRequest::none());
+        let loss = cross_entropy(o.logits, batch.classes.clone());
+        losses.push(loss.clone().into_scalar::<f32>());
+        let (next, norm) = optimizer_step(net, &mut optim, loss, train.lr, Some(train.grad_clip));
+        net = next;
+        norms.push(norm as f32);
+        if step == 0 {
+            insert_weights(&net, case, "step1", out)?;
+        }
+    }
+    out.insert("loss".into(), (vec![losses.len()], losses));
+    out.insert("grad_norm".into(), (vec![norms.len()], norms));
+    insert_weights(&net, case, "weight", out)
+}
+
+/// Every weight of `net` as `<prefix>.<name>`, read back through a temporary safetensors file.
+fn insert_weights(net: &MultimodalNet, case: &Case, prefix: &str, out: &mut Outputs) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("mmkd-reference-{}-{}.safetensors", case.name, std::process::id()));
+    checkpoint::save_safetensors(&net.valid(), &tmp)?;
+    let weights = read_tensors(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    for (name, v) in weights? {
+        out.insert(format!("{prefix}.{name}"), v);
+    }
+    Ok(())
+}

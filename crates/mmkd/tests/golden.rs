@@ -1,0 +1,103 @@
+//! Golden outputs of the independent PyTorch reference (reference/, written from MulT's design):
+//! for every teacher and student network at a tiny shape, mmkd must reproduce the reference's
+//! logits, penultimate features, every head-averaged attention map (temperatures 1 and 2) and
+//! every post-attention output in eval mode, and for the complete teacher and the config-5
+//! student the loss, global gradient norm and weights after three steps of the training recipe
+//! (cross-entropy, clipping by one global norm, Adam). The fixtures in tests/golden/ come from
+//! `python reference/make_golden.py`; the reference computed them in float64.
+//!
+//! Error measure per tensor: max |mmkd - reference| / max |reference|, at most 1e-5, with one
+//! exception: attention key biases after training. A key bias adds `q . b_k` to every score of
+//! a query row, which the softmax cancels, so its gradient is exactly zero; what either framework
+//! computes is rounding noise (float32: about 1e-9; the reference's float64: about 1e-17), and
+//! Adam divides that noise by `sqrt(v) + eps`, moving the bias by up to `lr` per step in both.
+//! Those weights are held to that bound instead (|mmkd - reference| <= steps x lr). The weights
+//! after the first step (`step1.*`) and after the third (`weight.*`) are both compared.
+
+use std::path::{Path, PathBuf};
+
+use mmkd::reference::{read_tensors, run_case};
+
+const TOLERANCE: f64 = 1e-5;
+
+fn golden_cases(training: bool) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("train-") == training)
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Compare one case; returns (worst error, tensors compared) or the failures.
+fn check(case: &Path) -> Result<(f64, usize), Vec<String>> {
+    let expected = read_tensors(&case.join("expected.safetensors")).unwrap();
+    let got = run_case(case).unwrap_or_else(|e| panic!("{}: {e:#}", case.display()));
+    // Adam moves a parameter by at most about lr per step (module docs).
+    let train = mmkd::reference::load_case(case).unwrap().train;
+    let (mut worst, mut failures) = (0.0f64, Vec::new());
+    for (name, (shape, want)) in &expected {
+        let Some((got_shape, have)) = got.get(name) else {
+            failures.push(format!("{name}: mmkd produced no such output"));
+            continue;
+        };
+        if got_shape != shape {
+            failures.push(format!("{name}: shape {got_shape:?}, reference {shape:?}"));
+            continue;
+        }
+        let max_diff = have.iter().zip(want).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+        let zero_grad = name.ends_with("attention.key.bias") && (name.starts_with("weight.") || name.starts_with("step1."));
+        if let (Some(t), true) = (&train, zero_grad) {
+            let bound = t.lr * if name.starts_with("step1.") { 1.0 } else { t.steps.len() as f64 };
+            if max_diff > bound {
+                failures.push(format!("{name}: moved {max_diff:.2e} from the reference, more than Adam's {bound:.1e}"));
+            }
+            continue;
+        }
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64)).max(1e-30);
+        let err = max_diff / scale;
+        worst = worst.max(err);
+        if err > TOLERANCE {
+            failures.push(format!("{name}: max relative error {err:.2e}"));
+        }
+    }
+    if failures.is_empty() { Ok((worst, expected.len())) } else { Err(failures) }
+}
+
+fn check_all(cases: &[PathBuf]) {
+    let mut report = Vec::new();
+    for case in cases {
+        match check(case) {
+            Ok((worst, n)) => eprintln!("{}: {n} tensors, worst {worst:.2e}", case.file_name().unwrap().to_str().unwrap()),
+            Err(f) => report.push(format!("{}:\n  {}", case.display(), f.join("\n  "))),
+        }
+    }
+    assert!(report.is_empty(), "mmkd differs from the reference beyond {TOLERANCE:e}:\n{}", report.join("\n"));
+}
+
+#[test]
+fn every_network_reproduces_the_reference_in_eval_mode() {
+    let cases = golden_cases(false);
+    let names: Vec<String> = cases.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+    // Four teachers, five student configurations in both stream modes, and the option cases.
+    for t in ["complete", "video", "audio", "language"] {
+        assert!(names.contains(&format!("teacher-{t}")), "no golden case for the {t} teacher: {names:?}");
+    }
+    for c in 1..=5 {
+        for s in ["downsampled", "full-length"] {
+            assert!(names.contains(&format!("student{c}-{s}")), "no golden case for student {c} ({s}): {names:?}");
+        }
+    }
+    assert!(names.iter().any(|n| n.contains("keypad")) && names.iter().any(|n| n.contains("width2d")));
+    check_all(&cases);
+}
+
+#[test]
+fn training_steps_reproduce_the_reference_recipe() {
+    let cases = golden_cases(true);
+    assert_eq!(cases.len(), 2, "the complete teacher and the config-5 student");
+    check_all(&cases);
+}
