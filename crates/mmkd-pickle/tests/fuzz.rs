@@ -2,8 +2,15 @@
 //!
 //! Feeds random byte strings and mutations of the fixtures (bit flips, truncations, inserted huge
 //! length fields, duplicated chunks, splices) to `pickle::load`, `read_mosei_bytes` and
-//! `read_mosei_bytes_with(.., ReadOptions::VIDEO_ONLY)`, and checks that none panics and that the peak memory allocated during a call stays within 64x the input size
+//! `read_mosei_bytes_with(.., ReadOptions::VIDEO_ONLY)`, and to the view reader `read_mosei_view`
+//! under both options (streaming every feature it returns through `write_f32_le`), and checks that
+//! none panics and that the peak memory allocated during a call stays within 64x the input size
 //! (plus a small constant for fixed-size tables).
+//!
+//! It also checks that the view reader agrees with the owning one: both load, with the same repairs
+//! and the same sample counts, or both refuse, with the same message. The one allowed difference is an
+//! input the owning reader refuses for exceeding its data budget (`LimitExceeded`): views decode
+//! nothing, so they cost no budget.
 //!
 //! By default it runs a few thousand cases, like any test. `MMKD_FUZZ_SECS=600` makes it run for ten
 //! minutes; `MMKD_FUZZ_SEED` changes the seed. It prints the number of executions at the end:
@@ -22,8 +29,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use mmkd_pickle::mosei::MODALITIES;
 use mmkd_pickle::pickle;
-use mmkd_pickle::{ReadOptions, read_mosei_bytes, read_mosei_bytes_with};
+use mmkd_pickle::{
+    MoseiError, MoseiFile, MoseiView, ReadOptions, read_mosei_bytes, read_mosei_bytes_with,
+    read_mosei_view,
+};
 
 // ---- allocation accounting ---------------------------------------------------------------------
 
@@ -267,6 +278,38 @@ fn next_input(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 
 // ---- the test ----------------------------------------------------------------------------------
 
+/// What a reader's result amounts to, for comparing the owning and the view reader: the error
+/// message, or the repairs and each split's name and sample count.
+fn summary<A: mmkd_pickle::FeatureArray>(result: &Result<MoseiFile<A>, MoseiError>) -> String {
+    match result {
+        Ok(file) => {
+            let splits: Vec<String> = file
+                .splits
+                .iter()
+                .map(|s| format!("{}:{}:{:?}:{:?}", s.name, s.n(), s.labels, s.ids))
+                .collect();
+            format!("ok {splits:?} {:?}", file.repairs)
+        }
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Reads `input` with the view reader and streams every feature to a sink: nothing may panic.
+fn view_and_stream<'a>(input: &'a [u8], opts: &ReadOptions) -> Result<MoseiView<'a>, MoseiError> {
+    let view = read_mosei_view(input, Path::new("fuzz.pkl"), opts)?;
+    for split in &view.splits {
+        for key in MODALITIES {
+            if let Some(array) = split.modality(key) {
+                let counts = array
+                    .write_f32_le(&mut std::io::sink(), |_| {})
+                    .expect("a sink never fails");
+                assert_eq!(Some(&counts), split.nonfinite.get(key));
+            }
+        }
+    }
+    Ok(view)
+}
+
 /// Peak bytes one call may allocate: 64x its input, plus a constant for fixed-size tables.
 fn allowance(input_len: usize) -> usize {
     64 * input_len + (256 << 10)
@@ -358,6 +401,16 @@ fn fuzz_pickle_and_mosei_readers() {
             "adversarial input '{name}' allocated {peak} bytes for {} input bytes",
             input.len()
         );
+        let (result, view_peak) =
+            measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load_view(&input).map(|_| ()))));
+        assert!(
+            result.is_ok(),
+            "adversarial input '{name}' panicked in load_view"
+        );
+        assert!(
+            view_peak <= allowance(input.len()),
+            "adversarial input '{name}' allocated {view_peak} bytes in load_view"
+        );
     }
 
     let seconds: Option<u64> = std::env::var("MMKD_FUZZ_SECS")
@@ -401,10 +454,22 @@ fn fuzz_pickle_and_mosei_readers() {
                 read_mosei_bytes_with(&input, path, &ReadOptions::VIDEO_ONLY).map(|_| ())
             }))
         });
-        executions += 3;
+        let mut view_peak = 0;
+        let mut views = Vec::new();
+        for opts in [ReadOptions::STRICT, ReadOptions::VIDEO_ONLY] {
+            let (view, peak) = measured(|| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    summary(&view_and_stream(&input, &opts))
+                }))
+            });
+            view_peak = view_peak.max(peak);
+            views.push(view);
+        }
+        executions += 5;
 
-        let crashed = raw.is_err() || mosei.is_err() || lenient.is_err();
-        let peak = raw_peak.max(mosei_peak).max(lenient_peak);
+        let crashed =
+            raw.is_err() || mosei.is_err() || lenient.is_err() || views.iter().any(|v| v.is_err());
+        let peak = raw_peak.max(mosei_peak).max(lenient_peak).max(view_peak);
         if crashed || peak > allowance(input.len()) {
             let saved = std::env::temp_dir().join(format!("mmkd-fuzz-case-{seed}-{case}.pkl"));
             let _ = std::fs::write(&saved, &input);
@@ -417,6 +482,32 @@ fn fuzz_pickle_and_mosei_readers() {
                 },
                 saved.display()
             );
+        }
+        // Differential: the view reader decides exactly like the owning one (outside the budget).
+        for (view, opts) in views
+            .iter()
+            .zip([ReadOptions::STRICT, ReadOptions::VIDEO_ONLY])
+        {
+            let owned = read_mosei_bytes_with(&input, path, &opts);
+            let over_budget = owned
+                .as_ref()
+                .err()
+                .and_then(|e| e.pickle_error())
+                .map(|e| e.kind())
+                == Some("LimitExceeded");
+            let (Ok(view), false) = (view, over_budget) else {
+                continue;
+            };
+            let owned = summary(&owned);
+            if *view != owned {
+                let saved = std::env::temp_dir().join(format!("mmkd-fuzz-diff-{seed}-{case}.pkl"));
+                let _ = std::fs::write(&saved, &input);
+                panic!(
+                    "case {case} (seed {seed}), {opts:?}: the view reader gives\n  {view}\nthe owning \
+                     reader\n  {owned}\ninput saved to {}",
+                    saved.display()
+                );
+            }
         }
         {
             // The share of the allowance used: for small inputs the constant dominates, for large
@@ -448,10 +539,18 @@ fn fuzz_pickle_and_mosei_readers() {
         *outcomes
             .entry(format!("video_only:{lenient_kind}"))
             .or_default() += 1;
+        for (view, name) in views.iter().zip(["view", "view_video_only"]) {
+            let kind = match view {
+                Ok(s) if s.starts_with("ok") => "ok",
+                Ok(_) => "error",
+                Err(_) => "panic",
+            };
+            *outcomes.entry(format!("{name}:{kind}")).or_default() += 1;
+        }
     }
     let elapsed = started.elapsed();
     println!(
-        "fuzz: {executions} executions ({case} inputs x 3 readers) in {:.1} s, seed {seed}, no panics",
+        "fuzz: {executions} executions ({case} inputs x 5 readers) in {:.1} s, seed {seed}, no panics",
         elapsed.as_secs_f64()
     );
     println!(

@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{
-    Array3, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData, python_shape,
+    FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData,
+    python_shape,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,7 +67,9 @@ pub fn sentiment_class(score: f32) -> i8 {
     score.clamp(lo, hi).round() as i8
 }
 
-pub fn inspect(file: &MoseiFile) -> InspectReport {
+/// The report of a file read by any reader (a [`super::MoseiView`] gives the same report as the
+/// decoded file).
+pub fn inspect<A: FeatureArray>(file: &MoseiFile<A>) -> InspectReport {
     InspectReport {
         path: file.path.display().to_string(),
         format: file.layout,
@@ -76,7 +79,7 @@ pub fn inspect(file: &MoseiFile) -> InspectReport {
     }
 }
 
-fn split_report(split: &SplitData) -> SplitReport {
+fn split_report<A: FeatureArray>(split: &SplitData<A>) -> SplitReport {
     let modalities = MODALITIES
         .iter()
         .filter_map(|&name| Some((name, split.modality(name)?)))
@@ -93,7 +96,7 @@ fn split_report(split: &SplitData) -> SplitReport {
     }
 }
 
-fn label_report(split: &SplitData, labels: &[f32]) -> LabelReport {
+fn label_report<A>(split: &SplitData<A>, labels: &[f32]) -> LabelReport {
     let mut histogram: BTreeMap<i8, usize> = (-3..=3).map(|c| (c, 0)).collect();
     for &label in labels {
         *histogram.entry(sentiment_class(label)).or_default() += 1;
@@ -111,7 +114,7 @@ fn label_report(split: &SplitData, labels: &[f32]) -> LabelReport {
     }
 }
 
-fn modality_report(split: &SplitData, name: &str, array: &Array3) -> ModalityReport {
+fn modality_report<A: FeatureArray>(split: &SplitData<A>, name: &str, array: &A) -> ModalityReport {
     let counts = split
         .nonfinite
         .get(name)
@@ -124,7 +127,7 @@ fn modality_report(split: &SplitData, name: &str, array: &Array3) -> ModalityRep
     };
     ModalityReport {
         name: name.to_string(),
-        shape: array.shape,
+        shape: array.shape(),
         dtype: split.dtypes.get(name).cloned().unwrap_or_default(),
         nan: counts.nan,
         pos_inf: counts.pos_inf,

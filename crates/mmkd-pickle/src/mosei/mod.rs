@@ -16,10 +16,18 @@
 //! video-only student is fed, e.g. `{"test": {"vision": (N, L, D), "id": ...}}`: absent splits are
 //! skipped, absent `text`/`audio`/labels become `None`; whatever is present is validated and repaired
 //! exactly as under [`ReadOptions::STRICT`].
+//!
+//! [`read_mosei_view`] reads the same files without decoding the features: it takes the bytes of a
+//! [`MappedFile`] and returns a [`MoseiView`], whose `text`/`audio`/`vision` are [`ArrayView`]s into
+//! them (labels, ids and lengths are small and decoded as usual). Layout detection, validation,
+//! repairs and errors are the same code as the owning reader's: [`MoseiFile`] and [`SplitData`] are
+//! generic over the feature array type ([`Array3`] or [`ArrayView`]), and only the step that turns a
+//! checked `(N, L, D)` array into that type differs ([`FeatureArray`]).
 
 mod error;
 mod inspect;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,7 +37,9 @@ use serde::Serialize;
 pub use error::MoseiError;
 pub use inspect::{InspectReport, LabelReport, LengthReport, ModalityReport, SplitReport, inspect};
 
-use crate::pickle::{self, ArrayData, NdArray, Value, shown};
+pub use crate::view::{ArrayView, MappedFile, NonFinite};
+
+use crate::pickle::{self, ArrayData, NdArray, PickleError, Value, numpy, shown};
 
 /// The splits every packaging has, in this order.
 pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
@@ -70,6 +80,25 @@ impl Array3 {
     }
 }
 
+/// A `(N, L, D)` feature array as the readers return it: decoded ([`Array3`], from
+/// [`read_mosei_file`]) or a view of the file ([`ArrayView`], from [`read_mosei_view`]).
+pub trait FeatureArray {
+    /// `(N, L, D)`: samples, time steps, features.
+    fn shape(&self) -> [usize; 3];
+}
+
+impl FeatureArray for Array3 {
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+}
+
+impl FeatureArray for ArrayView<'_, 3> {
+    fn shape(&self) -> [usize; 3] {
+        ArrayView::shape(self)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Layout {
     /// Yao-Hung Hubert Tsai et al.'s Multimodal Transformer packaging.
@@ -86,20 +115,6 @@ impl fmt::Display for Layout {
             Layout::MulT => "MulT",
             Layout::Mmsa => "MMSA",
         })
-    }
-}
-
-/// Non-finite values of one modality, counted before they were repaired.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct NonFinite {
-    pub nan: usize,
-    pub pos_inf: usize,
-    pub neg_inf: usize,
-}
-
-impl NonFinite {
-    pub fn total(&self) -> usize {
-        self.nan + self.pos_inf + self.neg_inf
     }
 }
 
@@ -144,16 +159,18 @@ impl Default for ReadOptions {
     }
 }
 
+/// One split. The features are [`Array3`] (decoded, repaired) from the owning readers and
+/// [`ArrayView`] (the file's bytes; repaired as they are written out) in a [`SplitView`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct SplitData {
+pub struct SplitData<A = Array3> {
     /// `train`, `valid` or `test`.
     pub name: String,
     /// `None` only when read with `require_text_audio: false` from a split without it.
-    pub text: Option<Array3>,
+    pub text: Option<A>,
     /// `None` only when read with `require_text_audio: false` from a split without it.
-    pub audio: Option<Array3>,
+    pub audio: Option<A>,
     /// Always present; its first axis is the split's sample count.
-    pub vision: Array3,
+    pub vision: A,
     /// One sentiment score per sample, already clipped to [-3, 3]; `None` only when read with
     /// `require_labels: false` from a split without labels.
     pub labels: Option<Vec<f32>>,
@@ -168,14 +185,19 @@ pub struct SplitData {
     pub nonfinite: BTreeMap<String, NonFinite>,
 }
 
-impl SplitData {
+/// A split read by [`read_mosei_view`]: features are views of the file.
+pub type SplitView<'a> = SplitData<ArrayView<'a>>;
+
+impl<A: FeatureArray> SplitData<A> {
     /// The number of samples (the first axis of `vision`, which every other key matches).
     pub fn n(&self) -> usize {
-        self.vision.n()
+        self.vision.shape()[0]
     }
+}
 
+impl<A> SplitData<A> {
     /// The features of `text`, `audio` or `vision`; `None` for another name or an absent modality.
-    pub fn modality(&self, name: &str) -> Option<&Array3> {
+    pub fn modality(&self, name: &str) -> Option<&A> {
         match name {
             "text" => self.text.as_ref(),
             "audio" => self.audio.as_ref(),
@@ -204,20 +226,26 @@ impl fmt::Display for Repair {
     }
 }
 
+/// A read MOSEI file: decoded ([`Array3`] features) from the owning readers, or a [`MoseiView`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct MoseiFile {
+pub struct MoseiFile<A = Array3> {
     pub path: PathBuf,
     pub layout: Layout,
     /// The pickle protocol (0 when the stream has no PROTO opcode).
     pub protocol: u8,
     /// `train`, `valid`, `test`, in that order (only those present, when read with
     /// `require_all_splits: false`).
-    pub splits: Vec<SplitData>,
+    pub splits: Vec<SplitData<A>>,
+    /// Every repair, including the zeroing of non-finite features: for a [`MoseiView`] the counts
+    /// come from a scan at read time, and [`ArrayView::write_f32_le`] applies the repair.
     pub repairs: Vec<Repair>,
 }
 
-impl MoseiFile {
-    pub fn split(&self, name: &str) -> Option<&SplitData> {
+/// A MOSEI file read by [`read_mosei_view`]: features are [`ArrayView`]s borrowing the file's bytes.
+pub type MoseiView<'a> = MoseiFile<ArrayView<'a>>;
+
+impl<A> MoseiFile<A> {
+    pub fn split(&self, name: &str) -> Option<&SplitData<A>> {
         self.splits.iter().find(|s| s.name == name)
     }
 }
@@ -255,10 +283,213 @@ pub fn read_mosei_bytes_with(
         file: file.clone(),
         source,
     })?;
-    let Value::Dict(mut top) = decoded.value else {
+    let tree = Tree {
+        file,
+        path: path_for_messages,
+        protocol: decoded.protocol,
+        value: decoded.value,
+    };
+    read_tree(tree, opts, &mut Decode)
+}
+
+/// Reads a MulT or MMSA pickle from its bytes, typically a [`MappedFile`], without decoding the
+/// features: `text`, `audio` and `vision` are [`ArrayView`]s of `map` (see [`ArrayView`] for the rare
+/// owned ones). Labels, ids and lengths are decoded, and everything is validated, repaired and
+/// reported exactly as by [`read_mosei_bytes_with`] with the same `opts`, with the same errors; the
+/// zeroing of non-finite features is counted here (one pass over the features, in file order) and
+/// applied by [`ArrayView::write_f32_le`].
+pub fn read_mosei_view<'a>(
+    map: &'a [u8],
+    path_for_messages: &Path,
+    opts: &ReadOptions,
+) -> Result<MoseiView<'a>, MoseiError> {
+    read_mosei_view_with_progress(map, path_for_messages, opts, |_| {})
+}
+
+/// [`read_mosei_view`], calling `progress` with the number of feature bytes scanned so far (for a
+/// large file read from disk, the scan for non-finite values is what takes time).
+pub fn read_mosei_view_with_progress<'a>(
+    map: &'a [u8],
+    path_for_messages: &Path,
+    opts: &ReadOptions,
+    progress: impl FnMut(u64),
+) -> Result<MoseiView<'a>, MoseiError> {
+    let file = file_name(path_for_messages);
+    let decoded = pickle::load_view(map).map_err(|source| MoseiError::Pickle {
+        file: file.clone(),
+        source,
+    })?;
+    let tree = Tree {
+        file,
+        path: path_for_messages,
+        protocol: decoded.protocol,
+        value: decoded.value,
+    };
+    let mut decoder = ViewDecoder {
+        buffers: decoded.buffers,
+        scanned: 0,
+        progress,
+    };
+    read_tree(tree, opts, &mut decoder)
+}
+
+/// A decoded pickle on its way to a [`MoseiFile`].
+struct Tree<'p> {
+    /// The file's name for messages.
+    file: String,
+    path: &'p Path,
+    protocol: u8,
+    value: Value,
+}
+
+/// The part of reading that differs between [`read_mosei_file`] and [`read_mosei_view`]: how a
+/// checked `(N, L, D)` feature array becomes the result's array type, and how arrays that are read
+/// in full (labels, ids, lengths) get decoded. Everything else is shared.
+trait Decoder {
+    type Array: FeatureArray;
+
+    /// The features of a numeric 3-d `array` (`shape` already checked), with their non-finite values
+    /// counted. Non-numeric data is `UnsupportedDtype`, through [`numeric`].
+    fn features(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &'static str,
+        array: NdArray,
+        shape: [usize; 3],
+    ) -> Result<(Self::Array, NonFinite), MoseiError>;
+
+    /// `value` with its array decoded, for keys whose contents are read.
+    fn decoded(&mut self, ctx: &Ctx<'_>, value: Value) -> Result<Value, MoseiError>;
+}
+
+/// The owning readers: everything is decoded by [`pickle::load`]; features are zeroed in place.
+struct Decode;
+
+impl Decoder for Decode {
+    type Array = Array3;
+
+    fn features(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &'static str,
+        array: NdArray,
+        shape: [usize; 3],
+    ) -> Result<(Array3, NonFinite), MoseiError> {
+        let mut data = numeric(ctx, key, array)?;
+        let mut counts = NonFinite::default();
+        for x in &mut data {
+            *x = counts.repair(*x);
+        }
+        Ok((Array3 { shape, data }, counts))
+    }
+
+    fn decoded(&mut self, _ctx: &Ctx<'_>, value: Value) -> Result<Value, MoseiError> {
+        Ok(value)
+    }
+}
+
+/// The view reader: float arrays come from [`pickle::load_view`] as [`ArrayData::Raw`] buffers.
+struct ViewDecoder<'a, P> {
+    /// [`pickle::PickleView::buffers`]; each is taken by the one array that refers to it.
+    buffers: Vec<Cow<'a, [u8]>>,
+    /// Feature bytes scanned so far, for `progress`.
+    scanned: u64,
+    progress: P,
+}
+
+impl<'a, P> ViewDecoder<'a, P> {
+    /// The bytes of a raw array: a slice of the map is shared, an owned buffer is moved out (every
+    /// buffer belongs to exactly one array of the tree).
+    fn take(&mut self, index: usize) -> Cow<'a, [u8]> {
+        match self.buffers.get_mut(index) {
+            Some(Cow::Borrowed(bytes)) => Cow::Borrowed(*bytes),
+            Some(Cow::Owned(bytes)) => Cow::Owned(std::mem::take(bytes)),
+            None => Cow::Borrowed(&[]),
+        }
+    }
+}
+
+/// An array whose data do not match its shape after all: unreachable after the pickle reader's
+/// checks, reported rather than assumed.
+fn inconsistent(ctx: &Ctx<'_>, dtype: &str, shape: &[usize]) -> MoseiError {
+    MoseiError::Pickle {
+        file: ctx.file.to_string(),
+        source: PickleError::BadArray {
+            pos: 0,
+            reason: format!(
+                "split '{}': the data of a {dtype} array of shape {} do not match it",
+                ctx.split,
+                python_shape(shape)
+            ),
+        },
+    }
+}
+
+impl<'a, P: FnMut(u64)> Decoder for ViewDecoder<'a, P> {
+    type Array = ArrayView<'a>;
+
+    fn features(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: &'static str,
+        array: NdArray,
+        shape: [usize; 3],
+    ) -> Result<(ArrayView<'a>, NonFinite), MoseiError> {
+        let dtype = array.dtype;
+        let view = match array.data {
+            ArrayData::Raw(raw) => {
+                let bytes = self.take(raw.index);
+                ArrayView::new(shape, dtype, raw.fortran_order, bytes)
+            }
+            // Integer or bool features: widened to f32 as by the owning reader (owned, C order).
+            _ => ArrayView::from_f32(shape, &numeric(ctx, key, array)?),
+        };
+        let view = view.ok_or_else(|| inconsistent(ctx, &dtype.to_string(), &shape))?;
+        let (base, progress) = (self.scanned, &mut self.progress);
+        let counts = view.count_nonfinite(|done| progress(base + done));
+        self.scanned += view.bytes().len() as u64;
+        Ok((view, counts))
+    }
+
+    fn decoded(&mut self, ctx: &Ctx<'_>, value: Value) -> Result<Value, MoseiError> {
+        let Value::NdArray(mut array) = value else {
+            return Ok(value);
+        };
+        if let ArrayData::Raw(raw) = array.data {
+            let bytes = self.take(raw.index);
+            let data =
+                numpy::decode_elements(&array.dtype, raw.len, &bytes, 0).map_err(|source| {
+                    MoseiError::Pickle {
+                        file: ctx.file.to_string(),
+                        source,
+                    }
+                })?;
+            array.data = if raw.fortran_order {
+                numpy::reorder_fortran(data, &array.shape)
+            } else {
+                data
+            };
+        }
+        Ok(Value::NdArray(array))
+    }
+}
+
+/// Layouts, splits, validation and repairs: the same for every [`Decoder`].
+fn read_tree<D: Decoder>(
+    tree: Tree<'_>,
+    opts: &ReadOptions,
+    decoder: &mut D,
+) -> Result<MoseiFile<D::Array>, MoseiError> {
+    let Tree {
+        file,
+        path: path_for_messages,
+        protocol,
+        value,
+    } = tree;
+    let Value::Dict(mut top) = value else {
         return Err(MoseiError::NotADict {
             file,
-            found: decoded.value.type_name(),
+            found: value.type_name(),
         });
     };
     let top_keys = key_list(&top);
@@ -300,7 +531,14 @@ pub fn read_mosei_bytes_with(
                 }
             })?),
         };
-        splits.push(read_split(&ctx, layout, opts, fields, &mut repairs)?);
+        splits.push(read_split(
+            &ctx,
+            layout,
+            opts,
+            fields,
+            decoder,
+            &mut repairs,
+        )?);
     }
     if splits.is_empty() {
         // Only reachable with `require_all_splits: false`: nothing to read at all.
@@ -309,7 +547,7 @@ pub fn read_mosei_bytes_with(
     Ok(MoseiFile {
         path: path_for_messages.to_path_buf(),
         layout: layout.unwrap_or(Layout::MulT),
-        protocol: decoded.protocol,
+        protocol,
         splits,
         repairs,
     })
@@ -395,32 +633,35 @@ impl Ctx<'_> {
     }
 }
 
-fn read_split(
+fn read_split<D: Decoder>(
     ctx: &Ctx<'_>,
     layout: Layout,
     opts: &ReadOptions,
     mut fields: Vec<(Value, Value)>,
+    decoder: &mut D,
     repairs: &mut Vec<Repair>,
-) -> Result<SplitData, MoseiError> {
+) -> Result<SplitData<D::Array>, MoseiError> {
     let mut dtypes = BTreeMap::new();
     let mut nonfinite = BTreeMap::new();
-    let mut modality =
-        |fields: &mut Vec<(Value, Value)>, key: &'static str| -> Result<Array3, MoseiError> {
-            let value = take_key(fields, key).ok_or_else(|| ctx.missing(key))?;
-            let (array, dtype, counts) = features(ctx, key, value, repairs)?;
-            dtypes.insert(key.to_string(), dtype);
-            nonfinite.insert(key.to_string(), counts);
-            Ok(array)
-        };
+    let mut modality = |fields: &mut Vec<(Value, Value)>,
+                        decoder: &mut D,
+                        key: &'static str|
+     -> Result<D::Array, MoseiError> {
+        let value = take_key(fields, key).ok_or_else(|| ctx.missing(key))?;
+        let (array, dtype, counts) = features(ctx, key, value, decoder, repairs)?;
+        dtypes.insert(key.to_string(), dtype);
+        nonfinite.insert(key.to_string(), counts);
+        Ok(array)
+    };
 
     let has = |fields: &[(Value, Value)], key: &str| fields.iter().any(|(k, _)| k.is_key(key));
     // Read when present; when absent, refused (by `modality`) only if text and audio are required.
     let wanted = |fields: &[(Value, Value)], key: &str| opts.require_text_audio || has(fields, key);
 
     // 'vision' first: it is the student's modality and the reference for the sample count.
-    let vision = modality(&mut fields, "vision")?;
+    let vision = modality(&mut fields, decoder, "vision")?;
     let audio = if wanted(&fields, "audio") {
-        Some(modality(&mut fields, "audio")?)
+        Some(modality(&mut fields, decoder, "audio")?)
     } else {
         None
     };
@@ -436,16 +677,16 @@ fn read_split(
         });
     }
     let text = if wanted(&fields, "text") {
-        Some(modality(&mut fields, "text")?)
+        Some(modality(&mut fields, decoder, "text")?)
     } else {
         None
     };
-    let n = vision.n();
+    let n = vision.shape()[0];
     for (key, array) in [("audio", &audio), ("text", &text)] {
         if let Some(array) = array
-            && array.n() != n
+            && array.shape()[0] != n
         {
-            return Err(ctx.count(key, n, array.n()));
+            return Err(ctx.count(key, n, array.shape()[0]));
         }
     }
 
@@ -455,6 +696,7 @@ fn read_split(
     };
     let labels = match take_key(&mut fields, label_key) {
         Some(value) => {
+            let value = decoder.decoded(ctx, value)?;
             let (labels, label_dtype) = read_labels(ctx, label_key, value, n, repairs)?;
             dtypes.insert(label_key.to_string(), label_dtype);
             Some(labels)
@@ -465,6 +707,7 @@ fn read_split(
 
     let ids = match take_key(&mut fields, "id") {
         Some(value) => {
+            let value = decoder.decoded(ctx, value)?;
             let (ids, dtype) = read_ids(ctx, value, n)?;
             dtypes.insert("id".to_string(), dtype);
             ids
@@ -486,16 +729,17 @@ fn read_split(
             let Some(value) = take_key(&mut fields, key) else {
                 return Ok(None);
             };
+            let value = decoder.decoded(ctx, value)?;
             let (lengths, dtype) = read_lengths(ctx, key, value, n, padded, repairs)?;
             dtypes.insert(key.to_string(), dtype);
             Ok(Some(lengths))
         };
     // Lengths of an absent modality describe nothing: they are ignored like any other unused key.
     let audio_lengths = match &audio {
-        Some(audio) => lengths("audio_lengths", audio.shape[1])?,
+        Some(audio) => lengths("audio_lengths", audio.shape()[1])?,
         None => None,
     };
-    let vision_lengths = lengths("vision_lengths", vision.shape[1])?;
+    let vision_lengths = lengths("vision_lengths", vision.shape()[1])?;
 
     Ok(SplitData {
         name: ctx.split.to_string(),
@@ -511,47 +755,29 @@ fn read_split(
     })
 }
 
-/// A `(N, L, D)` feature array as `f32`, with NaN and ±inf zeroed (and counted).
+/// A `(N, L, D)` feature array, with NaN and ±inf counted and zeroed ([`NonFinite::repair`]; by the
+/// owning reader right away, for a view when it is written out).
 ///
 /// MulT's loader zeroes `-inf` in audio (COVAREP writes it for log-energies of silence); NaN and `+inf`
 /// occur in the same features and would poison any gradient, so every non-finite value in every
-/// modality is zeroed here, and each kind is recorded as a [`Repair`].
-fn features(
+/// modality is zeroed, and each kind is recorded as a [`Repair`].
+fn features<D: Decoder>(
     ctx: &Ctx<'_>,
     key: &'static str,
     value: Value,
+    decoder: &mut D,
     repairs: &mut Vec<Repair>,
-) -> Result<(Array3, String, NonFinite), MoseiError> {
+) -> Result<(D::Array, String, NonFinite), MoseiError> {
     const EXPECTED: &str = "a 3-d array (N, L, D)";
     let array = expect_array(ctx, key, value, EXPECTED)?;
-    let [n, l, d] = <[usize; 3]>::try_from(array.shape.as_slice())
+    let shape = <[usize; 3]>::try_from(array.shape.as_slice())
         .map_err(|_| ctx.wrong_rank(key, EXPECTED, &array.shape))?;
     let dtype = array.dtype.to_string();
-    let mut data = numeric(ctx, key, *array)?;
-    let mut counts = NonFinite::default();
-    for x in &mut data {
-        if !x.is_finite() {
-            if x.is_nan() {
-                counts.nan += 1;
-            } else if *x > 0.0 {
-                counts.pos_inf += 1;
-            } else {
-                counts.neg_inf += 1;
-            }
-            *x = 0.0;
-        }
-    }
+    let (features, counts) = decoder.features(ctx, key, *array, shape)?;
     ctx.repair(repairs, key, "NaN set to 0", counts.nan);
     ctx.repair(repairs, key, "+inf set to 0", counts.pos_inf);
     ctx.repair(repairs, key, "-inf set to 0", counts.neg_inf);
-    Ok((
-        Array3 {
-            shape: [n, l, d],
-            data,
-        },
-        dtype,
-        counts,
-    ))
+    Ok((features, dtype, counts))
 }
 
 fn expect_array(
@@ -663,6 +889,10 @@ fn read_ids(ctx: &Ctx<'_>, value: Value, n: usize) -> Result<(Vec<String>, Strin
                     .enumerate()
                     .map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item)))
                     .collect::<Result<_, _>>()?,
+                // Decoded before it gets here (`Decoder::decoded`).
+                ArrayData::Raw(_) => {
+                    return Err(ctx.wrong_type(KEY, "a decoded array", "raw array data"));
+                }
             };
             let ids = match shape.as_slice() {
                 [_] => parts,
@@ -865,7 +1095,7 @@ pub(crate) fn python_shape(shape: &[usize]) -> String {
 }
 
 /// The path as it goes into messages: control characters escaped, so a message stays one line.
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.display()
         .to_string()
         .chars()

@@ -22,9 +22,21 @@
 //! * The stack, memo and arena are capped, and so is the data derived from the input (decoded arrays,
 //!   re-encoded strings, copies of shared objects), so a small stream cannot expand into a huge
 //!   allocation by rebuilding one memoized buffer many times ([`Limits`]).
+//!
+//! # Views: [`load_view`]
+//!
+//! [`load`] decodes every array into owned `f32`/`i64`/... vectors, so a real MOSEI file costs its own
+//! size again (twice over, with the file's bytes). [`load_view`] runs the same machine in a mode where
+//! float arrays are *not* decoded: after the same checks (shape, dtype, data length), their elements
+//! stay the stream's own bytes, borrowed from the input (BINBYTES, SHORT_BINBYTES, BINBYTES8,
+//! BYTEARRAY8 and BINSTRING payloads, inside or outside FRAMEs, under `_reconstruct`+BUILD or protocol
+//! 5's `_frombuffer`). The tree then holds [`ArrayData::Raw`] entries that index
+//! [`PickleView::buffers`]. Only where a stream carries array data *encoded* (protocol 2 writes
+//! Python 3 `bytes` as `_codecs.encode(text, 'latin1')`) is the buffer an owned copy. Every other
+//! value, including integer, bool, string and object arrays, is decoded exactly as by [`load`].
 
 mod error;
-mod numpy;
+pub(crate) mod numpy;
 mod value;
 
 use std::borrow::Cow;
@@ -32,7 +44,7 @@ use std::collections::HashMap;
 
 pub use error::PickleError;
 pub(crate) use error::shown;
-pub use value::{ArrayData, ByteOrder, DType, DTypeKind, GlobalName, NdArray, Value};
+pub use value::{ArrayData, ByteOrder, DType, DTypeKind, GlobalName, NdArray, RawBuffer, Value};
 
 use numpy::DtypeState;
 
@@ -83,13 +95,75 @@ pub fn load(input: &[u8]) -> Result<Pickle> {
 
 /// Decodes a pickle. Every failure, including resource exhaustion, is an error value; nothing panics.
 pub fn load_with_limits(input: &[u8], limits: &Limits) -> Result<Pickle> {
-    let mut machine = Machine::new(input, limits.clone());
+    let mut machine = Machine::new(input, limits.clone(), Mode::Decode);
     let root = machine.run()?;
-    let value = machine.build_value(root)?;
+    let (value, _) = machine.build_value(root)?;
     Ok(Pickle {
         protocol: machine.protocol,
         value,
     })
+}
+
+/// A pickle decoded by [`load_view`]: float arrays are [`ArrayData::Raw`] entries of `value` whose
+/// elements are `buffers[index]`.
+#[derive(Clone, PartialEq)]
+pub struct PickleView<'a> {
+    /// The protocol announced by the PROTO opcode; 0 for a stream without one.
+    pub protocol: u8,
+    pub value: Value,
+    /// The elements of every [`ArrayData::Raw`] in `value`, by [`RawBuffer::index`], in the file's
+    /// dtype, byte order and memory order: slices of the input, except for data the stream carried
+    /// encoded (protocol 2's `_codecs.encode`), which are owned.
+    pub buffers: Vec<Cow<'a, [u8]>>,
+}
+
+/// The buffers are gigabytes: `Debug` shows their number and total size, not their bytes.
+impl std::fmt::Debug for PickleView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PickleView")
+            .field("protocol", &self.protocol)
+            .field("value", &self.value)
+            .field("buffers", &self.buffers.len())
+            .field(
+                "buffer_bytes",
+                &self.buffers.iter().map(|b| b.len()).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+impl PickleView<'_> {
+    /// The bytes of a raw array; `None` for an index this view does not have.
+    pub fn raw(&self, buffer: &RawBuffer) -> Option<&[u8]> {
+        self.buffers.get(buffer.index).map(|b| &**b)
+    }
+}
+
+/// Decodes a pickle with the default [`Limits`], leaving float arrays as views of `input` (see the
+/// module documentation). The checks and errors are those of [`load`]; the only difference is that
+/// a view costs no data budget, so a stream that [`load`] refuses for decoding too much
+/// (`LimitExceeded`) may be accepted here.
+pub fn load_view(input: &[u8]) -> Result<PickleView<'_>> {
+    load_view_with_limits(input, &Limits::default())
+}
+
+/// [`load_view`] with explicit [`Limits`].
+pub fn load_view_with_limits<'a>(input: &'a [u8], limits: &Limits) -> Result<PickleView<'a>> {
+    let mut machine = Machine::new(input, limits.clone(), Mode::View);
+    let root = machine.run()?;
+    let (value, buffers) = machine.build_value(root)?;
+    Ok(PickleView {
+        protocol: machine.protocol,
+        value,
+        buffers,
+    })
+}
+
+/// Whether float arrays are decoded ([`load`]) or kept as the input's bytes ([`load_view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Decode,
+    View,
 }
 
 /// What an allow-listed global does when called (REDUCE, NEWOBJ) or how it is used.
@@ -175,23 +249,28 @@ enum Node<'a> {
     /// Index into [`ALLOWED`].
     Global(u8),
     Dtype(DType),
-    Array(Box<ArrayNode>),
+    Array(Box<ArrayNode<'a>>),
     /// Left behind when an object has been moved into the result tree.
     Taken,
 }
 
 #[derive(Debug)]
-struct ArrayNode {
+struct ArrayNode<'a> {
     shape: Vec<usize>,
     dtype: DType,
-    data: ArrayStore,
+    data: ArrayStore<'a>,
 }
 
 #[derive(Debug)]
-enum ArrayStore {
+enum ArrayStore<'a> {
     Plain(ArrayData),
     /// Elements of an object array, still as arena objects.
     Objects(Vec<Id>),
+    /// [`Mode::View`]: the float elements as the stream stored them (length already checked).
+    Raw {
+        bytes: Cow<'a, [u8]>,
+        fortran: bool,
+    },
 }
 
 impl Node<'_> {
@@ -220,7 +299,7 @@ impl Node<'_> {
             Node::List(v) | Node::Tuple(v) | Node::Set(v) => v,
             Node::Array(array) => match &array.data {
                 ArrayStore::Objects(v) => v,
-                ArrayStore::Plain(_) => &[],
+                ArrayStore::Plain(_) | ArrayStore::Raw { .. } => &[],
             },
             _ => &[],
         }
@@ -341,10 +420,11 @@ struct Machine<'a> {
     budget: usize,
     budget_total: usize,
     limits: Limits,
+    mode: Mode,
 }
 
 impl<'a> Machine<'a> {
-    fn new(input: &'a [u8], limits: Limits) -> Self {
+    fn new(input: &'a [u8], limits: Limits, mode: Mode) -> Self {
         let mut nodes = Arena::new();
         for node in [
             Node::None,
@@ -375,6 +455,7 @@ impl<'a> Machine<'a> {
             budget,
             budget_total: budget,
             limits,
+            mode,
         }
     }
 
@@ -1206,12 +1287,8 @@ impl<'a> Machine<'a> {
         if self.bytes(buffer).is_none() {
             return Err(self.bad_call(function, "the buffer must be bytes"));
         }
-        let data = self.decode_array(&dtype, &shape, fortran, buffer)?;
-        self.alloc(Node::Array(Box::new(ArrayNode {
-            shape,
-            dtype,
-            data: ArrayStore::Plain(data),
-        })))
+        let data = self.array_store(&dtype, &shape, fortran, buffer)?;
+        self.alloc(Node::Array(Box::new(ArrayNode { shape, dtype, data })))
     }
 
     /// A shape tuple: non-negative ints, at most numpy's maximum number of dimensions.
@@ -1243,15 +1320,40 @@ impl<'a> Machine<'a> {
             .collect()
     }
 
-    /// Decodes the bytes object `raw` as an array, charging the result against the data budget first.
-    fn decode_array(
+    /// The elements of an array from the bytes object `raw`: decoded, charging the result against the
+    /// data budget first, or in [`Mode::View`] (float arrays only) checked and kept as they are.
+    fn array_store(
         &mut self,
         dtype: &DType,
         shape: &[usize],
         fortran: bool,
         raw: Id,
-    ) -> Result<ArrayData> {
+    ) -> Result<ArrayStore<'a>> {
         let count = numpy::element_count(shape, self.op_pos)?;
+        if self.mode == Mode::View && dtype.kind == DTypeKind::Float {
+            // A slice of the input costs nothing; bytes the stream had to encode (protocol 2) are
+            // copied, which is charged like any derived data.
+            let owned_len = match self.node(raw) {
+                Node::Bytes(b) => {
+                    numpy::check_data_len(dtype, count, b, self.op_pos)?;
+                    matches!(b, Cow::Owned(_)).then_some(b.len())
+                }
+                _ => {
+                    return Err(PickleError::BadArray {
+                        pos: self.op_pos,
+                        reason: "array data must be bytes".into(),
+                    });
+                }
+            };
+            if let Some(len) = owned_len {
+                self.charge(len)?;
+            }
+            let bytes = match self.node(raw) {
+                Node::Bytes(b) => b.clone(),
+                _ => Cow::Borrowed(&[][..]),
+            };
+            return Ok(ArrayStore::Raw { bytes, fortran });
+        }
         let per_element = match dtype.kind {
             DTypeKind::Float => size_of::<f32>(),
             DTypeKind::Int | DTypeKind::UInt => size_of::<i64>(),
@@ -1270,11 +1372,11 @@ impl<'a> Machine<'a> {
             self.bytes(raw).unwrap_or_default(),
             self.op_pos,
         )?;
-        Ok(if fortran {
+        Ok(ArrayStore::Plain(if fortran {
             numpy::reorder_fortran(data, shape)
         } else {
             data
-        })
+        }))
     }
 
     // ---- BUILD ------------------------------------------------------------------------------------
@@ -1339,7 +1441,7 @@ impl<'a> Machine<'a> {
             if self.bytes(raw).is_none() {
                 return Err(bad(self, "array data must be bytes"));
             }
-            ArrayStore::Plain(self.decode_array(&dtype, &shape, fortran, raw)?)
+            self.array_store(&dtype, &shape, fortran, raw)?
         };
         if let Some(node) = self.nodes.get_mut(target) {
             *node = Node::Array(Box::new(ArrayNode { shape, dtype, data }));
@@ -1388,17 +1490,20 @@ impl<'a> Machine<'a> {
 
     // ---- turning the arena into the result ---------------------------------------------------------
 
-    /// Builds the owned tree. Objects reached once are moved; objects reached several times (through
-    /// GET/DUP) are copied on every visit but the last, against the data budget.
-    fn build_value(&mut self, root: Id) -> Result<Value> {
+    /// Builds the owned tree, and the buffers its [`ArrayData::Raw`] arrays refer to. Objects reached
+    /// once are moved; objects reached several times (through GET/DUP) are copied on every visit but
+    /// the last, against the data budget.
+    fn build_value(&mut self, root: Id) -> Result<(Value, Vec<Cow<'a, [u8]>>)> {
         let mut remaining = self.count_references(root);
         let mut convert = Convert {
             remaining: &mut remaining,
             budget: self.budget,
             budget_total: self.budget_total,
             max_depth: self.limits.max_depth,
+            buffers: Vec::new(),
         };
-        convert.value(&mut self.nodes, root, 0, false)
+        let value = convert.value(&mut self.nodes, root, 0, false)?;
+        Ok((value, convert.buffers))
     }
 
     /// In-degree of every object reachable from `root` (plus one for the root itself); zero means
@@ -1441,20 +1546,23 @@ fn scalar_node<'a>(data: ArrayData) -> Node<'a> {
         ArrayData::Bool(v) => Node::Bool(v.first().copied().unwrap_or(false)),
         ArrayData::Bytes(mut v) => Node::Bytes(Cow::Owned(v.pop().unwrap_or_default())),
         ArrayData::Str(mut v) => Node::Str(Cow::Owned(v.pop().unwrap_or_default())),
-        ArrayData::Object(_) => Node::None,
+        ArrayData::Object(_) | ArrayData::Raw(_) => Node::None,
     }
 }
 
 /// State of the arena-to-tree conversion.
-struct Convert<'r> {
+struct Convert<'r, 'a> {
     /// Moving visits left per object; the last one moves instead of copying.
     remaining: &'r mut [u32],
     budget: usize,
     budget_total: usize,
     max_depth: usize,
+    /// The elements of the [`ArrayData::Raw`] arrays built so far: one entry per array in the tree
+    /// (a copied array gets its own entry), so each is referred to exactly once.
+    buffers: Vec<Cow<'a, [u8]>>,
 }
 
-impl Convert<'_> {
+impl<'a> Convert<'_, 'a> {
     fn charge(&mut self, bytes: usize) -> Result<()> {
         self.budget = self
             .budget
@@ -1471,7 +1579,7 @@ impl Convert<'_> {
     /// (each edge of the object graph is walked exactly once in moving mode).
     fn value(
         &mut self,
-        nodes: &mut Arena<'_>,
+        nodes: &mut Arena<'a>,
         id: Id,
         depth: usize,
         copying: bool,
@@ -1540,6 +1648,15 @@ impl Convert<'_> {
                     ArrayStore::Objects(v) => {
                         ArrayData::Object(self.values(nodes, &v, depth, copying)?)
                     }
+                    ArrayStore::Raw { bytes, fortran } => {
+                        let len = bytes.len().checked_div(dtype.itemsize).unwrap_or(0);
+                        self.buffers.push(bytes);
+                        ArrayData::Raw(RawBuffer {
+                            index: self.buffers.len() - 1,
+                            len,
+                            fortran_order: fortran,
+                        })
+                    }
                 };
                 Value::NdArray(Box::new(NdArray { shape, dtype, data }))
             }
@@ -1556,7 +1673,7 @@ impl Convert<'_> {
 
     fn values(
         &mut self,
-        nodes: &mut Arena<'_>,
+        nodes: &mut Arena<'a>,
         ids: &[Id],
         depth: usize,
         copying: bool,
@@ -1590,13 +1707,17 @@ fn copy_node<'a>(node: &Node<'a>) -> Node<'a> {
             data: match &a.data {
                 ArrayStore::Plain(d) => ArrayStore::Plain(d.clone()),
                 ArrayStore::Objects(v) => ArrayStore::Objects(v.clone()),
+                ArrayStore::Raw { bytes, fortran } => ArrayStore::Raw {
+                    bytes: bytes.clone(),
+                    fortran: *fortran,
+                },
             },
         })),
         Node::Taken => Node::Taken,
     }
 }
 
-fn array_bytes(array: &ArrayNode) -> usize {
+fn array_bytes(array: &ArrayNode<'_>) -> usize {
     match &array.data {
         ArrayStore::Plain(ArrayData::F32(v)) => v.len() * size_of::<f32>(),
         ArrayStore::Plain(ArrayData::I64(v)) => v.len() * size_of::<i64>(),
@@ -1608,6 +1729,15 @@ fn array_bytes(array: &ArrayNode) -> usize {
             v.iter().map(|s| s.len() + size_of::<String>()).sum()
         }
         ArrayStore::Plain(ArrayData::Object(v)) => v.len() * size_of::<Value>(),
+        ArrayStore::Plain(ArrayData::Raw(_)) => 0, // Never stored in the arena.
         ArrayStore::Objects(v) => v.len() * (size_of::<Value>() + size_of::<Id>()),
+        // A borrowed slice is free to copy (its buffer entry is not); owned bytes are copied.
+        ArrayStore::Raw { bytes, .. } => {
+            size_of::<Cow<'_, [u8]>>()
+                + match bytes {
+                    Cow::Borrowed(_) => 0,
+                    Cow::Owned(v) => v.len(),
+                }
+        }
     }
 }

@@ -160,16 +160,14 @@ pub fn element_count(shape: &[usize], pos: usize) -> Result<usize, PickleError> 
         })
 }
 
-/// Decodes `count` elements of `dtype` from the memory image `raw` (in the file's order, C or Fortran).
-///
-/// The length check comes first, so no allocation is ever sized from `shape` alone: every element has
-/// its bytes in `raw`, which is part of the input.
-pub fn decode_elements(
+/// Checks that `raw` holds exactly `count` elements of `dtype`, the check every array passes before
+/// its data are used (decoded by [`decode_elements`], or kept as a view by `load_view`).
+pub fn check_data_len(
     dtype: &DType,
     count: usize,
     raw: &[u8],
     pos: usize,
-) -> Result<ArrayData, PickleError> {
+) -> Result<(), PickleError> {
     if dtype.kind == DTypeKind::Object {
         return Err(PickleError::BadArray {
             pos,
@@ -179,10 +177,7 @@ pub fn decode_elements(
     if dtype.itemsize == 0 {
         // Zero-width strings would let a tiny file declare billions of elements.
         return if count == 0 {
-            Ok(match dtype.kind {
-                DTypeKind::Unicode => ArrayData::Str(Vec::new()),
-                _ => ArrayData::Bytes(Vec::new()),
-            })
+            Ok(())
         } else {
             Err(PickleError::BadArray {
                 pos,
@@ -201,29 +196,34 @@ pub fn decode_elements(
             ),
         });
     }
+    Ok(())
+}
+
+/// Decodes `count` elements of `dtype` from the memory image `raw` (in the file's order, C or Fortran).
+///
+/// The length check comes first, so no allocation is ever sized from `shape` alone: every element has
+/// its bytes in `raw`, which is part of the input.
+pub fn decode_elements(
+    dtype: &DType,
+    count: usize,
+    raw: &[u8],
+    pos: usize,
+) -> Result<ArrayData, PickleError> {
+    check_data_len(dtype, count, raw, pos)?;
+    if dtype.itemsize == 0 {
+        return Ok(match dtype.kind {
+            DTypeKind::Unicode => ArrayData::Str(Vec::new()),
+            _ => ArrayData::Bytes(Vec::new()),
+        });
+    }
+    if let Some(format) = FloatFormat::of(dtype) {
+        let mut values = Vec::with_capacity(count);
+        format.extend_f32(raw, &mut values);
+        return Ok(ArrayData::F32(values));
+    }
     let big = dtype.byte_order == ByteOrder::Big;
     let chunks = raw.chunks_exact(dtype.itemsize);
     Ok(match (dtype.kind, dtype.itemsize) {
-        // The two common cases get fixed-size reads: these loops run over gigabytes of MOSEI features.
-        (DTypeKind::Float, 4) if big => {
-            ArrayData::F32(chunks.map(|c| f32::from_be_bytes(fixed(c))).collect())
-        }
-        (DTypeKind::Float, 4) => {
-            ArrayData::F32(chunks.map(|c| f32::from_le_bytes(fixed(c))).collect())
-        }
-        (DTypeKind::Float, 8) if big => ArrayData::F32(
-            chunks
-                .map(|c| f64::from_be_bytes(fixed(c)) as f32)
-                .collect(),
-        ),
-        (DTypeKind::Float, 8) => ArrayData::F32(
-            chunks
-                .map(|c| f64::from_le_bytes(fixed(c)) as f32)
-                .collect(),
-        ),
-        (DTypeKind::Float, 2) => {
-            ArrayData::F32(chunks.map(|c| f16_to_f32(word_n(c, big) as u16)).collect())
-        }
         (DTypeKind::Int, n @ (1 | 2 | 4 | 8)) => {
             let shift = 64 - 8 * n as u32;
             // Sign-extend by shifting the value to the top of the word and back.
@@ -262,6 +262,79 @@ pub fn decode_elements(
             });
         }
     })
+}
+
+/// The float element formats, and their conversion to `f32`: the one conversion both the decoding
+/// reader and array views use, so both give bit-identical values (f64 is rounded to nearest, values
+/// beyond the f32 range become ±inf, exactly like numpy's `astype(np.float32)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatFormat {
+    F16 { big: bool },
+    F32 { big: bool },
+    F64 { big: bool },
+}
+
+impl FloatFormat {
+    /// The format of a float dtype; `None` for anything else.
+    pub fn of(dtype: &DType) -> Option<FloatFormat> {
+        // Floats always carry a byte order (see `parse_dtype_spec`); anything else reads as little.
+        let big = dtype.byte_order == ByteOrder::Big;
+        match (dtype.kind, dtype.itemsize) {
+            (DTypeKind::Float, 2) => Some(FloatFormat::F16 { big }),
+            (DTypeKind::Float, 4) => Some(FloatFormat::F32 { big }),
+            (DTypeKind::Float, 8) => Some(FloatFormat::F64 { big }),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            FloatFormat::F16 { .. } => 2,
+            FloatFormat::F32 { .. } => 4,
+            FloatFormat::F64 { .. } => 8,
+        }
+    }
+
+    /// Appends the elements of `raw` (whole elements; a partial one at the end is ignored) as `f32`.
+    /// The match is outside the loops: these run over gigabytes of MOSEI features.
+    pub fn extend_f32(self, raw: &[u8], out: &mut Vec<f32>) {
+        let chunks = raw.chunks_exact(self.size());
+        match self {
+            FloatFormat::F32 { big: true } => {
+                out.extend(chunks.map(|c| f32::from_be_bytes(fixed(c))));
+            }
+            FloatFormat::F32 { big: false } => {
+                out.extend(chunks.map(|c| f32::from_le_bytes(fixed(c))));
+            }
+            FloatFormat::F64 { big: true } => {
+                out.extend(chunks.map(|c| f64::from_be_bytes(fixed(c)) as f32));
+            }
+            FloatFormat::F64 { big: false } => {
+                out.extend(chunks.map(|c| f64::from_le_bytes(fixed(c)) as f32));
+            }
+            FloatFormat::F16 { big } => {
+                out.extend(chunks.map(|c| f16_to_f32(word_n(c, big) as u16)));
+            }
+        }
+    }
+
+    /// One element (`bytes` is exactly [`FloatFormat::size`] long; anything else reads as 0).
+    pub fn to_f32(self, bytes: &[u8]) -> f32 {
+        match self {
+            FloatFormat::F32 { big: true } => f32::from_be_bytes(fixed(bytes)),
+            FloatFormat::F32 { big: false } => f32::from_le_bytes(fixed(bytes)),
+            FloatFormat::F64 { big: true } => f64::from_be_bytes(fixed(bytes)) as f32,
+            FloatFormat::F64 { big: false } => f64::from_le_bytes(fixed(bytes)) as f32,
+            FloatFormat::F16 { big } => {
+                if bytes.len() == 2 {
+                    f16_to_f32(word_n(bytes, big) as u16)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
 }
 
 /// A `chunks_exact` piece as a fixed-size array (the fallback is unreachable, and avoids a panic path).
@@ -357,6 +430,8 @@ pub fn reorder_fortran(data: ArrayData, shape: &[usize]) -> ArrayData {
         ArrayData::Str(v) => ArrayData::Str(fortran_to_c(v, shape)),
         // Object arrays are pickled as a list in C order whatever their memory layout.
         ArrayData::Object(v) => ArrayData::Object(v),
+        // Raw elements stay in the file's order; whoever reads them knows it (`RawBuffer::fortran_order`).
+        ArrayData::Raw(raw) => ArrayData::Raw(raw),
     }
 }
 

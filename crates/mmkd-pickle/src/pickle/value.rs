@@ -196,6 +196,21 @@ pub enum ArrayData {
     Str(Vec<String>),
     /// numpy `O` elements.
     Object(Vec<Value>),
+    /// Float elements left undecoded, as the stream's own bytes: only [`super::load_view`] produces
+    /// this (never [`super::load`]); the bytes are [`super::PickleView::buffers`]`[index]`, in the file's
+    /// dtype, byte order and memory order (see [`RawBuffer`]).
+    Raw(RawBuffer),
+}
+
+/// Where the elements of an undecoded float array are: an entry of [`super::PickleView::buffers`],
+/// already checked to hold exactly `len` elements of the array's dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RawBuffer {
+    pub index: usize,
+    /// Number of elements (the product of the shape).
+    pub len: usize,
+    /// Whether the elements are in Fortran (column-major) order; C (row-major) otherwise.
+    pub fortran_order: bool,
 }
 
 impl ArrayData {
@@ -207,6 +222,7 @@ impl ArrayData {
             ArrayData::Bytes(v) => v.len(),
             ArrayData::Str(v) => v.len(),
             ArrayData::Object(v) => v.len(),
+            ArrayData::Raw(raw) => raw.len,
         }
     }
 
@@ -225,7 +241,8 @@ pub struct NdArray {
 }
 
 impl NdArray {
-    /// The elements as `f32` when the array is numeric (floats as stored, integers and bools converted).
+    /// The elements as `f32` when the array is numeric (floats as stored, integers and bools converted);
+    /// `None` for other elements, and for [`ArrayData::Raw`] (whose bytes are not in the array).
     pub fn to_f32(&self) -> Option<Vec<f32>> {
         match &self.data {
             ArrayData::F32(v) => Some(v.clone()),
@@ -236,7 +253,8 @@ impl NdArray {
     }
 
     /// Like [`NdArray::to_f32`], but moves `f32` data out instead of copying it (the MOSEI arrays are
-    /// gigabytes; a copy would double the peak memory).
+    /// gigabytes; a copy would double the peak memory). Returns the array itself when its elements are
+    /// not numeric or are [`ArrayData::Raw`].
     pub fn into_f32(self) -> Result<Vec<f32>, NdArray> {
         match self.data {
             ArrayData::F32(v) => Ok(v),
