@@ -12,5 +12,6 @@ pub mod eval;
 pub mod model;
 pub mod predict;
 pub mod reference;
+pub mod robustness;
 pub mod study;
 pub mod train;

@@ -67,6 +67,25 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// Modalities to treat as missing, e.g. `audio,text` (writes RUN/eval-missing-*.json
+        /// instead of eval.json).
+        #[arg(long, value_name = "LIST")]
+        drop: Option<String>,
+        #[command(flatten)]
+        missing: MissingArgs,
+    },
+    /// The teacher with every subset of modalities missing next to the video-only student:
+    /// OUT/ROBUSTNESS.md, robustness.csv, robustness.json.
+    Robustness {
+        #[arg(long)]
+        teacher: PathBuf,
+        #[arg(long)]
+        student: PathBuf,
+        /// Default: TEACHER/robustness.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        missing: MissingArgs,
     },
     /// How peaked a run's attention maps are (entropy per transformer and layer) and PNG
     /// pictures of them for the first test clip.
@@ -128,6 +147,31 @@ enum Command {
         #[arg(long)]
         epochs: Option<usize>,
     },
+}
+
+/// How a missing modality is simulated.
+#[derive(Args, Clone)]
+struct MissingArgs {
+    /// zeros: all features 0; noise: Gaussian at the training split's per-feature statistics;
+    /// steps: a fraction (--fraction) of each clip's time steps set to 0.
+    #[arg(long, value_enum, default_value = "zeros")]
+    missing_mode: mmkd::data::missing::MissingMode,
+    /// For --missing-mode steps: the fraction of time steps zeroed.
+    #[arg(long, default_value_t = 0.5)]
+    fraction: f64,
+    /// Seeds the noise and the choice of steps.
+    #[arg(long, default_value_t = 1)]
+    missing_seed: u64,
+}
+
+impl MissingArgs {
+    fn describe(&self) -> String {
+        match self.missing_mode {
+            mmkd::data::missing::MissingMode::Zeros => "zeros".into(),
+            mmkd::data::missing::MissingMode::Noise => "Gaussian noise at the training split's per-feature mean and std".into(),
+            mmkd::data::missing::MissingMode::Steps => format!("zeros in {:.0} % of each clip's time steps", 100.0 * self.fraction),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -304,7 +348,8 @@ fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> R
     RunConfig {
         role,
         preset: common.preset,
-        data: common.data.clone(),
+        // Absolute, so `eval`, `maps` and `distill --teacher` find the data from any directory.
+        data: std::path::absolute(&common.data).unwrap_or_else(|_| common.data.clone()),
         dataset: format!("{} [{}]", dataset.name, dataset.source),
         shape: dataset.shape.clone(),
         model,
@@ -354,7 +399,7 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
         );
     }
     let dcfg = DistillConfig {
-        teacher_run: args.teacher.clone(),
+        teacher_run: std::path::absolute(&args.teacher).unwrap_or_else(|_| args.teacher.clone()),
         level: args.level,
         method: args.method,
         alpha: args.alpha,
@@ -602,7 +647,32 @@ fn run(cli: Cli) -> Result<()> {
             let r = distill(args)?;
             println!("{r}");
         }
-        Command::Eval { run, data, json } => {
+        Command::Eval { run, data, json, drop: Some(list), missing } => {
+            let modalities = mmkd::data::missing::parse_modalities(&list).map_err(|e| mmkd::error::input_error(format!("--drop: {e}")))?;
+            if !(0.0..=1.0).contains(&missing.fraction) {
+                mmkd::bail_input!("--fraction must be in [0, 1], got {}", missing.fraction);
+            }
+            let dataset = data.as_deref().map(data::load_any).transpose()?;
+            let m = mmkd::data::missing::Missing { modalities, mode: missing.missing_mode, fraction: missing.fraction, seed: missing.missing_seed };
+            let r = mmkd::train::evaluate_run_with(&run, dataset.as_ref(), Some(&m), &device())?;
+            mmkd::error::write_atomic(&run.join(format!("eval-missing-{}.json", m.label())), serde_json::to_string_pretty(&r)?.as_bytes())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{r}");
+            }
+        }
+        Command::Robustness { teacher, student, out, missing } => {
+            if !(0.0..=1.0).contains(&missing.fraction) {
+                mmkd::bail_input!("--fraction must be in [0, 1], got {}", missing.fraction);
+            }
+            let (dataset, rows) = mmkd::robustness::robustness(&teacher, &student, missing.missing_mode, missing.fraction, missing.missing_seed, &device())?;
+            let out = out.unwrap_or_else(|| teacher.join("robustness"));
+            let md = mmkd::robustness::write_report(&out, &dataset, &missing.describe(), &teacher, &student, &rows)?;
+            print!("{md}");
+            eprintln!("wrote {0}/ROBUSTNESS.md, robustness.csv, robustness.json", out.display());
+        }
+        Command::Eval { run, data, json, drop: None, .. } => {
             let dataset = data.as_deref().map(data::load_any).transpose()?;
             let r = evaluate_run(&run, dataset.as_ref(), &device())?;
             if json {

@@ -314,3 +314,86 @@ fn predict_from_video_only_pickles() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("video_only_test_p4.pkl") && err.contains("split 'train'"), "{err}");
 }
+
+/// Missing modalities: `eval --drop` and the robustness table of every subset.
+#[test]
+fn robustness_table_and_eval_with_missing_modalities() {
+    let dir = tempdir("robust");
+    let (_, teacher) = trained(&dir, &["teacher"]);
+    let (_, student) = trained(&dir, &["student"]);
+    let out = mmkd(&["eval", s(&teacher), "--drop", "audio,text", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["split"].as_str().unwrap().contains("missing audio+text-zeros"), "{}", r["split"]);
+    assert!(teacher.join("eval-missing-audio+text-zeros.json").exists());
+    // Dropping nothing the student reads changes nothing for it.
+    let plain: serde_json::Value = serde_json::from_slice(&mmkd(&["eval", s(&student), "--json"]).stdout).unwrap();
+    let dropped: serde_json::Value = serde_json::from_slice(&mmkd(&["eval", s(&student), "--drop", "audio,text", "--json"]).stdout).unwrap();
+    assert_eq!(plain["acc7"], dropped["acc7"]);
+    let bad = mmkd(&["eval", s(&student), "--drop", "smell"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let table = dir.join("robustness");
+    let out = mmkd(&["robustness", "--teacher", s(&teacher), "--student", s(&student), "--out", s(&table), "--missing-mode", "noise"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("synthetic") && md.contains("The teacher still wins with missing"), "{md}");
+    let rows = json(&table.join("robustness.json"))["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 8, "every subset of three modalities");
+    assert_eq!(rows[0]["missing"].as_array().unwrap().len(), 0);
+    // The student's score only changes in rows where video is missing.
+    let student_acc = |r: &serde_json::Value| r["student"]["acc7"].as_f64().unwrap();
+    for r in &rows {
+        let video_missing = r["missing"].as_array().unwrap().iter().any(|m| m == "Video");
+        if !video_missing {
+            assert_eq!(student_acc(r), student_acc(&rows[0]), "{r}");
+        }
+    }
+    let csv = std::fs::read_to_string(table.join("robustness.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9);
+    // Roles are checked.
+    let out = mmkd(&["robustness", "--teacher", s(&student), "--student", s(&student)]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A training run killed with SIGKILL resumes with --resume and ends with the same test metrics
+/// as an uninterrupted run with the same seed (checkpoints are committed by atomic renames).
+#[test]
+fn sigkilled_run_resumes_to_the_same_result() {
+    let dir = tempdir("kill");
+    let data = dir.join("data");
+    let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "3", "--out", s(&data)]);
+    assert!(out.status.success());
+    let args = |run: &Path| -> Vec<String> {
+        ["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "6", "--seed", "5", "--out", s(run)].iter().map(|a| a.to_string()).collect()
+    };
+    let whole = dir.join("whole");
+    assert!(mmkd(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>()).status.success());
+
+    // Start the same run, kill it once its first epoch is committed, then resume it.
+    let killed = dir.join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(args(&killed)).env("RAYON_NUM_THREADS", "1").stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !killed.join("resume.json").exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(!killed.join("eval.json").exists(), "killed before the end (raise --epochs if this machine is very fast)");
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let out = mmkd(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (json(&whole.join("eval.json")), json(&killed.join("eval.json")));
+    for key in ["acc7", "f1_weighted", "mae", "corr"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    // Every file under its final name is whole (a kill can leave only hidden *.tmp siblings).
+    for f in ["config.json", "resume.json", "eval.json"] {
+        json(&killed.join(f));
+    }
+    for f in ["best.safetensors", "last.safetensors"] {
+        let bytes = std::fs::read(killed.join(f)).unwrap();
+        safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+}

@@ -2,6 +2,7 @@
 //! MOSEI-shaped generator and the converter from the published MOSEI pickles.
 
 pub mod labels;
+pub mod missing;
 pub mod native;
 pub mod pickle;
 pub mod synth;

@@ -4,7 +4,7 @@
 //! resume state is committed by one atomic rename of `resume.json`, so a crash at any point
 //! leaves either the old or the new state, never a mix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
@@ -12,21 +12,14 @@ use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
-use crate::error::write_atomic;
+use crate::error::{write_atomic, write_atomic_with};
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Save a module's weights as safetensors, atomically.
+/// Save a module's weights as safetensors, atomically (`error::write_atomic_with`).
 pub fn save_safetensors<M: Module>(module: &M, path: &Path) -> Result<()> {
-    let tmp = tmp_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let mut store = SafetensorsStore::from_file(&tmp);
-    module.save_into(&mut store).map_err(|e| anyhow!("saving {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    write_atomic_with(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp);
+        module.save_into(&mut store).map_err(|e| anyhow!("saving {}: {e}", tmp.display()))
+    })
 }
 
 /// Load weights saved by `save_safetensors` into `module` (which fixes the architecture).

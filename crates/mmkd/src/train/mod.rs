@@ -12,5 +12,5 @@ pub mod run;
 pub mod step;
 pub mod task;
 
-pub use run::{RunConfig, RunRole, fit, evaluate_run};
+pub use run::{RunConfig, RunRole, evaluate_run, evaluate_run_with, fit};
 pub use task::{SupervisedTask, TrainTask, cross_entropy, predict};

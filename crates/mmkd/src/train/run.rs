@@ -118,6 +118,42 @@ fn progress(len: usize, prefix: String) -> ProgressBar {
     bar
 }
 
+/// Seconds between progress lines when stderr is not a terminal (a batch job's log): the bar
+/// draws nothing there, and an epoch at the paper's scale takes hours.
+const PROGRESS_LINE_SECS: u64 = 60;
+
+/// Prints `epoch e/E batch b/B loss clips/s ETA` lines at most every `every` seconds, and only
+/// when stderr is not a terminal (where the progress bar already shows the same).
+struct ProgressLog {
+    enabled: bool,
+    every: std::time::Duration,
+    start: Instant,
+    last: Instant,
+}
+
+impl ProgressLog {
+    fn new(every_secs: u64) -> Self {
+        use std::io::IsTerminal;
+        let now = Instant::now();
+        ProgressLog { enabled: !std::io::stderr().is_terminal(), every: std::time::Duration::from_secs(every_secs), start: now, last: now }
+    }
+
+    fn tick(&mut self, epoch: usize, epochs: usize, batch: usize, batches: usize, loss: f64, clips: usize) {
+        if !self.enabled || self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64();
+        let eta = secs / batch.max(1) as f64 * (batches - batch) as f64;
+        eprintln!(
+            "epoch {}/{epochs}  batch {batch}/{batches}  loss {loss:.4}  {:.1} clips/s  epoch ETA {:.0} s",
+            epoch + 1,
+            clips as f64 / secs.max(1e-9),
+            eta
+        );
+    }
+}
+
 /// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
 /// checkpoint (also written to `RUN/eval.json`).
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
@@ -164,6 +200,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         // Seed per epoch: dropout masks and shuffling do not depend on where a run resumed.
         ad.seed(tc.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let bar = progress(n_batches, format!("epoch {}/{}", epoch + 1, tc.epochs));
+        let mut log = ProgressLog::new(PROGRESS_LINE_SECS);
         let (mut loss_sum, mut count) = (0.0f64, 0usize);
         let mut parts_sum: Vec<(String, f64)> = Vec::new();
         let lr = plateau.lr;
@@ -185,6 +222,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             }
             bar.set_message(format!("loss {:.4}", loss_sum / count as f64));
             bar.inc(1);
+            log.tick(epoch, tc.epochs, bar.position() as usize, n_batches, loss_sum / count as f64, count);
         }
         bar.finish_and_clear();
 
@@ -234,6 +272,14 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
 
 /// Evaluate a run's best checkpoint on the test split and (re)write `RUN/eval.json`.
 pub fn evaluate_run(run: &Path, dataset: Option<&Dataset>, device: &Device) -> Result<EvalReport> {
+    let report = evaluate_run_with(run, dataset, None, device)?;
+    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    Ok(report)
+}
+
+/// Evaluate a run's best checkpoint on the test split, with the `missing` modalities corrupted
+/// (`None`: as they are). Writes nothing.
+pub fn evaluate_run_with(run: &Path, dataset: Option<&Dataset>, missing: Option<&crate::data::missing::Missing>, device: &Device) -> Result<EvalReport> {
     let cfg = RunConfig::load(run)?;
     let loaded;
     let dataset = match dataset {
@@ -246,9 +292,16 @@ pub fn evaluate_run(run: &Path, dataset: Option<&Dataset>, device: &Device) -> R
     if !dataset.shape.same_inputs(&cfg.shape) {
         crate::bail_input!("dataset {}: dims/lengths {:?} differ from the run's {:?}", dataset.name, dataset.shape, cfg.shape);
     }
+    dataset.check_trainable(&cfg.inputs())?;
     let net = checkpoint::load_safetensors(cfg.build_net(device), &run.join("best.safetensors"))?;
-    let (probs, _) = predict(&net, &dataset.test, &dataset.shape, cfg.train.batch_size, device);
-    let report = evaluate_predictions(&format!("{} [{}]", dataset.name, dataset.source), "test", &probs, &dataset.test.labels);
-    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-    Ok(report)
+    let corrupted;
+    let (test, split_name) = match missing {
+        Some(m) if !m.modalities.is_empty() => {
+            corrupted = m.apply(&dataset.test, &dataset.shape, &dataset.train);
+            (&corrupted, format!("test, missing {}", m.label()))
+        }
+        _ => (&dataset.test, "test".to_string()),
+    };
+    let (probs, _) = predict(&net, test, &dataset.shape, cfg.train.batch_size, device);
+    Ok(evaluate_predictions(&format!("{} [{}]", dataset.name, dataset.source), &split_name, &probs, &dataset.test.labels))
 }
