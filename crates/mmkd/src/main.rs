@@ -599,13 +599,29 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Data(DataCmd::Inspect { path, json }) => inspect(&path, json)?,
         Command::Data(DataCmd::Convert { file, out }) => {
-            let (dataset, parsed) = data::pickle::load_pickle(&file)?;
-            for r in &parsed.repairs {
+            // Streamed: the pickle is memory-mapped and never loaded (a MOSEI file is 6.4 GB).
+            let t0 = Instant::now();
+            let mut last = Instant::now();
+            let conv = data::pickle::convert_streaming(&file, &out, |phase, done, total| {
+                if last.elapsed().as_secs() >= 2 {
+                    last = Instant::now();
+                    eprintln!("{phase}: {:.2} / {:.2} GB ({:.0} %)", done as f64 / 1e9, total as f64 / 1e9, 100.0 * done as f64 / total.max(1) as f64);
+                }
+            })?;
+            for r in &conv.repairs {
                 eprintln!("repaired {r}");
             }
-            let repairs: Vec<String> = parsed.repairs.iter().map(|r| r.to_string()).collect();
-            native::save(&dataset, &out, serde_json::json!({"converted_from": file.display().to_string(), "layout": parsed.layout.to_string(), "protocol": parsed.protocol, "repairs": repairs}))?;
-            println!("wrote {} ({} / {} / {} clips, {:?}) to {}", dataset.name, dataset.train.len(), dataset.valid.len(), dataset.test.len(), dataset.shape, out.display());
+            let manifest = native::Manifest {
+                format: native::FORMAT.into(),
+                version: native::VERSION,
+                name: conv.name.clone(),
+                source: format!("{} pickle {} (real packaged features)", conv.layout, file.display()),
+                synthetic: false,
+                shape: conv.shape.clone(),
+                provenance: serde_json::json!({"converted_from": file.display().to_string(), "layout": conv.layout, "protocol": conv.protocol, "repairs": conv.repairs}),
+            };
+            native::write_manifest(&out, &manifest)?;
+            println!("wrote {} ({} / {} / {} clips, {:?}) to {} in {:.1}s", conv.name, conv.shape.n_train, conv.shape.n_valid, conv.shape.n_test, conv.shape, out.display(), t0.elapsed().as_secs_f64());
         }
         Command::Train(TrainCmd::Teacher { common, branch }) => {
             let r = train_one(&common, RunRole::Teacher { teacher: branch })?;

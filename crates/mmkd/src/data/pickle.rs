@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use anyhow::Result;
-use mmkd_pickle::{Array3, MoseiFile, ReadOptions, SplitData, read_mosei_file, read_mosei_file_with};
+use mmkd_pickle::safetensors_stream::{Dtype, StreamWriter, TensorSpec};
+use mmkd_pickle::{Array3, ArrayView, MappedFile, MoseiFile, MoseiView, ReadOptions, SplitData, read_mosei_file, read_mosei_file_with, read_mosei_view_with_progress};
 
 use super::{Dataset, Lengths, Split};
 use crate::bail_input;
@@ -124,4 +125,172 @@ pub fn load_pickle(path: &Path) -> Result<(Dataset, MoseiFile)> {
         test,
     };
     Ok((dataset, file))
+}
+
+/// Wraps a tensor writer that receives a `[N, len, dim]` array as little-endian f32 in C order,
+/// and records, per sample, how many frames there are up to the last one that is not all zero
+/// (what `nonzero_frames` computes on an array in memory).
+struct FrameProbe<W> {
+    inner: W,
+    len: usize,
+    dim: usize,
+    element: usize,
+    carry: Vec<u8>,
+    frames: Vec<usize>,
+}
+
+impl<W: std::io::Write> FrameProbe<W> {
+    fn new(inner: W, n: usize, len: usize, dim: usize) -> Self {
+        FrameProbe { inner, len, dim: dim.max(1), element: 0, carry: Vec::new(), frames: vec![0; n] }
+    }
+
+    fn see(&mut self, bytes: [u8; 4]) {
+        if f32::from_le_bytes(bytes) != 0.0 {
+            let sample = self.element / (self.len * self.dim).max(1);
+            let frame = (self.element / self.dim) % self.len.max(1);
+            if let Some(f) = self.frames.get_mut(sample) {
+                *f = (*f).max(frame + 1);
+            }
+        }
+        self.element += 1;
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for FrameProbe<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut bytes = std::mem::take(&mut self.carry);
+        bytes.extend_from_slice(&buf[..n]);
+        let whole = bytes.len() / 4 * 4;
+        for c in bytes[..whole].chunks_exact(4) {
+            self.see([c[0], c[1], c[2], c[3]]);
+        }
+        self.carry = bytes[whole..].to_vec();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What `convert_streaming` did, for the manifest and the user.
+pub struct StreamConversion {
+    /// The dataset's name and shape.
+    pub name: String,
+    pub shape: DataShape,
+    /// MulT or MMSA.
+    pub layout: String,
+    /// Pickle protocol.
+    pub protocol: u8,
+    /// Repairs made (as `MoseiFile::repairs`).
+    pub repairs: Vec<String>,
+}
+
+/// Convert a MulT/MMSA pickle to the native format without loading it: the file is memory-mapped,
+/// read as zero-copy views, and every array streamed in chunks into its split's safetensors file
+/// (written atomically), with the same repairs and the same lengths as `load_pickle` + `native::save`.
+/// Peak resident memory is about the file's size, all of it mapped file pages the kernel can drop
+/// (measured on a MOSEI-sized file: crates/mmkd-pickle/README.md). `progress(phase, done, total)`
+/// is called as bytes are read and written.
+pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str, u64, u64)) -> Result<StreamConversion> {
+    let map = match MappedFile::open(path) {
+        Ok(m) => m,
+        Err(e) => bail_input!("{e}"),
+    };
+    let size = map.len() as u64;
+    let file: MoseiView = match read_mosei_view_with_progress(&map, path, &ReadOptions::STRICT, |done| progress("read", done, size)) {
+        Ok(f) => f,
+        Err(e) => bail_input!("{e}"),
+    };
+    let train = file.split("train").expect("the strict reader guarantees the three splits");
+    let dims = |a: Option<&ArrayView>| a.map_or([0, 0, 0], |a| a.shape());
+    let ([_, text_len, text_dim], [_, audio_len, audio_dim], [_, video_len, video_dim]) =
+        (dims(train.text.as_ref()), dims(train.audio.as_ref()), train.vision.shape());
+    let n = |name: &str| file.split(name).map_or(0, |s| s.n());
+    let shape = DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") };
+    let total: u64 = file.splits.iter().map(|s| s.n() as u64 * 4 * (text_len * text_dim + audio_len * audio_dim + video_len * video_dim) as u64).sum();
+    std::fs::create_dir_all(out).map_err(|e| crate::error::input_error(format!("{}: {e}", out.display())))?;
+    // Until the new manifest is written the directory is incomplete.
+    let _ = std::fs::remove_file(out.join("manifest.json"));
+    let mut done = 0u64;
+    for split in &file.splits {
+        let n = split.n();
+        for (key, a, len, dim) in [("text", split.text.as_ref(), text_len, text_dim), ("audio", split.audio.as_ref(), audio_len, audio_dim), ("vision", Some(&split.vision), video_len, video_dim)] {
+            if let Some(a) = a
+                && (a.shape()[1] != len || a.shape()[2] != dim)
+            {
+                bail_input!("{}: split '{}', key '{key}': expected (N, {len}, {dim}) like the first split, found {:?}", path.display(), split.name, a.shape());
+            }
+        }
+        let features: [(&str, &ArrayView, usize, usize); 3] = [
+            ("text", split.text.as_ref().expect("strict"), text_len, text_dim),
+            ("audio", split.audio.as_ref().expect("strict"), audio_len, audio_dim),
+            ("video", &split.vision, video_len, video_dim),
+        ];
+        let mut specs: Vec<TensorSpec> = features.iter().map(|(name, a, _, _)| TensorSpec::new(*name, Dtype::F32, a.shape().to_vec())).collect();
+        specs.push(TensorSpec::new("labels", Dtype::F32, vec![n]));
+        for name in ["lengths_text", "lengths_audio", "lengths_video"] {
+            specs.push(TensorSpec::new(name, Dtype::I64, vec![n]));
+        }
+        let metadata = std::collections::BTreeMap::from([("ids".to_string(), serde_json::to_string(&split.ids)?)]);
+        crate::error::write_atomic_with(&out.join(format!("{}.safetensors", split.name)), |tmp| {
+            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
+            let mut writer = StreamWriter::new(file, specs, &metadata)?;
+            let mut frames = Vec::new();
+            for (name, array, len, dim) in features {
+                let mut probe = FrameProbe::new(writer.begin(name)?, n, len, dim);
+                let base = done;
+                array.write_f32_le(&mut probe, |b| progress("write", base + b, total))?;
+                done += (n * len * dim * 4) as u64;
+                frames.push(probe.frames);
+                probe.inner.finish()?;
+            }
+            let mut labels = writer.begin("labels")?;
+            for y in split.labels.as_ref().expect("strict") {
+                std::io::Write::write_all(&mut labels, &y.to_le_bytes())?;
+            }
+            labels.finish()?;
+            // As `to_split`: MMSA's own lengths where the file has them, else non-zero frames.
+            let audio = split.audio_lengths.clone().unwrap_or_else(|| frames[1].clone()).into_iter().map(|l| l.min(audio_len));
+            let video = split.vision_lengths.clone().unwrap_or_else(|| frames[2].clone()).into_iter().map(|l| l.min(video_len));
+            let lengths: [Vec<usize>; 3] = [frames[0].clone(), audio.collect(), video.collect()];
+            for (name, values) in ["lengths_text", "lengths_audio", "lengths_video"].into_iter().zip(lengths) {
+                let mut t = writer.begin(name)?;
+                for v in values {
+                    std::io::Write::write_all(&mut t, &(v as i64).to_le_bytes())?;
+                }
+                t.finish()?;
+            }
+            writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            Ok(())
+        })?;
+    }
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("mosei").to_string();
+    Ok(StreamConversion { name, shape, layout: file.layout.to_string(), protocol: file.protocol, repairs: file.repairs.iter().map(|r| r.to_string()).collect() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming converter writes exactly what loading the pickle and saving it does.
+    #[test]
+    fn streaming_conversion_equals_load_and_save() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles");
+        for name in ["mult_p2_f32.pkl", "mult_p4_defects.pkl", "mult_p4_f64.pkl", "mult_p5_mixed.pkl", "mmsa_p2_f64.pkl", "mmsa_p4_f32.pkl"] {
+            let path = fixtures.join(name);
+            let (loaded, parsed) = load_pickle(&path).unwrap();
+            let out = std::env::temp_dir().join(format!("mmkd-stream-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&out);
+            let conv = convert_streaming(&path, &out, |_, _, _| {}).unwrap();
+            assert_eq!(conv.shape, loaded.shape, "{name}");
+            assert_eq!(conv.repairs.len(), parsed.repairs.len(), "{name}");
+            for split in ["train", "valid", "test"] {
+                let got = crate::data::native::read_splits(&out, &[split], &conv.shape).unwrap();
+                let want = loaded.split(split).unwrap();
+                assert_eq!(&got[0], want, "{name} {split}");
+            }
+        }
+    }
 }
