@@ -226,6 +226,9 @@ struct RunFlags {
     /// Continue an interrupted run in --out.
     #[arg(long)]
     resume: bool,
+    /// Overwrite a run already in --out (its files only; refused for a folder that is no run).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -377,6 +380,9 @@ fn train_one(common: &CommonTrain, role: RunRole) -> Result<mmkd::eval::EvalRepo
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     let build_cfg = cfg.clone();
     let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_cfg.build_net(d)) };
+    if common.run.force {
+        mmkd::train::run::clear_run(&common.run.out)?;
+    }
     let t0 = Instant::now();
     let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &device())?;
     eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
@@ -445,6 +451,9 @@ fn distill(args: DistillArgs) -> Result<mmkd::eval::EvalReport> {
         cfg.train.seed,
         plain.clone(),
     );
+    if common.run.force {
+        mmkd::train::run::clear_run(&common.run.out)?;
+    }
     let t0 = Instant::now();
     let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &plain)?;
     eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
@@ -557,6 +566,7 @@ fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<
         run: RunFlags {
             out: out.join(name),
             resume: out.join(name).join("resume.json").exists(),
+            force: false,
             epochs,
             seed: Some(seed),
             batch_size: None,
@@ -571,10 +581,15 @@ fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<
         key_padding_mask: None,
     };
     let t1 = Instant::now();
-    let teacher = train_one(&common("teacher-complete"), RunRole::Teacher { teacher: TeacherKind::Complete })?;
+    // A finished run (from an earlier demo) is evaluated again, not retrained.
+    let train_or_eval = |name: &str, role: RunRole| -> Result<mmkd::eval::EvalReport> {
+        let c = common(name);
+        if c.run.out.join("eval.json").exists() { evaluate_run(&c.run.out, None, &device()) } else { train_one(&c, role) }
+    };
+    let teacher = train_or_eval("teacher-complete", RunRole::Teacher { teacher: TeacherKind::Complete })?;
     let tt = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let student = train_one(&common("student-nokd"), RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: None })?;
+    let student = train_or_eval("student-nokd", RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: None })?;
     let ts = t2.elapsed().as_secs_f64();
     println!("\n== complete teacher (video + audio + text), {tt:.0}s ==\n{teacher}");
     println!("== student, config 5, no distillation (video only), {ts:.0}s ==\n{student}");

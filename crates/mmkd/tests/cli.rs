@@ -397,3 +397,135 @@ fn sigkilled_run_resumes_to_the_same_result() {
         safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{f}: {e}"));
     }
 }
+
+/// A corpus of bad input: each case exits 2 with one line naming the problem, and leaves no
+/// half-written run behind.
+#[test]
+fn bad_input_corpus_exits_2_with_one_line() {
+    use mmkd::config::DataShape;
+    let dir = tempdir("corpus");
+    let (data, run) = trained(&dir, &["student"]);
+    let fresh = |name: &str| dir.join(name);
+    let check = |args: Vec<&str>, needle: &str, out: Option<&Path>| {
+        let o = mmkd(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+        if let Some(out) = out {
+            assert!(!out.exists(), "{args:?}: {} must not be created", out.display());
+        }
+    };
+    let train = |data: &Path, out: &Path| -> Vec<String> {
+        ["train", "student", "--data", s(data), "--preset", "smoke", "--epochs", "1", "--out", s(out)].iter().map(|a| a.to_string()).collect()
+    };
+
+    // Corrupted and truncated native files.
+    let broken = fresh("broken");
+    copy_dir(&data, &broken);
+    let f = broken.join("train.safetensors");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let out = fresh("r-trunc");
+    check(args(&train(&broken, &out)), "train.safetensors", Some(&out));
+    std::fs::write(&f, b"not a safetensors file at all").unwrap();
+    check(args(&train(&broken, &out)), "not a valid safetensors file", Some(&out));
+
+    // A manifest that lies about shapes, and about split sizes.
+    let liar = fresh("liar");
+    copy_dir(&data, &liar);
+    let mut m = json(&liar.join("manifest.json"));
+    m["shape"]["audio_len"] = serde_json::json!(13);
+    std::fs::write(liar.join("manifest.json"), m.to_string()).unwrap();
+    check(args(&train(&liar, &out)), "'audio': expected shape", Some(&out));
+    m["shape"]["audio_len"] = serde_json::json!(12);
+    m["shape"]["n_valid"] = serde_json::json!(5);
+    std::fs::write(liar.join("manifest.json"), m.to_string()).unwrap();
+    check(args(&train(&liar, &out)), "expected 5 samples (manifest)", Some(&out));
+
+    // NaN features and NaN labels; an empty split.
+    let mut d = mmkd::data::native::load(&data).unwrap();
+    d.train.video[7] = f32::NAN;
+    let nan = fresh("nan-features");
+    mmkd::data::native::save(&d, &nan, serde_json::Value::Null).unwrap();
+    check(args(&train(&nan, &out)), "'video': expected finite values", Some(&out));
+    let mut d = mmkd::data::native::load(&data).unwrap();
+    d.valid.labels[0] = f32::INFINITY;
+    let nan = fresh("nan-labels");
+    mmkd::data::native::save(&d, &nan, serde_json::Value::Null).unwrap();
+    check(args(&train(&nan, &out)), "'labels': expected finite values", Some(&out));
+    let mut d = mmkd::data::native::load(&data).unwrap();
+    d.valid = mmkd::data::Split { text: Some(vec![]), audio: Some(vec![]), video: vec![], labels: vec![], ids: vec![], ..d.valid.clone() };
+    d.shape.n_valid = 0;
+    let empty = fresh("empty");
+    mmkd::data::native::save(&d, &empty, serde_json::Value::Null).unwrap();
+    check(args(&train(&empty, &out)), "split 'valid' is empty", Some(&out));
+
+    // A checkpoint from another configuration; --resume on a finished or a foreign run.
+    // (A config-3 student has the same parameter names and shapes as config 5; a teacher does not.)
+    let mut cfg = json(&run.join("config.json"));
+    cfg["role"] = serde_json::json!({"role": "teacher", "teacher": "complete"});
+    let foreign = fresh("foreign");
+    copy_dir(&run, &foreign);
+    std::fs::write(foreign.join("config.json"), cfg.to_string()).unwrap();
+    check(vec!["eval", s(&foreign)], "does not fit this architecture", None);
+    let mut resume = train(&data, &run);
+    resume.push("--resume".into());
+    check(args(&resume), "already finished", None);
+    let mut other = train(&data, &run);
+    other[1] = "teacher".into();
+    other.push("--resume".into());
+    check(args(&other), "different role, model or data shape", None);
+
+    // --out on a finished run: refused, then overwritten with --force.
+    check(args(&train(&data, &run)), "--resume", None);
+    let mut force = train(&data, &run);
+    force.push("--force".into());
+    let o = mmkd(&args(&force));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut force_other = train(&data, &data);
+    force_other.push("--force".into());
+    check(args(&force_other), "only overwrites an mmkd run", None);
+
+    // An unknown preset; an output folder that cannot be written.
+    let o = mmkd(&["train", "student", "--data", s(&data), "--preset", "huge", "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("huge"));
+    let file = fresh("a-file");
+    std::fs::write(&file, b"").unwrap();
+    check(args(&train(&data, &file.join("run"))), "cannot write the run directory", None);
+
+    // A batch that cannot fit in memory: refused before anything is written, with the estimate.
+    let shape = DataShape { text_dim: 2, audio_dim: 2, video_dim: 2, text_len: 4, audio_len: 4, video_len: 8000, n_train: 64, n_valid: 2, n_test: 2 };
+    let long = |name: &str, n: usize| mmkd::data::Split {
+        name: name.into(),
+        text: Some(vec![0.5; n * 4 * 2]),
+        audio: Some(vec![0.5; n * 4 * 2]),
+        video: vec![0.5; n * 8000 * 2],
+        labels: vec![1.0; n],
+        ids: (0..n).map(|i| i.to_string()).collect(),
+        lengths: None,
+    };
+    let big = mmkd::data::Dataset { name: "long".into(), source: "test".into(), synthetic: true, shape, train: long("train", 64), valid: long("valid", 2), test: long("test", 2) };
+    let long_dir = fresh("long");
+    mmkd::data::native::save(&big, &long_dir, serde_json::Value::Null).unwrap();
+    let mut huge = train(&long_dir, &out);
+    huge.extend(["--batch-size".into(), "64".into()]);
+    check(args(&huge), "would fit", Some(&out));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        } else {
+            copy_dir(&p, &to.join(p.file_name().unwrap()));
+        }
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -149,6 +149,9 @@ impl Dataset {
     /// without a modality the network reads.
     pub fn check_trainable(&self, needs: &[Modality]) -> anyhow::Result<()> {
         for split in [&self.train, &self.valid, &self.test] {
+            if split.is_empty() {
+                crate::bail_input!("dataset {}: split '{}' is empty; training and evaluation need clips in train, valid and test", self.name, split.name);
+            }
             if let Some(m) = needs.iter().find(|&&m| !split.has(m)) {
                 crate::bail_input!("dataset {}: split '{}' has no {} features, which this network reads", self.name, split.name, m.name());
             }

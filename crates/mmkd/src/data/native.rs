@@ -57,7 +57,9 @@ fn write_split(path: &Path, split: &Split, shape: &DataShape) -> Result<()> {
     if let Some(audio) = &split.audio {
         owned.push(("audio".into(), Dtype::F32, vec![n, shape.audio_len, shape.audio_dim], f32_bytes(audio)));
     }
-    if split.labelled() {
+    // All NaN is how "no labels" is held in memory; anything else is written as it is (and a
+    // non-finite label is then refused on loading, not silently dropped here).
+    if !split.labels.iter().all(|y| y.is_nan()) || n == 0 {
         owned.push(("labels".into(), Dtype::F32, vec![n], f32_bytes(&split.labels)));
     }
     if let Some(l) = &split.lengths {

@@ -188,6 +188,12 @@ impl MultimodalNet {
         MultimodalNet { front, branches, flat, head: MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device), body }
     }
 
+    /// Length of the stream that plays modality `m` (a student's `A_S` comes from video but
+    /// plays audio).
+    pub fn stream_len(&self, m: Modality) -> usize {
+        self.front[stream_index(m)].out_len
+    }
+
     /// The input modalities the network reads (a student: video alone).
     pub fn inputs(&self) -> Vec<Modality> {
         Modality::ALL.into_iter().filter(|&m| self.front.iter().any(|c| c.source == m)).collect()

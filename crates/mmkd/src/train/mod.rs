@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod distill;
+pub mod memory;
 pub mod plateau;
 pub mod run;
 pub mod step;

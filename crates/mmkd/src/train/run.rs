@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::module::Module;
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -118,6 +118,36 @@ fn progress(len: usize, prefix: String) -> ProgressBar {
     bar
 }
 
+/// Create and remove a file: `create_dir_all` succeeds on an existing read-only folder.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(".mmkd-write-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
+}
+
+/// Remove what a run writes from `run` (`--force`), leaving any other file alone. Refuses a
+/// folder that is not a run.
+pub fn clear_run(run: &Path) -> Result<()> {
+    if !run.exists() {
+        return Ok(());
+    }
+    if !run.join("config.json").exists() {
+        crate::bail_input!("{}: --force only overwrites an mmkd run (this folder has no config.json)", run.display());
+    }
+    for entry in std::fs::read_dir(run)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ours = matches!(name, "config.json" | "metrics.jsonl" | "best.safetensors" | "last.safetensors" | "resume.json" | "eval.json" | "curves.png")
+            || name.starts_with("resume-")
+            || name.starts_with("eval-missing-")
+            || (name.starts_with('.') && name.ends_with(".tmp"));
+        if ours {
+            if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
+        }
+    }
+    Ok(())
+}
+
 /// Seconds between progress lines when stderr is not a terminal (a batch job's log): the bar
 /// draws nothing there, and an epoch at the paper's scale takes hours.
 const PROGRESS_LINE_SECS: u64 = 60;
@@ -157,7 +187,17 @@ impl ProgressLog {
 /// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
 /// checkpoint (also written to `RUN/eval.json`).
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
-    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    // Before anything is written: a step that cannot fit is refused with the estimate.
+    if let Some(available) = super::memory::available_bytes() {
+        let net = cfg.build_net(device);
+        let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
+        if let Err(msg) = super::memory::check(&net, batch, cfg.model.heads, cfg.model.layers, cfg.model.d_model, available) {
+            crate::bail_input!("{}: {msg}", run.display());
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(run).and_then(|_| probe_writable(run)) {
+        crate::bail_input!("{}: cannot write the run directory here ({e})", run.display());
+    }
     let config_path = run.join("config.json");
     let state = if resume { checkpoint::load_resume_state(run)? } else { None };
     if resume && config_path.exists() {
@@ -166,7 +206,18 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             crate::bail_input!("{}: --resume with a different role, model or data shape than the run was started with", run.display());
         }
     } else if !resume && checkpoint::load_resume_state(run)?.is_some() {
-        crate::bail_input!("{}: already holds a run; pass --resume to continue it or choose another --out", run.display());
+        crate::bail_input!("{}: already holds a run; pass --resume to continue it, --force to overwrite it, or choose another --out", run.display());
+    }
+    if let Some(s) = &state
+        && s.epoch >= cfg.train.epochs
+        && run.join("eval.json").exists()
+    {
+        crate::bail_input!(
+            "{}: already finished ({} of {} epochs, eval.json written); nothing to resume (raise --epochs to continue it, or --force to train it again)",
+            run.display(),
+            s.epoch,
+            cfg.train.epochs
+        );
     }
     write_atomic(&config_path, serde_json::to_string_pretty(cfg)?.as_bytes())?;
 
