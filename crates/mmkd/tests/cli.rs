@@ -529,3 +529,78 @@ fn copy_dir(from: &Path, to: &Path) {
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// Start `args` in its own process group, SIGKILL the whole group (a study's child runs too) as
+/// soon as `marker` exists, and return whether it was still running then.
+fn kill_when(args: &[String], marker: &Path, cwd: Option<&Path>) -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mmkd"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "1").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).process_group(0);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !marker.exists() && t0.elapsed().as_secs() < 300 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let running = child.try_wait().unwrap().is_none();
+    // SAFETY: a plain syscall on the process group this test created.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    child.wait().unwrap();
+    running
+}
+
+/// A distillation run (CRD on the final layer: a memory bank outside the model) killed with
+/// SIGKILL resumes to the same test metrics as an uninterrupted one.
+#[test]
+fn sigkilled_distillation_resumes_to_the_same_result() {
+    let dir = tempdir("kill-kd");
+    let (_, teacher) = trained(&dir, &["teacher"]);
+    let distill = |out: &Path| -> Vec<String> {
+        ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--out", s(out)].iter().map(|a| a.to_string()).collect()
+    };
+    let whole = dir.join("whole");
+    assert!(mmkd(&args(&distill(&whole))).status.success());
+    let killed = dir.join("killed");
+    assert!(kill_when(&distill(&killed), &killed.join("resume.json"), None), "finished before the kill (raise --epochs)");
+    let mut resume = distill(&killed);
+    resume.push("--resume".into());
+    let out = mmkd(&args(&resume));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (a, b) = (json(&whole.join("eval.json")), json(&killed.join("eval.json")));
+    for key in ["acc7", "f1_weighted", "mae", "corr"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+}
+
+/// A study killed mid-way, started again from another working directory, resumes run by run and
+/// writes the same table; run configs hold absolute paths, so `eval` works from anywhere.
+#[test]
+fn sigkilled_study_resumes_run_by_run_from_any_directory() {
+    let dir = tempdir("kill-study");
+    let (elsewhere, study) = (dir.join("elsewhere"), dir.join("study"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let args: Vec<String> = ["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", "study"].iter().map(|a| a.to_string()).collect();
+    // Kill once the first teacher has finished.
+    let first = study.join("runs/teacher-complete-s1/eval.json");
+    let killed = kill_when(&args, &first, Some(&dir));
+    assert!(killed, "the study finished before the kill");
+    // Give the killed group's processes a moment to be gone, then start again from elsewhere.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", s(&study)]).env("RAYON_NUM_THREADS", "1").current_dir(&elsewhere).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let done: usize = err.split(" already finished").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(done >= 2, "the data and the first teacher were kept: {err}");
+    assert_eq!(json(&study.join("table.json")).as_array().unwrap().len(), 19);
+    // Paths in run configs are absolute: eval works from an unrelated directory.
+    let run = study.join("runs/student-c5-nokd-s1");
+    let o = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["eval", s(&run), "--json"]).current_dir(&elsewhere).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
