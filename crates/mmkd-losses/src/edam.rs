@@ -32,7 +32,8 @@ use crate::error::{LossError, check_dims};
 pub const EDAM_LOG_EPS: f64 = 1e-8;
 
 /// Which row plays `a` and which plays `b` in `F(a, b) = -sum_k a_k log b_k`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EdamOrientation {
     /// Eq. 13 as printed: `a` = student row, `b` = teacher row. The default.
     #[default]

@@ -205,7 +205,7 @@ struct DistillArgs {
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
     /// EDAM direction: literal = eq. 13 as printed (-student log teacher).
-    #[arg(long, value_enum, default_value = "literal")]
+    #[arg(long, default_value = "literal", value_parser = |s: &str| s.parse::<Orientation>().map_err(|e| e.to_string()))]
     orientation: Orientation,
     /// Dataset (default: the teacher's).
     #[arg(long)]
@@ -309,23 +309,8 @@ enum TrainCmd {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
         config: u8,
         #[arg(long, value_enum, default_value = "downsampled")]
-        streams: StreamsArg,
+        streams: StudentStreams,
     },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum StreamsArg {
-    Downsampled,
-    FullLength,
-}
-
-impl From<StreamsArg> for StudentStreams {
-    fn from(s: StreamsArg) -> Self {
-        match s {
-            StreamsArg::Downsampled => StudentStreams::Downsampled,
-            StreamsArg::FullLength => StudentStreams::FullLength,
-        }
-    }
 }
 
 fn device() -> Device {
@@ -643,7 +628,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{r}");
         }
         Command::Train(TrainCmd::Student { common, config, streams }) => {
-            let r = train_one(&common, RunRole::Student { config, streams: streams.into(), distill: None })?;
+            let r = train_one(&common, RunRole::Student { config, streams, distill: None })?;
             println!("{r}");
         }
         Command::Study { preset, seeds, out, jobs, epochs, plan, collect } => {

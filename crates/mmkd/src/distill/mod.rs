@@ -59,15 +59,9 @@ impl Method {
     }
 }
 
-/// EDAM's orientation, as configured on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Orientation {
-    /// Eq. 13 as printed: -student * log(teacher).
-    Literal,
-    /// -teacher * log(student), the usual distillation cross-entropy.
-    Conventional,
-}
+/// EDAM's orientation (eq. 13 literally, or the conventional direction): the loss crate's type,
+/// saved in config.json as `literal` / `conventional`.
+pub use mmkd_losses::EdamOrientation as Orientation;
 
 /// A distillation setting, saved in the run's config.json.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use anyhow::{Result, anyhow};
 use burn::prelude::*;
 use mmkd_losses::{
-    CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamOrientation, EdamUpsampler, EdamUpsamplerConfig,
+    CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamUpsampler, EdamUpsamplerConfig,
     crd_in_batch_loss, edam_loss,
 };
 
-use super::{DistillConfig, Level, Method, Orientation};
+use super::{DistillConfig, Level, Method};
 use crate::data::Batch;
 use crate::model::{LayerTrace, MultimodalNet, Probe, TraceRequest, TransformerId};
 
@@ -156,10 +156,7 @@ impl DistillTask {
                 Ok(total.ok_or_else(|| anyhow!("no pairs to distil"))?.div_scalar(self.pairs.len() as f64))
             }
             (Method::EdamS | Method::EdamT, _) => {
-                let orientation = match self.cfg.orientation {
-                    Orientation::Literal => EdamOrientation::Literal,
-                    Orientation::Conventional => EdamOrientation::Conventional,
-                };
+                let orientation = self.cfg.orientation;
                 let mut maps = Vec::new();
                 for (p, (tid, sid)) in self.pairs.iter().enumerate() {
                     for (st, tt) in traces(s_out, sid).iter().zip(traces(t_out, tid).iter()) {

@@ -18,7 +18,7 @@ use super::modality::{Modality, TransformerId};
 use crate::config::{DataShape, ModelConfig};
 use crate::data::Batch;
 
-pub const NUM_CLASSES: usize = 7;
+pub use crate::data::labels::NUM_CLASSES;
 
 /// Which transformers a forward pass should trace, and what to record.
 #[derive(Clone, Debug, Default)]
@@ -90,7 +90,7 @@ pub struct Branch {
 }
 
 /// How the student's `A_S` and `L_S` are made from video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum StudentStreams {
     /// Downsampled to the teacher's audio and language lengths (EDAM-S; the default student).

@@ -165,35 +165,39 @@ fn row_label(r: &TableRow) -> String {
 }
 
 pub fn to_csv(rows: &[TableRow]) -> String {
-    let mut s = String::from(
-        "role,config,teacher,level,method,acc7_mean,acc7_std,f1_mean,f1_std,f1_macro_mean,mae_mean,corr_mean,acc2_mean,f1_binary_mean,params,n_seeds,seeds,dataset,paper_mosei_acc7,paper_mosei_f1\n",
-    );
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "role", "config", "teacher", "level", "method", "acc7_mean", "acc7_std", "f1_mean", "f1_std", "f1_macro_mean", "mae_mean", "corr_mean", "acc2_mean",
+        "f1_binary_mean", "params", "n_seeds", "seeds", "dataset", "paper_mosei_acc7", "paper_mosei_f1",
+    ];
+    w.write_record(header).expect("writing to memory");
     for r in rows {
-        s += &format!(
-            "{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.4},{:.4},{:.3},{:.3},{},{},{},\"{}\",{:.3},{:.3}\n",
-            r.role,
+        let f3 = |x: f64| format!("{x:.3}");
+        w.write_record([
+            r.role.clone(),
             r.config.map(|c| c.to_string()).unwrap_or_default(),
-            r.teacher,
-            r.level,
-            r.method,
-            r.acc7_mean,
-            r.acc7_std,
-            r.f1_mean,
-            r.f1_std,
-            r.f1_macro_mean,
-            r.mae_mean,
-            r.corr_mean,
-            r.acc2_mean,
-            r.f1_binary_mean,
-            r.params,
-            r.seeds.len(),
+            r.teacher.clone(),
+            r.level.clone(),
+            r.method.clone(),
+            f3(r.acc7_mean),
+            f3(r.acc7_std),
+            f3(r.f1_mean),
+            f3(r.f1_std),
+            f3(r.f1_macro_mean),
+            format!("{:.4}", r.mae_mean),
+            format!("{:.4}", r.corr_mean),
+            f3(r.acc2_mean),
+            f3(r.f1_binary_mean),
+            r.params.to_string(),
+            r.seeds.len().to_string(),
             r.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "),
-            r.dataset.replace('"', "'"),
-            r.paper_mosei_acc7,
-            r.paper_mosei_f1
-        );
+            r.dataset.clone(),
+            f3(r.paper_mosei_acc7),
+            f3(r.paper_mosei_f1),
+        ])
+        .expect("writing to memory");
     }
-    s
+    String::from_utf8(w.into_inner().expect("flushing to memory")).expect("UTF-8 fields")
 }
 
 /// TABLE.md: the table in the paper's order (the complete teacher repeated above config 5).
