@@ -36,6 +36,38 @@ pub struct TableRow {
     /// Per-seed Acc-7 and F1 (percent), in `seeds` order.
     pub acc7_per_seed: Vec<f64>,
     pub f1_per_seed: Vec<f64>,
+    /// Distilled rows: mean of the per-seed differences in Acc-7 (points) to the student without
+    /// KD, paired over the seeds both have.
+    pub acc7_diff_mean: Option<f64>,
+    /// Its 95 % t-interval (two-sided, n - 1 degrees of freedom); `None` with fewer than 2 seeds.
+    pub acc7_diff_ci95: Option<[f64; 2]>,
+}
+
+/// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom: tabulated up to 30,
+/// beyond that the Cornish-Fisher expansion around the normal quantile (error below 1e-4).
+pub fn t_quantile_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450,
+        2.119905, 2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => {
+            let (z, n) = (1.959_963_984_540_054f64, df as f64);
+            z + (z.powi(3) + z) / (4.0 * n) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+        }
+    }
+}
+
+/// Mean of paired differences and its 95 % t-interval; the interval needs two or more pairs.
+pub fn paired_t_interval(diffs: &[f64]) -> (f64, Option<[f64; 2]>) {
+    let (m, sd) = mean_std(diffs);
+    if diffs.len() < 2 {
+        return (m, None);
+    }
+    let half = t_quantile_975(diffs.len() - 1) * sd / (diffs.len() as f64).sqrt();
+    (m, Some([m - half, m + half]))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,7 +183,25 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             paper_mosei_f1: pf,
             acc7_per_seed: acc,
             f1_per_seed: f1,
+            acc7_diff_mean: None,
+            acc7_diff_ci95: None,
         });
+    }
+    // Distilled rows against the student without KD, paired by seed.
+    if let Some(base) = rows.iter().find(|r| r.role == "student" && r.level == "none").cloned() {
+        for r in rows.iter_mut().filter(|r| r.role == "student" && r.level != "none") {
+            let diffs: Vec<f64> = r
+                .seeds
+                .iter()
+                .zip(&r.acc7_per_seed)
+                .filter_map(|(seed, acc)| base.seeds.iter().position(|s| s == seed).map(|i| acc - base.acc7_per_seed[i]))
+                .collect();
+            if !diffs.is_empty() {
+                let (m, ci) = paired_t_interval(&diffs);
+                r.acc7_diff_mean = Some(m);
+                r.acc7_diff_ci95 = ci;
+            }
+        }
     }
     Ok(rows)
 }
@@ -168,7 +218,8 @@ pub fn to_csv(rows: &[TableRow]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
         "role", "config", "teacher", "level", "method", "acc7_mean", "acc7_std", "f1_mean", "f1_std", "f1_macro_mean", "mae_mean", "corr_mean", "acc2_mean",
-        "f1_binary_mean", "params", "n_seeds", "seeds", "dataset", "paper_mosei_acc7", "paper_mosei_f1",
+        "f1_binary_mean", "params", "n_seeds", "seeds", "dataset", "paper_mosei_acc7", "paper_mosei_f1", "acc7_diff_mean", "acc7_diff_ci95_low",
+        "acc7_diff_ci95_high",
     ];
     w.write_record(header).expect("writing to memory");
     for r in rows {
@@ -194,6 +245,9 @@ pub fn to_csv(rows: &[TableRow]) -> String {
             r.dataset.clone(),
             f3(r.paper_mosei_acc7),
             f3(r.paper_mosei_f1),
+            r.acc7_diff_mean.map(f3).unwrap_or_default(),
+            r.acc7_diff_ci95.map(|c| f3(c[0])).unwrap_or_default(),
+            r.acc7_diff_ci95.map(|c| f3(c[1])).unwrap_or_default(),
         ])
         .expect("writing to memory");
     }
@@ -216,10 +270,14 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
             printed_complete = true;
         }
         let mut delta = String::new();
-        if let (Some(b), true) = (no_kd, r.role == "student" && r.level != "none") {
-            let d = r.acc7_mean - b.acc7_mean;
-            let spread = r.acc7_std.max(b.acc7_std);
-            delta = format!(" ({:+.2} vs no KD{})", d, if d.abs() > spread && spread > 0.0 { ", beyond spread" } else { "" });
+        if let (Some(_), Some(d)) = (no_kd, r.acc7_diff_mean) {
+            delta = match r.acc7_diff_ci95 {
+                Some([lo, hi]) => {
+                    let firm = if lo > 0.0 { ", firm gain" } else if hi < 0.0 { ", firm loss" } else { "" };
+                    format!(" ({d:+.2} vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}]{firm})")
+                }
+                None => format!(" ({d:+.2} vs no KD)"),
+            };
         }
         s += &format!(
             "| {} | {:.2} +- {:.2}{} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n",
@@ -245,7 +303,7 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
             100.0 * (l.student_ms / l.teacher_ms - 1.0)
         );
     }
-    s += "\n\"beyond spread\": the difference to the student without KD exceeds the larger of the two sample standard deviations.\n";
+    s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); \"firm\" only where the interval excludes 0.\n";
     s
 }
 
@@ -261,6 +319,20 @@ mod tests {
         assert_eq!(m, 2.5);
         assert!((s - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!(mean_std(&[7.0]), (7.0, 0.0));
+    }
+
+    /// Against a hand computation: diffs 1, 2, 3 have mean 2, sample sd 1, and the 95 %
+    /// t-interval 2 -+ 4.302653 / sqrt(3) = [-0.484138, 4.484138].
+    #[test]
+    fn paired_t_interval_matches_hand_computation() {
+        let (m, ci) = paired_t_interval(&[1.0, 2.0, 3.0]);
+        assert_eq!(m, 2.0);
+        let [lo, hi] = ci.unwrap();
+        assert!((lo + 0.484138).abs() < 1e-5 && (hi - 4.484138).abs() < 1e-5, "[{lo}, {hi}]");
+        assert_eq!(paired_t_interval(&[1.5]), (1.5, None));
+        // Beyond the table: t(0.975, 40) = 2.021075, t(0.975, 120) = 1.979930.
+        assert!((t_quantile_975(40) - 2.021075).abs() < 2e-4 && (t_quantile_975(120) - 1.979930).abs() < 1e-4);
+        assert!((t_quantile_975(31) - 2.039513).abs() < 3e-4);
     }
 
     #[test]
