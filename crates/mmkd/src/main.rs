@@ -165,12 +165,11 @@ struct MissingArgs {
 }
 
 impl MissingArgs {
-    fn describe(&self) -> String {
-        match self.missing_mode {
-            mmkd::data::missing::MissingMode::Zeros => "zeros".into(),
-            mmkd::data::missing::MissingMode::Noise => "Gaussian noise at the training split's per-feature mean and std".into(),
-            mmkd::data::missing::MissingMode::Steps => format!("zeros in {:.0} % of each clip's time steps", 100.0 * self.fraction),
+    fn missing(&self, modalities: Vec<mmkd::model::Modality>) -> Result<mmkd::data::missing::Missing> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            mmkd::bail_input!("--fraction must be in [0, 1], got {}", self.fraction);
         }
+        Ok(mmkd::data::missing::Missing { modalities, mode: self.missing_mode, fraction: self.fraction, seed: self.missing_seed })
     }
 }
 
@@ -602,7 +601,7 @@ fn run(cli: Cli) -> Result<()> {
             // Streamed: the pickle is memory-mapped and never loaded (a MOSEI file is 6.4 GB).
             let t0 = Instant::now();
             let mut last = Instant::now();
-            let conv = data::pickle::convert_streaming(&file, &out, |phase, done, total| {
+            let conv = data::pickle::convert_to_native(&file, &out, |phase, done, total| {
                 if last.elapsed().as_secs() >= 2 {
                     last = Instant::now();
                     eprintln!("{phase}: {:.2} / {:.2} GB ({:.0} %)", done as f64 / 1e9, total as f64 / 1e9, 100.0 * done as f64 / total.max(1) as f64);
@@ -611,16 +610,6 @@ fn run(cli: Cli) -> Result<()> {
             for r in &conv.repairs {
                 eprintln!("repaired {r}");
             }
-            let manifest = native::Manifest {
-                format: native::FORMAT.into(),
-                version: native::VERSION,
-                name: conv.name.clone(),
-                source: format!("{} pickle {} (real packaged features)", conv.layout, file.display()),
-                synthetic: false,
-                shape: conv.shape.clone(),
-                provenance: serde_json::json!({"converted_from": file.display().to_string(), "layout": conv.layout, "protocol": conv.protocol, "repairs": conv.repairs}),
-            };
-            native::write_manifest(&out, &manifest)?;
             println!("wrote {} ({} / {} / {} clips, {:?}) to {} in {:.1}s", conv.name, conv.shape.n_train, conv.shape.n_valid, conv.shape.n_test, conv.shape, out.display(), t0.elapsed().as_secs_f64());
         }
         Command::Train(TrainCmd::Teacher { common, branch }) => {
@@ -665,11 +654,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { run, data, json, drop: Some(list), missing } => {
             let modalities = mmkd::data::missing::parse_modalities(&list).map_err(|e| mmkd::error::input_error(format!("--drop: {e}")))?;
-            if !(0.0..=1.0).contains(&missing.fraction) {
-                mmkd::bail_input!("--fraction must be in [0, 1], got {}", missing.fraction);
-            }
+            let m = missing.missing(modalities)?;
             let dataset = data.as_deref().map(data::load_any).transpose()?;
-            let m = mmkd::data::missing::Missing { modalities, mode: missing.missing_mode, fraction: missing.fraction, seed: missing.missing_seed };
             let r = mmkd::train::evaluate_run_with(&run, dataset.as_ref(), Some(&m), &device())?;
             mmkd::error::write_atomic(&run.join(format!("eval-missing-{}.json", m.label())), serde_json::to_string_pretty(&r)?.as_bytes())?;
             if json {
@@ -679,12 +665,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Robustness { teacher, student, out, missing } => {
-            if !(0.0..=1.0).contains(&missing.fraction) {
-                mmkd::bail_input!("--fraction must be in [0, 1], got {}", missing.fraction);
-            }
-            let (dataset, rows) = mmkd::robustness::robustness(&teacher, &student, missing.missing_mode, missing.fraction, missing.missing_seed, &device())?;
+            let how = missing.missing(Vec::new())?;
+            let (dataset, rows) = mmkd::robustness::robustness(&teacher, &student, how.mode, how.fraction, how.seed, &device())?;
             let out = out.unwrap_or_else(|| teacher.join("robustness"));
-            let md = mmkd::robustness::write_report(&out, &dataset, &missing.describe(), &teacher, &student, &rows)?;
+            let md = mmkd::robustness::write_report(&out, &dataset, &how.describe(), &teacher, &student, &rows)?;
             print!("{md}");
             eprintln!("wrote {0}/ROBUSTNESS.md, robustness.csv, robustness.json", out.display());
         }

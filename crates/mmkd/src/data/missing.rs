@@ -49,6 +49,15 @@ impl Missing {
         if mods.is_empty() { "none".to_string() } else { format!("{}-{mode}", mods.join("+")) }
     }
 
+    /// What replaces a missing modality, in words, for reports.
+    pub fn describe(&self) -> String {
+        match self.mode {
+            MissingMode::Zeros => "zeros".into(),
+            MissingMode::Noise => "Gaussian noise at the training split's per-feature mean and std".into(),
+            MissingMode::Steps => format!("zeros in {:.0} % of each clip's time steps", 100.0 * self.fraction),
+        }
+    }
+
     /// A copy of `split` with the missing modalities replaced; `train` gives the statistics
     /// for `Noise`. Modalities the split does not hold stay absent.
     pub fn apply(&self, split: &Split, shape: &DataShape, train: &Split) -> Split {

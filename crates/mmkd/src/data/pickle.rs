@@ -270,6 +270,23 @@ pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str,
     Ok(StreamConversion { name, shape, layout: file.layout.to_string(), protocol: file.protocol, repairs: file.repairs.iter().map(|r| r.to_string()).collect() })
 }
 
+/// `convert_streaming`, then the manifest (written last: a directory with a manifest is
+/// complete), recording where the data came from and the repairs made.
+pub fn convert_to_native(path: &Path, out: &Path, progress: impl FnMut(&str, u64, u64)) -> Result<StreamConversion> {
+    let conv = convert_streaming(path, out, progress)?;
+    let manifest = super::native::Manifest {
+        format: super::native::FORMAT.into(),
+        version: super::native::VERSION,
+        name: conv.name.clone(),
+        source: format!("{} pickle {} (real packaged features)", conv.layout, path.display()),
+        synthetic: false,
+        shape: conv.shape.clone(),
+        provenance: serde_json::json!({"converted_from": path.display().to_string(), "layout": conv.layout, "protocol": conv.protocol, "repairs": conv.repairs}),
+    };
+    super::native::write_manifest(out, &manifest)?;
+    Ok(conv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
