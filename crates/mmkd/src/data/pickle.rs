@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use mmkd_pickle::safetensors_stream::{Dtype, StreamWriter, TensorSpec};
-use mmkd_pickle::{Array3, ArrayView, MappedFile, MoseiFile, MoseiView, ReadOptions, SplitData, read_mosei_file, read_mosei_file_with, read_mosei_view_with_progress};
+use mmkd_pickle::{Array3, ArrayView, FeatureArray, MappedFile, MoseiFile, MoseiView, ReadOptions, SplitData, read_mosei_file, read_mosei_file_with, read_mosei_view_with_progress};
 
 use super::{Dataset, Lengths, Split};
 use crate::bail_input;
@@ -24,32 +24,47 @@ fn nonzero_frames(a: &Array3) -> Vec<usize> {
         .collect()
 }
 
-fn to_split(file: &Path, s: SplitData, shape: &DataShape) -> Result<Split> {
+/// Every modality of a split has the first split's lengths and dims (either reader's arrays).
+fn check_shapes<A: FeatureArray>(file: &Path, s: &SplitData<A>, shape: &DataShape) -> Result<()> {
     for (key, a, len, dim) in [
         ("text", s.text.as_ref(), shape.text_len, shape.text_dim),
         ("audio", s.audio.as_ref(), shape.audio_len, shape.audio_dim),
         ("vision", Some(&s.vision), shape.video_len, shape.video_dim),
     ] {
         if let Some(a) = a
-            && (a.shape[1] != len || a.shape[2] != dim)
+            && (a.shape()[1] != len || a.shape()[2] != dim)
         {
-            bail_input!(
-                "{}: split '{}', key '{key}': expected (N, {len}, {dim}) like the first split, found {:?}",
-                file.display(),
-                s.name,
-                a.shape
-            );
+            bail_input!("{}: split '{}', key '{key}': expected (N, {len}, {dim}) like the first split, found {:?}", file.display(), s.name, a.shape());
         }
     }
+    Ok(())
+}
+
+/// Per-sample lengths: MMSA's own audio/vision lengths where the file has them, else the
+/// non-zero frames `frames(i)` of modality i (0 text, 1 audio, 2 vision), clamped to the padded
+/// length; an absent modality has no padding to find and gets the full length.
+fn lengths_of<A: FeatureArray>(s: &SplitData<A>, shape: &DataShape, mut frames: impl FnMut(usize) -> Vec<usize>) -> Lengths {
     let n = s.n();
-    // An absent modality has no padding to find: its lengths are the full length.
-    let frames = |a: Option<&Array3>, full: usize| a.map_or_else(|| vec![full; n], nonzero_frames);
-    let lengths = Lengths {
-        text: frames(s.text.as_ref(), shape.text_len),
-        audio: s.audio_lengths.clone().unwrap_or_else(|| frames(s.audio.as_ref(), shape.audio_len)).into_iter().map(|l| l.min(shape.audio_len)).collect(),
-        video: s.vision_lengths.clone().unwrap_or_else(|| nonzero_frames(&s.vision)).into_iter().map(|l| l.min(shape.video_len)).collect(),
+    let mut found = |i: usize, present: bool, full: usize| if present { frames(i) } else { vec![full; n] };
+    let text = found(0, s.text.is_some(), shape.text_len);
+    let audio = s.audio_lengths.clone().unwrap_or_else(|| found(1, s.audio.is_some(), shape.audio_len));
+    let video = s.vision_lengths.clone().unwrap_or_else(|| found(2, true, shape.video_len));
+    Lengths {
+        text,
+        audio: audio.into_iter().map(|l| l.min(shape.audio_len)).collect(),
+        video: video.into_iter().map(|l| l.min(shape.video_len)).collect(),
         full: [shape.text_len, shape.audio_len, shape.video_len],
-    };
+    }
+}
+
+fn to_split(file: &Path, s: SplitData, shape: &DataShape) -> Result<Split> {
+    check_shapes(file, &s, shape)?;
+    let lengths = lengths_of(&s, shape, |i| match i {
+        0 => nonzero_frames(s.text.as_ref().expect("present")),
+        1 => nonzero_frames(s.audio.as_ref().expect("present")),
+        _ => nonzero_frames(&s.vision),
+    });
+    let n = s.n();
     Ok(Split {
         name: s.name,
         text: s.text.map(|a| a.data),
@@ -61,21 +76,12 @@ fn to_split(file: &Path, s: SplitData, shape: &DataShape) -> Result<Split> {
     })
 }
 
-/// Dims and lengths from a split (those of an absent modality are 0).
-fn shape_of(first: &SplitData, file: &MoseiFile) -> DataShape {
-    let dims = |a: Option<&Array3>| a.map_or((0, 0), |a| (a.shape[1], a.shape[2]));
-    let ((text_len, text_dim), (audio_len, audio_dim)) = (dims(first.text.as_ref()), dims(first.audio.as_ref()));
-    DataShape {
-        text_dim,
-        audio_dim,
-        video_dim: first.vision.shape[2],
-        text_len,
-        audio_len,
-        video_len: first.vision.shape[1],
-        n_train: file.split("train").map_or(0, |s| s.n()),
-        n_valid: file.split("valid").map_or(0, |s| s.n()),
-        n_test: file.split("test").map_or(0, |s| s.n()),
-    }
+/// Dims and lengths from a split (those of an absent modality are 0), split sizes from the file.
+fn shape_of<A: FeatureArray>(first: &SplitData<A>, file: &MoseiFile<A>) -> DataShape {
+    let dims = |a: Option<&A>| a.map_or([0, 0, 0], |a| a.shape());
+    let ([_, text_len, text_dim], [_, audio_len, audio_dim], [_, video_len, video_dim]) = (dims(first.text.as_ref()), dims(first.audio.as_ref()), first.vision.shape());
+    let n = |name: &str| file.split(name).map_or(0, |s| s.n());
+    DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") }
 }
 
 /// Read the named splits of a pickle for prediction: text, audio and labels may be absent.
@@ -203,12 +209,8 @@ pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str,
         Ok(f) => f,
         Err(e) => bail_input!("{e}"),
     };
-    let train = file.split("train").expect("the strict reader guarantees the three splits");
-    let dims = |a: Option<&ArrayView>| a.map_or([0, 0, 0], |a| a.shape());
-    let ([_, text_len, text_dim], [_, audio_len, audio_dim], [_, video_len, video_dim]) =
-        (dims(train.text.as_ref()), dims(train.audio.as_ref()), train.vision.shape());
-    let n = |name: &str| file.split(name).map_or(0, |s| s.n());
-    let shape = DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") };
+    let shape = shape_of(file.split("train").expect("the strict reader guarantees the three splits"), &file);
+    let DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, .. } = shape;
     let total: u64 = file.splits.iter().map(|s| s.n() as u64 * 4 * (text_len * text_dim + audio_len * audio_dim + video_len * video_dim) as u64).sum();
     std::fs::create_dir_all(out).map_err(|e| crate::error::input_error(format!("{}: {e}", out.display())))?;
     // Until the new manifest is written the directory is incomplete.
@@ -216,13 +218,7 @@ pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str,
     let mut done = 0u64;
     for split in &file.splits {
         let n = split.n();
-        for (key, a, len, dim) in [("text", split.text.as_ref(), text_len, text_dim), ("audio", split.audio.as_ref(), audio_len, audio_dim), ("vision", Some(&split.vision), video_len, video_dim)] {
-            if let Some(a) = a
-                && (a.shape()[1] != len || a.shape()[2] != dim)
-            {
-                bail_input!("{}: split '{}', key '{key}': expected (N, {len}, {dim}) like the first split, found {:?}", path.display(), split.name, a.shape());
-            }
-        }
+        check_shapes(path, split, &shape)?;
         let features: [(&str, &ArrayView, usize, usize); 3] = [
             ("text", split.text.as_ref().expect("strict"), text_len, text_dim),
             ("audio", split.audio.as_ref().expect("strict"), audio_len, audio_dim),
@@ -251,11 +247,8 @@ pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str,
                 std::io::Write::write_all(&mut labels, &y.to_le_bytes())?;
             }
             labels.finish()?;
-            // As `to_split`: MMSA's own lengths where the file has them, else non-zero frames.
-            let audio = split.audio_lengths.clone().unwrap_or_else(|| frames[1].clone()).into_iter().map(|l| l.min(audio_len));
-            let video = split.vision_lengths.clone().unwrap_or_else(|| frames[2].clone()).into_iter().map(|l| l.min(video_len));
-            let lengths: [Vec<usize>; 3] = [frames[0].clone(), audio.collect(), video.collect()];
-            for (name, values) in ["lengths_text", "lengths_audio", "lengths_video"].into_iter().zip(lengths) {
+            let l = lengths_of(split, &shape, |i| std::mem::take(&mut frames[i]));
+            for (name, values) in ["lengths_text", "lengths_audio", "lengths_video"].into_iter().zip([l.text, l.audio, l.video]) {
                 let mut t = writer.begin(name)?;
                 for v in values {
                     std::io::Write::write_all(&mut t, &(v as i64).to_le_bytes())?;
