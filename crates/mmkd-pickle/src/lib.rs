@@ -15,6 +15,7 @@
 
 // The one exception is mapping a file (`view::MappedFile::open`), documented where it is.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod mosei;
 pub mod pickle;

@@ -33,7 +33,9 @@ use std::io::{self, Write};
 /// The element types this writer declares (what mmkd's native format uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
+    /// Little-endian `f32`.
     F32,
+    /// Little-endian `i64`.
     I64,
 }
 
@@ -58,12 +60,16 @@ impl Dtype {
 /// A tensor to be written: its name, element type and shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// The tensor's key in the header; unique, not empty, not `__metadata__`.
     pub name: String,
+    /// The element type.
     pub dtype: Dtype,
+    /// The dimensions, outermost first.
     pub shape: Vec<usize>,
 }
 
 impl TensorSpec {
+    /// A spec from its parts.
     pub fn new(name: impl Into<String>, dtype: Dtype, shape: Vec<usize>) -> Self {
         TensorSpec {
             name: name.into(),

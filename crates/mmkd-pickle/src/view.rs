@@ -24,12 +24,16 @@ pub const CHUNK_ELEMENTS: usize = 1 << 16;
 /// Non-finite values of one modality, counted before they were repaired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct NonFinite {
+    /// NaN values.
     pub nan: usize,
+    /// `+inf` values.
     pub pos_inf: usize,
+    /// `-inf` values.
     pub neg_inf: usize,
 }
 
 impl NonFinite {
+    /// All non-finite values.
     pub fn total(&self) -> usize {
         self.nan + self.pos_inf + self.neg_inf
     }
@@ -114,6 +118,7 @@ impl<'a, const N: usize> ArrayView<'a, N> {
         ArrayView::new(shape, dtype, false, bytes)
     }
 
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> [usize; N] {
         self.shape
     }
@@ -144,6 +149,7 @@ impl<'a, const N: usize> ArrayView<'a, N> {
         self.bytes.len() / self.format.size()
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
@@ -335,6 +341,7 @@ impl MappedFile {
         })
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

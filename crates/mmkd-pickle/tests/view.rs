@@ -314,13 +314,10 @@ fn mapped_file_reads_like_the_file_reader() {
     );
 
     // An empty file maps (to nothing) and is refused like any truncated pickle.
-    let empty = std::env::temp_dir().join(format!("mmkd-empty-{}.pkl", std::process::id()));
-    std::fs::write(&empty, b"").expect("temp file");
-    let map = MappedFile::open(&empty).expect("maps an empty file");
-    let err = read_mosei_view(&map, &empty, &ReadOptions::STRICT).unwrap_err();
+    let empty = tempfile::NamedTempFile::new().expect("temp file");
+    let map = MappedFile::open(empty.path()).expect("maps an empty file");
+    let err = read_mosei_view(&map, empty.path(), &ReadOptions::STRICT).unwrap_err();
     assert_eq!(err.pickle_error().map(|e| e.kind()), Some("MissingStop"));
-    drop(map);
-    let _ = std::fs::remove_file(&empty);
 }
 
 #[test]

@@ -10,18 +10,27 @@ use super::{
     python_shape,
 };
 
+/// What [`inspect`] reports about a file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InspectReport {
+    /// The file's path, as displayed.
     pub path: String,
+    /// The packaging detected.
     pub format: Layout,
+    /// The pickle protocol (0 when the stream has no PROTO opcode).
     pub protocol: u8,
+    /// One report per split read: `train`, `valid`, `test`, in that order.
     pub splits: Vec<SplitReport>,
+    /// Every repair the reader made.
     pub repairs: Vec<Repair>,
 }
 
+/// One split of an [`InspectReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SplitReport {
+    /// `train`, `valid` or `test`.
     pub name: String,
+    /// The number of samples.
     pub n: usize,
     /// text, audio, vision: those present (only `vision` is always there).
     pub modalities: Vec<ModalityReport>,
@@ -29,31 +38,42 @@ pub struct SplitReport {
     pub labels: Option<LabelReport>,
 }
 
+/// One modality of a [`SplitReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModalityReport {
+    /// `text`, `audio` or `vision`.
     pub name: String,
+    /// `(N, L, D)`: samples, time steps, features.
     pub shape: [usize; 3],
     /// The dtype in the file, numpy notation (`<f4`, `>f8`).
     pub dtype: String,
-    /// Non-finite values found in the file, before they were zeroed.
+    /// NaN values found in the file, before they were zeroed.
     pub nan: usize,
+    /// `+inf` values found in the file, before they were zeroed.
     pub pos_inf: usize,
+    /// `-inf` values found in the file, before they were zeroed.
     pub neg_inf: usize,
     /// MMSA's per-sample valid lengths, when the file has them.
     pub lengths: Option<LengthReport>,
 }
 
+/// The range of a modality's per-sample valid lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LengthReport {
+    /// The shortest.
     pub min: usize,
+    /// The longest.
     pub max: usize,
 }
 
+/// The labels of a [`SplitReport`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LabelReport {
+    /// The labels' dtype in the file, numpy notation.
     pub dtype: String,
-    /// After clipping to [-3, 3]; `None` for an empty split.
+    /// The lowest score, after clipping to [-3, 3]; `None` for an empty split.
     pub min: Option<f32>,
+    /// The highest score, after clipping to [-3, 3]; `None` for an empty split.
     pub max: Option<f32>,
     /// Samples per sentiment class -3..=3: the score clipped to [-3, 3], then rounded half away from
     /// zero (the usual MOSEI 7-class protocol; note numpy's `round` would round half to even).

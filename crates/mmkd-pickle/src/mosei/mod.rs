@@ -53,7 +53,9 @@ pub const LABEL_RANGE: (f32, f32) = (-3.0, 3.0);
 /// A dense 3-d array in C order: `(N, L, D)` = samples, time steps, features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array3 {
+    /// `(N, L, D)`.
     pub shape: [usize; 3],
+    /// The `N * L * D` elements, in C order.
     pub data: Vec<f32>,
 }
 
@@ -99,6 +101,7 @@ impl FeatureArray for ArrayView<'_, 3> {
     }
 }
 
+/// Which published packaging a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Layout {
     /// Yao-Hung Hubert Tsai et al.'s Multimodal Transformer packaging.
@@ -178,6 +181,7 @@ pub struct SplitData<A = Array3> {
     pub ids: Vec<String>,
     /// MMSA only: valid time steps per sample, at most the padded length.
     pub audio_lengths: Option<Vec<usize>>,
+    /// MMSA only: like `audio_lengths`, for `vision`.
     pub vision_lengths: Option<Vec<usize>>,
     /// The file's dtype of every key read (numpy notation: `<f4`, `>f8`, `<U12`, `list`...).
     pub dtypes: BTreeMap<String, String>,
@@ -210,9 +214,13 @@ impl<A> SplitData<A> {
 /// A deliberate fix of a known data defect, e.g. `NaN set to 0` or `label clipped to [-3, 3]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Repair {
+    /// The split repaired.
     pub split: String,
+    /// The key repaired.
     pub key: String,
+    /// What was done, e.g. `NaN set to 0`.
     pub what: String,
+    /// How many values it was done to.
     pub count: usize,
 }
 
@@ -229,7 +237,9 @@ impl fmt::Display for Repair {
 /// A read MOSEI file: decoded ([`Array3`] features) from the owning readers, or a [`MoseiView`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoseiFile<A = Array3> {
+    /// The path the file was read from (or named by, for the bytes readers).
     pub path: PathBuf,
+    /// The packaging detected.
     pub layout: Layout,
     /// The pickle protocol (0 when the stream has no PROTO opcode).
     pub protocol: u8,
@@ -245,6 +255,7 @@ pub struct MoseiFile<A = Array3> {
 pub type MoseiView<'a> = MoseiFile<ArrayView<'a>>;
 
 impl<A> MoseiFile<A> {
+    /// The split called `name`, if it was read.
     pub fn split(&self, name: &str) -> Option<&SplitData<A>> {
         self.splits.iter().find(|s| s.name == name)
     }

@@ -10,7 +10,9 @@ use std::fmt;
 /// Only static names exist: a global outside the allow-list is an error, so a `Value` can never name one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GlobalName {
+    /// The module, e.g. `numpy.core.multiarray`.
     pub module: &'static str,
+    /// The name within the module, e.g. `_reconstruct`.
     pub name: &'static str,
 }
 
@@ -26,20 +28,29 @@ impl fmt::Display for GlobalName {
 /// [`Value::get`] returns (deduplicating while loading would cost a quadratic scan on hostile input).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An `int` that fits `i64`.
     Int(i64),
     /// An integer outside `i64`, kept as the little-endian two's-complement bytes LONG1/LONG4 carried.
     BigInt(Vec<u8>),
+    /// A `float`.
     Float(f64),
+    /// A `str`; invalid UTF-8 (such as a lone surrogate) is replaced by U+FFFD.
     Str(String),
     /// `bytes`, `bytearray` and Python 2 `str` (which is a byte string; numpy stored raw data in it).
     Bytes(Vec<u8>),
+    /// A `list`.
     List(Vec<Value>),
+    /// A `tuple`.
     Tuple(Vec<Value>),
+    /// A `dict` or `OrderedDict`, as its pairs in insertion order.
     Dict(Vec<(Value, Value)>),
     /// `set` or `frozenset`, in stream order (no deduplication).
     Set(Vec<Value>),
+    /// A `numpy.ndarray`.
     NdArray(Box<NdArray>),
     /// A `numpy.dtype` that appeared on its own rather than inside an array.
     Dtype(DType),
@@ -99,6 +110,7 @@ impl Value {
         }
     }
 
+    /// The array, if this is a numpy array.
     pub fn as_array(&self) -> Option<&NdArray> {
         match self {
             Value::NdArray(a) => Some(a),
@@ -110,9 +122,13 @@ impl Value {
 /// The element kinds this reader understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DTypeKind {
+    /// numpy `b1` / `?`.
     Bool,
+    /// Signed integers, numpy `i1` to `i8`.
     Int,
+    /// Unsigned integers, numpy `u1` to `u8`.
     UInt,
+    /// Floats, numpy `f2`, `f4` and `f8`.
     Float,
     /// numpy `S`: fixed-width, NUL-padded byte strings.
     Bytes,
@@ -122,9 +138,12 @@ pub enum DTypeKind {
     Object,
 }
 
+/// The byte order of a dtype's elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ByteOrder {
+    /// numpy's `<`.
     Little,
+    /// numpy's `>`.
     Big,
     /// Single-byte and object types, numpy's `|`.
     NotApplicable,
@@ -134,9 +153,11 @@ pub enum ByteOrder {
 /// even after float data were converted to `f32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DType {
+    /// The element type.
     pub kind: DTypeKind,
     /// Bytes per element (for `U`, four per character; for `O`, the pointer size the writer used).
     pub itemsize: usize,
+    /// The byte order of the elements; numpy's native `=` is resolved to this machine's.
     pub byte_order: ByteOrder,
 }
 
@@ -154,6 +175,7 @@ impl DType {
         }
     }
 
+    /// Whether the elements are bools, integers or floats.
     pub fn is_numeric(&self) -> bool {
         matches!(
             self.kind,
@@ -189,6 +211,7 @@ pub enum ArrayData {
     F32(Vec<f32>),
     /// Every signed or unsigned integer dtype that fits `i64`.
     I64(Vec<i64>),
+    /// numpy `b1` elements.
     Bool(Vec<bool>),
     /// numpy `S` elements with their trailing NUL padding removed.
     Bytes(Vec<Vec<u8>>),
@@ -206,6 +229,7 @@ pub enum ArrayData {
 /// already checked to hold exactly `len` elements of the array's dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RawBuffer {
+    /// The index in [`super::PickleView::buffers`].
     pub index: usize,
     /// Number of elements (the product of the shape).
     pub len: usize,
@@ -214,6 +238,7 @@ pub struct RawBuffer {
 }
 
 impl ArrayData {
+    /// The number of elements.
     pub fn len(&self) -> usize {
         match self {
             ArrayData::F32(v) => v.len(),
@@ -226,6 +251,7 @@ impl ArrayData {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -234,9 +260,11 @@ impl ArrayData {
 /// A rebuilt numpy array.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NdArray {
+    /// The dimensions, outermost first.
     pub shape: Vec<usize>,
     /// The dtype the file declared (the data may have been widened or narrowed, see [`ArrayData`]).
     pub dtype: DType,
+    /// The elements, in C order (or, for [`ArrayData::Raw`], as the file stored them).
     pub data: ArrayData,
 }
 
