@@ -133,6 +133,14 @@ pub struct TrainConfig {
     /// Gradient norm clip (MulT: 0.8 in its README, 1.0 in its default args).
     pub grad_clip: Option<f32>,
     pub seed: u64,
+    /// Seconds between resumable checkpoints inside an epoch (0: after every batch). Does not
+    /// change results: dropout is seeded per batch.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+}
+
+fn default_checkpoint_secs() -> u64 {
+    300
 }
 
 impl TrainConfig {
@@ -146,6 +154,7 @@ impl TrainConfig {
             plateau_factor: 0.5,
             grad_clip: Some(1.0),
             seed: 1,
+            checkpoint_secs: default_checkpoint_secs(),
         };
         match preset {
             Preset::Paper => paper,

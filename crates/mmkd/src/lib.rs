@@ -9,6 +9,7 @@ pub mod data;
 pub mod distill;
 pub mod error;
 pub mod eval;
+pub mod input;
 pub mod model;
 pub mod predict;
 pub mod reference;

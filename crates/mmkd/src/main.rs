@@ -13,7 +13,7 @@ use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use mmkd::data::{self, labels, native, synth};
 use mmkd::distill::{DistillConfig, Level, Method, Orientation};
 use mmkd::error::InputError;
-use mmkd::model::{StudentStreams, TeacherKind, build_student, build_teacher, params};
+use mmkd::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
 use mmkd::train::{RunConfig, RunRole, SupervisedTask, evaluate_run, fit};
 
 // Fresh pages from the system allocator are zeroed by the kernel on every large tensor; mimalloc
@@ -130,8 +130,8 @@ enum Command {
         preset: Preset,
         #[arg(long, value_enum, default_value = "complete")]
         teacher: TeacherKind,
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-        config: u8,
+        #[arg(long, default_value = "5")]
+        config: StudentConfig,
         #[arg(long)]
         json: bool,
     },
@@ -188,8 +188,8 @@ struct DistillArgs {
     #[arg(long)]
     teacher: PathBuf,
     /// Student configuration (section 4.2); it fixes which teacher branch is needed.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-    config: u8,
+    #[arg(long, default_value = "5")]
+    config: StudentConfig,
     #[arg(long, value_enum)]
     level: Level,
     #[arg(long, value_enum)]
@@ -236,6 +236,9 @@ struct RunFlags {
     batch_size: Option<usize>,
     #[arg(long)]
     lr: Option<f64>,
+    /// Seconds between resumable checkpoints inside an epoch (default 300; 0: every batch).
+    #[arg(long)]
+    checkpoint_secs: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -305,8 +308,8 @@ enum TrainCmd {
         #[command(flatten)]
         common: CommonTrain,
         /// Student configuration of the paper's section 4.2.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-        config: u8,
+        #[arg(long, default_value = "5")]
+        config: StudentConfig,
         #[arg(long, value_enum, default_value = "downsampled")]
         streams: StudentStreams,
     },
@@ -325,6 +328,7 @@ fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> R
     if let Some(v) = run.seed { train.seed = v; }
     if let Some(v) = run.batch_size { train.batch_size = v.max(1); }
     if let Some(v) = run.lr { train.lr = v; }
+    if let Some(v) = run.checkpoint_secs { train.checkpoint_secs = v; }
     if let Some(v) = common.grad_clip { train.grad_clip = (v > 0.0).then_some(v); }
     if let Some(v) = common.d_model { model.d_model = v; }
     if let Some(v) = common.layers { model.layers = v; }
@@ -507,7 +511,7 @@ fn inspect(path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_params(preset: Preset, teacher: TeacherKind, config: u8, json: bool) -> Result<()> {
+fn print_params(preset: Preset, teacher: TeacherKind, config: StudentConfig, json: bool) -> Result<()> {
     let dev = device();
     let shape = DataShape::for_preset(preset);
     let model = ModelConfig::for_preset(preset);
@@ -527,7 +531,7 @@ fn print_params(preset: Preset, teacher: TeacherKind, config: u8, json: bool) ->
             println!("  branch 2d->d     {:>9}", c.reduce);
         }
         println!("  head             {:>9}", c.head);
-        if preset == Preset::Paper && ((teacher == TeacherKind::Complete && name.starts_with("teacher")) || (config == 5 && name.starts_with("student"))) {
+        if preset == Preset::Paper && ((teacher == TeacherKind::Complete && name.starts_with("teacher")) || (config == StudentConfig::C5 && name.starts_with("student"))) {
             println!(
                 "  vs the paper's {:.3} M: total {:+.1} %, transformers + head {:+.1} %",
                 paper / 1e6,
@@ -555,6 +559,7 @@ fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<
             seed: Some(seed),
             batch_size: None,
             lr: None,
+            checkpoint_secs: None,
         },
         d_model: None,
         layers: None,
@@ -573,7 +578,7 @@ fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<
     let teacher = train_or_eval("teacher-complete", RunRole::Teacher { teacher: TeacherKind::Complete })?;
     let tt = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let student = train_or_eval("student-nokd", RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: None })?;
+    let student = train_or_eval("student-nokd", RunRole::Student { config: StudentConfig::C5, streams: StudentStreams::Downsampled, distill: None })?;
     let ts = t2.elapsed().as_secs_f64();
     println!("\n== complete teacher (video + audio + text), {tt:.0}s ==\n{teacher}");
     println!("== student, config 5, no distillation (video only), {ts:.0}s ==\n{student}");

@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::config::{DataShape, ModelConfig, TrainConfig};
 use crate::data::{Lengths, Split};
-use crate::model::{MultimodalNet, Probe, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+use crate::model::{MultimodalNet, Probe, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
 use crate::train::checkpoint;
 use crate::train::step::{adam, optimizer_step};
 use crate::train::task::cross_entropy;
@@ -46,7 +46,7 @@ pub enum CaseNetwork {
     /// A student configuration with its stream mode.
     Student {
         /// Configuration 1..=5 of the paper's section 4.2.
-        student: u8,
+        student: StudentConfig,
         /// Downsampled or full-length `A_S`/`L_S`.
         streams: StudentStreams,
     },
@@ -91,13 +91,8 @@ pub type Outputs = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 pub fn load_case(dir: &Path) -> Result<Case> {
     let path = dir.join("case.json");
     let text = std::fs::read_to_string(&path).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))?;
-    let case: Case = serde_json::from_str(&text).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))?;
-    if let CaseNetwork::Student { student, .. } = case.network
-        && !(1..=5).contains(&student)
-    {
-        crate::bail_input!("{}: field 'network.student': expected a configuration 1..=5, found {student}", path.display());
-    }
-    Ok(case)
+    // A configuration outside 1..=5 is refused by `StudentConfig`'s parser, named in `e`.
+    serde_json::from_str(&text).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))
 }
 
 /// Every tensor of a safetensors file as f32 (I64 tensors converted), by name.
@@ -166,12 +161,12 @@ pub fn run_case(dir: &Path) -> Result<Outputs> {
     let rows: Vec<usize> = (0..split.len()).collect();
     let batch = split.batch(&case.shape, &rows, &plain);
     let mut out = Outputs::new();
-    let all: std::collections::BTreeSet<_> = net.body.transformers().into_iter().collect();
+    let all: std::collections::BTreeSet<_> = net.spec.transformers().into_iter().collect();
     // One pass per map temperature; post-attention outputs do not depend on it.
     let temperatures: Vec<Option<f32>> = if case.temperatures.is_empty() { vec![None] } else { case.temperatures.iter().map(|&t| Some(t)).collect() };
     for t in temperatures {
         let request = TraceRequest { probe: Probe { map_temperature: t, post_attention: true }, transformers: all.clone() };
-        let o = net.forward(&batch, &request);
+        let o = net.forward(&batch.input, &request);
         out.insert("logits".into(), values(o.logits));
         out.insert("penultimate".into(), values(o.penultimate));
         for (id, layers) in o.traces {
@@ -200,7 +195,7 @@ fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out:
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
     for (step, rows) in train.steps.iter().enumerate() {
         let batch = split.batch(&case.shape, rows, &ad);
-        let o = net.forward(&batch, &TraceRequest::none());
+        let o = net.forward(&batch.input, &TraceRequest::none());
         let loss = cross_entropy(o.logits, batch.classes.clone());
         losses.push(loss.clone().into_scalar::<f32>());
         let (next, norm) = optimizer_step(net, &mut optim, loss, train.lr, Some(train.grad_clip));

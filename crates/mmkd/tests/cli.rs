@@ -356,30 +356,39 @@ fn robustness_table_and_eval_with_missing_modalities() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A training run killed with SIGKILL resumes with --resume and ends with the same test metrics
-/// as an uninterrupted run with the same seed (checkpoints are committed by atomic renames).
+/// A training run killed with SIGKILL at an arbitrary moment (checkpoints after every batch, so
+/// usually inside an epoch) resumes with --resume and ends with the same test metrics as an
+/// uninterrupted run with the same seed (checkpoints are committed by atomic renames).
 #[test]
 fn sigkilled_run_resumes_to_the_same_result() {
     let dir = tempdir("kill");
     let data = dir.join("data");
     let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "3", "--out", s(&data)]);
     assert!(out.status.success());
-    let args = |run: &Path| -> Vec<String> {
-        ["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "6", "--seed", "5", "--out", s(run)].iter().map(|a| a.to_string()).collect()
+    let args = |run: &Path, checkpoint_secs: &str| -> Vec<String> {
+        ["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "6", "--seed", "5", "--out", s(run), "--checkpoint-secs", checkpoint_secs]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
     };
+    // The uninterrupted run saves at epoch ends only: where checkpoints are taken changes nothing.
     let whole = dir.join("whole");
-    assert!(mmkd(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>()).status.success());
+    assert!(mmkd(&args(&whole, "300").iter().map(String::as_str).collect::<Vec<_>>()).status.success());
 
-    // Start the same run, kill it once its first epoch is committed, then resume it.
+    // Start the same run, kill it a varying moment after its first checkpoint, then resume it.
     let killed = dir.join("killed");
+    let args = |run: &Path| args(run, "0");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(args(&killed)).env("RAYON_NUM_THREADS", "1").stderr(std::process::Stdio::null()).spawn().unwrap();
     let t0 = std::time::Instant::now();
     while !killed.join("resume.json").exists() && t0.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(std::process::id() % 300)));
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     assert!(!killed.join("eval.json").exists(), "killed before the end (raise --epochs if this machine is very fast)");
+    let saved = json(&killed.join("resume.json"));
+    eprintln!("killed at epoch {} within {}", saved["epoch"], saved["within_epoch"]);
     let mut resume = args(&killed);
     resume.push("--resume".into());
     let out = mmkd(&resume.iter().map(String::as_str).collect::<Vec<_>>());
@@ -388,6 +397,12 @@ fn sigkilled_run_resumes_to_the_same_result() {
     for key in ["acc7", "f1_weighted", "mae", "corr"] {
         assert_eq!(a[key], b[key], "{key}");
     }
+    // The epoch log too: an epoch continued after a kill reports the same training loss.
+    let epochs = |run: &Path| -> Vec<(serde_json::Value, serde_json::Value)> {
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).map(|e| (e["train_loss"].clone(), e["val_loss"].clone())).collect()
+    };
+    assert_eq!(epochs(&whole), epochs(&killed));
     // Every file under its final name is whole (a kill can leave only hidden *.tmp siblings).
     for f in ["config.json", "resume.json", "eval.json"] {
         json(&killed.join(f));
@@ -557,13 +572,14 @@ fn kill_when(args: &[String], marker: &Path, cwd: Option<&Path>) -> bool {
 }
 
 /// A distillation run (CRD on the final layer: a memory bank outside the model) killed with
-/// SIGKILL resumes to the same test metrics as an uninterrupted one.
+/// SIGKILL inside an epoch (checkpoints after every batch) resumes to the same test metrics as
+/// an uninterrupted one.
 #[test]
 fn sigkilled_distillation_resumes_to_the_same_result() {
     let dir = tempdir("kill-kd");
     let (_, teacher) = trained(&dir, &["teacher"]);
     let distill = |out: &Path| -> Vec<String> {
-        ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--out", s(out)].iter().map(|a| a.to_string()).collect()
+        ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--checkpoint-secs", "0", "--out", s(out)].iter().map(|a| a.to_string()).collect()
     };
     let whole = dir.join("whole");
     assert!(mmkd(&args(&distill(&whole))).status.success());

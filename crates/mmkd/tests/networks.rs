@@ -28,9 +28,9 @@ fn teachers_give_logits_penultimate_and_maps_of_the_right_shapes() {
     };
     for kind in [TeacherKind::Complete, TeacherKind::Video, TeacherKind::Audio, TeacherKind::Language] {
         let net = build_teacher(kind, &shape, &cfg, &device);
-        let ids = net.body.transformers();
+        let ids = net.spec.transformers();
         assert_eq!(ids.len(), if kind == TeacherKind::Complete { 9 } else { 3 });
-        let out = net.forward(&batch, &all_probed(ids.clone()));
+        let out = net.forward(&batch.input, &all_probed(ids.clone()));
         let branches = if kind == TeacherKind::Complete { 3 } else { 1 };
         assert_eq!(out.logits.dims(), [3, 7]);
         assert_eq!(out.penultimate.dims(), [3, branches * cfg.d_model]);
@@ -45,7 +45,7 @@ fn teachers_give_logits_penultimate_and_maps_of_the_right_shapes() {
             assert_eq!(layers[0].post_attention.as_ref().unwrap().dims(), [3, lq, cfg.d_model]);
         }
         // Without a request nothing is traced.
-        assert!(net.forward(&batch, &TraceRequest::none()).traces.is_empty());
+        assert!(net.forward(&batch.input, &TraceRequest::none()).traces.is_empty());
     }
 }
 
@@ -57,14 +57,14 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
     // Without audio and text at all a student computes the same output: it only reads video
     // (reading either would panic on the missing input).
     let mut blind = batch.clone();
-    blind.audio = None;
-    blind.text = None;
-    for config in 1..=5u8 {
+    blind.input.audio = None;
+    blind.input.text = None;
+    for config in mmkd::model::StudentConfig::ALL {
         for streams in [StudentStreams::Downsampled, StudentStreams::FullLength] {
             let net = build_student(config, streams, &shape, &cfg, &device);
-            let ids = net.body.transformers();
-            assert_eq!(ids.len(), if config == 1 { 9 } else { 3 });
-            let out = net.forward(&batch, &all_probed(ids));
+            let ids = net.spec.transformers();
+            assert_eq!(ids.len(), if config == mmkd::model::StudentConfig::C1 { 9 } else { 3 });
+            let out = net.forward(&batch.input, &all_probed(ids));
             assert_eq!(out.logits.dims(), [2, 7]);
             let (la, ll) = match streams {
                 StudentStreams::Downsampled => (shape.audio_len, shape.text_len),
@@ -81,7 +81,7 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
                 }
             }
             let a: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
-            let b: Vec<f32> = net.forward(&blind, &TraceRequest::none()).logits.into_data().try_to_vec().unwrap();
+            let b: Vec<f32> = net.forward(&blind.input, &TraceRequest::none()).logits.into_data().try_to_vec().unwrap();
             assert_eq!(a, b, "config {config}: the student must not read audio or text");
         }
     }
@@ -91,7 +91,7 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
 fn student_transformers_follow_section_4_2() {
     use Modality::{Audio as A, Language as L, Video as V};
     let c = TransformerId::cross;
-    let body = |k| mmkd::model::student_body(k).transformers();
+    let body = |k: u8| mmkd::model::StudentConfig::try_from(k).unwrap().body().transformers();
     assert_eq!(body(2), vec![c(V, V), c(A, V), c(L, V)]);
     assert_eq!(body(3), vec![c(V, V), c(V, L), c(A, L)]);
     assert_eq!(body(4), vec![c(V, V), c(V, A), c(L, A)]);

@@ -70,12 +70,12 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     let fresh = cfg.build_net(&device);
     let loaded = checkpoint::load_safetensors(fresh, &path).unwrap();
     let batch = data.test.batch(&data.shape, &[0, 1, 2], &device);
-    let a: Vec<f32> = net.forward(&batch, &Default::default()).logits.into_data().try_to_vec().unwrap();
-    let b: Vec<f32> = loaded.forward(&batch, &Default::default()).logits.into_data().try_to_vec().unwrap();
+    let a: Vec<f32> = net.forward(&batch.input, &Default::default()).logits.into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = loaded.forward(&batch.input, &Default::default()).logits.into_data().try_to_vec().unwrap();
     assert_eq!(a, b);
     assert_eq!(net.num_params(), loaded.num_params());
     // A student checkpoint does not fit a teacher: a clear error, not a panic.
-    let student = mmkd::model::build_student(5, StudentStreams::Downsampled, &data.shape, &cfg.model, &device);
+    let student = mmkd::model::build_student(mmkd::model::StudentConfig::C5, StudentStreams::Downsampled, &data.shape, &cfg.model, &device);
     let err = checkpoint::load_safetensors(student, &path).unwrap_err();
     assert!(err.to_string().contains("does not fit this architecture"), "{err}");
 }
@@ -85,7 +85,7 @@ fn resumed_run_gives_the_same_next_epoch_metrics() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tiny_data();
     let device = Device::flex();
-    let role = RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: None };
+    let role = RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: None };
 
     let full = tempdir("full");
     let cfg3 = config(role.clone(), &data, 3);
@@ -131,9 +131,9 @@ fn distillation_trains_the_student_and_never_the_teacher() {
     for (level, method) in [(Level::AttentionMap, Method::EdamS), (Level::Penultimate, Method::Crd), (Level::AttentionMap, Method::EdamT), (Level::PostAttention, Method::Crd)] {
         let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
-        let scfg = config(RunRole::Student { config: 5, streams, distill: Some(dcfg.clone()) }, &data, 1);
+        let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) }, &data, 1);
         let build = scfg.clone();
-        let mut task = DistillTask::new(dcfg.clone(), teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let mut task = DistillTask::new(dcfg.clone(), teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
         let run = dir.join(format!("{}-{}", level.name(), method.name()));
         fit(&run, &scfg, &data, &mut task, false, &device).unwrap();
         // The teacher inside the task is bit-identical to what it was before training.
@@ -149,9 +149,9 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         // Against the same run with zero loss weights (its weights stay at initialisation; a
         // rebuilt network would not reproduce them, Burn initialises parameters lazily).
         let still = DistillConfig { alpha: 0.0, beta: 0.0, ..dcfg.clone() };
-        let still_cfg = config(RunRole::Student { config: 5, streams, distill: Some(still.clone()) }, &data, 1);
+        let still_cfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(still.clone()) }, &data, 1);
         let build = still_cfg.clone();
-        let mut still_task = DistillTask::new(still, teacher.clone(), distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let mut still_task = DistillTask::new(still, teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
         let untrained = dir.join(format!("{}-{}-untrained", level.name(), method.name()));
         fit(&untrained, &still_cfg, &data, &mut still_task, false, &device).unwrap();
         assert_ne!(tensors(&run.join("last.safetensors")), tensors(&untrained.join("last.safetensors")), "{level:?}/{method:?}: the student must train");
@@ -180,10 +180,10 @@ fn edam_t_with_key_padding_mask_trains() {
     let teacher = tcfg.build_net(&device);
     let dir = tempdir("keypad-edamt");
     let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamT, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
-    let mut scfg = config(RunRole::Student { config: 5, streams: StudentStreams::FullLength, distill: Some(dcfg.clone()) }, &data, 1);
+    let mut scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::FullLength, distill: Some(dcfg.clone()) }, &data, 1);
     scfg.model.key_padding_mask = true;
     let build = scfg.clone();
-    let mut task = DistillTask::new(dcfg, teacher, distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+    let mut task = DistillTask::new(dcfg, teacher, distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
     let report = fit(&dir.join("run"), &scfg, &data, &mut task, false, &device).unwrap();
     assert!(report.acc7.is_finite());
     let kd = metrics(&dir.join("run"))[0].train_parts.iter().find(|(n, _)| n == "kd").unwrap().1;
@@ -192,7 +192,7 @@ fn edam_t_with_key_padding_mask_trains() {
 
 fn distill_task(teacher: &mmkd::model::MultimodalNet, dcfg: &mmkd::distill::DistillConfig, scfg: &RunConfig, data: &Dataset, device: &Device) -> mmkd::distill::DistillTask {
     let build = scfg.clone();
-    mmkd::distill::DistillTask::new(dcfg.clone(), teacher.clone(), mmkd::distill::distilled_pairs(5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), scfg.train.seed, device.clone())
+    mmkd::distill::DistillTask::new(dcfg.clone(), teacher.clone(), mmkd::distill::distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), scfg.train.seed, device.clone())
 }
 
 /// With alpha = 0 the loss is the KD term alone: attention-map distillation must move the
@@ -214,7 +214,7 @@ fn kd_term_alone_moves_the_student_where_it_reaches() {
     let dir = tempdir("alpha0");
     let run = |beta: f64, name: &str| {
         let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamS, alpha: 0.0, beta, temperature: 1.0, orientation: Orientation::Conventional };
-        let scfg = config(RunRole::Student { config: 5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
+        let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
         fit(&dir.join(name), &scfg, &data, &mut distill_task(&teacher, &dcfg, &scfg, &data, &device), false, &device).unwrap();
         tensors(&dir.join(name).join("last.safetensors"))
     };
@@ -242,7 +242,7 @@ fn resumed_distillation_matches_an_uninterrupted_run() {
     for (level, method) in [(Level::Final, Method::Crd), (Level::AttentionMap, Method::EdamT)] {
         let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
-        let role = RunRole::Student { config: 5, streams, distill: Some(dcfg.clone()) };
+        let role = RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) };
         let (cfg2, cfg3) = (config(role.clone(), &data, 2), config(role, &data, 3));
         let full = dir.join(format!("{}-full", method.name()));
         fit(&full, &cfg3, &data, &mut distill_task(&teacher, &dcfg, &cfg3, &data, &device), false, &device).unwrap();

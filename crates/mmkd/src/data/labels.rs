@@ -1,6 +1,6 @@
 //! MOSEI's continuous sentiment in [-3, 3] and its 7 classes.
 
-pub const NUM_CLASSES: usize = 7;
+pub use crate::input::NUM_CLASSES;
 
 /// Clip to [-3, 3] and round to the nearest integer (half away from zero, as `np.round` does
 /// not: numpy rounds half to even, but MOSEI's labels are multiples of 1/3 so no half occurs),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Split;
 use crate::config::DataShape;
-use crate::model::Modality;
+use crate::input::Modality;
 
 /// What replaces a missing modality's features.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, clap::ValueEnum)]

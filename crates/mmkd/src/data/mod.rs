@@ -14,7 +14,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::DataShape;
-use crate::model::Modality;
+pub use crate::input::Lengths;
+use crate::input::{Modality, NetInput};
 
 /// One split held in memory, row-major: `text[i]` is `text_len x text_dim` floats, and so on.
 /// Text and audio may be absent (a video-only dataset for a deployed student); labels are NaN
@@ -30,38 +31,6 @@ pub struct Split {
     pub ids: Vec<String>,
     /// Valid lengths per sample, when the source knows them (MMSA files do).
     pub lengths: Option<Lengths>,
-}
-
-/// Per-sample valid lengths of each modality.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Lengths {
-    pub text: Vec<usize>,
-    pub audio: Vec<usize>,
-    pub video: Vec<usize>,
-    /// Full lengths, to rescale lengths onto a downsampled stream.
-    pub full: [usize; 3],
-}
-
-impl Lengths {
-    /// Lengths of modality `m` mapped onto a stream of `out_len` steps (ceil of the ratio).
-    pub fn scaled(&self, m: Modality, out_len: usize) -> Vec<usize> {
-        let (v, full) = match m {
-            Modality::Language => (&self.text, self.full[0]),
-            Modality::Audio => (&self.audio, self.full[1]),
-            Modality::Video => (&self.video, self.full[2]),
-        };
-        v.iter().map(|&l| (l * out_len).div_ceil(full.max(1)).clamp(1, out_len)).collect()
-    }
-
-    /// The lengths of the first `n` samples.
-    pub fn first(&self, n: usize) -> Lengths {
-        self.select(&(0..n.min(self.video.len())).collect::<Vec<_>>())
-    }
-
-    fn select(&self, idx: &[usize]) -> Lengths {
-        let pick = |v: &Vec<usize>| idx.iter().map(|&i| v[i]).collect();
-        Lengths { text: pick(&self.text), audio: pick(&self.audio), video: pick(&self.video), full: self.full }
-    }
 }
 
 impl Split {
@@ -105,13 +74,15 @@ impl Split {
         let scores: Vec<f32> = idx.iter().map(|&i| self.labels[i]).collect();
         let classes: Vec<i64> = scores.iter().map(|&y| labels::class_of(y) as i64).collect();
         Batch {
-            text: self.text.as_ref().map(|t| gather(t, shape.text_len, shape.text_dim)),
-            audio: self.audio.as_ref().map(|a| gather(a, shape.audio_len, shape.audio_dim)),
-            video: gather(&self.video, shape.video_len, shape.video_dim),
+            input: NetInput {
+                text: self.text.as_ref().map(|t| gather(t, shape.text_len, shape.text_dim)),
+                audio: self.audio.as_ref().map(|a| gather(a, shape.audio_len, shape.audio_dim)),
+                video: gather(&self.video, shape.video_len, shape.video_dim),
+                lengths: self.lengths.as_ref().map(|l| l.select(idx)),
+            },
             classes: Tensor::from_data(TensorData::new(classes, [idx.len()]), device),
             scores,
             indices: idx.to_vec(),
-            lengths: self.lengths.as_ref().map(|l| l.select(idx)),
         }
     }
 }
@@ -119,15 +90,27 @@ impl Split {
 /// A mini-batch on a device. `indices` are the rows in the split (CRD's memory bank needs them).
 #[derive(Clone, Debug)]
 pub struct Batch {
-    /// Absent in a video-only dataset.
-    pub text: Option<Tensor<3>>,
-    /// Absent in a video-only dataset.
-    pub audio: Option<Tensor<3>>,
-    pub video: Tensor<3>,
+    /// What the network reads.
+    pub input: NetInput,
+    /// 7-class labels.
     pub classes: Tensor<1, Int>,
+    /// Continuous labels.
     pub scores: Vec<f32>,
+    /// Rows in the split.
     pub indices: Vec<usize>,
-    pub lengths: Option<Lengths>,
+}
+
+impl Batch {
+    /// The first `n` rows (at least one) on the plain device: for the frozen teacher and probes.
+    pub fn first_rows_plain(&self, n: usize) -> Batch {
+        let n = n.min(self.indices.len()).max(1);
+        Batch {
+            input: self.input.first_rows_plain(n),
+            classes: self.classes.clone().inner().narrow(0, 0, n),
+            scores: self.scores[..n].to_vec(),
+            indices: self.indices[..n].to_vec(),
+        }
+    }
 }
 
 /// A dataset: its shape, the three splits, and where it came from.

@@ -72,8 +72,8 @@ impl DistillTask {
 
     /// Discover the compared widths with one tiny forward pass of each network.
     fn widths(&self, student: &MultimodalNet, probe_batch: &Batch) -> Widths {
-        let s_out = student.valid().forward(&plain_batch(probe_batch, 2), &self.request(false));
-        let t_out = self.teacher.forward(&plain_batch(probe_batch, 2), &self.request(true));
+        let s_out = student.valid().forward(&probe_batch.first_rows_plain(2).input, &self.request(false));
+        let t_out = self.teacher.forward(&probe_batch.first_rows_plain(2).input, &self.request(true));
         let last_dim = |t: &Tensor<3>| t.dims()[2];
         match self.cfg.level {
             Level::Final => Widths { student: vec![s_out.logits.dims()[1]], teacher: vec![t_out.logits.dims()[1]] },
@@ -106,8 +106,8 @@ impl DistillTask {
                 }
             }
             Method::EdamT => {
-                let s_out = model.student.valid().forward(&plain_batch(probe_batch, 1), &self.request(false));
-                let t_out = self.teacher.forward(&plain_batch(probe_batch, 1), &self.request(true));
+                let s_out = model.student.valid().forward(&probe_batch.first_rows_plain(1).input, &self.request(false));
+                let t_out = self.teacher.forward(&probe_batch.first_rows_plain(1).input, &self.request(true));
                 for (t, s) in &self.pairs {
                     let [_, tm, tn] = t_out.traces[t][0].map.as_ref().expect("probed").dims();
                     let [_, sm, sn] = s_out.traces[s][0].map.as_ref().expect("probed").dims();
@@ -174,23 +174,4 @@ impl DistillTask {
     }
 }
 
-/// The first `n` rows of a batch on the plain device (for the frozen teacher and probes).
-pub fn plain_batch(batch: &Batch, n: usize) -> Batch {
-    let n = n.min(batch.indices.len()).max(1);
-    let take3 = |t: &Tensor<3>| t.clone().inner().narrow(0, 0, n);
-    Batch {
-        text: batch.text.as_ref().map(take3),
-        audio: batch.audio.as_ref().map(take3),
-        video: take3(&batch.video),
-        classes: batch.classes.clone().inner().narrow(0, 0, n),
-        scores: batch.scores[..n].to_vec(),
-        indices: batch.indices[..n].to_vec(),
-        // The same rows of the lengths, or the key-padding mask would not fit the batch.
-        lengths: batch.lengths.as_ref().map(|l| l.first(n)),
-    }
-}
-
-pub fn whole_plain(batch: &Batch) -> Batch {
-    plain_batch(batch, batch.indices.len())
-}
 

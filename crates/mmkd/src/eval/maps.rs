@@ -36,8 +36,8 @@ pub struct Map {
 pub fn attention_maps(net: &MultimodalNet, split: &Split, shape: &DataShape, n: usize, temperature: f32, device: &Device) -> (Vec<MapStats>, BTreeMap<TransformerId, Vec<Map>>) {
     let idx: Vec<usize> = (0..n.min(split.len()).max(1)).collect();
     let batch = split.batch(shape, &idx, device);
-    let request = TraceRequest { probe: Probe { map_temperature: Some(temperature), post_attention: false }, transformers: net.body.transformers().into_iter().collect() };
-    let out = net.forward(&batch, &request);
+    let request = TraceRequest { probe: Probe { map_temperature: Some(temperature), post_attention: false }, transformers: net.spec.transformers().into_iter().collect() };
+    let out = net.forward(&batch.input, &request);
     let mut stats = Vec::new();
     let mut first = BTreeMap::new();
     for (id, layers) in out.traces {

@@ -15,4 +15,4 @@ pub(crate) mod test_util;
 pub use attention::{LayerTrace, Probe};
 pub use encoder::{CrossModalEncoder, CrossModalEncoderConfig};
 pub use modality::{Modality, TransformerId};
-pub use network::{BodySpec, MultimodalNet, NetOutput, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher, student_body};
+pub use network::{Body, BodySpec, MultimodalNet, NetOutput, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};

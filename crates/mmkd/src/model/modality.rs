@@ -5,42 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Modality {
-    Video,
-    Audio,
-    Language,
-}
-
-impl Modality {
-    pub const ALL: [Modality; 3] = [Modality::Video, Modality::Audio, Modality::Language];
-
-    pub fn letter(self) -> char {
-        match self {
-            Modality::Video => 'V',
-            Modality::Audio => 'A',
-            Modality::Language => 'L',
-        }
-    }
-
-    /// Lower-case name, as in messages and file formats ("video", "audio", "text").
-    pub fn name(self) -> &'static str {
-        match self {
-            Modality::Video => "video",
-            Modality::Audio => "audio",
-            Modality::Language => "text",
-        }
-    }
-
-    /// The two other modalities, in MulT's order (V, A, L minus self).
-    pub fn others(self) -> [Modality; 2] {
-        match self {
-            Modality::Video => [Modality::Audio, Modality::Language],
-            Modality::Audio => [Modality::Video, Modality::Language],
-            Modality::Language => [Modality::Video, Modality::Audio],
-        }
-    }
-}
+pub use crate::input::Modality;
 
 /// One transformer of a network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

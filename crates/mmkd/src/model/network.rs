@@ -16,9 +16,8 @@ use super::encoder::{CrossModalEncoder, CrossModalEncoderConfig};
 use super::head::MultHead;
 use super::modality::{Modality, TransformerId};
 use crate::config::{DataShape, ModelConfig};
-use crate::data::Batch;
-
-pub use crate::data::labels::NUM_CLASSES;
+pub use crate::input::NUM_CLASSES;
+use crate::input::NetInput;
 
 /// Which transformers a forward pass should trace, and what to record.
 #[derive(Clone, Debug, Default)]
@@ -124,15 +123,27 @@ impl BodySpec {
     }
 }
 
+/// The trained transformers of a network's body, in the layout `BodySpec` names.
+#[derive(Module, Debug)]
+pub enum Body {
+    /// MulT branches, one per query modality.
+    Branches(Vec<Branch>),
+    /// Transformers side by side, in the order of `BodySpec::Flat`.
+    Flat(Vec<CrossModalEncoder>),
+}
+
+/// A teacher or a student: front end, body, head.
 #[derive(Module, Debug)]
 pub struct MultimodalNet {
     /// Streams in the order V, A, L.
     pub front: Vec<StreamConv>,
-    pub branches: Vec<Branch>,
-    pub flat: Vec<CrossModalEncoder>,
+    /// The transformers.
+    pub body: Body,
+    /// MulT's residual head on the concatenated last steps.
     pub head: MultHead,
+    /// What `body` holds, by transformer name.
     #[module(skip)]
-    pub body: BodySpec,
+    pub spec: BodySpec,
 }
 
 fn stream_index(m: Modality) -> usize {
@@ -157,9 +168,9 @@ fn encoder_config(cfg: &ModelConfig, keys: Modality, width: usize) -> CrossModal
 
 impl MultimodalNet {
     /// Build a network from its front end and body.
-    pub fn new(front: Vec<StreamConv>, body: BodySpec, cfg: &ModelConfig, device: &Device) -> Self {
+    pub fn new(front: Vec<StreamConv>, spec: BodySpec, cfg: &ModelConfig, device: &Device) -> Self {
         let d = cfg.d_model;
-        let (branches, flat, head_dim) = match &body {
+        let (body, head_dim) = match &spec {
             BodySpec::Branches(queries) => {
                 let width = if cfg.temporal_width_2d { 2 * d } else { d };
                 let branches: Vec<Branch> = queries
@@ -172,7 +183,7 @@ impl MultimodalNet {
                     })
                     .collect();
                 let n = branches.len();
-                (branches, Vec::new(), n * width)
+                (Body::Branches(branches), n * width)
             }
             BodySpec::Flat(ids) => {
                 let flat: Vec<CrossModalEncoder> = ids
@@ -182,10 +193,10 @@ impl MultimodalNet {
                         TransformerId::Temporal(_) => panic!("a flat body has no temporal transformers"),
                     })
                     .collect();
-                (Vec::new(), flat, ids.len() * d)
+                (Body::Flat(flat), ids.len() * d)
             }
         };
-        MultimodalNet { front, branches, flat, head: MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device), body }
+        MultimodalNet { front, body, head: MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device), spec }
     }
 
     /// Length of the stream that plays modality `m` (a student's `A_S` comes from video but
@@ -200,13 +211,15 @@ impl MultimodalNet {
     }
 
     /// Run the network on a batch; only the transformers named in `request` record traces.
-    pub fn forward(&self, batch: &Batch, request: &TraceRequest) -> NetOutput {
+    ///
+    /// Panics when `input` lacks a modality the network reads: callers check data against
+    /// `inputs()` when they load it (`Dataset::check_trainable`), so this is a programming error.
+    pub fn forward(&self, input: &NetInput, request: &TraceRequest) -> NetOutput {
+        let batch = input;
         let input = |m: Modality| -> Tensor<3> {
-            let missing = || panic!("the batch has no {} features; check the data with `MultimodalNet::inputs` first", m.name());
-            match m {
-                Modality::Video => batch.video.clone(),
-                Modality::Audio => batch.audio.clone().unwrap_or_else(missing),
-                Modality::Language => batch.text.clone().unwrap_or_else(missing),
+            match batch.get(m) {
+                Some(t) => t.clone(),
+                None => panic!("the batch has no {} features; check the data with `MultimodalNet::inputs` first", m.name()),
             }
         };
         let streams: Vec<Tensor<3>> = self.front.iter().map(|conv| conv.forward(input(conv.source))).collect();
@@ -227,24 +240,29 @@ impl MultimodalNet {
         };
         let stream = |m: Modality| streams[stream_index(m)].clone();
         let mut lasts = Vec::new();
-        for branch in &self.branches {
-            let q = branch.query;
-            let outs: Vec<Tensor<3>> =
-                branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), Some(stream(k)), k)).collect();
-            let mut h = Tensor::cat(outs, 2);
-            if let Some(reduce) = &branch.reduce {
-                h = reduce.forward(h);
+        match (&self.body, &self.spec) {
+            (Body::Branches(branches), _) => {
+                for branch in branches {
+                    let q = branch.query;
+                    let outs: Vec<Tensor<3>> =
+                        branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), Some(stream(k)), k)).collect();
+                    let mut h = Tensor::cat(outs, 2);
+                    if let Some(reduce) = &branch.reduce {
+                        h = reduce.forward(h);
+                    }
+                    lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h, None, q)));
+                }
             }
-            lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h, None, q)));
-        }
-        if let BodySpec::Flat(ids) = &self.body {
-            for (enc, &id) in self.flat.iter().zip(ids) {
-                let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
-                // One stream on both sides (the student's `V<-V`) is self-attention; see
-                // docs/DECISIONS.md.
-                let keys_values = (keys != queries).then(|| stream(keys));
-                lasts.push(last_step(run(enc, id, stream(queries), keys_values, keys)));
+            (Body::Flat(encoders), BodySpec::Flat(ids)) => {
+                for (enc, &id) in encoders.iter().zip(ids) {
+                    let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
+                    // One stream on both sides (the student's `V<-V`) is self-attention; see
+                    // docs/DECISIONS.md.
+                    let keys_values = (keys != queries).then(|| stream(keys));
+                    lasts.push(last_step(run(enc, id, stream(queries), keys_values, keys)));
+                }
             }
+            (Body::Flat(_), BodySpec::Branches(_)) => unreachable!("`new` builds the body from its spec"),
         }
         let (penultimate, logits) = self.head.forward(Tensor::cat(lasts, 1));
         NetOutput { logits, penultimate, traces }
@@ -287,17 +305,76 @@ impl TeacherKind {
     }
 }
 
-/// The video-only student for one of the five configurations of section 4.2.
-pub fn student_body(config: u8) -> BodySpec {
-    use Modality::{Audio as A, Language as L, Video as V};
-    let c = TransformerId::cross;
-    match config {
-        1 => BodySpec::Branches(Modality::ALL.to_vec()),
-        2 => BodySpec::Flat(vec![c(V, V), c(A, V), c(L, V)]),
-        3 => BodySpec::Flat(vec![c(V, V), c(V, L), c(A, L)]),
-        4 => BodySpec::Flat(vec![c(V, V), c(V, A), c(L, A)]),
-        5 => BodySpec::Flat(vec![c(V, V), c(V, L), c(V, A)]),
-        other => panic!("student configuration {other} does not exist (1..=5)"),
+/// The five student-teacher configurations of the paper's section 4.2 (METHOD.md). Written as
+/// its number (1..=5) in configs and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum StudentConfig {
+    /// MulT's three branches, every stream from video; distils the complete teacher.
+    C1,
+    /// `V<-V`, `A<-V`, `L<-V`; distils the video branch.
+    C2,
+    /// `V<-V`, `V<-L`, `A<-L`; distils the language branch.
+    C3,
+    /// `V<-V`, `V<-A`, `L<-A`; distils the audio branch.
+    C4,
+    /// `V<-V`, `V<-L`, `V<-A`; distils the complete teacher (the default student).
+    C5,
+}
+
+impl StudentConfig {
+    /// Every configuration, in the paper's order.
+    pub const ALL: [StudentConfig; 5] = [StudentConfig::C1, StudentConfig::C2, StudentConfig::C3, StudentConfig::C4, StudentConfig::C5];
+
+    /// The paper's number of the configuration.
+    pub fn number(self) -> u8 {
+        match self {
+            StudentConfig::C1 => 1,
+            StudentConfig::C2 => 2,
+            StudentConfig::C3 => 3,
+            StudentConfig::C4 => 4,
+            StudentConfig::C5 => 5,
+        }
+    }
+
+    /// The student's body.
+    pub fn body(self) -> BodySpec {
+        use Modality::{Audio as A, Language as L, Video as V};
+        let c = TransformerId::cross;
+        match self {
+            StudentConfig::C1 => BodySpec::Branches(Modality::ALL.to_vec()),
+            StudentConfig::C2 => BodySpec::Flat(vec![c(V, V), c(A, V), c(L, V)]),
+            StudentConfig::C3 => BodySpec::Flat(vec![c(V, V), c(V, L), c(A, L)]),
+            StudentConfig::C4 => BodySpec::Flat(vec![c(V, V), c(V, A), c(L, A)]),
+            StudentConfig::C5 => BodySpec::Flat(vec![c(V, V), c(V, L), c(V, A)]),
+        }
+    }
+}
+
+impl TryFrom<u8> for StudentConfig {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Self, String> {
+        StudentConfig::ALL.into_iter().find(|c| c.number() == n).ok_or_else(|| format!("student configuration {n} does not exist (1..=5)"))
+    }
+}
+
+impl From<StudentConfig> for u8 {
+    fn from(c: StudentConfig) -> u8 {
+        c.number()
+    }
+}
+
+impl std::str::FromStr for StudentConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n: u8 = s.trim().parse().map_err(|_| format!("student configuration '{s}' is not a number (1..=5)"))?;
+        StudentConfig::try_from(n)
+    }
+}
+
+impl std::fmt::Display for StudentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.number())
     }
 }
 
@@ -312,7 +389,7 @@ pub fn build_teacher(kind: TeacherKind, shape: &DataShape, cfg: &ModelConfig, de
     MultimodalNet::new(front, kind.body(), cfg, device)
 }
 
-pub fn build_student(config: u8, streams: StudentStreams, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
+pub fn build_student(config: StudentConfig, streams: StudentStreams, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
     let d = cfg.d_model;
     let k = cfg.conv_kernel;
     let lv = shape.video_len;
@@ -325,5 +402,5 @@ pub fn build_student(config: u8, streams: StudentStreams, shape: &DataShape, cfg
         StreamConv::new(Modality::Video, shape.video_dim, d, k, lv, la, device),
         StreamConv::new(Modality::Video, shape.video_dim, d, k, lv, ll, device),
     ];
-    MultimodalNet::new(front, student_body(config), cfg, device)
+    MultimodalNet::new(front, config.body(), cfg, device)
 }

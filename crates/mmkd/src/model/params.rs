@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use serde::Serialize;
 
-use super::network::{BodySpec, MultimodalNet};
+use super::network::{Body, MultimodalNet};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ParamCount {
@@ -25,11 +25,11 @@ pub fn count(net: &MultimodalNet) -> ParamCount {
     let front = net.front.iter().map(|c| c.num_params()).sum();
     let mut transformers = BTreeMap::new();
     let mut reduce = 0;
-    let ids = net.body.transformers();
+    let ids = net.spec.transformers();
     match &net.body {
-        BodySpec::Branches(_) => {
+        Body::Branches(branches) => {
             let mut i = 0;
-            for b in &net.branches {
+            for b in branches {
                 for enc in &b.cross {
                     transformers.insert(ids[i].to_string(), enc.num_params());
                     i += 1;
@@ -39,8 +39,8 @@ pub fn count(net: &MultimodalNet) -> ParamCount {
                 reduce += b.reduce.as_ref().map_or(0, |r| r.num_params());
             }
         }
-        BodySpec::Flat(_) => {
-            for (enc, id) in net.flat.iter().zip(&ids) {
+        Body::Flat(encoders) => {
+            for (enc, id) in encoders.iter().zip(&ids) {
                 transformers.insert(id.to_string(), enc.num_params());
             }
         }
@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(teacher.transformers.len(), 9);
         assert!(teacher.transformers.values().all(|&n| n == 200_064));
         assert_eq!(teacher.total, teacher.front + teacher.reduce + teacher.head + 9 * 200_064);
-        let student = count(&build_student(5, StudentStreams::Downsampled, &shape, &cfg, &device));
+        let student = count(&build_student(crate::model::StudentConfig::C5, StudentStreams::Downsampled, &shape, &cfg, &device));
         assert_eq!(student.transformers.len(), 3);
         // 3 encoders + MulT head over 3d = 192: 600,192 + 75,463, the paper's 0.675 M.
         assert_eq!(student.transformers_and_head, 675_655);

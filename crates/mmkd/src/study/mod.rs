@@ -132,7 +132,7 @@ pub fn write_report(study: &Path, latency: Option<Latency>) -> Result<Vec<TableR
 pub fn measure_latency(shape: &DataShape, model: &ModelConfig, batch: usize) -> Latency {
     let device = Device::flex();
     let teacher = build_teacher(TeacherKind::Complete, shape, model, &device);
-    let student = build_student(5, StudentStreams::Downsampled, shape, model, &device);
+    let student = build_student(crate::model::StudentConfig::C5, StudentStreams::Downsampled, shape, model, &device);
     let small = DataShape { n_train: batch, n_valid: 1, n_test: 1, ..shape.clone() };
     let (data, _) = crate::data::synth::generate(crate::config::Preset::Smoke, 0, &small, &Default::default());
     let idx: Vec<usize> = (0..batch).collect();
@@ -141,7 +141,7 @@ pub fn measure_latency(shape: &DataShape, model: &ModelConfig, batch: usize) -> 
         let mut v: Vec<f64> = (0..23)
             .map(|_| {
                 let t = Instant::now();
-                let out = net.forward(&b, &TraceRequest::none());
+                let out = net.forward(&b.input, &TraceRequest::none());
                 let _: Vec<f32> = out.logits.into_data().try_to_vec().expect("logits");
                 t.elapsed().as_secs_f64() * 1e3
             })

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Preset;
 use crate::distill::{Level, Method, teacher_for_config};
+use crate::model::StudentConfig;
 use crate::model::TeacherKind;
 
 /// One row of Table 1 (without seeds).
@@ -16,7 +17,7 @@ pub enum RowSpec {
     Teacher(TeacherKind),
     /// The student of configuration 5 trained on labels alone.
     StudentNoKd,
-    Distilled { config: u8, level: Level, method: Method },
+    Distilled { config: StudentConfig, level: Level, method: Method },
 }
 
 impl RowSpec {
@@ -42,7 +43,7 @@ impl RowSpec {
 pub fn table1_rows() -> Vec<RowSpec> {
     use Level::*;
     use Method::*;
-    let d = |config, level, method| RowSpec::Distilled { config, level, method };
+    let d = |config: u8, level, method| RowSpec::Distilled { config: StudentConfig::try_from(config).expect("1..=5"), level, method };
     vec![
         RowSpec::StudentNoKd,
         RowSpec::Teacher(TeacherKind::Complete),
@@ -76,7 +77,7 @@ pub fn paper_figures(row: &RowSpec) -> (f64, f64) {
         RowSpec::Teacher(TeacherKind::Video) => (49.621, 48.542),
         RowSpec::Teacher(TeacherKind::Language) => (49.217, 47.250),
         RowSpec::Teacher(TeacherKind::Audio) => (49.217, 47.232),
-        RowSpec::Distilled { config, level, method } => match (config, level, method) {
+        RowSpec::Distilled { config, level, method } => match (config.number(), level, method) {
             (1, AttentionMap, EdamS) => (44.137, 36.286),
             (2, Final, Crd) => (43.711, 33.281),
             (2, Penultimate, Crd) => (42.576, 35.565),

@@ -14,7 +14,7 @@ use crate::train::{RunConfig, RunRole};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableRow {
     pub role: String,
-    pub config: Option<u8>,
+    pub config: Option<crate::model::StudentConfig>,
     pub teacher: String,
     pub level: String,
     pub method: String,
@@ -96,7 +96,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
     match &cfg.role {
         RunRole::Teacher { teacher } => Some(RowSpec::Teacher(*teacher)),
-        RunRole::Student { distill: None, config: 5, .. } => Some(RowSpec::StudentNoKd),
+        RunRole::Student { distill: None, config: crate::model::StudentConfig::C5, .. } => Some(RowSpec::StudentNoKd),
         RunRole::Student { distill: Some(d), config, .. } => Some(RowSpec::Distilled { config: *config, level: d.level, method: d.method }),
         _ => None,
     }
@@ -133,10 +133,10 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
     Ok(by_row)
 }
 
-fn describe(row: &RowSpec) -> (String, Option<u8>, String, String, String) {
+fn describe(row: &RowSpec) -> (String, Option<crate::model::StudentConfig>, String, String, String) {
     match row {
         RowSpec::Teacher(k) => ("teacher".into(), None, k.name().into(), "none".into(), "none".into()),
-        RowSpec::StudentNoKd => ("student".into(), Some(5), "complete".into(), "none".into(), "none".into()),
+        RowSpec::StudentNoKd => ("student".into(), Some(crate::model::StudentConfig::C5), "complete".into(), "none".into(), "none".into()),
         RowSpec::Distilled { config, level, method } => (
             "student".into(),
             Some(*config),
@@ -210,7 +210,7 @@ fn row_label(r: &TableRow) -> String {
     match (r.role.as_str(), r.level.as_str()) {
         ("teacher", _) => format!("Teacher: {} {}", r.teacher, if r.teacher == "complete" { "network" } else { "branch" }),
         (_, "none") => "Student without KD".to_string(),
-        _ => format!("Student c{}: {} on {}", r.config.unwrap_or(0), r.method.to_uppercase(), r.level),
+        _ => format!("Student c{}: {} on {}", r.config.map_or(0, |c| c.number()), r.method.to_uppercase(), r.level),
     }
 }
 
@@ -262,7 +262,7 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     let no_kd = rows.iter().find(|r| r.role == "student" && r.level == "none");
     let mut printed_complete = false;
     for r in rows {
-        let is_c5_first = r.config == Some(5) && r.level != "none" && !printed_complete;
+        let is_c5_first = r.config == Some(crate::model::StudentConfig::C5) && r.level != "none" && !printed_complete;
         if is_c5_first {
             if let Some(t) = rows.iter().find(|t| t.role == "teacher" && t.teacher == "complete") {
                 s += &format!("| {} (again, for config 5) | {:.2} +- {:.2} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", row_label(t), t.acc7_mean, t.acc7_std, t.f1_mean, t.f1_std, t.seeds.len(), t.params, t.paper_mosei_acc7, t.paper_mosei_f1);
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn level_and_method_names_round_trip_through_rows() {
-        let r = RowSpec::Distilled { config: 5, level: Level::AttentionMap, method: Method::EdamT };
+        let r = RowSpec::Distilled { config: crate::model::StudentConfig::C5, level: Level::AttentionMap, method: Method::EdamT };
         assert_eq!(describe(&r).3, "attention-map");
         assert_eq!(describe(&r).4, "edam-t");
         assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, "audio");

@@ -14,10 +14,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{write_atomic, write_atomic_with};
 
+/// Names in weight files stay those of the first layout (`branches.N.`, `flat.N.`), which the
+/// PyTorch reference and every earlier checkpoint use; in memory Burn names the body enum's
+/// variant (`body.Branches.N.`). Saving maps one way, loading the other.
+const SAVED_NAMES: [(&str, &str); 2] = [("body.Branches.", "branches."), ("body.Flat.", "flat.")];
+
+fn saved_names(store: SafetensorsStore) -> SafetensorsStore {
+    SAVED_NAMES.iter().fold(store, |s, (memory, file)| s.with_key_remapping(format!("^{}", regex_escape(memory)), *file))
+}
+
+fn memory_names(store: SafetensorsStore) -> SafetensorsStore {
+    SAVED_NAMES.iter().fold(store, |s, (memory, file)| s.with_key_remapping(format!("^{}", regex_escape(file)), *memory))
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
+}
+
 /// Save a module's weights as safetensors, atomically (`error::write_atomic_with`).
 pub fn save_safetensors<M: Module>(module: &M, path: &Path) -> Result<()> {
     write_atomic_with(path, |tmp| {
-        let mut store = SafetensorsStore::from_file(tmp);
+        let mut store = saved_names(SafetensorsStore::from_file(tmp));
         module.save_into(&mut store).map_err(|e| anyhow!("saving {}: {e}", tmp.display()))
     })
 }
@@ -27,7 +44,7 @@ pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M> {
     if !path.exists() {
         crate::bail_input!("{}: no such checkpoint", path.display());
     }
-    let mut store = SafetensorsStore::from_file(path);
+    let mut store = memory_names(SafetensorsStore::from_file(path));
     let result = match module.load_from(&mut store) {
         Ok(r) => r,
         Err(e) => crate::bail_input!("{}: does not fit this architecture ({e}); was it trained with another config?", path.display()),
@@ -48,13 +65,47 @@ pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M> {
 pub struct ResumeState {
     /// Epochs completed.
     pub epoch: usize,
+    /// Batches of epoch `epoch + 1` already trained (0 at an epoch boundary), with their running
+    /// sums, so a run saved inside an epoch continues it and logs the same epoch loss.
+    #[serde(default)]
+    pub within_epoch: Option<EpochProgress>,
     pub plateau: super::plateau::ReduceLrOnPlateau,
+    /// Infinite until the first validation (a state saved inside the first epoch).
+    #[serde(with = "infinity_as_null")]
     pub best_val_loss: f64,
     pub best_epoch: usize,
     /// Folder (inside the run) holding `model.bpk` and `optimizer.bpk` for this state.
     pub folder: String,
 }
 
+/// JSON has no infinity: an infinite "best so far" (nothing validated yet) is written as null.
+pub(crate) mod infinity_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+/// How far into an epoch a checkpoint was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// Batches trained in this epoch.
+    pub batches: usize,
+    /// Sum of batch loss x batch size over those batches.
+    pub loss_sum: f64,
+    /// Clips trained in this epoch.
+    pub clips: usize,
+    /// Named loss parts, summed like `loss_sum`.
+    pub parts_sum: Vec<(String, f64)>,
+}
+
+/// Save a resumable state: model and optimizer in `resume-EEEE[-bBBBBB]/`, then commit it by
+/// renaming `resume.json` over the old one, then drop the old folder.
 pub fn save_resume<M: Module + Clone>(
     run: &Path,
     model: &M,
@@ -62,7 +113,10 @@ pub fn save_resume<M: Module + Clone>(
     mut state: ResumeState,
     save_extra: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
-    let folder = format!("resume-{:04}", state.epoch);
+    let folder = match &state.within_epoch {
+        Some(p) => format!("resume-{:04}-b{:06}", state.epoch, p.batches),
+        None => format!("resume-{:04}", state.epoch),
+    };
     let dir = run.join(&folder);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -9,7 +9,7 @@ use mmkd_losses::{CrdMemoryBank, CrdMemoryState};
 use super::task::{TrainTask, cross_entropy};
 use crate::data::Batch;
 use crate::distill::DistillModel;
-use crate::distill::task::{DistillTask, loss_err, whole_plain};
+use crate::distill::task::{DistillTask, loss_err};
 use crate::model::MultimodalNet;
 
 impl TrainTask for DistillTask {
@@ -20,8 +20,8 @@ impl TrainTask for DistillTask {
     }
 
     fn train_loss(&mut self, model: &DistillModel, batch: &Batch) -> Result<(Tensor<1>, Vec<(String, f64)>)> {
-        let s_out = model.student.forward(batch, &self.request(false));
-        let t_out = self.teacher.forward(&whole_plain(batch), &self.request(true));
+        let s_out = model.student.forward(&batch.input, &self.request(false));
+        let t_out = self.teacher.forward(&batch.first_rows_plain(batch.indices.len()).input, &self.request(true));
         let ce = cross_entropy(s_out.logits.clone(), batch.classes.clone());
         let kd = self.kd_loss(model, &s_out, &t_out, batch)?;
         let ce_v: f32 = ce.clone().inner().into_scalar();

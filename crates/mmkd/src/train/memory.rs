@@ -13,7 +13,7 @@ use crate::model::{MultimodalNet, TransformerId};
 /// Floats kept per (transformer, layer): 3 x heads x Lq x Lk + 24 x Lq x d, per sample.
 fn floats_per_sample(net: &MultimodalNet, heads: usize, layers: usize, d: usize) -> u64 {
     let len = |m| net.stream_len(m) as u64;
-    net.body
+    net.spec
         .transformers()
         .into_iter()
         .map(|id| {

@@ -10,6 +10,7 @@ pub struct ReduceLrOnPlateau {
     pub patience: usize,
     pub threshold: f64,
     pub min_lr: f64,
+    #[serde(with = "super::checkpoint::infinity_as_null")]
     pub best: f64,
     pub bad_epochs: usize,
 }

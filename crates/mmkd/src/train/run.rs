@@ -19,7 +19,7 @@ use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, ResumeState};
+use super::checkpoint::{self, EpochProgress, ResumeState};
 use super::plateau::ReduceLrOnPlateau;
 use super::task::{TrainTask, predict};
 use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
@@ -33,7 +33,7 @@ use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, bu
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum RunRole {
     Teacher { teacher: TeacherKind },
-    Student { config: u8, streams: StudentStreams, distill: Option<crate::distill::DistillConfig> },
+    Student { config: crate::model::StudentConfig, streams: StudentStreams, distill: Option<crate::distill::DistillConfig> },
 }
 
 /// The effective configuration of a run, saved as `config.json`.
@@ -184,6 +184,15 @@ impl ProgressLog {
     }
 }
 
+/// The backend seed for batch `batch` of epoch `epoch` (SplitMix64's finaliser over the three):
+/// dropout masks depend on nothing but the run's seed and the batch's position.
+fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
 /// checkpoint (also written to `RUN/eval.json`).
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
@@ -239,23 +248,31 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         best_val = state.best_val_loss;
         best_epoch = state.best_epoch;
         rewrite_metrics(run, start_epoch)?;
-        eprintln!("resuming {} after epoch {start_epoch}", run.display());
+        match &state.within_epoch {
+            Some(p) => eprintln!("resuming {} in epoch {} after batch {}", run.display(), start_epoch + 1, p.batches),
+            None => eprintln!("resuming {} after epoch {start_epoch}", run.display()),
+        }
     } else {
         rewrite_metrics(run, 0)?;
     }
 
     let shape = &dataset.shape;
     let n_batches = dataset.train.len().div_ceil(tc.batch_size);
+    // A state saved inside an epoch continues that epoch where it stopped.
+    let mut within = state.as_ref().and_then(|s| s.within_epoch.clone());
+    let mut last_save = Instant::now();
     for epoch in start_epoch..tc.epochs {
         let t0 = Instant::now();
-        // Seed per epoch: dropout masks and shuffling do not depend on where a run resumed.
-        ad.seed(tc.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
         let bar = progress(n_batches, format!("epoch {}/{}", epoch + 1, tc.epochs));
         let mut log = ProgressLog::new(PROGRESS_LINE_SECS);
-        let (mut loss_sum, mut count) = (0.0f64, 0usize);
-        let mut parts_sum: Vec<(String, f64)> = Vec::new();
+        let resumed = within.take().unwrap_or(EpochProgress { batches: 0, loss_sum: 0.0, clips: 0, parts_sum: Vec::new() });
+        let (mut loss_sum, mut count, mut parts_sum) = (resumed.loss_sum, resumed.clips, resumed.parts_sum);
+        bar.set_position(resumed.batches as u64);
         let lr = plateau.lr;
-        for idx in epoch_order(dataset.train.len(), tc.batch_size, tc.seed, epoch, true) {
+        for (b, idx) in epoch_order(dataset.train.len(), tc.batch_size, tc.seed, epoch, true).into_iter().enumerate().skip(resumed.batches) {
+            // Seed per batch: dropout masks do not depend on where a run resumed, even inside
+            // an epoch.
+            ad.seed(batch_seed(tc.seed, epoch, b));
             let batch = dataset.train.batch(shape, &idx, &ad);
             let (loss, parts) = task.train_loss(&model, &batch)?;
             let value: f32 = loss.clone().into_scalar();
@@ -274,6 +291,14 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             bar.set_message(format!("loss {:.4}", loss_sum / count as f64));
             bar.inc(1);
             log.tick(epoch, tc.epochs, bar.position() as usize, n_batches, loss_sum / count as f64, count);
+            // Inside the epoch (the epoch's end saves anyway): at the paper's scale an epoch is
+            // hours on a CPU, and a kill should lose minutes.
+            if b + 1 < n_batches && last_save.elapsed().as_secs() >= tc.checkpoint_secs {
+                let progress = EpochProgress { batches: b + 1, loss_sum, clips: count, parts_sum: parts_sum.clone() };
+                let state = ResumeState { epoch, within_epoch: Some(progress), plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() };
+                checkpoint::save_resume(run, &model, &optim, state, |dir| task.save_extra(dir))?;
+                last_save = Instant::now();
+            }
         }
         bar.finish_and_clear();
 
@@ -291,9 +316,10 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             run,
             &model,
             &optim,
-            ResumeState { epoch: epoch + 1, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() },
+            ResumeState { epoch: epoch + 1, within_epoch: None, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() },
             |dir| task.save_extra(dir),
         )?;
+        last_save = Instant::now();
         let log = EpochLog {
             epoch: epoch + 1,
             lr,

@@ -55,7 +55,7 @@ impl TrainTask for SupervisedTask {
     }
 
     fn train_loss(&mut self, model: &MultimodalNet, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)> {
-        let out = model.forward(batch, &TraceRequest::none());
+        let out = model.forward(&batch.input, &TraceRequest::none());
         let loss = cross_entropy(out.logits, batch.classes.clone());
         Ok((loss, Vec::new()))
     }
@@ -72,7 +72,7 @@ pub fn predict(net: &MultimodalNet, split: &Split, shape: &DataShape, batch_size
     let mut loss_sum = 0.0;
     for idx in epoch_order(split.len(), batch_size, 0, 0, false) {
         let batch = split.batch(shape, &idx, device);
-        let out = net.forward(&batch, &TraceRequest::none());
+        let out = net.forward(&batch.input, &TraceRequest::none());
         let loss: f32 = cross_entropy(out.logits.clone(), batch.classes.clone()).into_scalar();
         loss_sum += loss as f64 * idx.len() as f64;
         let p: Vec<f32> = softmax(out.logits, 1).into_data().try_to_vec().expect("f32 probabilities");

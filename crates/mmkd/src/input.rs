@@ -1,0 +1,122 @@
+//! What a network reads: the modalities, a batch of input tensors with its per-sample lengths,
+//! and the label space. `data` makes these and `model` consumes them; this module imports
+//! neither, so the two do not depend on each other.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// MOSEI's 7 sentiment classes (-3..=3): the width of every network's output.
+pub const NUM_CLASSES: usize = 7;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// One input modality. `Language` is the text stream (named "text" in files and messages).
+pub enum Modality {
+    /// Facial features (MOSEI: Facet, 35 per frame).
+    Video,
+    /// Acoustic features (MOSEI: COVAREP, 74 per frame).
+    Audio,
+    /// Word embeddings (MOSEI: GloVe, 300 per word).
+    Language,
+}
+
+impl Modality {
+    /// Every modality, in MulT's order.
+    pub const ALL: [Modality; 3] = [Modality::Video, Modality::Audio, Modality::Language];
+
+    /// The paper's letter (V, A, L).
+    pub fn letter(self) -> char {
+        match self {
+            Modality::Video => 'V',
+            Modality::Audio => 'A',
+            Modality::Language => 'L',
+        }
+    }
+
+    /// Lower-case name, as in messages and file formats ("video", "audio", "text").
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Video => "video",
+            Modality::Audio => "audio",
+            Modality::Language => "text",
+        }
+    }
+
+    /// The two other modalities, in MulT's order (V, A, L minus self).
+    pub fn others(self) -> [Modality; 2] {
+        match self {
+            Modality::Video => [Modality::Audio, Modality::Language],
+            Modality::Audio => [Modality::Video, Modality::Language],
+            Modality::Language => [Modality::Video, Modality::Audio],
+        }
+    }
+}
+
+/// Per-sample valid lengths of each modality.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lengths {
+    pub text: Vec<usize>,
+    pub audio: Vec<usize>,
+    pub video: Vec<usize>,
+    /// Full lengths, to rescale lengths onto a downsampled stream.
+    pub full: [usize; 3],
+}
+
+impl Lengths {
+    /// Lengths of modality `m` mapped onto a stream of `out_len` steps (ceil of the ratio).
+    pub fn scaled(&self, m: Modality, out_len: usize) -> Vec<usize> {
+        let (v, full) = match m {
+            Modality::Language => (&self.text, self.full[0]),
+            Modality::Audio => (&self.audio, self.full[1]),
+            Modality::Video => (&self.video, self.full[2]),
+        };
+        v.iter().map(|&l| (l * out_len).div_ceil(full.max(1)).clamp(1, out_len)).collect()
+    }
+
+    /// The lengths of the first `n` samples.
+    pub fn first(&self, n: usize) -> Lengths {
+        self.select(&(0..n.min(self.video.len())).collect::<Vec<_>>())
+    }
+
+    /// The lengths of the rows `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Lengths {
+        let pick = |v: &Vec<usize>| idx.iter().map(|&i| v[i]).collect();
+        Lengths { text: pick(&self.text), audio: pick(&self.audio), video: pick(&self.video), full: self.full }
+    }
+}
+
+/// The input tensors of one batch, `[batch, time, features]` each. Text and audio are absent in
+/// video-only data (a student needs neither).
+#[derive(Clone, Debug)]
+pub struct NetInput {
+    /// Absent in a video-only dataset.
+    pub text: Option<Tensor<3>>,
+    /// Absent in a video-only dataset.
+    pub audio: Option<Tensor<3>>,
+    /// Always present.
+    pub video: Tensor<3>,
+    /// Per-sample valid lengths, when the network masks padded keys.
+    pub lengths: Option<Lengths>,
+}
+
+impl NetInput {
+    /// The features of modality `m`, if the batch has them.
+    pub fn get(&self, m: Modality) -> Option<&Tensor<3>> {
+        match m {
+            Modality::Video => Some(&self.video),
+            Modality::Audio => self.audio.as_ref(),
+            Modality::Language => self.text.as_ref(),
+        }
+    }
+
+    /// The first `n` rows, on the plain (non-autodiff) device.
+    pub fn first_rows_plain(&self, n: usize) -> NetInput {
+        let take = |t: &Tensor<3>| t.clone().inner().narrow(0, 0, n);
+        NetInput {
+            text: self.text.as_ref().map(take),
+            audio: self.audio.as_ref().map(take),
+            video: take(&self.video),
+            // The same rows of the lengths, or the key-padding mask would not fit the batch.
+            lengths: self.lengths.as_ref().map(|l| l.first(n)),
+        }
+    }
+}
