@@ -168,7 +168,7 @@ pub fn nce_contrast_loss(probs: Tensor<2>, n_data: usize) -> Result<Tensor<1>, L
 }
 
 /// Settings of a [`CrdMemoryBank`]; the defaults are the original's.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct CrdMemoryBankConfig {
     /// Number of training samples (rows of each bank); dataset indices must be below it.
     pub n_data: usize,
@@ -211,12 +211,7 @@ pub struct CrdMemoryBankConfig {
 /// batches only: validation samples have no bank rows.
 #[derive(Debug)]
 pub struct CrdMemoryBank {
-    n_data: usize,
-    dim: usize,
-    nce_k: usize,
-    temperature: f64,
-    momentum: f64,
-    seed: u64,
+    config: CrdMemoryBankConfig,
     /// `memory_v1`: student embeddings, `[n_data, dim]`, without autodiff.
     student_bank: Tensor<2>,
     /// `memory_v2`: teacher embeddings, `[n_data, dim]`, without autodiff.
@@ -232,18 +227,10 @@ pub struct CrdMemoryBank {
 #[derive(Debug, Clone, PartialEq)]
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct CrdMemoryState {
-    /// See [`CrdMemoryBankConfig::n_data`].
-    pub n_data: usize,
-    /// See [`CrdMemoryBankConfig::dim`].
-    pub dim: usize,
-    /// See [`CrdMemoryBankConfig::nce_k`].
-    pub nce_k: usize,
-    /// See [`CrdMemoryBankConfig::temperature`].
-    pub temperature: f64,
-    /// See [`CrdMemoryBankConfig::momentum`].
-    pub momentum: f64,
-    /// The seed the bank was created with (for the record; `rng_state` continues the stream).
-    pub seed: u64,
+    /// The bank's settings (flattened: the JSON keeps `n_data`, `dim`, ... at the top level).
+    /// Its seed is the one the bank was created with; `rng_state` continues the stream.
+    #[serde(flatten)]
+    pub config: CrdMemoryBankConfig,
     /// The sampler's full state after the last draw.
     pub rng_state: u64,
     /// `Z_v1` (student embedding vs teacher bank), `None` before the first batch.
@@ -306,12 +293,7 @@ impl CrdMemoryBank {
         let bank_device = device.clone().without_autodiff();
         let shape = [config.n_data, config.dim];
         Ok(Self {
-            n_data: config.n_data,
-            dim: config.dim,
-            nce_k: config.nce_k,
-            temperature: config.temperature,
-            momentum: config.momentum,
-            seed: config.seed,
+            config: config.clone(),
             student_bank: Tensor::from_data(TensorData::new(student, shape), &bank_device),
             teacher_bank: Tensor::from_data(TensorData::new(teacher, shape), &bank_device),
             z_student: None,
@@ -322,13 +304,13 @@ impl CrdMemoryBank {
 
     /// Rows per bank.
     pub fn n_data(&self) -> usize {
-        self.n_data
+        self.config.n_data
     }
 
     /// Negatives drawn per sample: `min(nce_k, n_data - 1)` (16,325 for MOSEI's 16,326 clips,
     /// where the original's 16,384 is more than the training set holds).
     pub fn n_negatives(&self) -> usize {
-        self.nce_k.min(self.n_data - 1)
+        self.config.nce_k.min(self.config.n_data - 1)
     }
 
     /// `(Z_v1, Z_v2)`: fixed by the first batch, `None` before it.
@@ -347,10 +329,10 @@ impl CrdMemoryBank {
     }
 
     fn check_indices(&self, indices: &[usize]) -> Result<(), LossError> {
-        match indices.iter().find(|&&i| i >= self.n_data) {
+        match indices.iter().find(|&&i| i >= self.config.n_data) {
             Some(&index) => Err(LossError::IndexOutOfRange {
                 index,
-                n_data: self.n_data,
+                n_data: self.config.n_data,
             }),
             None => Ok(()),
         }
@@ -364,7 +346,7 @@ impl CrdMemoryBank {
     ) -> Result<Vec<usize>, LossError> {
         self.check_indices(positives)?;
         let k = self.n_negatives();
-        let others = (self.n_data - 1) as u64;
+        let others = (self.config.n_data - 1) as u64;
         let mut out = Vec::with_capacity(positives.len() * (k + 1));
         for &positive in positives {
             out.push(positive);
@@ -426,7 +408,7 @@ impl CrdMemoryBank {
         let out_student = self.exp_scores(student.clone(), &self.teacher_bank, &contrast_t);
         let out_teacher = self.exp_scores(teacher.clone(), &self.student_bank, &contrast_t);
 
-        let n = self.n_data as f64;
+        let n = self.config.n_data as f64;
         let z_student = match self.z_student {
             Some(z) => z,
             None => read_mean(&out_student)? * n,
@@ -435,8 +417,8 @@ impl CrdMemoryBank {
             Some(z) => z,
             None => read_mean(&out_teacher)? * n,
         };
-        let loss = nce_contrast_loss(out_student.div_scalar(z_student), self.n_data)?
-            + nce_contrast_loss(out_teacher.div_scalar(z_teacher), self.n_data)?;
+        let loss = nce_contrast_loss(out_student.div_scalar(z_student), self.config.n_data)?
+            + nce_contrast_loss(out_teacher.div_scalar(z_teacher), self.config.n_data)?;
         // Commit state only once everything that can fail has succeeded.
         self.z_student = Some(z_student);
         self.z_teacher = Some(z_teacher);
@@ -455,8 +437,8 @@ impl CrdMemoryBank {
         if batch == 0 {
             return Err(LossError::Empty("the CRD batch"));
         }
-        check_dims("CRD student embedding", student.dims(), [batch, self.dim])?;
-        check_dims("CRD teacher embedding", teacher.dims(), [batch, self.dim])?;
+        check_dims("CRD student embedding", student.dims(), [batch, self.config.dim])?;
+        check_dims("CRD teacher embedding", teacher.dims(), [batch, self.config.dim])?;
         if let Some(n) = n_indices.into() {
             check_dims("CRD dataset indices (one per sample)", [n], [batch])?;
         }
@@ -468,7 +450,7 @@ impl CrdMemoryBank {
     fn exp_scores(&self, v: Tensor<2>, bank: &Tensor<2>, contrast: &Tensor<2, Int>) -> Tensor<2> {
         v.matmul(bank.clone().transpose())
             .gather(1, contrast.clone())
-            .div_scalar(self.temperature)
+            .div_scalar(self.config.temperature)
             .exp()
     }
 
@@ -491,7 +473,7 @@ impl CrdMemoryBank {
         let rows = int_tensor(pairs.iter().map(|&(i, _)| i as i64).collect());
         let positions = int_tensor(pairs.iter().map(|&(_, p)| p as i64).collect());
 
-        let momentum = self.momentum;
+        let momentum = self.config.momentum;
         let blend = |bank: Tensor<2>, embedding: Tensor<2>| {
             // `without_autodiff` drops the graph: the bank only stores values.
             let fresh = embedding.without_autodiff().select(0, positions.clone());
@@ -510,12 +492,7 @@ impl CrdMemoryBank {
                 .map_err(|e| LossError::Read(e.to_string()))
         };
         Ok(CrdMemoryState {
-            n_data: self.n_data,
-            dim: self.dim,
-            nce_k: self.nce_k,
-            temperature: self.temperature,
-            momentum: self.momentum,
-            seed: self.seed,
+            config: self.config.clone(),
             rng_state: self.rng.state(),
             z_student: self.z_student,
             z_teacher: self.z_teacher,
@@ -526,16 +503,9 @@ impl CrdMemoryBank {
 
     /// Rebuilds a bank from [`CrdMemoryBank::to_state`]'s snapshot on `device`.
     pub fn from_state(state: CrdMemoryState, device: &Device) -> Result<Self, LossError> {
-        let config = CrdMemoryBankConfig {
-            n_data: state.n_data,
-            dim: state.dim,
-            nce_k: state.nce_k,
-            temperature: state.temperature,
-            momentum: state.momentum,
-            seed: state.seed,
-        };
+        let config = state.config;
         config.validate()?;
-        let len = state.n_data * state.dim;
+        let len = config.n_data * config.dim;
         for (what, bank) in [
             ("saved CRD student bank", &state.student_bank),
             ("saved CRD teacher bank", &state.teacher_bank),
@@ -550,14 +520,9 @@ impl CrdMemoryBank {
             }
         }
         let bank_device = device.clone().without_autodiff();
-        let shape = [state.n_data, state.dim];
+        let shape = [config.n_data, config.dim];
         Ok(Self {
-            n_data: state.n_data,
-            dim: state.dim,
-            nce_k: state.nce_k,
-            temperature: state.temperature,
-            momentum: state.momentum,
-            seed: state.seed,
+            config,
             student_bank: Tensor::from_data(
                 TensorData::new(state.student_bank, shape),
                 &bank_device,

@@ -153,7 +153,7 @@ pub fn save_bank(dir: &Path, state: &mmkd_losses::CrdMemoryState) -> Result<()> 
     use safetensors::tensor::{Dtype, TensorView};
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let (sb, tb) = (bytes(&state.student_bank), bytes(&state.teacher_bank));
-    let shape = vec![state.n_data, state.dim];
+    let shape = vec![state.config.n_data, state.config.dim];
     let views = vec![
         ("student_bank".to_string(), TensorView::new(Dtype::F32, shape.clone(), &sb)?),
         ("teacher_bank".to_string(), TensorView::new(Dtype::F32, shape, &tb)?),
