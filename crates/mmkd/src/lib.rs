@@ -4,6 +4,7 @@
 //! Modules depend one way: `study -> train -> distill -> model -> data` (and `eval` beside
 //! `train`); the CLI (`main.rs`) sits on top. See docs/ARCHITECTURE.md.
 
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod distill;

@@ -212,11 +212,11 @@ fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out:
 
 /// Every weight of `net` as `<prefix>.<name>`, read back through a temporary safetensors file.
 fn insert_weights(net: &MultimodalNet, case: &Case, prefix: &str, out: &mut Outputs) -> Result<()> {
-    let tmp = std::env::temp_dir().join(format!("mmkd-reference-{}-{}.safetensors", case.name, std::process::id()));
-    checkpoint::save_safetensors(&net.valid(), &tmp)?;
-    let weights = read_tensors(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    for (name, v) in weights? {
+    // Removed when dropped, also on an early return.
+    let tmp = tempfile::Builder::new().prefix(&format!("mmkd-reference-{}-", case.name)).tempdir()?;
+    let path = tmp.path().join("weights.safetensors");
+    checkpoint::save_safetensors(&net.valid(), &path)?;
+    for (name, v) in read_tensors(&path)? {
         out.insert(format!("{prefix}.{name}"), v);
     }
     Ok(())

@@ -7,11 +7,8 @@ fn mmkd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mmkd")).args(args).env("RAYON_NUM_THREADS", "1").output().expect("run mmkd")
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mmkd-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("mmkd-cli-{tag}-")).tempdir().unwrap()
 }
 
 fn s(p: &Path) -> &str {
@@ -24,7 +21,8 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn synth_train_eval_params_end_to_end() {
-    let dir = tempdir("e2e");
+    let dir_guard = tempdir("e2e");
+    let dir = dir_guard.path();
     let data = dir.join("data");
     let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "4", "--out", s(&data)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -66,7 +64,8 @@ fn synth_train_eval_params_end_to_end() {
 
 #[test]
 fn bad_input_exits_2_with_a_named_error() {
-    let dir = tempdir("bad");
+    let dir_guard = tempdir("bad");
+    let dir = dir_guard.path();
     let out = mmkd(&["train", "teacher", "--data", s(&dir.join("nope")), "--out", s(&dir.join("r"))]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -83,7 +82,8 @@ fn bad_input_exits_2_with_a_named_error() {
 
 #[test]
 fn smoke_study_writes_every_row_of_table1() {
-    let dir = tempdir("study");
+    let dir_guard = tempdir("study");
+    let dir = dir_guard.path();
     let out = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--jobs", "2", "--out", s(&dir)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = json(&dir.join("table.json"));
@@ -126,7 +126,8 @@ fn fixture(name: &str) -> PathBuf {
 
 #[test]
 fn mosei_pickles_inspect_convert_and_train() {
-    let dir = tempdir("pickle");
+    let dir_guard = tempdir("pickle");
+    let dir = dir_guard.path();
     let out = mmkd(&["data", "inspect", s(&fixture("mult_p4_defects.pkl")), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -184,7 +185,8 @@ fn trained(dir: &Path, what: &[&str]) -> (PathBuf, PathBuf) {
 /// anything to --out.
 #[test]
 fn distill_refuses_bad_input_with_exit_2() {
-    let dir = tempdir("distill-bad");
+    let dir_guard = tempdir("distill-bad");
+    let dir = dir_guard.path();
     let (_, teacher) = trained(&dir, &["teacher"]);
     let (_, student) = trained(&dir, &["student"]);
     let out_dir = dir.join("never");
@@ -214,7 +216,8 @@ fn distill_refuses_bad_input_with_exit_2() {
 /// A deployed student predicts from video alone; a teacher refuses video-only data.
 #[test]
 fn predict_from_video_only_data() {
-    let dir = tempdir("predict");
+    let dir_guard = tempdir("predict");
+    let dir = dir_guard.path();
     let (data, student) = trained(&dir, &["student"]);
     let (_, teacher) = trained(&dir, &["teacher", "--branch", "video"]);
     // A video-only dataset: the synthetic one without text, audio and labels, test split only.
@@ -273,7 +276,8 @@ fn predict_from_video_only_data() {
 fn predict_from_video_only_pickles() {
     use mmkd::config::DataShape;
     use mmkd::data::{Dataset, Split};
-    let dir = tempdir("predict-pkl");
+    let dir_guard = tempdir("predict-pkl");
+    let dir = dir_guard.path();
     // A tiny labelled dataset with the fixtures' video shape (5 steps x 4 features).
     let shape = DataShape { text_dim: 2, audio_dim: 2, video_dim: 4, text_len: 3, audio_len: 4, video_len: 5, n_train: 8, n_valid: 4, n_test: 4 };
     let split = |name: &str, n: usize| {
@@ -318,7 +322,8 @@ fn predict_from_video_only_pickles() {
 /// Missing modalities: `eval --drop` and the robustness table of every subset.
 #[test]
 fn robustness_table_and_eval_with_missing_modalities() {
-    let dir = tempdir("robust");
+    let dir_guard = tempdir("robust");
+    let dir = dir_guard.path();
     let (_, teacher) = trained(&dir, &["teacher"]);
     let (_, student) = trained(&dir, &["student"]);
     let out = mmkd(&["eval", s(&teacher), "--drop", "audio,text", "--json"]);
@@ -361,7 +366,8 @@ fn robustness_table_and_eval_with_missing_modalities() {
 /// uninterrupted run with the same seed (checkpoints are committed by atomic renames).
 #[test]
 fn sigkilled_run_resumes_to_the_same_result() {
-    let dir = tempdir("kill");
+    let dir_guard = tempdir("kill");
+    let dir = dir_guard.path();
     let data = dir.join("data");
     let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "3", "--out", s(&data)]);
     assert!(out.status.success());
@@ -418,7 +424,8 @@ fn sigkilled_run_resumes_to_the_same_result() {
 #[test]
 fn bad_input_corpus_exits_2_with_one_line() {
     use mmkd::config::DataShape;
-    let dir = tempdir("corpus");
+    let dir_guard = tempdir("corpus");
+    let dir = dir_guard.path();
     let (data, run) = trained(&dir, &["student"]);
     let fresh = |name: &str| dir.join(name);
     let check = |args: Vec<&str>, needle: &str, out: Option<&Path>| {
@@ -576,7 +583,8 @@ fn kill_when(args: &[String], marker: &Path, cwd: Option<&Path>) -> bool {
 /// an uninterrupted one.
 #[test]
 fn sigkilled_distillation_resumes_to_the_same_result() {
-    let dir = tempdir("kill-kd");
+    let dir_guard = tempdir("kill-kd");
+    let dir = dir_guard.path();
     let (_, teacher) = trained(&dir, &["teacher"]);
     let distill = |out: &Path| -> Vec<String> {
         ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--checkpoint-secs", "0", "--out", s(out)].iter().map(|a| a.to_string()).collect()
@@ -599,7 +607,8 @@ fn sigkilled_distillation_resumes_to_the_same_result() {
 /// writes the same table; run configs hold absolute paths, so `eval` works from anywhere.
 #[test]
 fn sigkilled_study_resumes_run_by_run_from_any_directory() {
-    let dir = tempdir("kill-study");
+    let dir_guard = tempdir("kill-study");
+    let dir = dir_guard.path();
     let (elsewhere, study) = (dir.join("elsewhere"), dir.join("study"));
     std::fs::create_dir_all(&elsewhere).unwrap();
     let args: Vec<String> = ["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", "study"].iter().map(|a| a.to_string()).collect();

@@ -15,11 +15,8 @@ use mmkd::train::{RunConfig, RunRole, SupervisedTask, checkpoint, fit};
 /// The backend's random generator is process-wide: tests that seed it must not interleave.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn tempdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mmkd-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("mmkd-it-{tag}-")).tempdir().unwrap()
 }
 
 fn tiny_data() -> Dataset {
@@ -63,7 +60,8 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     let device = Device::flex();
     device.seed(5);
     let net = cfg.build_net(&device);
-    let dir = tempdir("ckpt");
+    let dir_guard = tempdir("ckpt");
+    let dir = dir_guard.path();
     let path = dir.join("w.safetensors");
     checkpoint::save_safetensors(&net, &path).unwrap();
     device.seed(6);
@@ -87,11 +85,13 @@ fn resumed_run_gives_the_same_next_epoch_metrics() {
     let device = Device::flex();
     let role = RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: None };
 
-    let full = tempdir("full");
+    let full_guard = tempdir("full");
+    let full = full_guard.path();
     let cfg3 = config(role.clone(), &data, 3);
     fit(&full, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap();
 
-    let part = tempdir("part");
+    let part_guard = tempdir("part");
+    let part = part_guard.path();
     let cfg2 = config(role, &data, 2);
     fit(&part, &cfg2, &data, &mut task(&cfg2), false, &device).unwrap();
     // Continue to 3 epochs, as a user would after an interruption.
@@ -123,13 +123,14 @@ fn distillation_trains_the_student_and_never_the_teacher() {
     device.seed(21);
     let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     let teacher = tcfg.build_net(&device);
-    let dir = tempdir("frozen");
+    let dir_guard = tempdir("frozen");
+    let dir = dir_guard.path();
     let before_path = dir.join("teacher.safetensors");
     checkpoint::save_safetensors(&teacher, &before_path).unwrap();
     let before = tensors(&before_path);
 
     for (level, method) in [(Level::AttentionMap, Method::EdamS), (Level::Penultimate, Method::Crd), (Level::AttentionMap, Method::EdamT), (Level::PostAttention, Method::Crd)] {
-        let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) }, &data, 1);
         let build = scfg.clone();
@@ -178,8 +179,9 @@ fn edam_t_with_key_padding_mask_trains() {
     let mut tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     tcfg.model.key_padding_mask = true;
     let teacher = tcfg.build_net(&device);
-    let dir = tempdir("keypad-edamt");
-    let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamT, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+    let dir_guard = tempdir("keypad-edamt");
+    let dir = dir_guard.path();
+    let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamT, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
     let mut scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::FullLength, distill: Some(dcfg.clone()) }, &data, 1);
     scfg.model.key_padding_mask = true;
     let build = scfg.clone();
@@ -211,9 +213,10 @@ fn kd_term_alone_moves_the_student_where_it_reaches() {
     let device = Device::flex();
     device.seed(8);
     let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
-    let dir = tempdir("alpha0");
+    let dir_guard = tempdir("alpha0");
+    let dir = dir_guard.path();
     let run = |beta: f64, name: &str| {
-        let dcfg = DistillConfig { teacher_run: dir.clone(), level: Level::AttentionMap, method: Method::EdamS, alpha: 0.0, beta, temperature: 1.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamS, alpha: 0.0, beta, temperature: 1.0, orientation: Orientation::Conventional };
         let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
         fit(&dir.join(name), &scfg, &data, &mut distill_task(&teacher, &dcfg, &scfg, &data, &device), false, &device).unwrap();
         tensors(&dir.join(name).join("last.safetensors"))
@@ -238,9 +241,10 @@ fn resumed_distillation_matches_an_uninterrupted_run() {
     let device = Device::flex();
     device.seed(9);
     let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
-    let dir = tempdir("resume-kd");
+    let dir_guard = tempdir("resume-kd");
+    let dir = dir_guard.path();
     for (level, method) in [(Level::Final, Method::Crd), (Level::AttentionMap, Method::EdamT)] {
-        let dcfg = DistillConfig { teacher_run: dir.clone(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let role = RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) };
         let (cfg2, cfg3) = (config(role.clone(), &data, 2), config(role, &data, 3));

@@ -259,7 +259,8 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact() {
-        let dir = tempdir("native-rt");
+        let dir_guard = tempdir("native-rt");
+        let dir = dir_guard.path();
         let mut d = tiny();
         d.test.lengths = Some(Lengths { text: vec![1, 2, 3, 6], audio: vec![12; 4], video: vec![5; 4], full: [6, 12, 12] });
         save(&d, &dir, serde_json::json!({"k": 1})).unwrap();
@@ -272,7 +273,8 @@ mod tests {
 
     #[test]
     fn wrong_shape_names_file_field_expected_and_found() {
-        let dir = tempdir("native-bad");
+        let dir_guard = tempdir("native-bad");
+        let dir = dir_guard.path();
         let d = tiny();
         save(&d, &dir, serde_json::Value::Null).unwrap();
         // Claim a different video dim in the manifest.
@@ -288,15 +290,13 @@ mod tests {
 
     #[test]
     fn missing_manifest_is_an_input_error() {
-        let dir = tempdir("native-none");
+        let dir_guard = tempdir("native-none");
+        let dir = dir_guard.path();
         let err = load(&dir).unwrap_err();
         assert!(err.to_string().contains("no manifest.json"));
     }
 
-    pub(crate) fn tempdir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("mmkd-test-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    pub(crate) fn tempdir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("mmkd-test-{tag}-")).tempdir().unwrap()
     }
 }

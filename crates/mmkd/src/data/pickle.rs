@@ -291,8 +291,8 @@ mod tests {
         for name in ["mult_p2_f32.pkl", "mult_p4_defects.pkl", "mult_p4_f64.pkl", "mult_p5_mixed.pkl", "mmsa_p2_f64.pkl", "mmsa_p4_f32.pkl"] {
             let path = fixtures.join(name);
             let (loaded, parsed) = load_pickle(&path).unwrap();
-            let out = std::env::temp_dir().join(format!("mmkd-stream-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&out);
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join(name);
             let conv = convert_streaming(&path, &out, |_, _, _| {}).unwrap();
             assert_eq!(conv.shape, loaded.shape, "{name}");
             assert_eq!(conv.repairs.len(), parsed.repairs.len(), "{name}");

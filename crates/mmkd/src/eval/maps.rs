@@ -106,9 +106,8 @@ mod tests {
             assert!(s.mean_entropy >= 0.0 && s.mean_entropy <= s.uniform_entropy + 1e-6, "{s:?}");
             assert!(s.mean_max > 0.0 && s.mean_max <= 1.0);
         }
-        let dir = std::env::temp_dir().join(format!("mmkd-maps-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.png");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
         draw(maps.values().next().unwrap(), &path).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
     }

@@ -1,0 +1,100 @@
+//! Commands that read finished runs: `eval` (optionally with modalities missing), `robustness`,
+//! `maps`, `predict`, and `reference run`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::{MissingArgs, device};
+use crate::data;
+use crate::error::write_atomic;
+use crate::predict::{Format, SplitChoice};
+use crate::train::{RunConfig, evaluate_run};
+
+fn print_report(r: &crate::eval::EvalReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+/// `eval RUN`: the best checkpoint on the test split; rewrites RUN/eval.json.
+pub(crate) fn eval(run: &Path, data: Option<&Path>, json: bool) -> Result<()> {
+    let dataset = data.map(data::load_any).transpose()?;
+    print_report(&evaluate_run(run, dataset.as_ref(), &device())?, json)
+}
+
+/// `eval RUN --drop LIST`: the same with modalities missing; writes RUN/eval-missing-*.json.
+pub(crate) fn eval_missing(run: &Path, data: Option<&Path>, json: bool, list: &str, missing: &MissingArgs) -> Result<()> {
+    let modalities = data::missing::parse_modalities(list).map_err(|e| crate::error::input_error(format!("--drop: {e}")))?;
+    let m = missing.missing(modalities)?;
+    let dataset = data.map(data::load_any).transpose()?;
+    let r = crate::train::evaluate_run_with(run, dataset.as_ref(), Some(&m), &device())?;
+    write_atomic(&run.join(format!("eval-missing-{}.json", m.label())), serde_json::to_string_pretty(&r)?.as_bytes())?;
+    print_report(&r, json)
+}
+
+/// `robustness`: the teacher with every subset of modalities missing next to the student.
+pub(crate) fn robustness(teacher: &Path, student: &Path, out: Option<PathBuf>, missing: &MissingArgs) -> Result<()> {
+    let how = missing.missing(Vec::new())?;
+    let (dataset, rows) = crate::robustness::robustness(teacher, student, how.mode, how.fraction, how.seed, &device())?;
+    let out = out.unwrap_or_else(|| teacher.join("robustness"));
+    let md = crate::robustness::write_report(&out, &dataset, &how.describe(), teacher, student, &rows)?;
+    print!("{md}");
+    eprintln!("wrote {0}/ROBUSTNESS.md, robustness.csv, robustness.json", out.display());
+    Ok(())
+}
+
+/// `maps RUN`: entropy of every traced map, pictures of the first test clip's maps.
+pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>) -> Result<()> {
+    let cfg = RunConfig::load(run)?;
+    let dataset = data::load_any(data.unwrap_or(&cfg.data))?;
+    let dev = device();
+    let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&dev), &run.join("best.safetensors"))?;
+    let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, &dev);
+    let out = out.unwrap_or_else(|| run.join("maps"));
+    std::fs::create_dir_all(&out)?;
+    println!("attention maps of {} on {} (test, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(dataset.test.len()));
+    println!("{:<12} {:>5} {:>10} {:>10} {:>10}", "transformer", "layer", "entropy", "uniform", "mean max");
+    for s in &stats {
+        println!("{:<12} {:>5} {:>10.3} {:>10.3} {:>10.3}", s.transformer, s.layer, s.mean_entropy, s.uniform_entropy, s.mean_max);
+    }
+    for (id, m) in &maps {
+        let name = id.to_string().replace("<-", "_from_");
+        crate::eval::maps::draw(m, &out.join(format!("{name}.png")))?;
+    }
+    write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    println!("pictures and stats.json in {}", out.display());
+    Ok(())
+}
+
+/// `predict RUN`: one row per clip, to a file (atomically) or standard output.
+pub(crate) fn predict(run: &Path, data: &Path, split: SplitChoice, out: Option<PathBuf>, format: Option<Format>, batch_size: usize) -> Result<()> {
+    let rows = crate::predict::predict(run, data, split, batch_size.max(1), &device())?;
+    let format = format.unwrap_or(match out.as_ref().and_then(|p| p.extension()) {
+        Some(ext) if ext == "jsonl" => Format::Jsonl,
+        _ => Format::Csv,
+    });
+    match out {
+        Some(path) => {
+            let mut buf = Vec::new();
+            crate::predict::write(&rows, format, &mut buf)?;
+            write_atomic(&path, &buf)?;
+            eprintln!("wrote {} predictions to {}", rows.len(), path.display());
+        }
+        None => crate::predict::write(&rows, format, std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
+/// `reference run CASE...`: replay reference cases with mmkd's code.
+pub(crate) fn reference_run(cases: &[PathBuf]) -> Result<()> {
+    for case in cases {
+        let outputs = crate::reference::run_case(case)?;
+        crate::reference::write_tensors(&case.join("mmkd.safetensors"), &outputs)?;
+        eprintln!("{}: {} tensors", case.display(), outputs.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The command line: argument types (clap) and one function per command. `main.rs` only parses
+//! and calls `run`; everything here is testable in process (`Cli::try_parse_from` + `run`).
+
+mod data;
+mod demo;
+mod evaluate;
+mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use burn::prelude::Device;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Preset;
+use crate::error::InputError;
+use crate::model::{StudentConfig, StudentStreams, TeacherKind};
+use crate::train::RunRole;
+use train::{CommonTrain, DistillArgs};
+
+/// The `mmkd` command line.
+#[derive(Parser)]
+#[command(name = "mmkd", version, about = "Distil a multimodal cross-attention transformer into a video-only student")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Make, inspect or convert datasets.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Train a teacher or a student (without distillation).
+    #[command(subcommand)]
+    Train(TrainCmd),
+    /// Run the study of Table 1 over seeds and write TABLE.md, table.csv, table.json.
+    Study {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        /// Number of seeds (1..=N).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs at a time (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Only print every run as one command line and write plan files and slurm.sh.
+        #[arg(long)]
+        plan: bool,
+        /// Only assemble the table from finished run directories below DIR.
+        #[arg(long, value_name = "DIR")]
+        collect: Option<PathBuf>,
+    },
+    /// Train a student with knowledge distillation from a trained teacher run.
+    Distill(DistillArgs),
+    /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json.
+    Eval {
+        run: PathBuf,
+        /// Dataset to evaluate on (default: the one the run was trained on).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Modalities to treat as missing, e.g. `audio,text` (writes RUN/eval-missing-*.json
+        /// instead of eval.json).
+        #[arg(long, value_name = "LIST")]
+        drop: Option<String>,
+        #[command(flatten)]
+        missing: MissingArgs,
+    },
+    /// The teacher with every subset of modalities missing next to the video-only student:
+    /// OUT/ROBUSTNESS.md, robustness.csv, robustness.json.
+    Robustness {
+        #[arg(long)]
+        teacher: PathBuf,
+        #[arg(long)]
+        student: PathBuf,
+        /// Default: TEACHER/robustness.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        missing: MissingArgs,
+    },
+    /// How peaked a run's attention maps are (entropy per transformer and layer) and PNG
+    /// pictures of them for the first test clip.
+    Maps {
+        run: PathBuf,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Test clips to average the statistics over.
+        #[arg(long, default_value_t = 64)]
+        samples: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Folder for the pictures (default: RUN/maps).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Predict every clip with a run's best checkpoint: id, true score (empty when unknown),
+    /// the 7 class probabilities, expected score and class. A student needs video only.
+    Predict {
+        run: PathBuf,
+        /// Native dataset directory or MulT/MMSA pickle (video-only data works for students).
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "test")]
+        split: crate::predict::SplitChoice,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Default: jsonl when --out ends in .jsonl, csv otherwise.
+        #[arg(long, value_enum)]
+        format: Option<crate::predict::Format>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+    },
+    /// Replay reference cases (reference/cases.py) with mmkd's code: writes CASE/mmkd.safetensors
+    /// for reference/parity.py to compare.
+    #[command(subcommand)]
+    Reference(ReferenceCmd),
+    /// Parameter counts of the teacher and the student, per module.
+    Params {
+        #[arg(long, value_enum, default_value = "paper")]
+        preset: Preset,
+        #[arg(long, value_enum, default_value = "complete")]
+        teacher: TeacherKind,
+        #[arg(long, default_value = "5")]
+        config: StudentConfig,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The main job: synthesise data, train the complete teacher and the student without KD,
+    /// print both evaluations.
+    Demo {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+}
+
+/// How a missing modality is simulated.
+#[derive(Args, Clone)]
+pub(crate) struct MissingArgs {
+    /// zeros: all features 0; noise: Gaussian at the training split's per-feature statistics;
+    /// steps: a fraction (--fraction) of each clip's time steps set to 0.
+    #[arg(long, value_enum, default_value = "zeros")]
+    missing_mode: crate::data::missing::MissingMode,
+    /// For --missing-mode steps: the fraction of time steps zeroed.
+    #[arg(long, default_value_t = 0.5)]
+    fraction: f64,
+    /// Seeds the noise and the choice of steps.
+    #[arg(long, default_value_t = 1)]
+    missing_seed: u64,
+}
+
+impl MissingArgs {
+    pub(crate) fn missing(&self, modalities: Vec<crate::model::Modality>) -> Result<crate::data::missing::Missing> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            crate::bail_input!("--fraction must be in [0, 1], got {}", self.fraction);
+        }
+        Ok(crate::data::missing::Missing { modalities, mode: self.missing_mode, fraction: self.fraction, seed: self.missing_seed })
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ReferenceCmd {
+    /// Run every case folder given and write its outputs to CASE/mmkd.safetensors.
+    Run {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+    },
+}
+
+
+#[derive(Subcommand)]
+pub(crate) enum DataCmd {
+    /// Generate the synthetic MOSEI-shaped dataset (docs/DATA.md).
+    Synth {
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Describe a dataset (native directory or MulT/MMSA pickle): format, splits, shapes,
+    /// dtypes, label histogram, NaN and infinite values.
+    Inspect {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a MulT or MMSA pickle to the native format.
+    Convert {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+
+#[derive(Subcommand)]
+pub(crate) enum TrainCmd {
+    Teacher {
+        #[command(flatten)]
+        common: CommonTrain,
+        #[arg(long, value_enum, default_value = "complete")]
+        branch: TeacherKind,
+    },
+    Student {
+        #[command(flatten)]
+        common: CommonTrain,
+        /// Student configuration of the paper's section 4.2.
+        #[arg(long, default_value = "5")]
+        config: StudentConfig,
+        #[arg(long, value_enum, default_value = "downsampled")]
+        streams: StudentStreams,
+    },
+}
+
+
+/// The backend every command runs on.
+pub(crate) fn device() -> Device {
+    Device::flex()
+}
+
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data(DataCmd::Synth { preset, seed, out }) => data::synth(preset, seed, &out),
+        Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
+        Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
+        Command::Train(TrainCmd::Teacher { common, branch }) => {
+            println!("{}", train::train_one(&common, RunRole::Teacher { teacher: branch })?);
+            Ok(())
+        }
+        Command::Train(TrainCmd::Student { common, config, streams }) => {
+            println!("{}", train::train_one(&common, RunRole::Student { config, streams, distill: None })?);
+            Ok(())
+        }
+        Command::Study { preset, seeds, out, jobs, epochs, plan, collect } => demo::study(preset, seeds, out, jobs, epochs, plan, collect),
+        Command::Distill(args) => {
+            println!("{}", train::distill(args)?);
+            Ok(())
+        }
+        Command::Eval { run, data, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), json, &list, &missing),
+        Command::Eval { run, data, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), json),
+        Command::Robustness { teacher, student, out, missing } => evaluate::robustness(&teacher, &student, out, &missing),
+        Command::Maps { run, data, samples, temperature, out } => evaluate::maps(&run, data.as_deref(), samples, temperature, out),
+        Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
+        Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
+        Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),
+        Command::Demo { preset, out, seed, epochs } => demo::demo(preset, &out, seed, epochs),
+    }
+}
+
+/// The process exit code for an error: 2 for bad input or usage (the message names the file,
+/// field or flag), 1 for an internal failure.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<InputError>().is_some() { 2 } else { 1 }
+}

@@ -1,0 +1,35 @@
+//! The commands run in process, without spawning the binary: `mmkd::cli::run` on a parsed line.
+
+use clap::Parser;
+use mmkd::cli::{Cli, exit_code, run};
+
+fn line(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("mmkd").chain(args.iter().copied())).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn synth_train_and_eval_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, run_dir) = (tmp.path().join("data"), tmp.path().join("student"));
+    let (data_s, run_s) = (data.to_str().unwrap(), run_dir.to_str().unwrap());
+    run(line(&["data", "synth", "--preset", "smoke", "--seed", "2", "--out", data_s])).unwrap();
+    assert!(data.join("manifest.json").exists());
+    run(line(&["train", "student", "--data", data_s, "--preset", "smoke", "--epochs", "1", "--out", run_s])).unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("eval.json")).unwrap()).unwrap();
+    assert!(eval["acc7"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{eval}");
+    // The configuration is written as its number.
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["role"]["config"], 5);
+    // Bad input is an error with exit code 2, not a panic.
+    let e = run(line(&["train", "student", "--data", data_s, "--preset", "smoke", "--out", run_s])).unwrap_err();
+    assert_eq!(exit_code(&e), 2, "{e}");
+    assert!(e.to_string().contains("already holds a run"), "{e}");
+    let e = run(line(&["eval", tmp.path().join("nothing").to_str().unwrap()])).unwrap_err();
+    assert_eq!(exit_code(&e), 2, "{e}");
+}
+
+#[test]
+fn a_student_configuration_outside_1_to_5_is_refused_when_parsing() {
+    let e = Cli::try_parse_from(["mmkd", "params", "--config", "7"]).err().expect("refused");
+    assert!(e.to_string().contains("student configuration 7 does not exist (1..=5)"), "{e}");
+}
