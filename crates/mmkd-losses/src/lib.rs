@@ -14,6 +14,8 @@
 //! `Device::flex().autodiff()` for training). Inputs that can be wrong at run time (shapes,
 //! dataset indices, configuration) give a [`LossError`] instead of a panic.
 
+#![warn(missing_docs)]
+
 mod crd;
 mod edam;
 mod edam_t;

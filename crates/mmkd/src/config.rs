@@ -10,12 +10,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
+    /// Tests: lengths 6/12/12, 96/32/48 clips, d = 16, 1 layer, 2 heads, 2 epochs.
     Smoke,
+    /// README's CPU job: lengths 10/20/20, 2,000/400/1,000 clips, d = 32, 2 layers, 4 heads.
     Small,
+    /// The paper: MOSEI's lengths (50/500/500) and splits, d = 64, 4 layers, 8 heads, 100 epochs.
     Paper,
 }
 
 impl Preset {
+    /// Lower-case name, as on the command line and in `config.json`.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Smoke => "smoke",
@@ -28,14 +32,23 @@ impl Preset {
 /// Shape of a MOSEI-like dataset: feature dims, sequence lengths and split sizes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataShape {
+    /// Text features per step (GloVe: 300).
     pub text_dim: usize,
+    /// Audio features per frame (COVAREP: 74).
     pub audio_dim: usize,
+    /// Video features per frame (Facet: 35).
     pub video_dim: usize,
+    /// Text steps per clip (MOSEI: 50).
     pub text_len: usize,
+    /// Audio frames per clip (MOSEI: 500).
     pub audio_len: usize,
+    /// Video frames per clip (MOSEI: 500).
     pub video_len: usize,
+    /// Clips in the training split (MOSEI: 16,326).
     pub n_train: usize,
+    /// Clips in the validation split (MOSEI: 1,871).
     pub n_valid: usize,
+    /// Clips in the test split (MOSEI: 4,659).
     pub n_test: usize,
 }
 
@@ -47,6 +60,8 @@ impl DataShape {
             == (other.text_dim, other.audio_dim, other.video_dim, other.text_len, other.audio_len, other.video_len)
     }
 
+    /// The shape of `preset`: always MOSEI's feature dims; lengths and split sizes shrink below
+    /// `paper`.
     pub fn for_preset(preset: Preset) -> Self {
         // MOSEI's modality dims are kept in every preset (GloVe 300, COVAREP 74, Facet 35);
         // only lengths and split sizes shrink, so the input layers are the paper's.
@@ -74,18 +89,25 @@ impl DataShape {
 pub struct ModelConfig {
     /// Width of every transformer (the paper preset uses d = 64, see METHOD.md).
     pub d_model: usize,
+    /// Encoder layers per transformer (paper: 4).
     pub layers: usize,
+    /// Attention heads per layer (paper: 8); must divide `d_model`.
     pub heads: usize,
     /// Kernel of the teacher's per-modality Conv1D and of the student's same-length Conv1D.
     pub conv_kernel: usize,
     /// MulT's width of 2d for a branch's temporal transformer instead of a linear 2d -> d.
     pub temporal_width_2d: bool,
-    /// Attention dropout when text gives keys/values (MulT: 0.1) and otherwise (MulT: 0.0).
+    /// Attention dropout when text gives keys/values (MulT: 0.1).
     pub attn_dropout_text: f64,
+    /// Attention dropout when audio or video gives keys/values (MulT: 0.0).
     pub attn_dropout_other: f64,
+    /// Dropout after the feed-forward ReLU (MulT: 0.1).
     pub relu_dropout: f64,
+    /// Dropout on each sub-layer's output before its residual add (MulT: 0.1).
     pub res_dropout: f64,
+    /// Dropout on the scaled, position-added encoder inputs (MulT: 0.2).
     pub embed_dropout: f64,
+    /// Dropout inside the head's residual block, after its ReLU (MulT: 0.0).
     pub out_dropout: f64,
     /// MulT's future mask (upper triangle offset by 1 + |Lk - Lq|) in every attention.
     pub causal_mask: bool,
@@ -96,6 +118,7 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The model of `preset`: d/layers/heads 64/4/8 (`paper`), 32/2/4 (`small`), 16/1/2 (`smoke`).
     pub fn for_preset(preset: Preset) -> Self {
         let paper = ModelConfig {
             d_model: 64,
@@ -124,14 +147,21 @@ impl ModelConfig {
 /// The training recipe (paper appendix A.3 plus MulT's defaults where the paper is silent).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// Training epochs (paper: 100).
     pub epochs: usize,
+    /// Clips per mini-batch (paper: 64).
     pub batch_size: usize,
+    /// Adam's initial learning rate (paper: 1e-3).
     pub lr: f64,
+    /// Adam's epsilon (1e-8).
     pub adam_epsilon: f32,
+    /// Epochs without a lower validation loss before ReduceLROnPlateau cuts the rate (paper: 10).
     pub plateau_patience: usize,
+    /// Factor ReduceLROnPlateau multiplies the learning rate by (paper: 0.5).
     pub plateau_factor: f64,
     /// Gradient norm clip (MulT: 0.8 in its README, 1.0 in its default args).
     pub grad_clip: Option<f32>,
+    /// Seeds initialisation, the epoch shuffles and per-batch dropout.
     pub seed: u64,
     /// Seconds between resumable checkpoints inside an epoch (0: after every batch). Does not
     /// change results: dropout is seeded per batch.
@@ -144,6 +174,8 @@ fn default_checkpoint_secs() -> u64 {
 }
 
 impl TrainConfig {
+    /// The recipe of `preset`: the paper's for `paper`; `small` 5 epochs, patience 2; `smoke` 2
+    /// epochs, batch 16, patience 1.
     pub fn for_preset(preset: Preset) -> Self {
         let paper = TrainConfig {
             epochs: 100,

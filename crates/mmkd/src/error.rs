@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+/// A user-fixable error (bad input or usage): the CLI prints its message and exits with code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError(pub String);
 
@@ -22,6 +23,7 @@ macro_rules! bail_input {
     };
 }
 
+/// An `InputError` with message `msg`, wrapped in anyhow.
 pub fn input_error(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(InputError(msg.into()))
 }

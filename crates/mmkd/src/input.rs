@@ -20,7 +20,7 @@ pub enum Modality {
 }
 
 impl Modality {
-    /// Every modality, in MulT's order.
+    /// Every modality, in mmkd's order V, A, L (MulT writes L, A, V; only the head's concatenation order differs, see docs/DECISIONS.md).
     pub const ALL: [Modality; 3] = [Modality::Video, Modality::Audio, Modality::Language];
 
     /// The paper's letter (V, A, L).
@@ -41,7 +41,7 @@ impl Modality {
         }
     }
 
-    /// The two other modalities, in MulT's order (V, A, L minus self).
+    /// The two other modalities, in the order of `ALL` (V, A, L minus self).
     pub fn others(self) -> [Modality; 2] {
         match self {
             Modality::Video => [Modality::Audio, Modality::Language],
@@ -54,10 +54,14 @@ impl Modality {
 /// Per-sample valid lengths of each modality.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lengths {
+    /// Valid text steps per sample.
     pub text: Vec<usize>,
+    /// Valid audio frames per sample.
     pub audio: Vec<usize>,
+    /// Valid video frames per sample.
     pub video: Vec<usize>,
-    /// Full lengths, to rescale lengths onto a downsampled stream.
+    /// Full (padded) lengths in the order text, audio, video, to rescale lengths onto a
+    /// downsampled stream.
     pub full: [usize; 3],
 }
 

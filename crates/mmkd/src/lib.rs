@@ -4,6 +4,8 @@
 //! Modules depend one way: `study -> train -> distill -> model -> data` (and `eval` beside
 //! `train`); the CLI (`main.rs`) sits on top. See docs/ARCHITECTURE.md.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -33,3 +33,25 @@ fn a_student_configuration_outside_1_to_5_is_refused_when_parsing() {
     let e = Cli::try_parse_from(["mmkd", "params", "--config", "7"]).err().expect("refused");
     assert!(e.to_string().contains("student configuration 7 does not exist (1..=5)"), "{e}");
 }
+
+#[test]
+fn lookup_data_has_events_probes_and_event_shares_in_maps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, teacher) = (tmp.path().join("data"), tmp.path().join("teacher"));
+    let (data_s, teacher_s) = (data.to_str().unwrap(), teacher.to_str().unwrap());
+    run(line(&["data", "synth", "--preset", "smoke", "--regime", "lookup", "--out", data_s])).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["provenance"]["regime"], "lookup", "{manifest}");
+    let events = mmkd::data::events::Events::load(&data).unwrap().expect("events.json");
+    assert_eq!(events.test.len(), 48);
+    run(line(&["data", "probes", data_s])).unwrap();
+    run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--epochs", "1", "--out", teacher_s])).unwrap();
+    run(line(&["maps", teacher_s, "--json"])).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(teacher.join("maps/stats.json")).unwrap()).unwrap();
+    let va = stats["transformers"].as_array().unwrap().iter().find(|t| t["id"] == "V<-A").expect("V<-A traced");
+    for layer in va["layers"].as_array().unwrap() {
+        let (share, uniform) = (layer["event_share"].as_f64().unwrap(), layer["uniform_event_share"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&share) && uniform > 0.0 && uniform < 1.0, "{layer}");
+        assert!(layer["entropy"].as_f64().unwrap() <= layer["uniform_entropy"].as_f64().unwrap() + 1e-6);
+    }
+}

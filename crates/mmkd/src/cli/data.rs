@@ -9,9 +9,9 @@ use crate::config::{DataShape, Preset};
 use crate::data::{self, labels, native, synth};
 
 /// `data synth`: generate and save the synthetic dataset.
-pub(crate) fn synth(preset: Preset, seed: u64, out: &Path) -> Result<()> {
+pub(crate) fn synth(preset: Preset, seed: u64, regime: synth::Regime, out: &Path) -> Result<()> {
     let t0 = Instant::now();
-    let d = synth_to(preset, seed, out)?;
+    let d = synth_to(preset, seed, regime, out)?;
     println!("wrote {} ({} / {} / {} clips) to {} in {:.1}s", d.name, d.train.len(), d.valid.len(), d.test.len(), out.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -33,14 +33,33 @@ pub(crate) fn convert(file: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn synth_to(preset: Preset, seed: u64, out: &Path) -> Result<data::Dataset> {
+pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, out: &Path) -> Result<data::Dataset> {
     let shape = DataShape::for_preset(preset);
-    let params = synth::SynthParams::default();
-    let (dataset, _) = synth::generate(preset, seed, &shape, &params);
-    native::save(&dataset, out, serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "seed": seed, "params": params}))?;
+    let params = synth::SynthParams::for_regime(regime);
+    let (dataset, latents) = synth::generate(preset, seed, &shape, &params);
+    let manifest = serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "regime": regime.name(), "seed": seed, "params": params});
+    native::save(&dataset, out, manifest)?;
+    synth::events(&latents, &shape, &params).save(out)?;
     Ok(dataset)
 }
 
+/// `data probes DIR`: what linear probes reach on a synthetic dataset (needs its events.json).
+pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
+    let dataset = data::load_any(dir)?;
+    let Some(events) = data::events::Events::load(dir)? else {
+        crate::bail_input!("{}: has no {} (probes need a synthetic dataset written by this version of `mmkd data synth`)", dir.display(), data::events::EVENTS_FILE);
+    };
+    let results = data::probes::run_probes(&dataset, &events);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    println!("linear probes (ridge on the score, rounded; penalty chosen on valid) on {} [{}], test split:", dataset.name, dataset.source);
+    for r in &results {
+        println!("  {:<42} {:>4} features  Acc-7 {:5.1} %", r.probe, r.features, 100.0 * r.acc7);
+    }
+    Ok(())
+}
 
 /// `data inspect`: a pickle file through mmkd-pickle, a native directory through the loader.
 pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {

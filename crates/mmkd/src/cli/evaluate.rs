@@ -47,25 +47,49 @@ pub(crate) fn robustness(teacher: &Path, student: &Path, out: Option<PathBuf>, m
     Ok(())
 }
 
-/// `maps RUN`: entropy of every traced map, pictures of the first test clip's maps.
-pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>) -> Result<()> {
+/// `maps RUN`: entropy (and, on synthetic data, the share on the true event) of every traced
+/// map; pictures of the first test clip's maps; `--json` prints the statistics by transformer.
+pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>, json: bool) -> Result<()> {
     let cfg = RunConfig::load(run)?;
-    let dataset = data::load_any(data.unwrap_or(&cfg.data))?;
+    let data_dir = data.unwrap_or(&cfg.data);
+    let dataset = data::load_any(data_dir)?;
+    let events = if data_dir.is_dir() { data::events::Events::load(data_dir)? } else { None };
+    let frames = events.as_ref().map(|e| crate::eval::maps::EventFrames { starts: &e.test, width: e.burst_frames });
+    if let Some(e) = &events
+        && (e.test.len() != dataset.test.len() || e.video_len != dataset.shape.video_len)
+    {
+        crate::bail_input!("{}: events.json describes {} test clips of {} frames, the dataset has {} of {}", data_dir.display(), e.test.len(), e.video_len, dataset.test.len(), dataset.shape.video_len);
+    }
     let dev = device();
     let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&dev), &run.join("best.safetensors"))?;
-    let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, &dev);
+    let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, frames, &dev);
     let out = out.unwrap_or_else(|| run.join("maps"));
     std::fs::create_dir_all(&out)?;
-    println!("attention maps of {} on {} (test, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(dataset.test.len()));
-    println!("{:<12} {:>5} {:>10} {:>10} {:>10}", "transformer", "layer", "entropy", "uniform", "mean max");
-    for s in &stats {
-        println!("{:<12} {:>5} {:>10.3} {:>10.3} {:>10.3}", s.transformer, s.layer, s.mean_entropy, s.uniform_entropy, s.mean_max);
-    }
     for (id, m) in &maps {
         let name = id.to_string().replace("<-", "_from_");
         crate::eval::maps::draw(m, &out.join(format!("{name}.png")))?;
     }
-    write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    let by_transformer = crate::eval::maps::by_transformer(&stats);
+    write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&by_transformer)?.as_bytes())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&by_transformer)?);
+        return Ok(());
+    }
+    println!("attention maps of {} on {} (test, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(dataset.test.len()));
+    println!("{:<12} {:>5} {:>10} {:>10} {:>10} {:>12} {:>12}", "transformer", "layer", "entropy", "uniform", "mean max", "event share", "uniform");
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    for s in &stats {
+        println!(
+            "{:<12} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>12} {:>12}",
+            s.transformer,
+            s.layer,
+            s.mean_entropy,
+            s.uniform_entropy,
+            s.mean_max,
+            opt(s.event_share),
+            opt(s.uniform_event_share)
+        );
+    }
     println!("pictures and stats.json in {}", out.display());
     Ok(())
 }

@@ -99,6 +99,9 @@ pub(crate) enum Command {
         /// Folder for the pictures (default: RUN/maps).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the statistics as JSON: {"transformers": [{"id", "layers": [{"entropy", ...}]}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Predict every clip with a run's best checkpoint: id, true score (empty when unknown),
     /// the 7 class probabilities, expected score and class. A student needs video only.
@@ -189,8 +192,19 @@ pub(crate) enum DataCmd {
         preset: Preset,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// content: label information mostly in clip-level content; lookup: readable cleanly
+        /// only at the video event, whose time audio and text mark (docs/DATA.md).
+        #[arg(long, value_enum, default_value = "content")]
+        regime: crate::data::synth::Regime,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// What linear probes reach on a synthetic dataset: majority class, time-averaged
+    /// features of each modality, and the video at the true event frames (oracle).
+    Probes {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Describe a dataset (native directory or MulT/MMSA pickle): format, splits, shapes,
     /// dtypes, label histogram, NaN and infinite values.
@@ -236,7 +250,8 @@ pub(crate) fn device() -> Device {
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Data(DataCmd::Synth { preset, seed, out }) => data::synth(preset, seed, &out),
+        Command::Data(DataCmd::Synth { preset, seed, regime, out }) => data::synth(preset, seed, regime, &out),
+        Command::Data(DataCmd::Probes { dir, json }) => data::probes(&dir, json),
         Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
         Command::Train(TrainCmd::Teacher { common, branch }) => {
@@ -255,7 +270,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval { run, data, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), json, &list, &missing),
         Command::Eval { run, data, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), json),
         Command::Robustness { teacher, student, out, missing } => evaluate::robustness(&teacher, &student, out, &missing),
-        Command::Maps { run, data, samples, temperature, out } => evaluate::maps(&run, data.as_deref(), samples, temperature, out),
+        Command::Maps { run, data, samples, temperature, out, json } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
         Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),

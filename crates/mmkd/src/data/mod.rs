@@ -1,10 +1,12 @@
 //! Data: the in-memory dataset, labels, batches, the native on-disk format, the synthetic
 //! MOSEI-shaped generator and the converter from the published MOSEI pickles.
 
+pub mod events;
 pub mod labels;
 pub mod missing;
 pub mod native;
 pub mod pickle;
+pub mod probes;
 pub mod synth;
 
 use burn::prelude::*;
@@ -22,12 +24,17 @@ use crate::input::{Modality, NetInput};
 /// where unknown. Training refuses both (`Dataset::check_trainable`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
+    /// The split's name: "train", "valid" or "test".
     pub name: String,
+    /// Text features, `N x text_len x text_dim`; absent in video-only data.
     pub text: Option<Vec<f32>>,
+    /// Audio features, `N x audio_len x audio_dim`; absent in video-only data.
     pub audio: Option<Vec<f32>>,
+    /// Video features, `N x video_len x video_dim`.
     pub video: Vec<f32>,
     /// Continuous sentiment in [-3, 3]; NaN when unknown.
     pub labels: Vec<f32>,
+    /// Clip ids, one per clip.
     pub ids: Vec<String>,
     /// Valid lengths per sample, when the source knows them (MMSA files do).
     pub lengths: Option<Lengths>,
@@ -48,10 +55,12 @@ impl Split {
         self.labels.iter().all(|y| y.is_finite())
     }
 
+    /// Number of clips.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the split holds no clips.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -116,14 +125,20 @@ impl Batch {
 /// A dataset: its shape, the three splits, and where it came from.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Short name (`synthetic-PRESET-seedN`, or a pickle's file stem).
     pub name: String,
     /// Human-readable origin, printed in every report ("synthetic (preset small, seed 1)" or
     /// the MOSEI file it was converted from).
     pub source: String,
+    /// Whether the data comes from the synthetic generator rather than MOSEI.
     pub synthetic: bool,
+    /// Feature dims, sequence lengths and split sizes.
     pub shape: DataShape,
+    /// The training split.
     pub train: Split,
+    /// The validation split (learning-rate schedule and model selection).
     pub valid: Split,
+    /// The test split.
     pub test: Split,
 }
 
@@ -145,6 +160,7 @@ impl Dataset {
         Ok(())
     }
 
+    /// The split named "train", "valid" or "test"; `None` for any other name.
     pub fn split(&self, name: &str) -> Option<&Split> {
         match name {
             "train" => Some(&self.train),

@@ -26,17 +26,27 @@ use crate::bail_input;
 use crate::config::DataShape;
 use crate::error::write_atomic;
 
+/// The manifest's `format` value.
 pub const FORMAT: &str = "mmkd-dataset";
+/// The version of the format this code reads and writes.
 pub const VERSION: u32 = 1;
+/// The split names; each is one `{name}.safetensors` file.
 pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
 
+/// The contents of `manifest.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always `FORMAT`.
     pub format: String,
+    /// Always `VERSION`.
     pub version: u32,
+    /// Dataset name.
     pub name: String,
+    /// Human-readable origin (as `Dataset::source`).
     pub source: String,
+    /// Whether the data is synthetic.
     pub synthetic: bool,
+    /// Dims, lengths and split sizes the split files are checked against.
     pub shape: DataShape,
     /// Anything the producer wants to record (generator parameters, repairs made on import).
     #[serde(default)]
@@ -82,6 +92,12 @@ pub fn save(dataset: &Dataset, dir: &Path, provenance: serde_json::Value) -> Res
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Remove an old manifest first: until the new one is written the directory is incomplete.
     let manifest_path = dir.join("manifest.json");
+    // Events describe the clips they were generated with: a rewritten dataset drops them
+    // (the generator writes its own after saving).
+    let events_path = dir.join(super::events::EVENTS_FILE);
+    if events_path.exists() {
+        std::fs::remove_file(&events_path)?;
+    }
     if manifest_path.exists() {
         std::fs::remove_file(&manifest_path)?;
     }
@@ -101,6 +117,7 @@ pub fn save(dataset: &Dataset, dir: &Path, provenance: serde_json::Value) -> Res
     write_atomic(&manifest_path, serde_json::to_string_pretty(&manifest)?.as_bytes())
 }
 
+/// Read `dir/manifest.json` and check its format and version.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     if !path.exists() {

@@ -104,7 +104,7 @@ pub fn load_pickle_for_prediction(path: &Path, names: &[&str], present_only: boo
     Ok(super::PredictionData { name: stem, source: format!("{} pickle {}", file.layout, path.display()), shape, splits })
 }
 
-/// Read a MulT or MMSA pickle into a dataset; the second value lists the repairs made.
+/// Read a MulT or MMSA pickle into a dataset; the second value is the parsed file, whose `repairs` list what was fixed.
 pub fn load_pickle(path: &Path) -> Result<(Dataset, MoseiFile)> {
     let file = match read_mosei_file(path) {
         Ok(f) => f,
@@ -182,8 +182,9 @@ impl<W: std::io::Write> std::io::Write for FrameProbe<W> {
 
 /// What `convert_streaming` did, for the manifest and the user.
 pub struct StreamConversion {
-    /// The dataset's name and shape.
+    /// The dataset's name (the pickle's file stem).
     pub name: String,
+    /// Dims and lengths of the first split, split sizes of the file.
     pub shape: DataShape,
     /// MulT or MMSA.
     pub layout: String,

@@ -26,27 +26,66 @@ use crate::config::{DataShape, Preset};
 /// a constant "0" scores about 41 % Acc-7).
 pub const CLASS_SHARES: [f64; 7] = [0.02, 0.06, 0.15, 0.41, 0.26, 0.08, 0.02];
 
+/// Where the generator puts the label information (docs/DATA.md, "Regimes").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Regime {
+    /// Mostly in clip-level content (text strongest): the original default.
+    #[default]
+    Content,
+    /// Cleanly only in the video event, whose time only audio and text mark strongly;
+    /// clip-level content is weak in every modality.
+    Lookup,
+}
+
+impl Regime {
+    /// Lower-case name, as in manifests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::Content => "content",
+            Regime::Lookup => "lookup",
+        }
+    }
+}
+
 /// Amplitudes and noise levels of the latent structure. Saved in the dataset's manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SynthParams {
-    /// Share of words that are sentiment words, their amplitude and per-word noise.
+    /// The regime these amplitudes implement (recorded; the amplitudes are what generates).
+    #[serde(default)]
+    pub regime: Regime,
+    /// Place distractor bursts off the event's frames (`lookup`); `content` lets them overlap,
+    /// as it always has.
+    #[serde(default)]
+    pub distractors_avoid_event: bool,
+    /// Share of words that are sentiment words (default 0.5).
     pub text_word_share: f64,
+    /// A sentiment word adds `text_amp * (s + text_noise * N(0, 1))` along `g_t` (default 2.0).
     pub text_amp: f64,
+    /// Per-word noise on the score a sentiment word carries (default 0.5).
     pub text_noise: f64,
     /// Amplitude of the event's marker word.
     pub text_marker_amp: f64,
-    /// Per-clip prosody offset: amplitude and noise (constant over the clip).
+    /// Per-clip prosody offset `audio_amp * (s + audio_noise * N(0, 1))` along `g_a`, constant
+    /// over the clip (default 1.0).
     pub audio_amp: f64,
+    /// Per-clip noise on the score in the prosody offset (default 0.8).
     pub audio_noise: f64,
+    /// Amplitude of the energy burst along `m_a` that marks the event (default 3.0).
     pub audio_marker_amp: f64,
-    /// Global video expression: amplitude and per-clip noise.
+    /// Global video expression `video_global_amp * (s + video_global_noise * N(0, 1))` along
+    /// `g_v`, constant over the clip (default 1.0).
     pub video_global_amp: f64,
+    /// Per-clip noise on the score in the global expression (default 1.0).
     pub video_global_noise: f64,
-    /// The event's expression burst (clean reading of s) and its faint marker.
+    /// The event's expression burst is `video_event_amp * s` along `e_v` (the clean reading of
+    /// s); a distractor's is `video_event_amp` times a uniform draw in [-3, 3] (default 2.0).
     pub video_event_amp: f64,
+    /// Amplitude of the faint marker along `m_v` on the true burst's frames (default 0.6).
     pub video_marker_amp: f64,
-    /// Frames per burst and number of distractor bursts.
+    /// Video frames per burst (default 2).
     pub burst_frames: usize,
+    /// Distractor bursts per clip, at random times (default 3).
     pub distractors: usize,
     /// Temporal smoothing (AR(1) coefficient) of the background noise of audio and video.
     pub background_ar: f64,
@@ -55,6 +94,8 @@ pub struct SynthParams {
 impl Default for SynthParams {
     fn default() -> Self {
         SynthParams {
+            regime: Regime::Content,
+            distractors_avoid_event: false,
             text_word_share: 0.5,
             text_amp: 2.0,
             text_noise: 0.5,
@@ -69,6 +110,34 @@ impl Default for SynthParams {
             burst_frames: 2,
             distractors: 3,
             background_ar: 0.5,
+        }
+    }
+}
+
+impl SynthParams {
+    /// The amplitudes of a regime (docs/DATA.md gives the reasoning and the probes).
+    pub fn for_regime(regime: Regime) -> Self {
+        let content = SynthParams::default();
+        match regime {
+            Regime::Content => content,
+            // Clip-level content at 0.15 (from 2.0 / 1.0 / 1.0): each modality's time average
+            // then carries a small fraction of its former label signal, so no modality can be
+            // read without looking. The event is a clean 3.0 s reading (noise std about 0.3
+            // on s over its two frames: a linear reader of those frames reaches roughly 75 %
+            // Acc-7) among three distractor bursts of the same kind that never overlap it;
+            // audio and text mark its time at 3.0; the video marker rises from 0.6 to 1.0 so
+            // that a student can in principle learn to spot the real burst (per-frame SNR 1,
+            // about 1.4 over the two frames). See docs/DATA.md, "Regimes".
+            Regime::Lookup => SynthParams {
+                regime,
+                distractors_avoid_event: true,
+                text_amp: 0.15,
+                audio_amp: 0.15,
+                video_global_amp: 0.15,
+                video_event_amp: 3.0,
+                video_marker_amp: 1.0,
+                ..content
+            },
         }
     }
 }
@@ -109,7 +178,9 @@ impl Directions {
 /// The per-clip latent variables (kept for tests and docs; not stored on disk).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Latent {
+    /// The clip's sentiment score in [-3, 3] (its label).
     pub score: f32,
+    /// First video frame of the true event burst (`tau`).
     pub event_frame: usize,
 }
 
@@ -203,7 +274,13 @@ fn clip(seed: u64, split: u64, index: usize, shape: &DataShape, p: &SynthParams,
     }
     let mut bursts = vec![(tau, p.video_event_amp * s, true)];
     for _ in 0..p.distractors {
-        let start = rng.random_range(0..=(lv - w));
+        let mut start = rng.random_range(0..=(lv - w));
+        // Redraw a distractor that would overlap the event (only where the clip has room for
+        // one beside it): overlapping bursts add up and spoil the event's clean reading.
+        let room = tau >= w || tau + 2 * w <= lv;
+        while p.distractors_avoid_event && room && start + w > tau && start < tau + w {
+            start = rng.random_range(0..=(lv - w));
+        }
         let amp = p.video_event_amp * rng.random_range(-3.0..=3.0);
         bursts.push((start, amp, false));
     }
@@ -257,15 +334,32 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
     (out, latents)
 }
 
+/// Where every clip's event is, for `DIR/events.json`.
+pub fn events(latents: &[Vec<Latent>; 3], shape: &DataShape, p: &SynthParams) -> super::events::Events {
+    let starts = |l: &Vec<Latent>| l.iter().map(|x| x.event_frame).collect();
+    super::events::Events {
+        burst_frames: p.burst_frames.clamp(1, shape.video_len),
+        video_len: shape.video_len,
+        train: starts(&latents[0]),
+        valid: starts(&latents[1]),
+        test: starts(&latents[2]),
+    }
+}
+
 /// The whole synthetic dataset for a preset and seed.
 pub fn generate(preset: Preset, seed: u64, shape: &DataShape, p: &SynthParams) -> (Dataset, [Vec<Latent>; 3]) {
     let dirs = Directions::new(seed, shape);
     let (train, lt) = split("train", 1, shape.n_train, seed, shape, p, &dirs);
     let (valid, lv) = split("valid", 2, shape.n_valid, seed, shape, p, &dirs);
     let (test, ls) = split("test", 3, shape.n_test, seed, shape, p, &dirs);
+    // The content regime keeps its original name; every other regime is named in it.
+    let regime = match p.regime {
+        Regime::Content => String::new(),
+        other => format!("{}-", other.name()),
+    };
     let dataset = Dataset {
-        name: format!("synthetic-{}-seed{}", preset.name(), seed),
-        source: format!("synthetic MOSEI-shaped data (preset {}, seed {seed}; not CMU-MOSEI)", preset.name()),
+        name: format!("synthetic-{}-{regime}seed{}", preset.name(), seed),
+        source: format!("synthetic MOSEI-shaped data (preset {}, regime {}, seed {seed}; not CMU-MOSEI)", preset.name(), p.regime.name()),
         synthetic: true,
         shape: shape.clone(),
         train,
@@ -310,6 +404,38 @@ mod tests {
         for y in &d.train.labels {
             let thirds = y * 3.0;
             assert!((thirds - thirds.round()).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn lookup_regime_hides_the_label_everywhere_but_at_the_event() {
+        // Smoke lengths, enough clips for the probes to be stable.
+        let shape = DataShape { n_train: 1200, n_valid: 300, n_test: 600, ..DataShape::for_preset(Preset::Smoke) };
+        let p = SynthParams::for_regime(Regime::Lookup);
+        let (d, lat) = generate(Preset::Smoke, 1, &shape, &p);
+        assert!(d.source.contains("regime lookup") && d.name.contains("lookup"), "{} / {}", d.name, d.source);
+        let ev = events(&lat, &shape, &p);
+        assert_eq!(ev.test.len(), 600);
+        assert!(ev.train.iter().all(|&f| f + ev.burst_frames <= shape.video_len));
+        // The event is where the events say: over the test clips, the video marker direction
+        // stands out on the event frames by about its amplitude (1.0).
+        let dirs = Directions::new(1, &shape);
+        let (lv, dim) = (shape.video_len, shape.video_dim);
+        let (mut on, mut off, mut n_on, mut n_off) = (0.0f64, 0.0f64, 0usize, 0usize);
+        for (i, &tau) in ev.test.iter().enumerate() {
+            for t in 0..lv {
+                let frame = &d.test.video[(i * lv + t) * dim..(i * lv + t + 1) * dim];
+                let along: f64 = frame.iter().zip(&dirs.m_v).map(|(a, b)| (a * b) as f64).sum();
+                if (tau..tau + ev.burst_frames).contains(&t) { (on, n_on) = (on + along, n_on + 1) } else { (off, n_off) = (off + along, n_off + 1) }
+            }
+        }
+        let contrast = on / n_on as f64 - off / n_off as f64;
+        assert!((0.6..1.4).contains(&contrast), "marker contrast on the event frames: {contrast}");
+        let probes = crate::data::probes::run_probes(&d, &ev);
+        let acc = |name: &str| probes.iter().find(|r| r.probe.starts_with(name)).unwrap_or_else(|| panic!("{name}")).acc7;
+        let oracle = acc("video at the true event");
+        for averaged in ["text, time", "audio, time", "video, time", "all three"] {
+            assert!(oracle > acc(averaged) + 0.15, "{probes:?}");
         }
     }
 

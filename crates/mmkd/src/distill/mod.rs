@@ -28,6 +28,7 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level's name on the command line and in run names (`final`, `attention-map`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Level::Final => "final",
@@ -38,6 +39,7 @@ impl Level {
     }
 }
 
+/// How the student is matched to the teacher at the chosen level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -50,6 +52,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method's name on the command line and in run names (`crd`, `edam-s`, `edam-t`).
     pub fn name(self) -> &'static str {
         match self {
             Method::Crd => "crd",
@@ -66,13 +69,19 @@ pub use mmkd_losses::EdamOrientation as Orientation;
 /// A distillation setting, saved in the run's config.json.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DistillConfig {
+    /// The teacher's run directory (made absolute when the run is configured).
     pub teacher_run: std::path::PathBuf,
+    /// Where knowledge is distilled.
     pub level: Level,
+    /// How it is distilled; EDAM needs `level` = attention map (see `validate`).
     pub method: Method,
+    /// Weight of the cross-entropy on labels (CLI default 1.0).
     pub alpha: f64,
+    /// Weight of the distillation loss `L_KD` (CLI default 0.8, CRD's own).
     pub beta: f64,
     /// Softmax temperature of the attention maps (eq. 10-11).
     pub temperature: f32,
+    /// EDAM's direction (CLI default `literal`, eq. 13 as printed); unused by CRD.
     pub orientation: Orientation,
 }
 

@@ -17,27 +17,38 @@ use crate::model::{LayerTrace, MultimodalNet, Probe, TraceRequest, TransformerId
 /// Everything the distillation run trains: the student and the distillation heads.
 #[derive(Module, Debug)]
 pub struct DistillModel {
+    /// The video-only student network.
     pub student: MultimodalNet,
     /// CRD embedding heads (one per side, per distilled pair for in-network levels).
     pub crd_student: Vec<CrdEmbed>,
+    /// CRD embedding heads on the teacher's side (trained; they see the frozen teacher's outputs).
     pub crd_teacher: Vec<CrdEmbed>,
     /// EDAM-T: one learned map per distilled pair (shared by its layers).
     pub upsamplers: Vec<EdamUpsampler>,
 }
 
+/// The distillation objective: a frozen teacher, the distilled pairs and the CRD memory bank;
+/// drives training through `TrainTask` (train/distill.rs).
 pub struct DistillTask {
+    /// The distillation setting.
     pub cfg: DistillConfig,
     /// Frozen teacher on the plain device.
     pub teacher: MultimodalNet,
+    /// Distilled (teacher transformer, student transformer) pairs.
     pub pairs: Vec<(TransformerId, TransformerId)>,
+    /// Builds an untrained student on a device.
     pub build_student: Box<dyn Fn(&Device) -> MultimodalNet>,
     /// Training-set size (CRD memory bank rows).
     pub n_train: usize,
+    /// Seed of the CRD memory bank.
     pub seed: u64,
+    /// CRD memory bank (CRD at the final or penultimate level only); set by `init_with`.
     pub bank: Option<CrdMemoryBank>,
+    /// Plain (non-autodiff) device of the teacher and the memory bank.
     pub plain: Device,
 }
 
+/// Wraps an error of the loss crate as a distillation-loss error.
 pub fn loss_err(e: mmkd_losses::LossError) -> anyhow::Error {
     anyhow!("distillation loss: {e}")
 }
@@ -49,6 +60,7 @@ struct Widths {
 }
 
 impl DistillTask {
+    /// A task with no memory bank yet (`init_with` creates it when CRD needs one).
     pub fn new(cfg: DistillConfig, teacher: MultimodalNet, pairs: Vec<(TransformerId, TransformerId)>, build_student: Box<dyn Fn(&Device) -> MultimodalNet>, n_train: usize, seed: u64, plain: Device) -> Self {
         DistillTask { cfg, teacher, pairs, build_student, n_train, seed, bank: None, plain }
     }
@@ -61,6 +73,8 @@ impl DistillTask {
         }
     }
 
+    /// What to trace in the forward pass of the teacher (`teacher_side`) or the student: the
+    /// level's probe on the distilled transformers, or nothing for the final/penultimate levels.
     pub fn request(&self, teacher_side: bool) -> TraceRequest {
         let probe = self.probe();
         if probe.is_empty() {
@@ -119,6 +133,10 @@ impl DistillTask {
         Ok(model)
     }
 
+    /// The distillation loss `L_KD` for one batch from the student's and the teacher's outputs:
+    /// CRD with the memory bank (final/penultimate), CRD with in-batch negatives averaged over
+    /// pairs (post-attention/attention-map), or EDAM over the maps of every distilled layer
+    /// (EDAM-T upsamples the teacher's maps first).
     pub fn kd_loss(&mut self, model: &DistillModel, s_out: &crate::model::NetOutput, t_out: &crate::model::NetOutput, batch: &Batch) -> Result<Tensor<1>> {
         let traces = |out: &crate::model::NetOutput, id: &TransformerId| -> Vec<LayerTrace> { out.traces.get(id).cloned().unwrap_or_default() };
         match (self.cfg.method, self.cfg.level) {

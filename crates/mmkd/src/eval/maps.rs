@@ -13,9 +13,12 @@ use crate::config::DataShape;
 use crate::data::Split;
 use crate::model::{MultimodalNet, Probe, TraceRequest, TransformerId};
 
+/// How peaked one transformer layer's head-averaged attention maps are, over the probed clips.
 #[derive(Clone, Debug, Serialize)]
 pub struct MapStats {
+    /// The transformer's name (`A<-V`, ...).
     pub transformer: String,
+    /// Layer number, 1-based.
     pub layer: usize,
     /// Mean entropy of the rows (nats).
     pub mean_entropy: f64,
@@ -23,18 +26,47 @@ pub struct MapStats {
     pub uniform_entropy: f64,
     /// Mean of each row's largest probability.
     pub mean_max: f64,
+    /// Mean share of a row's attention mass on the true event frames (synthetic data only).
+    pub event_share: Option<f64>,
+    /// The same share under uniform attention over the row's visible keys.
+    pub uniform_event_share: Option<f64>,
 }
 
 /// One map: rows x cols, row-major.
 pub struct Map {
+    /// Query positions.
     pub rows: usize,
+    /// Key positions.
     pub cols: usize,
+    /// `rows * cols` probabilities, row-major.
     pub data: Vec<f32>,
 }
 
-/// Statistics over the first `n` clips of `split`, and the maps of the first clip.
-pub fn attention_maps(net: &MultimodalNet, split: &Split, shape: &DataShape, n: usize, temperature: f32, device: &Device) -> (Vec<MapStats>, BTreeMap<TransformerId, Vec<Map>>) {
-    let idx: Vec<usize> = (0..n.min(split.len()).max(1)).collect();
+/// Where the clips' events are: the first event frame of every clip of the split, in video
+/// frames, and the burst's length.
+#[derive(Clone, Copy, Debug)]
+pub struct EventFrames<'a> {
+    /// First event frame per clip of the split.
+    pub starts: &'a [usize],
+    /// Frames per event.
+    pub width: usize,
+}
+
+/// Statistics over the first `n` clips of `split` (with the event shares when `events` says
+/// where the events are), and the maps of the first clip. An empty split gives nothing.
+pub fn attention_maps(
+    net: &MultimodalNet,
+    split: &Split,
+    shape: &DataShape,
+    n: usize,
+    temperature: f32,
+    events: Option<EventFrames>,
+    device: &Device,
+) -> (Vec<MapStats>, BTreeMap<TransformerId, Vec<Map>>) {
+    if split.is_empty() {
+        return (Vec::new(), BTreeMap::new());
+    }
+    let idx: Vec<usize> = (0..n.min(split.len())).collect();
     let batch = split.batch(shape, &idx, device);
     let request = TraceRequest { probe: Probe { map_temperature: Some(temperature), post_attention: false }, transformers: net.spec.transformers().into_iter().collect() };
     let out = net.forward(&batch.input, &request);
@@ -53,12 +85,83 @@ pub fn attention_maps(net: &MultimodalNet, split: &Split, shape: &DataShape, n: 
                 mx += row.iter().cloned().fold(0.0f32, f32::max) as f64;
             }
             let count = (b * rows) as f64;
-            stats.push(MapStats { transformer: id.to_string(), layer: l + 1, mean_entropy: h / count, uniform_entropy: hu / count, mean_max: mx / count });
+            // Every stream spans the clip's whole duration, so the key columns map onto
+            // video time by their number alone.
+            let event = events.map(|e| {
+                let mut mass = super::event_share::EventMass::default();
+                for (clip, map) in v.chunks_exact(rows * cols).enumerate() {
+                    let frames = super::event_share::event_frames(e.starts[clip], e.width, shape.video_len, cols);
+                    mass.add(super::event_share::event_mass(map, cols, &frames));
+                }
+                mass
+            });
+            stats.push(MapStats {
+                transformer: id.to_string(),
+                layer: l + 1,
+                mean_entropy: h / count,
+                uniform_entropy: hu / count,
+                mean_max: mx / count,
+                event_share: event.map(|m| m.mean_share()),
+                uniform_event_share: event.map(|m| m.mean_uniform_share()),
+            });
             maps.push(Map { rows, cols, data: v[..rows * cols].to_vec() });
         }
         first.insert(id, maps);
     }
     (stats, first)
+}
+
+/// One layer's statistics in `mmkd maps --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerStats {
+    /// Layer number, 1-based.
+    pub layer: usize,
+    /// Mean row entropy (nats).
+    pub entropy: f64,
+    /// Mean entropy of uniform rows over the same visible keys.
+    pub uniform_entropy: f64,
+    /// Mean of each row's largest probability.
+    pub mean_max: f64,
+    /// Mean share of attention mass on the true event frames (null without events).
+    pub event_share: Option<f64>,
+    /// The same share under uniform attention (null without events).
+    pub uniform_event_share: Option<f64>,
+}
+
+/// One transformer's layers in `mmkd maps --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransformerStats {
+    /// The transformer's name (`V<-A`, ...).
+    pub id: String,
+    /// Its layers, first to last.
+    pub layers: Vec<LayerStats>,
+}
+
+/// The statistics of `attention_maps`, grouped by transformer: `{"transformers": [...]}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MapsReport {
+    /// Every traced transformer.
+    pub transformers: Vec<TransformerStats>,
+}
+
+/// Group per-layer statistics by transformer, keeping their order.
+pub fn by_transformer(stats: &[MapStats]) -> MapsReport {
+    let mut transformers: Vec<TransformerStats> = Vec::new();
+    for s in stats {
+        let layer = LayerStats {
+            layer: s.layer,
+            entropy: s.mean_entropy,
+            uniform_entropy: s.uniform_entropy,
+            mean_max: s.mean_max,
+            event_share: s.event_share,
+            uniform_event_share: s.uniform_event_share,
+        };
+        match transformers.iter_mut().find(|t| t.id == s.transformer) {
+            Some(t) => t.layers.push(layer),
+            None => transformers.push(TransformerStats { id: s.transformer.clone(), layers: vec![layer] }),
+        }
+    }
+    MapsReport { transformers }
 }
 
 /// Draw a transformer's maps (one panel per layer, rows = queries top to bottom, columns =
@@ -100,7 +203,7 @@ mod tests {
         let (d, _) = generate(Preset::Smoke, 1, &shape, &SynthParams::default());
         let device = Device::flex();
         let net = build_teacher(TeacherKind::Video, &shape, &ModelConfig::for_preset(Preset::Smoke), &device);
-        let (stats, maps) = attention_maps(&net, &d.test, &shape, 3, 1.0, &device);
+        let (stats, maps) = attention_maps(&net, &d.test, &shape, 3, 1.0, None, &device);
         assert_eq!(stats.len(), 3, "3 transformers x 1 layer");
         for s in &stats {
             assert!(s.mean_entropy >= 0.0 && s.mean_entropy <= s.uniform_entropy + 1e-6, "{s:?}");

@@ -9,22 +9,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::labels::{self, NUM_CLASSES};
 
+/// The metrics of one split's predictions (`eval.json`). Rates and F1 scores are fractions (0..1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// What the numbers were computed on: dataset name and its source line.
     pub dataset: String,
+    /// Which split, and any corruption applied to it (`test, missing ...`).
     pub split: String,
+    /// Number of clips.
     pub n: usize,
+    /// 7-class accuracy.
     pub acc7: f64,
+    /// 7-class F1 weighted by true class support (the paper's F1).
     pub f1_weighted: f64,
+    /// 7-class F1 averaged over the classes present in truth or predictions.
     pub f1_macro: f64,
+    /// Mean absolute error of the expected score against the true score (score units, -3..3).
     pub mae: f64,
+    /// Pearson correlation of the expected score with the true score.
     pub corr: f64,
     /// Negative vs non-negative.
     pub acc2: f64,
+    /// Weighted F1 of negative vs non-negative.
     pub f1_binary: f64,
     /// Negative vs positive, zeros excluded.
     pub acc2_nonzero: f64,
+    /// Weighted F1 of negative vs positive, zeros excluded.
     pub f1_binary_nonzero: f64,
     /// Share of the most frequent class in this split.
     pub majority_rate: f64,
@@ -64,6 +74,7 @@ pub fn f1_scores(truth: &[usize], pred: &[usize], k: usize) -> (f64, f64) {
     (weighted, macro_)
 }
 
+/// Pearson correlation of `x` and `y`; 0 with fewer than two points or a constant input.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;
     if x.len() < 2 {

@@ -1,5 +1,6 @@
 //! Evaluation: the metrics the paper and the field report for MOSEI, from class probabilities.
 
+pub mod event_share;
 pub mod maps;
 pub mod metrics;
 

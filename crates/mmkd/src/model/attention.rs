@@ -22,8 +22,10 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// Records nothing (the default): plain inference.
     pub const NONE: Probe = Probe { map_temperature: None, post_attention: false };
 
+    /// Whether the probe records nothing.
     pub fn is_empty(&self) -> bool {
         self.map_temperature.is_none() && !self.post_attention
     }
@@ -38,10 +40,14 @@ pub struct LayerTrace {
     pub post_attention: Option<Tensor<3>>,
 }
 
+/// Configuration of a `CrossModalAttention`.
 #[derive(Config, Debug)]
 pub struct CrossModalAttentionConfig {
+    /// Width d of queries, keys, values and output.
     pub d_model: usize,
+    /// Number of heads; must divide `d_model`.
     pub heads: usize,
+    /// Dropout on the attention probabilities (default 0.0).
     #[config(default = 0.0)]
     pub dropout: f64,
 }
@@ -50,11 +56,17 @@ pub struct CrossModalAttentionConfig {
 /// modalities (cross-modal) or the same one (self-attention).
 #[derive(Module, Debug)]
 pub struct CrossModalAttention {
+    /// Query projection, d -> d.
     pub query: Linear,
+    /// Key projection, d -> d.
     pub key: Linear,
+    /// Value projection, d -> d.
     pub value: Linear,
+    /// Output projection of the concatenated heads, d -> d.
     pub output: Linear,
+    /// Dropout on the attention probabilities.
     pub dropout: Dropout,
+    /// Number of heads (each of width d / heads).
     pub heads: usize,
 }
 

@@ -15,34 +15,51 @@ use burn::tensor::activation::relu;
 use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe, xavier_linear};
 use super::masks;
 
+/// Configuration of a `CrossModalEncoder` (one transformer's share of `ModelConfig`).
 #[derive(Config, Debug)]
 pub struct CrossModalEncoderConfig {
+    /// Width d of inputs and outputs.
     pub d_model: usize,
+    /// Number of encoder layers.
     pub layers: usize,
+    /// Attention heads per layer; must divide `d_model`.
     pub heads: usize,
+    /// Dropout on the attention probabilities (default 0.0).
     #[config(default = 0.0)]
     pub attn_dropout: f64,
+    /// Dropout after the feed-forward ReLU (default 0.0).
     #[config(default = 0.0)]
     pub relu_dropout: f64,
+    /// Dropout on each sub-layer's output before its residual add (default 0.0).
     #[config(default = 0.0)]
     pub res_dropout: f64,
+    /// Dropout on the embedded (scaled, position-added) inputs (default 0.0).
     #[config(default = 0.0)]
     pub embed_dropout: f64,
+    /// Apply MulT's future mask in every layer (default off).
     #[config(default = false)]
     pub causal_mask: bool,
+    /// Give frames whose first feature is 0 the zero position vector, as MulT does (default off).
     #[config(default = false)]
     pub positions_from_first_feature: bool,
 }
 
+/// One pre-LayerNorm layer: attention, then a d -> 4d -> d ReLU feed-forward, each with a residual.
 #[derive(Module, Debug)]
 pub struct EncoderLayer {
+    /// Attention of the normalised queries over the normalised keys/values.
     pub attention: CrossModalAttention,
     /// Shared by the query and the key/value stream (MulT's `layer_norms[0]`).
     pub attn_norm: LayerNorm,
+    /// LayerNorm before the feed-forward block (MulT's `layer_norms[1]`).
     pub ffn_norm: LayerNorm,
+    /// Feed-forward expansion, d -> 4d.
     pub fc1: Linear,
+    /// Feed-forward projection, 4d -> d.
     pub fc2: Linear,
+    /// Dropout after the feed-forward ReLU.
     pub relu_dropout: Dropout,
+    /// Dropout on both sub-layer outputs before their residual adds.
     pub res_dropout: Dropout,
 }
 
@@ -50,15 +67,22 @@ pub struct EncoderLayer {
 /// is a self-attention encoder.
 #[derive(Module, Debug)]
 pub struct CrossModalEncoder {
+    /// The layers, applied in order.
     pub layers: Vec<EncoderLayer>,
+    /// LayerNorm on the last layer's output.
     pub final_norm: LayerNorm,
+    /// Dropout on the embedded inputs (a separate mask for queries, keys and values).
     pub embed_dropout: Dropout,
+    /// Width d; inputs are scaled by sqrt(d) before positions are added.
     pub d_model: usize,
+    /// Whether every layer applies MulT's future mask.
     pub causal_mask: bool,
+    /// Whether frames whose first feature is 0 get the zero position vector (MulT).
     pub positions_from_first_feature: bool,
 }
 
 impl CrossModalEncoderConfig {
+    /// Build the encoder with MulT's initialisation (Xavier-uniform weights, zero biases).
     pub fn init(&self, device: &Device) -> CrossModalEncoder {
         let d = self.d_model;
         let layers = (0..self.layers)

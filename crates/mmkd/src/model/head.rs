@@ -5,15 +5,21 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+/// MulT's output head: `h = proj2(dropout(relu(proj1(x)))) + x`, then `logits = out(h)`.
 #[derive(Module, Debug)]
 pub struct MultHead {
+    /// First layer of the residual block, dim -> dim.
     pub proj1: Linear,
+    /// Second layer of the residual block, dim -> dim.
     pub proj2: Linear,
+    /// Output layer, dim -> classes (the logits).
     pub out: Linear,
+    /// Dropout between the ReLU and `proj2` (MulT's `out_dropout`).
     pub dropout: Dropout,
 }
 
 impl MultHead {
+    /// A head over `dim` features (the concatenated last steps) with `classes` outputs.
     pub fn new(dim: usize, classes: usize, out_dropout: f64, device: &Device) -> Self {
         MultHead {
             proj1: LinearConfig::new(dim, dim).init(device),

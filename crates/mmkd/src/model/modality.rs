@@ -11,12 +11,18 @@ pub use crate::input::Modality;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TransformerId {
     /// `keys <- queries`; `keys == queries` is self-attention (the student's `V_S <- V_S`).
-    Cross { keys: Modality, queries: Modality },
+    Cross {
+        /// The modality giving keys and values (Y in `Y <- X`).
+        keys: Modality,
+        /// The modality giving queries (X in `Y <- X`).
+        queries: Modality,
+    },
     /// The self-attention ("temporal") transformer of the branch whose queries are this modality.
     Temporal(Modality),
 }
 
 impl TransformerId {
+    /// The cross-modal transformer `keys <- queries`.
     pub const fn cross(keys: Modality, queries: Modality) -> Self {
         TransformerId::Cross { keys, queries }
     }

@@ -22,11 +22,14 @@ use crate::input::NetInput;
 /// Which transformers a forward pass should trace, and what to record.
 #[derive(Clone, Debug, Default)]
 pub struct TraceRequest {
+    /// What to record in each traced transformer.
     pub probe: Probe,
+    /// The transformers to trace; the others record nothing.
     pub transformers: BTreeSet<TransformerId>,
 }
 
 impl TraceRequest {
+    /// Trace nothing (plain inference).
     pub fn none() -> Self {
         TraceRequest::default()
     }
@@ -36,8 +39,11 @@ impl TraceRequest {
     }
 }
 
+/// What a forward pass returns.
 pub struct NetOutput {
+    /// Class logits, [batch, 7] (the "final layer").
     pub logits: Tensor<2>,
+    /// The head's residual-block output, [batch, head width] (the "penultimate layer").
     pub penultimate: Tensor<2>,
     /// Per traced transformer, one trace per layer.
     pub traces: BTreeMap<TransformerId, Vec<LayerTrace>>,
@@ -46,9 +52,12 @@ pub struct NetOutput {
 /// One Conv1D along time, from a raw input (`source`) to a stream of width d.
 #[derive(Module, Debug)]
 pub struct StreamConv {
+    /// The convolution, without bias.
     pub conv: Conv1d,
+    /// The raw input it reads (`Video` for all three of a student's streams).
     #[module(skip)]
     pub source: Modality,
+    /// Length of the stream it makes (steps).
     #[module(skip)]
     pub out_len: usize,
 }
@@ -80,10 +89,13 @@ impl StreamConv {
 /// then a self-attention ("temporal") transformer.
 #[derive(Module, Debug)]
 pub struct Branch {
+    /// The cross-modal transformers `k <- query`, one per `k` in `query.others()`.
     pub cross: Vec<CrossModalEncoder>,
     /// 2d -> d before the temporal transformer (absent with MulT's 2d width).
     pub reduce: Option<Linear>,
+    /// Self-attention over the concatenated (or reduced) cross-modal outputs.
     pub temporal: CrossModalEncoder,
+    /// The modality giving the branch's queries.
     #[module(skip)]
     pub query: Modality,
 }
@@ -279,13 +291,18 @@ fn last_step(h: Tensor<3>) -> Tensor<2> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TeacherKind {
+    /// All three branches (9 transformers).
     Complete,
+    /// The video branch: `A<-V`, `L<-V`, then `V-temporal`.
     Video,
+    /// The audio branch: `V<-A`, `L<-A`, then `A-temporal`.
     Audio,
+    /// The language branch: `V<-L`, `A<-L`, then `L-temporal`.
     Language,
 }
 
 impl TeacherKind {
+    /// Lower-case name, as on the command line and in configs.
     pub fn name(self) -> &'static str {
         match self {
             TeacherKind::Complete => "complete",
@@ -295,6 +312,7 @@ impl TeacherKind {
         }
     }
 
+    /// The teacher's body: its MulT branches.
     pub fn body(self) -> BodySpec {
         BodySpec::Branches(match self {
             TeacherKind::Complete => Modality::ALL.to_vec(),
@@ -378,6 +396,8 @@ impl std::fmt::Display for StudentConfig {
     }
 }
 
+/// The teacher `kind` for data of `shape`: one length-keeping Conv1D per modality, then its
+/// branches.
 pub fn build_teacher(kind: TeacherKind, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
     let d = cfg.d_model;
     let k = cfg.conv_kernel;
@@ -389,6 +409,8 @@ pub fn build_teacher(kind: TeacherKind, shape: &DataShape, cfg: &ModelConfig, de
     MultimodalNet::new(front, kind.body(), cfg, device)
 }
 
+/// The video-only student `config`: three Conv1Ds from video (`V_S`, `A_S`, `L_S`, their lengths
+/// set by `streams`), then its body.
 pub fn build_student(config: StudentConfig, streams: StudentStreams, shape: &DataShape, cfg: &ModelConfig, device: &Device) -> MultimodalNet {
     let d = cfg.d_model;
     let k = cfg.conv_kernel;

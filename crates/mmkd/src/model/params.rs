@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::network::{Body, MultimodalNet};
 
+/// Parameter counts of one network, by part.
 #[derive(Clone, Debug, Serialize)]
 pub struct ParamCount {
+    /// Every parameter of the network.
     pub total: usize,
     /// Conv1D front end.
     pub front: usize,
@@ -16,11 +18,13 @@ pub struct ParamCount {
     pub transformers: BTreeMap<String, usize>,
     /// The branch's 2d -> d linear layers.
     pub reduce: usize,
+    /// MulT's output head.
     pub head: usize,
     /// Transformers plus head: what the paper's 1.802 M / 0.675 M appear to count.
     pub transformers_and_head: usize,
 }
 
+/// Count the parameters of `net` by part.
 pub fn count(net: &MultimodalNet) -> ParamCount {
     let front = net.front.iter().map(|c| c.num_params()).sum();
     let mut transformers = BTreeMap::new();

@@ -153,6 +153,7 @@ pub fn measure_latency(shape: &DataShape, model: &ModelConfig, batch: usize) -> 
     Latency { device: "CPU (burn flex)".into(), batch, teacher_ms: time(&teacher), student_ms: time(&student) }
 }
 
+/// The study directory when none is given: `runs/study-<preset>`.
 pub fn default_out(preset: crate::config::Preset) -> PathBuf {
     PathBuf::from(format!("runs/study-{}", preset.name()))
 }

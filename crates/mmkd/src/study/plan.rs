@@ -14,13 +14,23 @@ use crate::model::TeacherKind;
 /// One row of Table 1 (without seeds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RowSpec {
+    /// A teacher trained on labels.
     Teacher(TeacherKind),
     /// The student of configuration 5 trained on labels alone.
     StudentNoKd,
-    Distilled { config: StudentConfig, level: Level, method: Method },
+    /// A student distilled from its configuration's teacher.
+    Distilled {
+        /// Student configuration (1..=5).
+        config: StudentConfig,
+        /// Where knowledge is distilled.
+        level: Level,
+        /// How it is distilled.
+        method: Method,
+    },
 }
 
 impl RowSpec {
+    /// The row's name in run directories (`teacher-complete`, `student-c5-attention-map-edam-s`).
     pub fn slug(&self) -> String {
         match self {
             RowSpec::Teacher(k) => format!("teacher-{}", k.name()),
@@ -102,27 +112,37 @@ pub fn paper_figures(row: &RowSpec) -> (f64, f64) {
 pub struct PlannedRun {
     /// 0 = data, 1 = teachers, 2 = students (a phase depends on the ones before it).
     pub phase: usize,
+    /// The Table 1 row it produces; `None` for the data step.
     pub row: Option<RowSpec>,
+    /// Training seed (the data seed for the data step).
     pub seed: u64,
+    /// The directory the run writes.
     pub dir: PathBuf,
+    /// `mmkd` arguments, without the executable.
     pub args: Vec<String>,
 }
 
 /// Options shared by every run of a study.
 #[derive(Clone, Debug)]
 pub struct StudyOptions {
+    /// Preset of the data and every run.
     pub preset: Preset,
+    /// Training seeds; every row is run once per seed.
     pub seeds: Vec<u64>,
+    /// The study directory.
     pub out: PathBuf,
+    /// Epochs for every run (`None`: the preset's).
     pub epochs: Option<usize>,
     /// Data seed (one dataset per study; seeds vary training).
     pub data_seed: u64,
 }
 
+/// Where the study's dataset is generated: `OUT/data`.
 pub fn data_dir(out: &Path) -> PathBuf {
     out.join("data")
 }
 
+/// A row's run directory for one seed: `OUT/runs/<slug>-s<seed>`.
 pub fn run_dir(out: &Path, row: &RowSpec, seed: u64) -> PathBuf {
     out.join("runs").join(format!("{}-s{seed}", row.slug()))
 }
@@ -193,6 +213,7 @@ pub fn shell_quote(a: &str) -> String {
     }
 }
 
+/// The run's shell command line, every argument quoted as needed.
 pub fn command_line(exe: &str, run: &PlannedRun) -> String {
     std::iter::once(shell_quote(exe)).chain(run.args.iter().map(|a| shell_quote(a))).collect::<Vec<_>>().join(" ")
 }

@@ -11,30 +11,50 @@ use super::plan::{RowSpec, paper_figures, table1_rows};
 use crate::eval::EvalReport;
 use crate::train::{RunConfig, RunRole};
 
+/// One row of the reproduced Table 1, aggregated over seeds. Acc and F1 figures are percent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableRow {
+    /// `teacher` or `student`.
     pub role: String,
+    /// Student configuration; `None` for teachers.
     pub config: Option<crate::model::StudentConfig>,
+    /// The teacher: the network itself, or the one a student learns from (`complete` without KD).
     pub teacher: String,
+    /// Distillation level, `none` without KD.
     pub level: String,
+    /// Distillation method, `none` without KD.
     pub method: String,
+    /// Mean test Acc-7 over seeds (%).
     pub acc7_mean: f64,
+    /// Sample standard deviation of Acc-7 over seeds (points).
     pub acc7_std: f64,
+    /// Mean test weighted F1 over seeds (%).
     pub f1_mean: f64,
+    /// Sample standard deviation of weighted F1 over seeds (points).
     pub f1_std: f64,
+    /// Mean macro F1 (%).
     pub f1_macro_mean: f64,
+    /// Mean MAE of the expected score (score units).
     pub mae_mean: f64,
+    /// Mean Pearson correlation of the expected score.
     pub corr_mean: f64,
+    /// Mean binary accuracy, negative vs non-negative (%).
     pub acc2_mean: f64,
+    /// Mean binary weighted F1, negative vs non-negative (%).
     pub f1_binary_mean: f64,
+    /// Parameter count of the row's network.
     pub params: usize,
+    /// Seeds of the finished runs, ascending.
     pub seeds: Vec<u64>,
+    /// The dataset (`name [source]`) the first seed was evaluated on.
     pub dataset: String,
     /// The paper's CMU-MOSEI figures for this row (not results of this run).
     pub paper_mosei_acc7: f64,
+    /// The paper's CMU-MOSEI F1 (%) for this row.
     pub paper_mosei_f1: f64,
     /// Per-seed Acc-7 and F1 (percent), in `seeds` order.
     pub acc7_per_seed: Vec<f64>,
+    /// Per-seed weighted F1 (percent), in `seeds` order.
     pub f1_per_seed: Vec<f64>,
     /// Distilled rows: mean of the per-seed differences in Acc-7 (points) to the student without
     /// KD, paired over the seeds both have.
@@ -70,11 +90,16 @@ pub fn paired_t_interval(diffs: &[f64]) -> (f64, Option<[f64; 2]>) {
     (m, Some([m - half, m + half]))
 }
 
+/// Median inference time of the complete teacher and the config-5 student (`latency.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Latency {
+    /// Where it was measured.
     pub device: String,
+    /// Clips per forward pass.
     pub batch: usize,
+    /// Complete teacher, milliseconds per forward pass.
     pub teacher_ms: f64,
+    /// Config-5 student, milliseconds per forward pass.
     pub student_ms: f64,
 }
 
@@ -214,6 +239,7 @@ fn row_label(r: &TableRow) -> String {
     }
 }
 
+/// table.csv: one line per row, numbers to 3 decimals (MAE and correlation to 4).
 pub fn to_csv(rows: &[TableRow]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [

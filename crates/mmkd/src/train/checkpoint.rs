@@ -69,10 +69,12 @@ pub struct ResumeState {
     /// sums, so a run saved inside an epoch continues it and logs the same epoch loss.
     #[serde(default)]
     pub within_epoch: Option<EpochProgress>,
+    /// Scheduler state (its learning rate is the next epoch's).
     pub plateau: super::plateau::ReduceLrOnPlateau,
     /// Infinite until the first validation (a state saved inside the first epoch).
     #[serde(with = "infinity_as_null")]
     pub best_val_loss: f64,
+    /// Epoch (1-based) of `best_val_loss`; 0 before the first validation.
     pub best_epoch: usize,
     /// Folder (inside the run) holding `model.bpk` and `optimizer.bpk` for this state.
     pub folder: String,
@@ -132,6 +134,7 @@ pub fn save_resume<M: Module + Clone>(
     Ok(())
 }
 
+/// Read `RUN/resume.json`; `None` when the run has no resumable state.
 pub fn load_resume_state(run: &Path) -> Result<Option<ResumeState>> {
     let path = run.join("resume.json");
     if !path.exists() {
@@ -141,6 +144,7 @@ pub fn load_resume_state(run: &Path) -> Result<Option<ResumeState>> {
     Ok(Some(serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?))
 }
 
+/// Load the model and optimizer state of `state` (from its folder) into `model` and `optim`.
 pub fn load_resume<M: Module>(run: &Path, state: &ResumeState, model: M, optim: ModuleOptimizer) -> Result<(M, ModuleOptimizer)> {
     let dir = run.join(&state.folder);
     let model = model.try_load_file(dir.join("model.bpk")).map_err(|e| anyhow!("loading {}: {e}", dir.display()))?;
@@ -165,6 +169,7 @@ pub fn save_bank(dir: &Path, state: &mmkd_losses::CrdMemoryState) -> Result<()> 
     write_atomic(&dir.join("crd_bank.json"), serde_json::to_string_pretty(&meta)?.as_bytes())
 }
 
+/// Load a CRD memory bank saved by `save_bank`.
 pub fn load_bank(dir: &Path) -> Result<mmkd_losses::CrdMemoryState> {
     use safetensors::tensor::SafeTensors;
     let mut state: mmkd_losses::CrdMemoryState = serde_json::from_str(&std::fs::read_to_string(dir.join("crd_bank.json"))?)?;

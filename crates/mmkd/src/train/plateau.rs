@@ -3,19 +3,28 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The scheduler's state (saved in `resume.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReduceLrOnPlateau {
+    /// Current learning rate.
     pub lr: f64,
+    /// Multiplier applied to `lr` on a plateau (paper preset: 0.5).
     pub factor: f64,
+    /// Epochs without improvement tolerated before `lr` is reduced (paper preset: 10).
     pub patience: usize,
+    /// Relative improvement that counts: `metric < best * (1 - threshold)` (1e-4).
     pub threshold: f64,
+    /// Floor for `lr` (0).
     pub min_lr: f64,
+    /// Lowest validation loss so far (infinite before the first; null in JSON).
     #[serde(with = "super::checkpoint::infinity_as_null")]
     pub best: f64,
+    /// Epochs since the last improvement or reduction.
     pub bad_epochs: usize,
 }
 
 impl ReduceLrOnPlateau {
+    /// Start at `lr`, with PyTorch's defaults for the threshold (1e-4) and floor (0).
     pub fn new(lr: f64, factor: f64, patience: usize) -> Self {
         ReduceLrOnPlateau { lr, factor, patience, threshold: 1e-4, min_lr: 0.0, best: f64::INFINITY, bad_epochs: 0 }
     }

@@ -32,20 +32,38 @@ use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, bu
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum RunRole {
-    Teacher { teacher: TeacherKind },
-    Student { config: crate::model::StudentConfig, streams: StudentStreams, distill: Option<crate::distill::DistillConfig> },
+    /// A teacher network trained on labels.
+    Teacher {
+        /// Which teacher: complete or one branch.
+        teacher: TeacherKind,
+    },
+    /// A video-only student, trained on labels alone or distilled.
+    Student {
+        /// Student configuration (1..=5, paper section 4.2).
+        config: crate::model::StudentConfig,
+        /// `A_S` / `L_S` downsampled to the teacher's lengths, or at full video length (EDAM-T only).
+        streams: StudentStreams,
+        /// The distillation setting; `None` for a student trained without KD.
+        distill: Option<crate::distill::DistillConfig>,
+    },
 }
 
 /// The effective configuration of a run, saved as `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// What the run trains.
     pub role: RunRole,
+    /// The preset the defaults came from.
     pub preset: Preset,
     /// Dataset directory and the dataset's own description.
     pub data: PathBuf,
+    /// The dataset's name and source line, as `name [source]`.
     pub dataset: String,
+    /// Feature dimensions, sequence lengths and split sizes of the data.
     pub shape: DataShape,
+    /// Network hyperparameters.
     pub model: ModelConfig,
+    /// Training recipe (optimizer, schedule, epochs, seed, ...).
     pub train: TrainConfig,
 }
 
@@ -66,6 +84,7 @@ impl RunConfig {
         }
     }
 
+    /// Read `RUN/config.json`; an input error when `run` is not a run directory.
     pub fn load(run: &Path) -> Result<RunConfig> {
         let path = run.join("config.json");
         if !path.exists() {
@@ -76,15 +95,24 @@ impl RunConfig {
     }
 }
 
+/// One line of `RUN/metrics.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochLog {
+    /// Epoch number, 1-based.
     pub epoch: usize,
+    /// Learning rate used during the epoch.
     pub lr: f64,
+    /// Mean training loss over the epoch's clips.
     pub train_loss: f64,
+    /// Named parts of the training loss (distillation: `ce`, `kd`), epoch means.
     pub train_parts: Vec<(String, f64)>,
+    /// Mean cross-entropy on the validation split.
     pub val_loss: f64,
+    /// Validation Acc-7, a fraction (0..1).
     pub val_acc7: f64,
+    /// Validation F1 weighted by class support, a fraction (0..1).
     pub val_f1: f64,
+    /// Wall time of the epoch in seconds (training, validation and checkpoints).
     pub seconds: f64,
 }
 

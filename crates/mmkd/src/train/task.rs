@@ -14,6 +14,7 @@ use crate::model::{MultimodalNet, TraceRequest};
 /// distillation, its auxiliary heads); state outside the parameters (a memory bank) is saved
 /// through `extra_state`.
 pub trait TrainTask {
+    /// Every trained parameter of the task.
     type Model: Module + Clone;
 
     /// Build the model. `probe` holds a few training rows, for models whose shape depends on
@@ -31,6 +32,7 @@ pub trait TrainTask {
         Ok(())
     }
 
+    /// Restore what `save_extra` wrote, from the resume folder.
     fn load_extra(&mut self, _dir: &std::path::Path) -> anyhow::Result<()> {
         Ok(())
     }
@@ -44,6 +46,7 @@ pub fn cross_entropy(logits: Tensor<2>, classes: Tensor<1, Int>) -> Tensor<1> {
 
 /// Train a network on labels alone (teachers, and the student without distillation).
 pub struct SupervisedTask {
+    /// Builds the untrained network on a device.
     pub build: Box<dyn Fn(&Device) -> MultimodalNet>,
 }
 
