@@ -23,7 +23,8 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
     }
     let opts = crate::study::plan::StudyOptions { preset, seeds: (1..=seeds).collect(), out: out.unwrap_or_else(|| crate::study::default_out(preset)), epochs, data_seed: 1 };
     if plan {
-        let exe = std::env::args().next().unwrap_or_else(|| "mmkd".into());
+        // The running binary's absolute path: the plan's lines run from any directory.
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mmkd".into());
         for line in crate::study::write_plan(&opts, &exe)? {
             println!("{line}");
         }

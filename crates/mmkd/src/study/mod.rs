@@ -27,6 +27,8 @@ fn is_finished(run: &PlannedRun) -> bool {
 /// Write plan-<phase>.txt, plan.txt and slurm.sh into the study directory; return the lines.
 pub fn write_plan(opts: &StudyOptions, exe: &str) -> Result<Vec<String>> {
     std::fs::create_dir_all(&opts.out)?;
+    // Absolute paths: slurm.sh changes into the study folder, and batch jobs may start anywhere.
+    let opts = &StudyOptions { out: std::path::absolute(&opts.out)?, ..opts.clone() };
     let runs = plan::plan(opts);
     let mut all = Vec::new();
     for phase in 0..3 {

@@ -63,7 +63,7 @@ pub struct TableRow {
     pub acc7_diff_ci95: Option<[f64; 2]>,
 }
 
-/// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom: tabulated up to 30,
+/// The 0.975 quantile (for a two-sided 95 % interval) of Student's t with `df` degrees of freedom: tabulated up to 30,
 /// beyond that the Cornish-Fisher expansion around the normal quantile (error below 1e-4).
 pub fn t_quantile_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [

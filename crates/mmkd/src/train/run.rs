@@ -187,13 +187,17 @@ struct ProgressLog {
     every: std::time::Duration,
     start: Instant,
     last: Instant,
+    /// Batches and clips already done when this log started (a run resumed inside an epoch):
+    /// rates and the ETA count only what this process trained.
+    batches_before: usize,
+    clips_before: usize,
 }
 
 impl ProgressLog {
-    fn new(every_secs: u64) -> Self {
+    fn new(every_secs: u64, batches_before: usize, clips_before: usize) -> Self {
         use std::io::IsTerminal;
         let now = Instant::now();
-        ProgressLog { enabled: !std::io::stderr().is_terminal(), every: std::time::Duration::from_secs(every_secs), start: now, last: now }
+        ProgressLog { enabled: !std::io::stderr().is_terminal(), every: std::time::Duration::from_secs(every_secs), start: now, last: now, batches_before, clips_before }
     }
 
     fn tick(&mut self, epoch: usize, epochs: usize, batch: usize, batches: usize, loss: f64, clips: usize) {
@@ -202,11 +206,12 @@ impl ProgressLog {
         }
         self.last = Instant::now();
         let secs = self.start.elapsed().as_secs_f64();
-        let eta = secs / batch.max(1) as f64 * (batches - batch) as f64;
+        let done_here = batch.saturating_sub(self.batches_before).max(1);
+        let eta = secs / done_here as f64 * (batches - batch) as f64;
         eprintln!(
             "epoch {}/{epochs}  batch {batch}/{batches}  loss {loss:.4}  {:.1} clips/s  epoch ETA {:.0} s",
             epoch + 1,
-            clips as f64 / secs.max(1e-9),
+            clips.saturating_sub(self.clips_before) as f64 / secs.max(1e-9),
             eta
         );
     }
@@ -292,8 +297,8 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     for epoch in start_epoch..tc.epochs {
         let t0 = Instant::now();
         let bar = progress(n_batches, format!("epoch {}/{}", epoch + 1, tc.epochs));
-        let mut log = ProgressLog::new(PROGRESS_LINE_SECS);
         let resumed = within.take().unwrap_or(EpochProgress { batches: 0, loss_sum: 0.0, clips: 0, parts_sum: Vec::new() });
+        let mut log = ProgressLog::new(PROGRESS_LINE_SECS, resumed.batches, resumed.clips);
         let (mut loss_sum, mut count, mut parts_sum) = (resumed.loss_sum, resumed.clips, resumed.parts_sum);
         bar.set_position(resumed.batches as u64);
         let lr = plateau.lr;

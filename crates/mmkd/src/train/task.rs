@@ -12,7 +12,7 @@ use crate::model::{MultimodalNet, TraceRequest};
 
 /// A trainable objective. `Model` holds every trained parameter (the network and, for
 /// distillation, its auxiliary heads); state outside the parameters (a memory bank) is saved
-/// through `extra_state`.
+/// through `save_extra` and `load_extra`.
 pub trait TrainTask {
     /// Every trained parameter of the task.
     type Model: Module + Clone;
