@@ -165,29 +165,29 @@ pub fn by_transformer(stats: &[MapStats]) -> MapsReport {
 }
 
 /// Draw a transformer's maps (one panel per layer, rows = queries top to bottom, columns =
-/// keys, viridis colours scaled per panel) into a PNG.
+/// keys, viridis colours scaled per panel) into a PNG, written atomically.
 pub fn draw(maps: &[Map], path: &Path) -> Result<()> {
     let cell = 12u32.min((480 / maps.iter().map(|m| m.rows.max(m.cols)).max().unwrap_or(1).max(1)) as u32).max(1);
     let gap = 16u32;
     let width = maps.iter().map(|m| m.cols as u32 * cell + gap).sum::<u32>() + gap;
     let height = maps.iter().map(|m| m.rows as u32 * cell).max().unwrap_or(1) + 2 * gap;
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
-    let mut x0 = gap as i32;
-    for m in maps {
-        let max = m.data.iter().cloned().fold(f32::MIN_POSITIVE, f32::max);
-        for r in 0..m.rows {
-            for c in 0..m.cols {
-                let v = (m.data[r * m.cols + c] / max) as f64;
-                let colour = ViridisRGB::get_color(v);
-                let (x, y) = (x0 + (c as u32 * cell) as i32, gap as i32 + (r as u32 * cell) as i32);
-                root.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], colour.filled())).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+    super::plots::save_png(path, width, height, |root| {
+        root.fill(&WHITE).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+        let mut x0 = gap as i32;
+        for m in maps {
+            let max = m.data.iter().cloned().fold(f32::MIN_POSITIVE, f32::max);
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    let v = (m.data[r * m.cols + c] / max) as f64;
+                    let colour = ViridisRGB::get_color(v);
+                    let (x, y) = (x0 + (c as u32 * cell) as i32, gap as i32 + (r as u32 * cell) as i32);
+                    root.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], colour.filled())).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+                }
             }
+            x0 += (m.cols as u32 * cell + gap) as i32;
         }
-        x0 += (m.cols as u32 * cell + gap) as i32;
-    }
-    root.present().map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

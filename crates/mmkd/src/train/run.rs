@@ -217,6 +217,22 @@ impl ProgressLog {
     }
 }
 
+/// `RUN/curves.png` from `RUN/metrics.jsonl`: train and validation loss, validation Acc-7, and
+/// the learning rate, per epoch.
+pub fn draw_curves(run: &Path) -> Result<()> {
+    use crate::eval::plots::{Curve, Panel, draw_panels};
+    let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    let logs: Vec<EpochLog> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let line = |label: &str, y: &dyn Fn(&EpochLog) -> f64| Curve { label: label.into(), points: logs.iter().map(|e| (e.epoch as f64, y(e))).collect() };
+    let epoch = || "epoch".to_string();
+    let panels = [
+        Panel { title: "loss".into(), x_label: epoch(), y_label: "loss".into(), curves: vec![line("train (total)", &|e| e.train_loss), line("validation (CE)", &|e| e.val_loss)] },
+        Panel { title: "validation Acc-7".into(), x_label: epoch(), y_label: "%".into(), curves: vec![line("Acc-7", &|e| 100.0 * e.val_acc7)] },
+        Panel { title: "learning rate".into(), x_label: epoch(), y_label: "lr".into(), curves: vec![line("lr", &|e| e.lr)] },
+    ];
+    draw_panels(&run.join("curves.png"), &panels)
+}
+
 /// The backend seed for batch `batch` of epoch `epoch` (SplitMix64's finaliser over the three):
 /// dropout masks depend on nothing but the run's seed and the batch's position.
 fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
@@ -365,6 +381,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         };
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(run.join("metrics.jsonl"))?;
         writeln!(f, "{}", serde_json::to_string(&log)?)?;
+        draw_curves(run)?;
         eprintln!(
             "epoch {:>3}/{}  train loss {:.4}  val loss {:.4}  val Acc-7 {:5.2} %  lr {:.2e}  {:.1}s{}",
             epoch + 1,
