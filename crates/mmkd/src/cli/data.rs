@@ -9,9 +9,12 @@ use crate::config::{DataShape, Preset};
 use crate::data::{self, labels, native, synth};
 
 /// `data synth`: generate and save the synthetic dataset.
-pub(crate) fn synth(preset: Preset, seed: u64, regime: synth::Regime, out: &Path) -> Result<()> {
+pub(crate) fn synth(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, out: &Path) -> Result<()> {
     let t0 = Instant::now();
-    let d = synth_to(preset, seed, regime, out)?;
+    if n_train == Some(0) {
+        crate::bail_input!("--n-train must be at least 1");
+    }
+    let d = synth_to(preset, seed, regime, n_train, out)?;
     println!("wrote {} ({} / {} / {} clips) to {} in {:.1}s", d.name, d.train.len(), d.valid.len(), d.test.len(), out.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -33,8 +36,9 @@ pub(crate) fn convert(file: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, out: &Path) -> Result<data::Dataset> {
-    let shape = DataShape::for_preset(preset);
+pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, out: &Path) -> Result<data::Dataset> {
+    let preset_shape = DataShape::for_preset(preset);
+    let shape = DataShape { n_train: n_train.unwrap_or(preset_shape.n_train), ..preset_shape };
     let params = synth::SynthParams::for_regime(regime);
     let (dataset, latents) = synth::generate(preset, seed, &shape, &params);
     let manifest = serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "regime": regime.name(), "seed": seed, "params": params});

@@ -75,7 +75,7 @@ pub(crate) fn print_params(preset: Preset, teacher: TeacherKind, config: Student
 pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<()> {
     let t0 = Instant::now();
     let data_dir = out.join("data");
-    let dataset = super::data::synth_to(preset, seed, crate::data::synth::Regime::Content, &data_dir)?;
+    let dataset = super::data::synth_to(preset, seed, crate::data::synth::Regime::Content, None, &data_dir)?;
     eprintln!("synthesised {} in {:.1}s -> {}", dataset.name, t0.elapsed().as_secs_f64(), data_dir.display());
     let common = |name: &str| CommonTrain {
         data: data_dir.clone(),

@@ -196,6 +196,9 @@ pub(crate) enum DataCmd {
         /// only at the video event, whose time audio and text mark (docs/DATA.md).
         #[arg(long, value_enum, default_value = "content")]
         regime: crate::data::synth::Regime,
+        /// Training clips (default: the preset's); validation and test keep the preset's sizes.
+        #[arg(long)]
+        n_train: Option<usize>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -250,7 +253,7 @@ pub(crate) fn device() -> Device {
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Data(DataCmd::Synth { preset, seed, regime, out }) => data::synth(preset, seed, regime, &out),
+        Command::Data(DataCmd::Synth { preset, seed, regime, n_train, out }) => data::synth(preset, seed, regime, n_train, &out),
         Command::Data(DataCmd::Probes { dir, json }) => data::probes(&dir, json),
         Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
