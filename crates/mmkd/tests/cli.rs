@@ -97,8 +97,19 @@ fn smoke_study_writes_every_row_of_table1() {
     }
     let kd: Vec<_> = rows.iter().filter(|r| r["level"] != "none").map(|r| (r["config"].as_u64().unwrap(), r["level"].as_str().unwrap(), r["method"].as_str().unwrap())).collect();
     assert!(kd.contains(&(5, "attention-map", "edam-t")) && kd.contains(&(1, "attention-map", "edam-s")) && kd.contains(&(4, "penultimate", "crd")));
+    // The generator's events give every distilled row its transformers' event share, next to
+    // the no-KD student's (config 5 has V<-A and V<-L too) and the uniform share.
+    for r in rows.iter().filter(|r| r["level"] != "none") {
+        let share = r["event_share_mean"].as_f64().unwrap_or_else(|| panic!("no event share: {r}"));
+        let uniform = r["uniform_event_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share) && uniform > 0.0 && uniform < 1.0, "{r}");
+        if r["config"] == 5 {
+            assert!(r["nokd_event_share_mean"].as_f64().is_some(), "{r}");
+        }
+    }
     let md = std::fs::read_to_string(dir.join("TABLE.md")).unwrap();
     assert!(md.contains("synthetic") && md.contains("paper MOSEI"));
+    assert!(md.contains("CI excludes 0") && md.contains("event share"), "{md}");
     assert!(dir.join("table.csv").exists() && dir.join("slurm.sh").exists());
 
     // Started again, the study skips finished runs and writes the same table.
@@ -112,6 +123,10 @@ fn smoke_study_writes_every_row_of_table1() {
     let text = String::from_utf8_lossy(&plan.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 8 + 30);
+    assert!(lines[0].contains(" data synth ") && lines[0].contains("--regime content"), "{}", lines[0]);
+    let lookup = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--regime", "lookup", "--n-train", "200", "--plan", "--out", s(&dir.join("q"))]);
+    let first = String::from_utf8_lossy(&lookup.stdout).lines().next().unwrap_or_default().to_string();
+    assert!(first.contains("--regime lookup --n-train 200"), "{first}");
     let first_distill = lines.iter().position(|l| l.contains(" distill ")).unwrap();
     let last_teacher = lines.iter().rposition(|l| l.contains(" train teacher ")).unwrap();
     assert!(last_teacher < first_distill);

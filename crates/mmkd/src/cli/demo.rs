@@ -11,8 +11,19 @@ use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
 use crate::train::{RunRole, evaluate_run};
 
+/// The synthetic data a study generates.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct StudyData {
+    /// Regime of the synthetic data (docs/DATA.md).
+    #[arg(long, value_enum, default_value = "content")]
+    pub(crate) regime: crate::data::synth::Regime,
+    /// Training clips (default: the preset's).
+    #[arg(long)]
+    pub(crate) n_train: Option<usize>,
+}
+
 /// `study`: plan, run or collect the study of Table 1.
-pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Option<usize>, epochs: Option<usize>, plan: bool, collect: Option<PathBuf>) -> Result<()> {
+pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Option<usize>, epochs: Option<usize>, data: StudyData, plan: bool, collect: Option<PathBuf>) -> Result<()> {
     if let Some(dir) = collect {
         crate::study::write_report(&dir, None)?;
         print!("{}", std::fs::read_to_string(dir.join("TABLE.md"))?);
@@ -21,7 +32,15 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
     if seeds == 0 {
         crate::bail_input!("--seeds must be at least 1");
     }
-    let opts = crate::study::plan::StudyOptions { preset, seeds: (1..=seeds).collect(), out: out.unwrap_or_else(|| crate::study::default_out(preset)), epochs, data_seed: 1 };
+    let opts = crate::study::plan::StudyOptions {
+        preset,
+        seeds: (1..=seeds).collect(),
+        out: out.unwrap_or_else(|| crate::study::default_out(preset)),
+        epochs,
+        data_seed: 1,
+        regime: data.regime,
+        n_train: data.n_train,
+    };
     if plan {
         // The running binary's absolute path: the plan's lines run from any directory.
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mmkd".into());

@@ -48,6 +48,8 @@ pub(crate) enum Command {
         jobs: Option<usize>,
         #[arg(long)]
         epochs: Option<usize>,
+        #[command(flatten)]
+        data: demo::StudyData,
         /// Only print every run as one command line and write plan files and slurm.sh.
         #[arg(long)]
         plan: bool,
@@ -265,7 +267,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", train::train_one(&common, RunRole::Student { config, streams, distill: None })?);
             Ok(())
         }
-        Command::Study { preset, seeds, out, jobs, epochs, plan, collect } => demo::study(preset, seeds, out, jobs, epochs, plan, collect),
+        Command::Study { preset, seeds, out, jobs, epochs, data, plan, collect } => demo::study(preset, seeds, out, jobs, epochs, data, plan, collect),
         Command::Distill(args) => {
             println!("{}", train::distill(args)?);
             Ok(())

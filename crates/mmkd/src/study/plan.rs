@@ -135,6 +135,10 @@ pub struct StudyOptions {
     pub epochs: Option<usize>,
     /// Data seed (one dataset per study; seeds vary training).
     pub data_seed: u64,
+    /// The synthetic data's regime.
+    pub regime: crate::data::synth::Regime,
+    /// Training clips of the synthetic data (`None`: the preset's).
+    pub n_train: Option<usize>,
 }
 
 /// Where the study's dataset is generated: `OUT/data`.
@@ -160,7 +164,15 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
         row: None,
         seed: opts.data_seed,
         dir: data.clone(),
-        args: vec!["data".into(), "synth".into(), "--preset".into(), preset.clone(), "--seed".into(), opts.data_seed.to_string(), "--out".into(), s(&data)],
+        args: {
+            let mut a: Vec<String> = vec!["data".into(), "synth".into(), "--preset".into(), preset.clone(), "--seed".into(), opts.data_seed.to_string()];
+            a.extend(["--regime".into(), opts.regime.name().into()]);
+            if let Some(n) = opts.n_train {
+                a.extend(["--n-train".into(), n.to_string()]);
+            }
+            a.extend(["--out".into(), s(&data)]);
+            a
+        },
     }];
     let epochs: Vec<String> = opts.epochs.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
     let rows = table1_rows();
@@ -247,7 +259,7 @@ mod tests {
 
     #[test]
     fn plan_covers_table1_with_teachers_before_students() {
-        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1 };
+        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None };
         let p = plan(&opts);
         assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));

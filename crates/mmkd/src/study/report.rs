@@ -61,6 +61,49 @@ pub struct TableRow {
     pub acc7_diff_mean: Option<f64>,
     /// Its 95 % t-interval (two-sided, n - 1 degrees of freedom); `None` with fewer than 2 seeds.
     pub acc7_diff_ci95: Option<[f64; 2]>,
+    /// Distilled rows on data with events (`DIR/events.json`): the student transformers it
+    /// distils, by name.
+    #[serde(default)]
+    pub event_transformers: Vec<String>,
+    /// Their mean share of attention mass on the true event frames (over seeds, layers and
+    /// those transformers; 200 test clips).
+    #[serde(default)]
+    pub event_share_mean: Option<f64>,
+    /// The same share in the student without KD, over the same transformers where it has them.
+    #[serde(default)]
+    pub nokd_event_share_mean: Option<f64>,
+    /// The share uniform attention would give there.
+    #[serde(default)]
+    pub uniform_event_share: Option<f64>,
+}
+
+/// Test clips the event shares of the study table average over.
+const EVENT_SHARE_CLIPS: usize = 200;
+
+/// Mean (over layers and `ids`) event share and uniform share of a run's best checkpoint on
+/// its own data; `None` when the data has no events or the network none of `ids`.
+fn event_share(dir: &Path, cfg: &RunConfig, ids: &[crate::model::TransformerId], data: &mut BTreeMap<std::path::PathBuf, Option<(crate::data::Dataset, crate::data::events::Events)>>) -> Result<Option<(f64, f64)>> {
+    if !data.contains_key(&cfg.data) {
+        let loaded = match crate::data::events::Events::load(&cfg.data)? {
+            Some(events) => Some((crate::data::load_any(&cfg.data)?, events)),
+            None => None,
+        };
+        data.insert(cfg.data.clone(), loaded);
+    }
+    let Some((dataset, events)) = data.get(&cfg.data).and_then(|d| d.as_ref()) else { return Ok(None) };
+    let device = burn::prelude::Device::flex();
+    let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &dir.join("best.safetensors"))?;
+    let frames = crate::eval::maps::EventFrames { starts: &events.test, width: events.burst_frames };
+    let (stats, _) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, EVENT_SHARE_CLIPS, 1.0, Some(frames), &device);
+    let names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let chosen: Vec<_> = stats.iter().filter(|s| names.contains(&s.transformer)).collect();
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let n = chosen.len() as f64;
+    let share = chosen.iter().filter_map(|s| s.event_share).sum::<f64>() / n;
+    let uniform = chosen.iter().filter_map(|s| s.uniform_event_share).sum::<f64>() / n;
+    Ok(Some((share, uniform)))
 }
 
 /// The 0.975 quantile (for a two-sided 95 % interval) of Student's t with `df` degrees of freedom: tabulated up to 30,
@@ -128,6 +171,7 @@ fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
 }
 
 struct Finished {
+    dir: std::path::PathBuf,
     seed: u64,
     eval: EvalReport,
     cfg: RunConfig,
@@ -150,7 +194,7 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
         let cfg = RunConfig::load(&dir)?;
         let eval: EvalReport = serde_json::from_str(&std::fs::read_to_string(&eval_path)?).with_context(|| format!("reading {}", eval_path.display()))?;
         let Some(row) = row_of(&cfg) else { continue };
-        by_row.entry(row).or_default().push(Finished { seed: cfg.train.seed, eval, cfg });
+        by_row.entry(row).or_default().push(Finished { dir: dir.clone(), seed: cfg.train.seed, eval, cfg });
     }
     for v in by_row.values_mut() {
         v.sort_by_key(|f| f.seed);
@@ -210,7 +254,38 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             f1_per_seed: f1,
             acc7_diff_mean: None,
             acc7_diff_ci95: None,
+            event_transformers: Vec::new(),
+            event_share_mean: None,
+            nokd_event_share_mean: None,
+            uniform_event_share: None,
         });
+    }
+    // Where the data says where the events are: the distilled transformers' event share, in
+    // the distilled student and in the student without KD.
+    let mut data = BTreeMap::new();
+    let no_kd = by_row.get(&RowSpec::StudentNoKd);
+    for (spec, row) in table1_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
+        let RowSpec::Distilled { config, .. } = spec else { continue };
+        let ids: Vec<_> = crate::distill::distilled_pairs(config).into_iter().map(|(_, s)| s).collect();
+        let mean_over = |runs: &[Finished], data: &mut BTreeMap<_, _>| -> Result<Option<(f64, f64)>> {
+            let mut found = Vec::new();
+            for r in runs {
+                if let Some(v) = event_share(&r.dir, &r.cfg, &ids, data)? {
+                    found.push(v);
+                }
+            }
+            let n = found.len() as f64;
+            Ok((!found.is_empty()).then(|| (found.iter().map(|v| v.0).sum::<f64>() / n, found.iter().map(|v| v.1).sum::<f64>() / n)))
+        };
+        if let Some((share, uniform)) = mean_over(&by_row[&spec], &mut data)? {
+            row.event_transformers = ids.iter().map(|id| id.to_string()).collect();
+            row.event_share_mean = Some(share);
+            row.uniform_event_share = Some(uniform);
+            row.nokd_event_share_mean = match no_kd {
+                Some(runs) => mean_over(runs, &mut data)?.map(|v| v.0),
+                None => None,
+            };
+        }
     }
     // Distilled rows against the student without KD, paired by seed.
     if let Some(base) = rows.iter().find(|r| r.role == "student" && r.level == "none").cloned() {
@@ -284,40 +359,41 @@ pub fn to_csv(rows: &[TableRow]) -> String {
 pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
     let mut s = format!("# Table 1 reproduced\n\nDataset: **{dataset}**. Our columns are mean +- sample std over seeds (test split). The paper's columns are its CMU-MOSEI results, for reference only; they were not produced here.\n\n");
-    s += "| network | ours Acc-7 % | ours F1 % | seeds | params | paper MOSEI Acc-7 | paper MOSEI F1 |\n| --- | --- | --- | --- | --- | --- | --- |\n";
-    let no_kd = rows.iter().find(|r| r.role == "student" && r.level == "none");
+    let with_events = rows.iter().any(|r| r.event_share_mean.is_some());
+    s += "| network | ours Acc-7 % | vs no KD (95 % CI) | CI excludes 0 |";
+    if with_events {
+        s += " event share: student (no KD; uniform) |";
+    }
+    s += " ours F1 % | seeds | params | paper MOSEI Acc-7 | paper MOSEI F1 |\n| --- | --- | --- | --- |";
+    if with_events {
+        s += " --- |";
+    }
+    s += " --- | --- | --- | --- | --- |\n";
     let mut printed_complete = false;
+    let line = |r: &TableRow, label: String| -> String {
+        let (vs, excludes) = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
+            (Some(d), Some([lo, hi])) => (format!("{d:+.2} [{lo:+.2}, {hi:+.2}]"), if lo > 0.0 { "yes (gain)" } else if hi < 0.0 { "yes (loss)" } else { "no" }.to_string()),
+            (Some(d), None) => (format!("{d:+.2}"), "-".to_string()),
+            _ => ("-".to_string(), "-".to_string()),
+        };
+        let mut l = format!("| {label} | {:.2} +- {:.2} | {vs} | {excludes} |", r.acc7_mean, r.acc7_std);
+        if with_events {
+            l += &match (r.event_share_mean, r.nokd_event_share_mean, r.uniform_event_share) {
+                (Some(e), n, Some(u)) => format!(" {e:.3} ({}; {u:.3}) in {} |", n.map_or("-".to_string(), |n| format!("{n:.3}")), r.event_transformers.join(", ")),
+                _ => " - |".to_string(),
+            };
+        }
+        l + &format!(" {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, r.paper_mosei_acc7, r.paper_mosei_f1)
+    };
     for r in rows {
         let is_c5_first = r.config == Some(crate::model::StudentConfig::C5) && r.level != "none" && !printed_complete;
         if is_c5_first {
             if let Some(t) = rows.iter().find(|t| t.role == "teacher" && t.teacher == "complete") {
-                s += &format!("| {} (again, for config 5) | {:.2} +- {:.2} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", row_label(t), t.acc7_mean, t.acc7_std, t.f1_mean, t.f1_std, t.seeds.len(), t.params, t.paper_mosei_acc7, t.paper_mosei_f1);
+                s += &line(t, format!("{} (again, for config 5)", row_label(t)));
             }
             printed_complete = true;
         }
-        let mut delta = String::new();
-        if let (Some(_), Some(d)) = (no_kd, r.acc7_diff_mean) {
-            delta = match r.acc7_diff_ci95 {
-                Some([lo, hi]) => {
-                    let firm = if lo > 0.0 { ", firm gain" } else if hi < 0.0 { ", firm loss" } else { "" };
-                    format!(" ({d:+.2} vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}]{firm})")
-                }
-                None => format!(" ({d:+.2} vs no KD)"),
-            };
-        }
-        s += &format!(
-            "| {} | {:.2} +- {:.2}{} | {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n",
-            row_label(r),
-            r.acc7_mean,
-            r.acc7_std,
-            delta,
-            r.f1_mean,
-            r.f1_std,
-            r.seeds.len(),
-            r.params,
-            r.paper_mosei_acc7,
-            r.paper_mosei_f1
-        );
+        s += &line(r, row_label(r));
     }
     if let Some(l) = latency {
         s += &format!(
@@ -329,7 +405,10 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
             100.0 * (l.student_ms / l.teacher_ms - 1.0)
         );
     }
-    s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); \"firm\" only where the interval excludes 0.\n";
+    s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); an effect is called firm only where the interval excludes 0.\n";
+    if with_events {
+        s += &format!("\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention.\n");
+    }
     s
 }
 
