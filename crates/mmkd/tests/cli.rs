@@ -110,6 +110,12 @@ fn smoke_study_writes_every_row_of_table1() {
     let md = std::fs::read_to_string(dir.join("TABLE.md")).unwrap();
     assert!(md.contains("synthetic") && md.contains("paper MOSEI"));
     assert!(md.contains("CI excludes 0") && md.contains("event share"), "{md}");
+    // REPORT.md: the bar chart, each attention-level row, the best one's maps beside the teacher's.
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("## Attention-level distillation") && report.contains("Student c5: EDAM-S on attention-map") && report.contains("acc7.png"), "{report}");
+    assert!(std::fs::read(dir.join("acc7.png")).unwrap().starts_with(b"\x89PNG"));
+    let maps = std::fs::read_dir(dir.join("report-maps")).unwrap().count();
+    assert!(maps >= 1 && report.contains("report-maps/compare-"), "{report}");
     assert!(dir.join("table.csv").exists() && dir.join("slurm.sh").exists());
 
     // Started again, the study skips finished runs and writes the same table.

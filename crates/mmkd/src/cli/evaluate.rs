@@ -49,7 +49,7 @@ pub(crate) fn robustness(teacher: &Path, student: &Path, out: Option<PathBuf>, m
 
 /// `maps RUN`: entropy (and, on synthetic data, the share on the true event) of every traced
 /// map; pictures of the first test clip's maps; `--json` prints the statistics by transformer.
-pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>, json: bool) -> Result<()> {
+pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>, json: bool, baseline: Option<&Path>) -> Result<()> {
     let cfg = RunConfig::load(run)?;
     let data_dir = data.unwrap_or(&cfg.data);
     let dataset = data::load_any(data_dir)?;
@@ -68,6 +68,11 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
     for (id, m) in &maps {
         let name = id.to_string().replace("<-", "_from_");
         crate::eval::maps::draw(m, &out.join(format!("{name}.png")))?;
+    }
+    if let crate::train::RunRole::Student { config, distill: Some(d), .. } = &cfg.role {
+        crate::study::pictures::compare_with_teacher(&out, &dataset, events.as_ref(), temperature, *config, d, &maps, baseline)?;
+    } else if baseline.is_some() {
+        crate::bail_input!("{}: --baseline compares a distilled student's maps; this run is no distillation run", run.display());
     }
     let by_transformer = crate::eval::maps::by_transformer(&stats);
     write_atomic(&out.join("stats.json"), serde_json::to_string_pretty(&by_transformer)?.as_bytes())?;

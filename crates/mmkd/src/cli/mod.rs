@@ -104,6 +104,10 @@ pub(crate) enum Command {
         /// Print the statistics as JSON: {"transformers": [{"id", "layers": [{"entropy", ...}]}]}.
         #[arg(long)]
         json: bool,
+        /// For a distilled student: also draw the no-KD student's maps (this run) beside the
+        /// teacher's and the student's in OUT/compare-<pair>.png.
+        #[arg(long, value_name = "RUN")]
+        baseline: Option<PathBuf>,
     },
     /// Predict every clip with a run's best checkpoint: id, true score (empty when unknown),
     /// the 7 class probabilities, expected score and class. A student needs video only.
@@ -275,7 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval { run, data, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), json, &list, &missing),
         Command::Eval { run, data, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), json),
         Command::Robustness { teacher, student, out, missing } => evaluate::robustness(&teacher, &student, out, &missing),
-        Command::Maps { run, data, samples, temperature, out, json } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json),
+        Command::Maps { run, data, samples, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json, baseline.as_deref()),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
         Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),

@@ -190,6 +190,83 @@ pub fn draw(maps: &[Map], path: &Path) -> Result<()> {
     })
 }
 
+/// Mean over rows of KL(teacher row || student row) (nats), for maps of the same shape.
+pub fn mean_row_kl(teacher: &Map, student: &Map) -> Option<f64> {
+    if (teacher.rows, teacher.cols) != (student.rows, student.cols) || teacher.rows == 0 {
+        return None;
+    }
+    let mut total = 0.0;
+    for (t_row, s_row) in teacher.data.chunks_exact(teacher.cols).zip(student.data.chunks_exact(student.cols)) {
+        total += t_row.iter().zip(s_row).filter(|(t, _)| **t > 0.0).map(|(&t, &s)| t as f64 * ((t as f64) / (s as f64).max(1e-12)).ln()).sum::<f64>();
+    }
+    Some(total / teacher.rows as f64)
+}
+
+/// One panel of a comparison picture.
+pub struct Panel<'a> {
+    /// Column title (`teacher V<-A`, `student (EDAM-S)`, ...).
+    pub title: String,
+    /// The map.
+    pub map: &'a Map,
+    /// Written under the map (the KL to the teacher's, for students).
+    pub caption: String,
+}
+
+/// Maps of one clip side by side, one row per layer, one shared colour scale (viridis, 0 to the
+/// largest probability of any panel), query steps down and key steps across, with the true
+/// event's key columns outlined in red when known (`event`: the clip's first event frame and
+/// width in video frames, and the video's length; each panel maps it onto its own key count).
+pub fn draw_comparison(path: &Path, title: &str, queries: &str, keys: &str, layers: &[Vec<Panel>], event: Option<(usize, usize, usize)>) -> Result<()> {
+    let columns = layers.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let largest = layers.iter().flatten().map(|p| p.map.rows.max(p.map.cols)).max().unwrap_or(1).max(1);
+    let cell = (240 / largest as u32).clamp(2, 16);
+    let (panel_w, panel_h) = (largest as u32 * cell, largest as u32 * cell);
+    let (left, top, gap_x, gap_y) = (96u32, 56u32, 40u32, 64u32);
+    let width = left + columns as u32 * (panel_w + gap_x) + 90;
+    // Room for the colour bar (200 px) as well.
+    let height = (top + layers.len() as u32 * (panel_h + gap_y) + 8).max(top + 216);
+    let scale = layers.iter().flatten().flat_map(|p| p.map.data.iter().copied()).fold(f32::MIN_POSITIVE, f32::max);
+    let font = |size: i32| (super::plots::FONT, size).into_font();
+    super::plots::save_png(path, width, height, |root| {
+        let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        root.draw(&Text::new(title.to_string(), (left as i32, 8), font(16))).map_err(|e| err(&e))?;
+        for (l, row) in layers.iter().enumerate() {
+            let y0 = (top + l as u32 * (panel_h + gap_y)) as i32;
+            for (c, panel) in row.iter().enumerate() {
+                let x0 = (left + c as u32 * (panel_w + gap_x)) as i32;
+                let m = panel.map;
+                root.draw(&Text::new(format!("{} (layer {})", panel.title, l + 1), (x0, y0 - 18), font(12))).map_err(|e| err(&e))?;
+                for r in 0..m.rows {
+                    for k in 0..m.cols {
+                        let colour = ViridisRGB::get_color((m.data[r * m.cols + k] / scale) as f64);
+                        let (x, y) = (x0 + (k as u32 * cell) as i32, y0 + (r as u32 * cell) as i32);
+                        root.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], colour.filled())).map_err(|e| err(&e))?;
+                    }
+                }
+                let columns = event.map(|(start, width, video_len)| super::event_share::event_frames(start, width, video_len, m.cols));
+                if let Some(ev) = columns.filter(|e| !e.is_empty()) {
+                    let (xa, xb) = (x0 + (ev.start as u32 * cell) as i32, x0 + (ev.end as u32 * cell) as i32);
+                    root.draw(&Rectangle::new([(xa, y0), (xb, y0 + (m.rows as u32 * cell) as i32)], RED.stroke_width(2))).map_err(|e| err(&e))?;
+                }
+                let below = y0 + (m.rows as u32 * cell) as i32;
+                root.draw(&Text::new(format!("key: {keys} step 0..{}", m.cols), (x0, below + 4), font(11))).map_err(|e| err(&e))?;
+                root.draw(&Text::new(panel.caption.clone(), (x0, below + 18), font(11))).map_err(|e| err(&e))?;
+            }
+            root.draw(&Text::new(format!("query: {queries}"), (4, y0 + 4), font(11))).map_err(|e| err(&e))?;
+        }
+        // The shared scale.
+        let (bx, by) = ((width - 60) as i32, top as i32);
+        for i in 0..100 {
+            let colour = ViridisRGB::get_color(1.0 - i as f64 / 99.0);
+            root.draw(&Rectangle::new([(bx, by + 2 * i), (bx + 14, by + 2 * i + 2)], colour.filled())).map_err(|e| err(&e))?;
+        }
+        root.draw(&Text::new(format!("{scale:.2}"), (bx + 18, by), font(11))).map_err(|e| err(&e))?;
+        root.draw(&Text::new("0".to_string(), (bx + 18, by + 190), font(11))).map_err(|e| err(&e))?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +290,29 @@ mod tests {
         let path = dir.path().join("a.png");
         draw(maps.values().next().unwrap(), &path).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+    }
+
+    #[test]
+    fn kl_of_identical_maps_is_zero_and_comparison_pictures_are_drawn() {
+        let a = Map { rows: 2, cols: 4, data: vec![0.25; 8] };
+        let b = Map { rows: 2, cols: 4, data: vec![0.7, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25] };
+        assert_eq!(mean_row_kl(&a, &a), Some(0.0));
+        // Row 1: KL(uniform || (0.7, 0.1, 0.1, 0.1)) by hand; row 2: 0.
+        let by_hand = 0.25 * ((0.25f64 / 0.7).ln() + 3.0 * (0.25f64 / 0.1).ln()) / 2.0;
+        assert!((mean_row_kl(&a, &b).unwrap() - by_hand).abs() < 1e-6);
+        assert_eq!(mean_row_kl(&a, &Map { rows: 2, cols: 3, data: vec![1.0 / 3.0; 6] }), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compare.png");
+        let panels = vec![vec![
+            Panel { title: "teacher".into(), map: &a, caption: String::new() },
+            Panel { title: "student".into(), map: &b, caption: "KL to teacher 0.210".into() },
+        ]];
+        draw_comparison(&path, "V<-A, clip 0", "audio", "video", &panels, Some((2, 4, 8))).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        let (w, h) = img.dimensions();
+        assert!(w > 300 && h > 200, "{w}x{h}");
+        let red = img.pixels().filter(|p| p.0[0] > 200 && p.0[1] < 60 && p.0[2] < 60).count();
+        let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 80)).count();
+        assert!(red > 50 && dark > 200, "event outline {red}, text {dark}");
     }
 }

@@ -1,6 +1,7 @@
 //! The study: every run of Table 1 over several seeds, executed as independent `mmkd`
 //! processes (a small pool, or any batch system via `--plan`), then one report.
 
+pub mod pictures;
 pub mod plan;
 pub mod report;
 
@@ -125,8 +126,82 @@ pub fn write_report(study: &Path, latency: Option<Latency>) -> Result<Vec<TableR
         write_atomic(&study.join("latency.json"), serde_json::to_string_pretty(l)?.as_bytes())?;
     }
     let latency = latency.or_else(|| std::fs::read_to_string(study.join("latency.json")).ok().and_then(|s| serde_json::from_str(&s).ok()));
-    write_atomic(&study.join("TABLE.md"), report::to_markdown(&rows, latency.as_ref()).as_bytes())?;
+    let table = report::to_markdown(&rows, latency.as_ref());
+    write_atomic(&study.join("TABLE.md"), table.as_bytes())?;
+    write_atomic(&study.join("REPORT.md"), study_report(study, &rows, &table, latency.as_ref())?.as_bytes())?;
     Ok(rows)
+}
+
+/// REPORT.md: the table, a bar chart of Acc-7 per row with intervals (`acc7.png`), what each
+/// attention-level method did to Acc-7 and to the event share, the maps of the best
+/// attention-level student beside its teacher's and the no-KD student's (`report-maps/`), and
+/// teacher against student in parameters and latency.
+fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&Latency>) -> Result<String> {
+    use clap::ValueEnum;
+    let label = |r: &TableRow| report::row_label(r);
+    let labelled: Vec<(String, &TableRow)> = rows.iter().map(|r| (label(r), r)).collect();
+    pictures::draw_acc7_bars(&study.join("acc7.png"), &labelled)?;
+    let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
+    let mut s = format!("# Study report\n\nDataset: **{dataset}**. Every number below was measured on this dataset, not on CMU-MOSEI.\n\n");
+    s += "## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean](acc7.png)\n\n";
+    s += "## Attention-level distillation\n\n";
+    let attention: Vec<&TableRow> = rows.iter().filter(|r| r.level == "attention-map").collect();
+    if attention.is_empty() {
+        s += "No attention-level row has finished runs.\n\n";
+    }
+    for r in &attention {
+        let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
+            (Some(d), Some([lo, hi])) => format!("Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})", if lo > 0.0 { "a firm gain" } else if hi < 0.0 { "a firm loss" } else { "not firm: the interval contains 0" }),
+            (Some(d), None) => format!("Acc-7 {d:+.2} points vs no KD (one seed: no interval)"),
+            _ => "no paired no-KD runs".to_string(),
+        };
+        let share = match (r.event_share_mean, r.uniform_event_share) {
+            (Some(e), Some(u)) => format!(
+                "; event share in {} {e:.3} against {} without KD and {u:.3} under uniform attention",
+                r.event_transformers.join(", "),
+                r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}"))
+            ),
+            _ => String::new(),
+        };
+        s += &format!("- **{}**: {acc}{share}.\n", label(r));
+    }
+    // The attention-level row with the largest mean gain, seed of its first run.
+    let best = attention.iter().filter(|r| r.acc7_diff_mean.is_some()).max_by(|a, b| a.acc7_diff_mean.partial_cmp(&b.acc7_diff_mean).unwrap_or(std::cmp::Ordering::Equal));
+    if let Some(r) = best
+        && let (Some(config), Ok(level), Ok(method), Some(&seed)) = (r.config, crate::distill::Level::from_str(&r.level, true), crate::distill::Method::from_str(&r.method, true), r.seeds.first())
+    {
+        let run = plan::run_dir(study, &plan::RowSpec::Distilled { config, level, method }, seed);
+        let baseline = plan::run_dir(study, &plan::RowSpec::StudentNoKd, seed);
+        let cfg = crate::train::RunConfig::load(&run)?;
+        if let crate::train::RunRole::Student { distill: Some(d), .. } = &cfg.role {
+            let dataset = crate::data::load_any(&cfg.data)?;
+            let events = crate::data::events::Events::load(&cfg.data)?;
+            let device = Device::flex();
+            let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &run.join("best.safetensors"))?;
+            let (_, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, 1, d.temperature, None, &device);
+            let out = study.join("report-maps");
+            std::fs::create_dir_all(&out)?;
+            pictures::compare_with_teacher(&out, &dataset, events.as_ref(), d.temperature, config, d, &maps, baseline.exists().then_some(baseline.as_path()))?;
+            s += &format!("\n## Maps of the best attention-level student ({}, seed {seed})\n\nThe first test clip; teacher, distilled student and student without KD share one colour scale; the red outline marks the true event's key steps; under each student map its mean row KL divergence to the teacher's.\n\n", label(r));
+            for (_, s_id) in crate::distill::distilled_pairs(config) {
+                let name = format!("compare-{}.png", s_id.to_string().replace("<-", "_from_"));
+                if out.join(&name).exists() {
+                    s += &format!("![{s_id}](report-maps/{name})\n\n");
+                }
+            }
+        }
+    }
+    s += "## Teacher and student\n\n";
+    let params = |f: &dyn Fn(&TableRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.params);
+    if let (Some(t), Some(st)) = (params(&|r| r.role == "teacher" && r.teacher == "complete"), params(&|r| r.role == "student" && r.level == "none")) {
+        s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
+    }
+    if let Some(l) = latency {
+        s += &format!("- Inference latency on {} (batch {}, median): teacher {:.2} ms, student {:.2} ms ({:.0} % of the teacher).\n", l.device, l.batch, l.teacher_ms, l.student_ms, 100.0 * l.student_ms / l.teacher_ms);
+    }
+    s += "\n## The table\n\n";
+    s += table.split_once("\n\n").map_or(table, |(_, rest)| rest);
+    Ok(s)
 }
 
 /// Median inference time of the complete teacher and the config-5 student, batch `batch`,

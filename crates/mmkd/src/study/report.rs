@@ -306,7 +306,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     Ok(rows)
 }
 
-fn row_label(r: &TableRow) -> String {
+/// The row's name as in the paper's Table 1 ("Student c5: EDAM-S on attention-map").
+pub fn row_label(r: &TableRow) -> String {
     match (r.role.as_str(), r.level.as_str()) {
         ("teacher", _) => format!("Teacher: {} {}", r.teacher, if r.teacher == "complete" { "network" } else { "branch" }),
         (_, "none") => "Student without KD".to_string(),
