@@ -20,6 +20,10 @@ pub(crate) struct StudyData {
     /// Training clips (default: the preset's).
     #[arg(long)]
     pub(crate) n_train: Option<usize>,
+    /// all: every row of Table 1; attention: the complete teacher, the student without KD and
+    /// the attention-map rows that distil the complete teacher.
+    #[arg(long, value_enum, default_value = "all")]
+    pub(crate) rows: crate::study::plan::RowSet,
 }
 
 /// `study`: plan, run or collect the study of Table 1.
@@ -40,6 +44,7 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
         data_seed: 1,
         regime: data.regime,
         n_train: data.n_train,
+        rows: data.rows,
     };
     if plan {
         // The running binary's absolute path: the plan's lines run from any directory.

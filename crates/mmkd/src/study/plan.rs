@@ -139,6 +139,37 @@ pub struct StudyOptions {
     pub regime: crate::data::synth::Regime,
     /// Training clips of the synthetic data (`None`: the preset's).
     pub n_train: Option<usize>,
+    /// Which rows of Table 1 to run.
+    pub rows: RowSet,
+}
+
+/// Which rows of Table 1 a study runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowSet {
+    /// Every row (19).
+    #[default]
+    All,
+    /// The rows that say whether attention-level distillation passes on where to look: the
+    /// complete teacher, the student without KD, and the attention-map rows that distil the
+    /// complete teacher (c1 EDAM-S, c5 CRD, EDAM-S, EDAM-T).
+    Attention,
+}
+
+impl RowSet {
+    /// The rows, in Table 1's order.
+    pub fn rows(self) -> Vec<RowSpec> {
+        table1_rows()
+            .into_iter()
+            .filter(|r| match self {
+                RowSet::All => true,
+                RowSet::Attention => match r {
+                    RowSpec::Teacher(t) => *t == TeacherKind::Complete,
+                    RowSpec::StudentNoKd => true,
+                    RowSpec::Distilled { level, config, .. } => *level == Level::AttentionMap && teacher_for_config(*config) == TeacherKind::Complete,
+                },
+            })
+            .collect()
+    }
 }
 
 /// Where the study's dataset is generated: `OUT/data`.
@@ -175,7 +206,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
         },
     }];
     let epochs: Vec<String> = opts.epochs.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
-    let rows = table1_rows();
+    let rows = opts.rows.rows();
     for &seed in &opts.seeds {
         for row in &rows {
             if let RowSpec::Teacher(kind) = row {
@@ -259,11 +290,13 @@ mod tests {
 
     #[test]
     fn plan_covers_table1_with_teachers_before_students() {
-        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None };
+        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None, rows: RowSet::All };
         let p = plan(&opts);
         assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
         assert_eq!(table1_rows().len(), 19);
+        let names: Vec<String> = RowSet::Attention.rows().iter().map(|r| r.slug()).collect();
+        assert_eq!(names, ["student-c5-nokd", "teacher-complete", "student-c1-attention-map-edam-s", "student-c5-attention-map-crd", "student-c5-attention-map-edam-s", "student-c5-attention-map-edam-t"]);
         let line = command_line("mmkd", &p[p.len() - 1]);
         assert!(line.starts_with("mmkd distill --teacher /s/runs/teacher-complete-s3 --config 5 --level attention-map --method edam-t"), "{line}");
         assert!(line.ends_with("--epochs 1"));
