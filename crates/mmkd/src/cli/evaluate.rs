@@ -87,12 +87,12 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
         println!(
             "{:<12} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>12} {:>12}",
             s.transformer,
-            s.layer,
-            s.mean_entropy,
-            s.uniform_entropy,
-            s.mean_max,
-            opt(s.event_share),
-            opt(s.uniform_event_share)
+            s.stats.layer,
+            s.stats.entropy,
+            s.stats.uniform_entropy,
+            s.stats.mean_max,
+            opt(s.stats.event_share),
+            opt(s.stats.uniform_event_share)
         );
     }
     println!("pictures and stats.json in {}", out.display());

@@ -13,23 +13,14 @@ use crate::config::DataShape;
 use crate::data::Split;
 use crate::model::{MultimodalNet, Probe, TraceRequest, TransformerId};
 
-/// How peaked one transformer layer's head-averaged attention maps are, over the probed clips.
+/// One transformer layer's statistics, over the probed clips.
 #[derive(Clone, Debug, Serialize)]
 pub struct MapStats {
     /// The transformer's name (`A<-V`, ...).
     pub transformer: String,
-    /// Layer number, 1-based.
-    pub layer: usize,
-    /// Mean entropy of the rows (nats).
-    pub mean_entropy: f64,
-    /// Mean entropy a uniform row over the same visible (unmasked) keys would have.
-    pub uniform_entropy: f64,
-    /// Mean of each row's largest probability.
-    pub mean_max: f64,
-    /// Mean share of a row's attention mass on the true event frames (synthetic data only).
-    pub event_share: Option<f64>,
-    /// The same share under uniform attention over the row's visible keys.
-    pub uniform_event_share: Option<f64>,
+    /// Its layer's numbers.
+    #[serde(flatten)]
+    pub stats: LayerStats,
 }
 
 /// One map: rows x cols, row-major.
@@ -97,12 +88,14 @@ pub fn attention_maps(
             });
             stats.push(MapStats {
                 transformer: id.to_string(),
-                layer: l + 1,
-                mean_entropy: h / count,
-                uniform_entropy: hu / count,
-                mean_max: mx / count,
-                event_share: event.map(|m| m.mean_share()),
-                uniform_event_share: event.map(|m| m.mean_uniform_share()),
+                stats: LayerStats {
+                    layer: l + 1,
+                    entropy: h / count,
+                    uniform_entropy: hu / count,
+                    mean_max: mx / count,
+                    event_share: event.map(|m| m.mean_share()),
+                    uniform_event_share: event.map(|m| m.mean_uniform_share()),
+                },
             });
             maps.push(Map { rows, cols, data: v[..rows * cols].to_vec() });
         }
@@ -111,7 +104,8 @@ pub fn attention_maps(
     (stats, first)
 }
 
-/// One layer's statistics in `mmkd maps --json`.
+/// How peaked one layer's head-averaged attention maps are, and (on synthetic data) how much
+/// of their mass lies on the true event; a layer of `mmkd maps --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerStats {
     /// Layer number, 1-based.
@@ -148,14 +142,7 @@ pub struct MapsReport {
 pub fn by_transformer(stats: &[MapStats]) -> MapsReport {
     let mut transformers: Vec<TransformerStats> = Vec::new();
     for s in stats {
-        let layer = LayerStats {
-            layer: s.layer,
-            entropy: s.mean_entropy,
-            uniform_entropy: s.uniform_entropy,
-            mean_max: s.mean_max,
-            event_share: s.event_share,
-            uniform_event_share: s.uniform_event_share,
-        };
+        let layer = s.stats.clone();
         match transformers.iter_mut().find(|t| t.id == s.transformer) {
             Some(t) => t.layers.push(layer),
             None => transformers.push(TransformerStats { id: s.transformer.clone(), layers: vec![layer] }),
@@ -283,8 +270,8 @@ mod tests {
         let (stats, maps) = attention_maps(&net, &d.test, &shape, 3, 1.0, None, &device);
         assert_eq!(stats.len(), 3, "3 transformers x 1 layer");
         for s in &stats {
-            assert!(s.mean_entropy >= 0.0 && s.mean_entropy <= s.uniform_entropy + 1e-6, "{s:?}");
-            assert!(s.mean_max > 0.0 && s.mean_max <= 1.0);
+            assert!(s.stats.entropy >= 0.0 && s.stats.entropy <= s.stats.uniform_entropy + 1e-6, "{s:?}");
+            assert!(s.stats.mean_max > 0.0 && s.stats.mean_max <= 1.0);
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.png");

@@ -101,8 +101,8 @@ fn event_share(dir: &Path, cfg: &RunConfig, ids: &[crate::model::TransformerId],
         return Ok(None);
     }
     let n = chosen.len() as f64;
-    let share = chosen.iter().filter_map(|s| s.event_share).sum::<f64>() / n;
-    let uniform = chosen.iter().filter_map(|s| s.uniform_event_share).sum::<f64>() / n;
+    let share = chosen.iter().filter_map(|s| s.stats.event_share).sum::<f64>() / n;
+    let uniform = chosen.iter().filter_map(|s| s.stats.uniform_event_share).sum::<f64>() / n;
     Ok(Some((share, uniform)))
 }
 
