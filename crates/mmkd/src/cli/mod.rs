@@ -132,6 +132,19 @@ pub(crate) enum Command {
     /// for reference/parity.py to compare.
     #[command(subcommand)]
     Reference(ReferenceCmd),
+    /// Time one benchmark case in this process and print one JSON line (medians, peak memory);
+    /// bench/run.sh runs every case against the PyTorch reference.
+    Bench {
+        #[arg(long, value_enum)]
+        case: crate::bench::Case,
+        #[arg(long, value_enum, default_value = "small")]
+        preset: Preset,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps after one warm-up step.
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// Parameter counts of the teacher and the student, per module.
     Params {
         #[arg(long, value_enum, default_value = "paper")]
@@ -283,6 +296,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Maps { run, data, samples, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json, baseline.as_deref()),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
+        Command::Bench { case, preset, batch, steps } => {
+            println!("{}", serde_json::to_string(&crate::bench::run_case(case, preset, batch.max(1), steps)?)?);
+            Ok(())
+        }
         Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),
         Command::Demo { preset, out, seed, epochs } => demo::demo(preset, &out, seed, epochs),
     }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The benchmark side by side: every case of `mmkd bench` and of reference/bench.py (PyTorch) in
+# fresh processes, alternating mmkd / PyTorch, ROUNDS times, at the same thread count; then the
+# medians, the ratios mmkd / PyTorch and the peak memories go to
+# bench/results/<machine>-<preset>.json (reference/bench.py --aggregate).
+#
+#   bench/run.sh [PRESET=small] [THREADS=2] [ROUNDS=3] [STEPS=5]
+#   env: PYTHON (a Python with torch, numpy, safetensors; see reference/README.md),
+#        MACHINE (name in the result file; default: hostname-<cores>cpu), MMKD (binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+preset=${1:-small}
+threads=${2:-2}
+rounds=${3:-3}
+steps=${4:-5}
+python=${PYTHON:-python3}
+machine=${MACHINE:-$(hostname)-$(nproc)cpu}
+if [ -z "${MMKD:-}" ]; then
+  cargo build -p mmkd --quiet
+  MMKD=target/debug/mmkd # the dev profile: dependencies at opt-level 3, mmkd at 2 (Cargo.toml)
+fi
+lines=$(mktemp)
+trap 'rm -f "$lines"' EXIT
+cases=("teacher-train 64" "student-train 64" "teacher-infer 1" "student-infer 1" "teacher-infer 64" "student-infer 64")
+for round in $(seq 1 "$rounds"); do
+  for c in "${cases[@]}"; do
+    set -- $c
+    echo "round $round/$rounds: $1 batch $2" >&2
+    RAYON_NUM_THREADS=$threads "$MMKD" bench --case "$1" --preset "$preset" --batch "$2" --steps "$steps" >> "$lines"
+    (cd reference && "$python" bench.py --case "$1" --preset "$preset" --batch "$2" --steps "$steps" --threads "$threads") >> "$lines"
+  done
+done
+mkdir -p bench/results
+out=bench/results/$machine-$preset.json
+(cd reference && "$python" bench.py --aggregate "$lines" --out "../$out" --machine "$machine")
+echo "wrote $out" >&2

@@ -1,0 +1,165 @@
+//! `mmkd bench --case C`: time one case of the benchmark in this process and report its medians
+//! and the process's peak resident memory as one JSON line. `bench/run.sh` runs every case in a
+//! fresh process (so each peak is the case's own), alternating with the PyTorch reference
+//! (`reference/bench.py`) at the same thread count, and writes the ratios.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::prelude::*;
+use serde::Serialize;
+
+use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
+use crate::data::Batch;
+use crate::distill::{DistillConfig, Level, Method, Orientation};
+use crate::model::{MultimodalNet, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+use crate::train::{SupervisedTask, TrainTask};
+
+/// One measurement of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Case {
+    /// Complete teacher: forward, cross-entropy, backward, global clipping, Adam.
+    TeacherTrain,
+    /// Config-5 student distilled with EDAM-S on the attention maps (the frozen teacher's
+    /// forward included): forward, `CE + L_KD`, backward, clipping, Adam.
+    StudentTrain,
+    /// Complete teacher, inference (no autodiff, dropout off).
+    TeacherInfer,
+    /// Config-5 student, inference.
+    StudentInfer,
+}
+
+/// What one `mmkd bench` run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    /// `mmkd`.
+    pub implementation: &'static str,
+    /// The case.
+    pub case: Case,
+    /// Preset of the shapes and the model.
+    pub preset: &'static str,
+    /// Clips per step.
+    pub batch: usize,
+    /// Worker threads (`RAYON_NUM_THREADS`, or every core).
+    pub threads: usize,
+    /// Median wall time of one step (ms), after one untimed warm-up step.
+    pub median_ms: f64,
+    /// Every timed step (ms).
+    pub times_ms: Vec<f64>,
+    /// Peak resident memory of this process (MB, `getrusage`), the case's own when run alone.
+    pub peak_rss_mb: f64,
+}
+
+fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass and nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    usage.ru_maxrss as f64 / 1024.0 // kB on Linux
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 { f64::NAN } else if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+}
+
+/// A batch of `batch` synthetic clips at the preset's shapes, on `device`.
+fn batch_of(preset: Preset, batch: usize, device: &Device) -> (DataShape, Batch) {
+    let shape = DataShape { n_train: batch, n_valid: 1, n_test: 1, ..DataShape::for_preset(preset) };
+    let (data, _) = crate::data::synth::generate(preset, 0, &shape, &Default::default());
+    let rows: Vec<usize> = (0..batch).collect();
+    let b = data.train.batch(&shape, &rows, device);
+    (shape, b)
+}
+
+/// Time `steps` repetitions of `case` after one warm-up.
+pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Result<BenchResult> {
+    let model = ModelConfig::for_preset(preset);
+    let train = TrainConfig::for_preset(preset);
+    let plain = Device::flex();
+    let mut times = Vec::new();
+    let mut time = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        f()?; // warm-up: allocations, kernel selection
+        for _ in 0..steps.max(1) {
+            let t = Instant::now();
+            f()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(())
+    };
+    match case {
+        Case::TeacherInfer | Case::StudentInfer => {
+            let (shape, b) = batch_of(preset, batch, &plain);
+            let net: MultimodalNet = if case == Case::TeacherInfer {
+                build_teacher(TeacherKind::Complete, &shape, &model, &plain)
+            } else {
+                build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape, &model, &plain)
+            };
+            time(&mut || {
+                let logits = net.forward(&b.input, &TraceRequest::none()).logits;
+                let _: Vec<f32> = logits.into_data().try_to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                Ok(())
+            })?;
+        }
+        Case::TeacherTrain => {
+            let ad = plain.clone().autodiff();
+            let (shape, b) = batch_of(preset, batch, &ad);
+            let (shape2, model2) = (shape.clone(), model.clone());
+            let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_teacher(TeacherKind::Complete, &shape2, &model2, d)) };
+            let mut net = task.init_model(&ad, &b)?;
+            let mut optim = crate::train::step::adam(&train);
+            time(&mut || {
+                let (loss, _) = task.train_loss(&net, &b)?;
+                net = crate::train::step::optimizer_step(net.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
+                Ok(())
+            })?;
+        }
+        Case::StudentTrain => {
+            let ad = plain.clone().autodiff();
+            let (shape, b) = batch_of(preset, batch, &ad);
+            let teacher = build_teacher(TeacherKind::Complete, &shape, &model, &plain).valid();
+            let cfg = DistillConfig {
+                teacher_run: std::path::PathBuf::new(),
+                level: Level::AttentionMap,
+                method: Method::EdamS,
+                alpha: 1.0,
+                beta: 0.8,
+                temperature: 1.0,
+                orientation: Orientation::Literal,
+            };
+            let (shape2, model2) = (shape.clone(), model.clone());
+            let build = Box::new(move |d: &Device| build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape2, &model2, d));
+            let mut task = crate::distill::DistillTask::new(cfg, teacher, crate::distill::distilled_pairs(StudentConfig::C5), build, batch, 1, plain.clone());
+            let mut m = task.init_model(&ad, &b)?;
+            let mut optim = crate::train::step::adam(&train);
+            time(&mut || {
+                let (loss, _) = task.train_loss(&m, &b)?;
+                m = crate::train::step::optimizer_step(m.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
+                Ok(())
+            })?;
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_runs_on_the_smoke_preset_and_reports_its_steps() {
+        for case in [Case::TeacherTrain, Case::StudentTrain, Case::TeacherInfer, Case::StudentInfer] {
+            let r = run_case(case, Preset::Smoke, 2, 2).unwrap();
+            assert_eq!(r.times_ms.len(), 2, "{case:?}");
+            assert!(r.median_ms > 0.0 && r.peak_rss_mb > 1.0, "{r:?}");
+        }
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
