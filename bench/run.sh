@@ -6,7 +6,8 @@
 #
 #   bench/run.sh [PRESET=small] [THREADS=2] [ROUNDS=3] [STEPS=5]
 #   env: PYTHON (a Python with torch, numpy, safetensors; see reference/README.md),
-#        MACHINE (name in the result file; default: hostname-<cores>cpu), MMKD (binary).
+#        MACHINE (name in the result file; default: hostname-<cores>cpu), MMKD (binary),
+#        CASES (e.g. "student-infer:1 teacher-infer:1"; default: all six, training at batch 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-small}
@@ -21,10 +22,10 @@ if [ -z "${MMKD:-}" ]; then
 fi
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
-cases=("teacher-train 64" "student-train 64" "teacher-infer 1" "student-infer 1" "teacher-infer 64" "student-infer 64")
+read -r -a cases <<< "${CASES:-teacher-train:64 student-train:64 teacher-infer:1 student-infer:1 teacher-infer:64 student-infer:64}"
 for round in $(seq 1 "$rounds"); do
   for c in "${cases[@]}"; do
-    set -- $c
+    set -- ${c/:/ }
     echo "round $round/$rounds: $1 batch $2" >&2
     RAYON_NUM_THREADS=$threads "$MMKD" bench --case "$1" --preset "$preset" --batch "$2" --steps "$steps" >> "$lines"
     (cd reference && "$python" bench.py --case "$1" --preset "$preset" --batch "$2" --steps "$steps" --threads "$threads") >> "$lines"
