@@ -1,8 +1,9 @@
 //! mmkd: distil a multimodal MulT-style cross-attention teacher (video, audio, text) into a
 //! video-only transformer student.
 //!
-//! Modules depend one way: `study -> train -> distill -> model -> data` (and `eval` beside
-//! `train`); the CLI (`main.rs`) sits on top. See docs/ARCHITECTURE.md.
+//! Modules depend one way: `cli -> study -> train -> distill -> model -> input` (and `eval`
+//! beside `train`; `data` below `train` and above `input`); `main.rs` only parses and calls
+//! `cli::run`. See docs/ARCHITECTURE.md.
 
 #![warn(missing_docs)]
 
