@@ -77,6 +77,18 @@ fn batch_of(preset: Preset, batch: usize, device: &Device) -> (DataShape, Batch)
     (shape, b)
 }
 
+/// Time training steps of `task` on one batch: the step `fit` takes (loss, backward, global
+/// clipping, Adam).
+fn time_training<T: TrainTask>(mut task: T, batch: &Batch, device: &Device, train: &TrainConfig, time: &mut dyn FnMut(&mut dyn FnMut() -> Result<()>) -> Result<()>) -> Result<()> {
+    let mut model = task.init_model(device, batch)?;
+    let mut optim = crate::train::step::adam(train);
+    time(&mut || {
+        let (loss, _) = task.train_loss(&model, batch)?;
+        model = crate::train::step::optimizer_step(model.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
+        Ok(())
+    })
+}
+
 /// Time `steps` repetitions of `case` after one warm-up.
 pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Result<BenchResult> {
     let model = ModelConfig::for_preset(preset);
@@ -110,14 +122,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Resul
             let ad = plain.clone().autodiff();
             let (shape, b) = batch_of(preset, batch, &ad);
             let (shape2, model2) = (shape.clone(), model.clone());
-            let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_teacher(TeacherKind::Complete, &shape2, &model2, d)) };
-            let mut net = task.init_model(&ad, &b)?;
-            let mut optim = crate::train::step::adam(&train);
-            time(&mut || {
-                let (loss, _) = task.train_loss(&net, &b)?;
-                net = crate::train::step::optimizer_step(net.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
-                Ok(())
-            })?;
+            let task = SupervisedTask { build: Box::new(move |d: &Device| build_teacher(TeacherKind::Complete, &shape2, &model2, d)) };
+            time_training(task, &b, &ad, &train, &mut time)?;
         }
         Case::StudentTrain => {
             let ad = plain.clone().autodiff();
@@ -134,14 +140,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Resul
             };
             let (shape2, model2) = (shape.clone(), model.clone());
             let build = Box::new(move |d: &Device| build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape2, &model2, d));
-            let mut task = crate::distill::DistillTask::new(cfg, teacher, crate::distill::distilled_pairs(StudentConfig::C5), build, batch, 1, plain.clone());
-            let mut m = task.init_model(&ad, &b)?;
-            let mut optim = crate::train::step::adam(&train);
-            time(&mut || {
-                let (loss, _) = task.train_loss(&m, &b)?;
-                m = crate::train::step::optimizer_step(m.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
-                Ok(())
-            })?;
+            let task = crate::distill::DistillTask::new(cfg, teacher, crate::distill::distilled_pairs(StudentConfig::C5), build, batch, 1, plain.clone());
+            time_training(task, &b, &ad, &train, &mut time)?;
         }
     }
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
