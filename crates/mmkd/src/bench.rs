@@ -44,6 +44,9 @@ pub struct BenchResult {
     pub batch: usize,
     /// Worker threads (`RAYON_NUM_THREADS`, or every core).
     pub threads: usize,
+    /// `fused` when attention that nobody probes took the fused op (the default on flex),
+    /// `unfused` when `MMKD_FUSED_ATTENTION=0` turned it off.
+    pub attention: &'static str,
     /// Median wall time of one step (ms), after one untimed warm-up step.
     pub median_ms: f64,
     /// Every timed step (ms).
@@ -145,7 +148,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Resul
         }
     }
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
+    let attention = if crate::model::fused_attention::enabled_for(&plain) { "fused" } else { "unfused" };
+    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
 }
 
 #[cfg(test)]

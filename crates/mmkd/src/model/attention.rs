@@ -11,6 +11,8 @@ use burn::prelude::*;
 use burn::tensor::Bool;
 use burn::tensor::activation::softmax;
 
+use super::fused_attention;
+
 /// What a forward pass should record for distillation. The default records nothing, so
 /// inference pays for no maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -112,6 +114,12 @@ fn zero_bias(mut linear: Linear) -> Linear {
 }
 
 impl CrossModalAttention {
+    /// Whether dropout on the probabilities does anything in this call (Burn's `Dropout` rule:
+    /// a rate above zero, the layer in training mode, and a device that records a backward).
+    fn dropout_active(&self, x: &Tensor<3>) -> bool {
+        self.dropout.prob > 0.0 && self.dropout.training.is_enabled() && x.device().is_autodiff()
+    }
+
     /// `query`: [B, Lq, d]; `key`, `value`: [B, Lk, d] (MulT feeds them separately: in training
     /// they carry different embedding-dropout masks); `mask`: true where attention is
     /// forbidden, broadcastable to [B, heads, Lq, Lk] (given as [B or 1, 1, Lq or 1, Lk]).
@@ -127,6 +135,17 @@ impl CrossModalAttention {
         let lk = key.dims()[1];
         let h = self.heads;
         let dh = d / h;
+        if probe.map_temperature.is_none() && !self.dropout_active(&query) && fused_attention::enabled_for(&query.device()) {
+            // Nobody asked for the map and no dropout touches the probabilities: one fused op,
+            // no [B, h, Lq, Lk] tensor in memory or in the autodiff graph.
+            let q = self.query.forward(query).reshape([b, lq, h, dh]);
+            let k = self.key.forward(key).reshape([b, lk, h, dh]);
+            let v = self.value.forward(value).reshape([b, lk, h, dh]);
+            let context = fused_attention::fused_attention(q, k, v, mask, 1.0 / (dh as f64).sqrt());
+            let out = self.output.forward(context.reshape([b, lq, d]));
+            let trace = LayerTrace { map: None, post_attention: probe.post_attention.then(|| out.clone()) };
+            return (out, trace);
+        }
         let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = split(self.query.forward(query), lq);
         let k = split(self.key.forward(key), lk);

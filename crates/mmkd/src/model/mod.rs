@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod encoder;
+pub mod fused_attention;
 pub mod head;
 pub mod masks;
 pub mod modality;

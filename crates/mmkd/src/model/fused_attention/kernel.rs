@@ -1,0 +1,464 @@
+//! The fused attention kernels on plain `f32` slices: forward (output and per-row softmax
+//! statistics) and backward (gradients of query, key and value), flash-attention style.
+//!
+//! Neither pass ever holds a `[Lq, Lk]` score matrix: each query row's scores live in one
+//! `Lk`-long scratch row, and the backward recomputes them from the saved row statistics
+//! (max and sum of the softmax), so training keeps `O(B H Lq)` numbers per attention instead of
+//! `O(B H Lq Lk)`. Work is split over `(batch, head)` pairs with rayon.
+//!
+//! Semantics are those of the unfused path in `attention.rs`, bit for bit where it matters:
+//! scores `scale * q.k`, forbidden keys set to -1e9 (so a fully masked row is uniform, as there),
+//! a softmax through its row maximum, and no gradient through a forbidden score.
+//!
+//! Layout: queries `[B, Lq, H, dh]`, keys and values `[B, Lk, H, dh]` (what the projections
+//! give before heads are split, so no transpose is needed), output `[B, Lq, H, dh]`, statistics
+//! `[B, H, Lq, 2]` (row max, row sum of `exp(s - max)`).
+
+use rayon::prelude::*;
+
+/// The score a forbidden key gets (the unfused path's `mask_fill` value).
+pub const MASKED_SCORE: f32 = -1.0e9;
+
+/// Sizes of one fused attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// Batch size.
+    pub batch: usize,
+    /// Query steps.
+    pub lq: usize,
+    /// Key (and value) steps.
+    pub lk: usize,
+    /// Heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub dh: usize,
+}
+
+/// A boolean mask (true, stored as a non-zero byte, = forbidden) broadcast over batch and query
+/// rows: the row of sample `b`, query `i` starts at `b * batch_step + i * row_step`.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskView<'a> {
+    /// The mask's bytes, contiguous.
+    pub data: &'a [u8],
+    /// Elements between samples (0 when the mask has batch size 1).
+    pub batch_step: usize,
+    /// Elements between query rows (0 when the mask has one row for all queries).
+    pub row_step: usize,
+}
+
+impl<'a> MaskView<'a> {
+    fn row(&self, b: usize, i: usize, lk: usize) -> &'a [u8] {
+        let start = b * self.batch_step + i * self.row_step;
+        &self.data[start..start + lk]
+    }
+}
+
+/// What the forward pass returns: the output and the statistics the backward needs.
+pub struct Forward {
+    /// `[B, Lq, H, dh]`.
+    pub output: Vec<f32>,
+    /// `[B, H, Lq, 2]`: per query row, the score maximum and the sum of `exp(s - max)`.
+    pub stats: Vec<f32>,
+}
+
+/// What the backward pass returns, in the layouts of the inputs.
+pub struct Backward {
+    /// `[B, Lq, H, dh]`.
+    pub d_query: Vec<f32>,
+    /// `[B, Lk, H, dh]`.
+    pub d_key: Vec<f32>,
+    /// `[B, Lk, H, dh]`.
+    pub d_value: Vec<f32>,
+}
+
+/// `exp(x)` for `x <= 0`-ish arguments, written so the loop over a row vectorises: Cephes'
+/// polynomial after a range reduction by `ln 2`, with round-to-nearest by the 1.5 * 2^23 trick
+/// (SSE2 has no vector round). Relative error about 2e-7; below -87.3 it returns exactly 0, as
+/// `f32::exp` underflows there (the masked scores' `exp(-1e9 - max)` is exactly 0 either way).
+#[inline(always)]
+fn exp_approx(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
+    let xc = x.clamp(-87.3, 88.3);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = xc - n * C1 - n * C2;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.3 { 0.0 } else { y * scale }
+}
+
+/// `exp` over a row in place, returning the sum.
+#[inline(always)]
+fn exp_row_sum(row: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0.0f32;
+    for s in row.iter_mut() {
+        *s = exp_approx(*s - max);
+        sum += *s;
+    }
+    sum
+}
+
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight partial sums: lets the compiler vectorise a reduction it may not reorder itself.
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for j in chunks * 8..a.len() {
+        s += a[j] * b[j];
+    }
+    s
+}
+
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s))
+}
+
+/// Rows of head `h` of sample `b` from a `[B, L, H, dh]` buffer, as `[L, dh]`.
+fn gather_rows(src: &[f32], d: &Dims, l: usize, b: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(l * d.dh);
+    for t in 0..l {
+        let at = ((b * l + t) * d.heads + h) * d.dh;
+        out.extend_from_slice(&src[at..at + d.dh]);
+    }
+    out
+}
+
+/// Head `h` of sample `b` from a `[B, L, H, dh]` buffer, transposed to `[dh, L]` so loops over
+/// keys run along contiguous memory.
+fn gather_transposed(src: &[f32], d: &Dims, l: usize, b: usize, h: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; d.dh * l];
+    for t in 0..l {
+        let at = ((b * l + t) * d.heads + h) * d.dh;
+        for c in 0..d.dh {
+            out[c * l + t] = src[at + c];
+        }
+    }
+    out
+}
+
+/// The scaled, masked scores of query row `q` (already multiplied by the scale) against every
+/// key, into `scores`.
+#[inline(always)]
+fn scores_row(scores: &mut [f32], q_scaled: &[f32], kt: &[f32], lk: usize, mask_row: Option<&[u8]>) {
+    scores.fill(0.0);
+    for (c, &qc) in q_scaled.iter().enumerate() {
+        axpy(scores, qc, &kt[c * lk..(c + 1) * lk]);
+    }
+    if let Some(m) = mask_row {
+        for (s, &m) in scores.iter_mut().zip(m) {
+            if m != 0 {
+                *s = MASKED_SCORE;
+            }
+        }
+    }
+}
+
+/// Forward of one (batch, head) pair: its output rows `[Lq, dh]` and statistics `[Lq, 2]`.
+#[inline(always)]
+fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+    let (lq, lk, dh) = (d.lq, d.lk, d.dh);
+    let qb = gather_rows(q, d, lq, b, h);
+    let kt = gather_transposed(k, d, lk, b, h);
+    let vt = gather_transposed(v, d, lk, b, h);
+    let mut out = vec![0.0f32; lq * dh];
+    let mut stats = vec![0.0f32; lq * 2];
+    let mut scores = vec![0.0f32; lk];
+    let mut q_scaled = vec![0.0f32; dh];
+    for i in 0..lq {
+        for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
+            *qs = qv * scale;
+        }
+        scores_row(&mut scores, &q_scaled, &kt, lk, mask.map(|m| m.row(b, i, lk)));
+        let max = row_max(&scores);
+        let sum = exp_row_sum(&mut scores, max);
+        let inv = 1.0 / sum;
+        for c in 0..dh {
+            out[i * dh + c] = dot(&scores, &vt[c * lk..(c + 1) * lk]) * inv;
+        }
+        stats[i * 2] = max;
+        stats[i * 2 + 1] = sum;
+    }
+    (out, stats)
+}
+
+/// Backward of one (batch, head) pair: `dQ` rows `[Lq, dh]`, `dK` and `dV` transposed `[dh, Lk]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_pair(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    stats: &[f32],
+    grad: &[f32],
+    mask: Option<MaskView>,
+    scale: f32,
+    d: &Dims,
+    b: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (lq, lk, dh) = (d.lq, d.lk, d.dh);
+    let qb = gather_rows(q, d, lq, b, h);
+    let ob = gather_rows(out, d, lq, b, h);
+    let gb = gather_rows(grad, d, lq, b, h);
+    let kt = gather_transposed(k, d, lk, b, h);
+    let vt = gather_transposed(v, d, lk, b, h);
+    let st = &stats[(b * d.heads + h) * lq * 2..(b * d.heads + h + 1) * lq * 2];
+    let mut dq = vec![0.0f32; lq * dh];
+    let mut dkt = vec![0.0f32; dh * lk];
+    let mut dvt = vec![0.0f32; dh * lk];
+    let mut p = vec![0.0f32; lk];
+    let mut ds = vec![0.0f32; lk];
+    let mut q_scaled = vec![0.0f32; dh];
+    for i in 0..lq {
+        for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
+            *qs = qv * scale;
+        }
+        let mask_row = mask.map(|m| m.row(b, i, lk));
+        scores_row(&mut p, &q_scaled, &kt, lk, mask_row);
+        let (max, inv) = (st[i * 2], 1.0 / st[i * 2 + 1]);
+        for s in p.iter_mut() {
+            *s = exp_approx(*s - max) * inv;
+        }
+        let g = &gb[i * dh..(i + 1) * dh];
+        // dP = dO . V^T; D = dO . O = sum_j P dP.
+        ds.fill(0.0);
+        for (c, &gc) in g.iter().enumerate() {
+            axpy(&mut ds, gc, &vt[c * lk..(c + 1) * lk]);
+        }
+        let d_row: f32 = g.iter().zip(&ob[i * dh..(i + 1) * dh]).map(|(a, b)| a * b).sum();
+        for (dsj, &pj) in ds.iter_mut().zip(&p) {
+            *dsj = pj * (*dsj - d_row);
+        }
+        if let Some(m) = mask_row {
+            // mask_fill passes no gradient to a forbidden score.
+            for (dsj, &m) in ds.iter_mut().zip(m) {
+                if m != 0 {
+                    *dsj = 0.0;
+                }
+            }
+        }
+        for c in 0..dh {
+            dq[i * dh + c] = dot(&ds, &kt[c * lk..(c + 1) * lk]) * scale;
+            axpy(&mut dkt[c * lk..(c + 1) * lk], q_scaled[c], &ds);
+            axpy(&mut dvt[c * lk..(c + 1) * lk], g[c], &p);
+        }
+    }
+    (dq, dkt, dvt)
+}
+
+/// Scatter `[L, dh]` rows of head `h`, sample `b` into a `[B, L, H, dh]` buffer.
+fn scatter_rows(dst: &mut [f32], rows: &[f32], d: &Dims, l: usize, b: usize, h: usize) {
+    for t in 0..l {
+        let at = ((b * l + t) * d.heads + h) * d.dh;
+        dst[at..at + d.dh].copy_from_slice(&rows[t * d.dh..(t + 1) * d.dh]);
+    }
+}
+
+/// Scatter a transposed `[dh, L]` block of head `h`, sample `b` into a `[B, L, H, dh]` buffer.
+fn scatter_transposed(dst: &mut [f32], block: &[f32], d: &Dims, l: usize, b: usize, h: usize) {
+    for t in 0..l {
+        let at = ((b * l + t) * d.heads + h) * d.dh;
+        for c in 0..d.dh {
+            dst[at + c] = block[c * l + t];
+        }
+    }
+}
+
+/// Runs `f` for every (batch, head) pair, in parallel, compiled once for AVX2 + FMA (chosen at
+/// run time when the processor has them) and once for the baseline target.
+fn for_pairs<T: Send, F: Fn(usize, usize) -> T + Sync + Send>(d: &Dims, f: F) -> Vec<T> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn call_avx2<T, F: Fn(usize, usize) -> T>(f: &F, b: usize, h: usize) -> T {
+                f(b, h)
+            }
+            // SAFETY: the features were detected on this processor just above.
+            return (0..d.batch * d.heads).into_par_iter().map(|p| unsafe { call_avx2(&f, p / d.heads, p % d.heads) }).collect();
+        }
+    }
+    (0..d.batch * d.heads).into_par_iter().map(|p| f(p / d.heads, p % d.heads)).collect()
+}
+
+/// The forward pass over all pairs.
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: Dims) -> Forward {
+    check_sizes(q, k, v, &d);
+    let pairs = for_pairs(&d, |b, h| forward_pair(q, k, v, mask, scale, &d, b, h));
+    let mut output = vec![0.0f32; d.batch * d.lq * d.heads * d.dh];
+    let mut stats = Vec::with_capacity(d.batch * d.heads * d.lq * 2);
+    for (p, (rows, st)) in pairs.into_iter().enumerate() {
+        scatter_rows(&mut output, &rows, &d, d.lq, p / d.heads, p % d.heads);
+        stats.extend_from_slice(&st);
+    }
+    Forward { output, stats }
+}
+
+/// The backward pass over all pairs, given the forward's output and statistics and the
+/// gradient of the output.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, d: Dims) -> Backward {
+    check_sizes(q, k, v, &d);
+    assert_eq!(out.len(), q.len(), "fused attention backward: output size");
+    assert_eq!(grad.len(), q.len(), "fused attention backward: gradient size");
+    assert_eq!(stats.len(), d.batch * d.heads * d.lq * 2, "fused attention backward: statistics size");
+    let pairs = for_pairs(&d, |b, h| backward_pair(q, k, v, out, stats, grad, mask, scale, &d, b, h));
+    let mut d_query = vec![0.0f32; q.len()];
+    let mut d_key = vec![0.0f32; k.len()];
+    let mut d_value = vec![0.0f32; v.len()];
+    for (p, (dq, dkt, dvt)) in pairs.into_iter().enumerate() {
+        let (b, h) = (p / d.heads, p % d.heads);
+        scatter_rows(&mut d_query, &dq, &d, d.lq, b, h);
+        scatter_transposed(&mut d_key, &dkt, &d, d.lk, b, h);
+        scatter_transposed(&mut d_value, &dvt, &d, d.lk, b, h);
+    }
+    Backward { d_query, d_key, d_value }
+}
+
+fn check_sizes(q: &[f32], k: &[f32], v: &[f32], d: &Dims) {
+    assert_eq!(q.len(), d.batch * d.lq * d.heads * d.dh, "fused attention: query size");
+    assert_eq!(k.len(), d.batch * d.lk * d.heads * d.dh, "fused attention: key size");
+    assert_eq!(v.len(), k.len(), "fused attention: value size");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_approx_is_close_to_exp_and_exactly_zero_far_below() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x <= 10.0 {
+            let rel = ((exp_approx(x) as f64) - (x as f64).exp()).abs() / (x as f64).exp();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp_approx(0.0), 1.0);
+        assert_eq!(exp_approx(-1.0e9), 0.0);
+        assert_eq!(exp_approx(-88.0), 0.0);
+    }
+
+    /// Naive f64 attention over the same layout, with probabilities and gradients by the
+    /// textbook formulas (scores materialised, softmax, P^T dO, ...).
+    #[allow(clippy::type_complexity)]
+    fn naive(q: &[f32], k: &[f32], v: &[f32], grad: &[f32], mask: Option<&dyn Fn(usize, usize, usize) -> bool>, scale: f64, d: Dims) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let at = |l: usize, b: usize, t: usize, h: usize, c: usize| ((b * l + t) * d.heads + h) * d.dh + c;
+        let mut out = vec![0.0; q.len()];
+        let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+        for b in 0..d.batch {
+            for h in 0..d.heads {
+                for i in 0..d.lq {
+                    let masked = |j: usize| mask.is_some_and(|m| m(b, i, j));
+                    let s: Vec<f64> = (0..d.lk)
+                        .map(|j| if masked(j) { MASKED_SCORE as f64 } else { scale * (0..d.dh).map(|c| q[at(d.lq, b, i, h, c)] as f64 * k[at(d.lk, b, j, h, c)] as f64).sum::<f64>() })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    let p: Vec<f64> = e.iter().map(|x| x / z).collect();
+                    for c in 0..d.dh {
+                        out[at(d.lq, b, i, h, c)] = (0..d.lk).map(|j| p[j] * v[at(d.lk, b, j, h, c)] as f64).sum();
+                    }
+                    let g: Vec<f64> = (0..d.dh).map(|c| grad[at(d.lq, b, i, h, c)] as f64).collect();
+                    let dp: Vec<f64> = (0..d.lk).map(|j| (0..d.dh).map(|c| g[c] * v[at(d.lk, b, j, h, c)] as f64).sum()).collect();
+                    let pdp: f64 = (0..d.lk).map(|j| p[j] * dp[j]).sum();
+                    for j in 0..d.lk {
+                        let ds = if masked(j) { 0.0 } else { p[j] * (dp[j] - pdp) };
+                        for c in 0..d.dh {
+                            dq[at(d.lq, b, i, h, c)] += scale * ds * k[at(d.lk, b, j, h, c)] as f64;
+                            dk[at(d.lk, b, j, h, c)] += scale * ds * q[at(d.lq, b, i, h, c)] as f64;
+                            dv[at(d.lk, b, j, h, c)] += p[j] * g[c];
+                        }
+                    }
+                }
+            }
+        }
+        (out, dq, dk, dv)
+    }
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {
+        assert_eq!(got.len(), want.len(), "{name}: length");
+        let scale = want.iter().fold(1e-3f64, |m, x| m.max(x.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((*g as f64 - w).abs() <= tol * scale, "{name}[{i}]: {g} vs {w} (scale {scale})");
+        }
+    }
+
+    /// Forward and every gradient against the naive f64 computation: no mask, a causal-style
+    /// mask shared by all samples, and key padding that leaves one sample's rows fully masked.
+    #[test]
+    fn matches_naive_attention_with_and_without_masks() {
+        // lk = 13 and 37 exercise the vector remainders; dh = 3 is not a multiple of anything.
+        for (case, d) in [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }].into_iter().enumerate() {
+            let q = pseudo_random(d.batch * d.lq * d.heads * d.dh, 1 + case as u64);
+            let k = pseudo_random(d.batch * d.lk * d.heads * d.dh, 2 + case as u64);
+            let v = pseudo_random(d.batch * d.lk * d.heads * d.dh, 3 + case as u64);
+            let g = pseudo_random(d.batch * d.lq * d.heads * d.dh, 4 + case as u64);
+            let scale = 1.0 / (d.dh as f64).sqrt();
+            // Causal (offset 1 + |lk - lq|, like MulT): one row per query, shared by the batch.
+            let offset = 1 + d.lq.abs_diff(d.lk);
+            let causal: Vec<u8> = (0..d.lq).flat_map(|i| (0..d.lk).map(move |j| (j >= i + offset) as u8)).collect();
+            // Key padding: sample 0 keeps 4 keys, sample 1 none (a fully masked row), others all.
+            let keep = |b: usize| match b {
+                0 => 4,
+                1 => 0,
+                _ => d.lk,
+            };
+            let padding: Vec<u8> = (0..d.batch).flat_map(|b| (0..d.lk).map(move |j| (j >= keep(b)) as u8)).collect();
+            let causal_fn = |_b: usize, i: usize, j: usize| j >= i + offset;
+            let padding_fn = |b: usize, _i: usize, j: usize| j >= keep(b);
+            let cases: [(Option<MaskView>, Option<&dyn Fn(usize, usize, usize) -> bool>); 3] = [
+                (None, None),
+                (Some(MaskView { data: &causal, batch_step: 0, row_step: d.lk }), Some(&causal_fn)),
+                (Some(MaskView { data: &padding, batch_step: d.lk, row_step: 0 }), Some(&padding_fn)),
+            ];
+            for (m, (mask, mask_fn)) in cases.into_iter().enumerate() {
+                let f = forward(&q, &k, &v, mask, scale as f32, d);
+                let bw = backward(&q, &k, &v, &f.output, &f.stats, &g, mask, scale as f32, d);
+                let (out, dq, dk, dv) = naive(&q, &k, &v, &g, mask_fn, scale, d);
+                let name = |t: &str| format!("case {case} mask {m}: {t}");
+                assert_close(&name("output"), &f.output, &out, 2e-6);
+                assert_close(&name("dQ"), &bw.d_query, &dq, 1e-5);
+                assert_close(&name("dK"), &bw.d_key, &dk, 1e-5);
+                assert_close(&name("dV"), &bw.d_value, &dv, 1e-5);
+            }
+        }
+    }
+}
