@@ -71,18 +71,21 @@ pub struct Backward {
     pub d_value: Vec<f32>,
 }
 
-/// `exp(x)` for `x <= 0`-ish arguments, written so the loop over a row vectorises: Cephes'
-/// polynomial after a range reduction by `ln 2`, with round-to-nearest by the 1.5 * 2^23 trick
-/// (SSE2 has no vector round). Relative error about 2e-7; below -87.3 it returns exactly 0, as
-/// `f32::exp` underflows there (the masked scores' `exp(-1e9 - max)` is exactly 0 either way).
+/// `exp(x)` written so a loop over a row vectorises: Cephes' polynomial after a range reduction
+/// by `ln 2`; round-to-nearest by adding 1.5 * 2^23, whose low mantissa bits then hold the
+/// integer (SSE2 has no vector round, and no float-to-int conversion is needed). Relative error
+/// about 2e-7; below -87.3 it returns exactly 0, as `f32::exp` underflows there (the masked
+/// scores' `exp(-1e9 - max)` is exactly 0 either way).
 #[inline(always)]
 fn exp_approx(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
-    let xc = x.clamp(-87.3, 88.3);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let xc = if x < -87.3 { -87.3 } else if x > 88.3 { 88.3 } else { x };
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = xc - n * C1 - n * C2;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -91,19 +94,30 @@ fn exp_approx(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     if x < -87.3 { 0.0 } else { y * scale }
 }
 
-/// `exp` over a row in place, returning the sum.
+/// `exp(s - max)` over a row in place, returning the sum (two passes: the map vectorises, the
+/// sum keeps eight partial sums).
 #[inline(always)]
 fn exp_row_sum(row: &mut [f32], max: f32) -> f32 {
-    let mut sum = 0.0f32;
     for s in row.iter_mut() {
         *s = exp_approx(*s - max);
-        sum += *s;
     }
-    sum
+    sum(row)
+}
+
+#[inline(always)]
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = a.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[inline(always)]
@@ -113,26 +127,77 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
+/// `out = sum_j w[j] * rows[j]` for `rows` = `[w.len(), out.len()]`: one `dh`-wide multiply-add
+/// per key. LLVM does not vectorise this across the head width on its own (it sees eight
+/// loop-carried float chains), so head widths that are multiples of 8 up to 32 (every preset:
+/// 8 and 16 at `paper`) take AVX2 + FMA intrinsics where the processor has them.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums: lets the compiler vectorise a reduction it may not reorder itself.
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) {
+    let dh = out.len();
+    assert!(rows.len() >= w.len() * dh, "weighted_rows_sum: rows too short");
+    #[cfg(target_arch = "x86_64")]
+    if dh % 8 == 0 && dh <= 32 && has_avx2_fma() {
+        // SAFETY: AVX2 and FMA are present; the row length was checked above.
+        unsafe { weighted_rows_sum_avx2(w, rows, out) };
+        return;
+    }
+    out.fill(0.0);
+    for (&wj, row) in w.iter().zip(rows.chunks_exact(dh)) {
+        axpy(out, wj, row);
+    }
+}
+
+/// `weighted_rows_sum` for `dh` in {8, 16, 24, 32}: up to four 8-lane accumulators.
+///
+/// # Safety
+/// The processor must have AVX2 and FMA, and `rows.len() >= w.len() * out.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_rows_sum_avx2(w: &[f32], rows: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let dh = out.len();
+    let lanes = dh / 8;
+    // Two keys per iteration into separate accumulators: an FMA's latency (4 cycles) would
+    // otherwise bound a single chain per lane.
+    let mut even = [_mm256_setzero_ps(); 4];
+    let mut odd = [_mm256_setzero_ps(); 4];
+    let base = rows.as_ptr();
+    let pairs = w.len() / 2;
+    for jp in 0..pairs {
+        let (j0, j1) = (2 * jp, 2 * jp + 1);
+        let (w0, w1) = (_mm256_set1_ps(w[j0]), _mm256_set1_ps(w[j1]));
+        for l in 0..lanes {
+            // SAFETY: j1 * dh + l * 8 + 8 <= w.len() * dh <= rows.len().
+            unsafe {
+                even[l] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(base.add(j0 * dh + l * 8)), even[l]);
+                odd[l] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(base.add(j1 * dh + l * 8)), odd[l]);
+            }
         }
     }
-    let mut s = acc.iter().sum::<f32>();
-    for j in chunks * 8..a.len() {
-        s += a[j] * b[j];
+    if w.len() % 2 == 1 {
+        let j = w.len() - 1;
+        let wv = _mm256_set1_ps(w[j]);
+        for l in 0..lanes {
+            // SAFETY: as above.
+            even[l] = _mm256_fmadd_ps(wv, unsafe { _mm256_loadu_ps(base.add(j * dh + l * 8)) }, even[l]);
+        }
     }
-    s
+    for l in 0..lanes {
+        // SAFETY: l * 8 + 8 <= dh = out.len().
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(l * 8), _mm256_add_ps(even[l], odd[l])) };
+    }
 }
 
 #[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
-    row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s))
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    chunks.remainder().iter().chain(&acc).fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m })
 }
 
 /// Rows of head `h` of sample `b` from a `[B, L, H, dh]` buffer, as `[L, dh]`.
@@ -158,44 +223,64 @@ fn gather_transposed(src: &[f32], d: &Dims, l: usize, b: usize, h: usize) -> Vec
     out
 }
 
-/// The scaled, masked scores of query row `q` (already multiplied by the scale) against every
-/// key, into `scores`.
+/// How many leading keys of a query row can get weight: one past the last allowed key. Keys
+/// after it are forbidden, get exactly zero probability (`exp(-1e9 - max)` underflows to 0) and
+/// no gradient, so skipping them changes nothing; MulT's causal mask forbids about half of a
+/// square map this way. A fully masked row keeps every key (it is uniform, as in the unfused
+/// path).
+#[inline(always)]
+fn row_extent(mask_row: Option<&[u8]>, lk: usize) -> usize {
+    match mask_row.and_then(|m| m.iter().rposition(|&x| x == 0)) {
+        Some(last) => last + 1,
+        None => lk,
+    }
+}
+
+/// The scaled, masked scores of one query row (already multiplied by the scale) against the
+/// first `scores.len()` keys. The mask is applied arithmetically (`s * (1 - m) + m * -1e9`,
+/// exact for m in {0, 1} and finite s), which vectorises where a select becomes masked stores.
 #[inline(always)]
 fn scores_row(scores: &mut [f32], q_scaled: &[f32], kt: &[f32], lk: usize, mask_row: Option<&[u8]>) {
+    let end = scores.len();
     scores.fill(0.0);
     for (c, &qc) in q_scaled.iter().enumerate() {
-        axpy(scores, qc, &kt[c * lk..(c + 1) * lk]);
+        axpy(scores, qc, &kt[c * lk..c * lk + end]);
     }
     if let Some(m) = mask_row {
-        for (s, &m) in scores.iter_mut().zip(m) {
-            if m != 0 {
-                *s = MASKED_SCORE;
-            }
+        for (s, &m) in scores.iter_mut().zip(&m[..end]) {
+            let m = m as f32;
+            *s = *s * (1.0 - m) + m * MASKED_SCORE;
         }
     }
 }
 
 /// Forward of one (batch, head) pair: its output rows `[Lq, dh]` and statistics `[Lq, 2]`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
     let (lq, lk, dh) = (d.lq, d.lk, d.dh);
     let qb = gather_rows(q, d, lq, b, h);
     let kt = gather_transposed(k, d, lk, b, h);
-    let vt = gather_transposed(v, d, lk, b, h);
+    let vb = gather_rows(v, d, lk, b, h);
     let mut out = vec![0.0f32; lq * dh];
     let mut stats = vec![0.0f32; lq * 2];
-    let mut scores = vec![0.0f32; lk];
+    let mut scores_buf = vec![0.0f32; lk];
     let mut q_scaled = vec![0.0f32; dh];
     for i in 0..lq {
         for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
             *qs = qv * scale;
         }
-        scores_row(&mut scores, &q_scaled, &kt, lk, mask.map(|m| m.row(b, i, lk)));
-        let max = row_max(&scores);
-        let sum = exp_row_sum(&mut scores, max);
+        let mask_row = mask.map(|m| m.row(b, i, lk));
+        let end = row_extent(mask_row, lk);
+        let scores = &mut scores_buf[..end];
+        scores_row(scores, &q_scaled, &kt, lk, mask_row);
+        let max = row_max(scores);
+        let sum = exp_row_sum(scores, max);
         let inv = 1.0 / sum;
-        for c in 0..dh {
-            out[i * dh + c] = dot(&scores, &vt[c * lk..(c + 1) * lk]) * inv;
+        let row = &mut out[i * dh..(i + 1) * dh];
+        weighted_rows_sum(scores, &vb[..end * dh], row);
+        for o in row.iter_mut() {
+            *o *= inv;
         }
         stats[i * 2] = max;
         stats[i * 2 + 1] = sum;
@@ -224,20 +309,23 @@ fn backward_pair(
     let ob = gather_rows(out, d, lq, b, h);
     let gb = gather_rows(grad, d, lq, b, h);
     let kt = gather_transposed(k, d, lk, b, h);
+    let kb = gather_rows(k, d, lk, b, h);
     let vt = gather_transposed(v, d, lk, b, h);
     let st = &stats[(b * d.heads + h) * lq * 2..(b * d.heads + h + 1) * lq * 2];
     let mut dq = vec![0.0f32; lq * dh];
     let mut dkt = vec![0.0f32; dh * lk];
     let mut dvt = vec![0.0f32; dh * lk];
-    let mut p = vec![0.0f32; lk];
-    let mut ds = vec![0.0f32; lk];
+    let mut p_buf = vec![0.0f32; lk];
+    let mut ds_buf = vec![0.0f32; lk];
     let mut q_scaled = vec![0.0f32; dh];
     for i in 0..lq {
         for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
             *qs = qv * scale;
         }
         let mask_row = mask.map(|m| m.row(b, i, lk));
-        scores_row(&mut p, &q_scaled, &kt, lk, mask_row);
+        let end = row_extent(mask_row, lk);
+        let (p, ds) = (&mut p_buf[..end], &mut ds_buf[..end]);
+        scores_row(p, &q_scaled, &kt, lk, mask_row);
         let (max, inv) = (st[i * 2], 1.0 / st[i * 2 + 1]);
         for s in p.iter_mut() {
             *s = exp_approx(*s - max) * inv;
@@ -246,24 +334,26 @@ fn backward_pair(
         // dP = dO . V^T; D = dO . O = sum_j P dP.
         ds.fill(0.0);
         for (c, &gc) in g.iter().enumerate() {
-            axpy(&mut ds, gc, &vt[c * lk..(c + 1) * lk]);
+            axpy(ds, gc, &vt[c * lk..c * lk + end]);
         }
         let d_row: f32 = g.iter().zip(&ob[i * dh..(i + 1) * dh]).map(|(a, b)| a * b).sum();
-        for (dsj, &pj) in ds.iter_mut().zip(&p) {
+        for (dsj, &pj) in ds.iter_mut().zip(p.iter()) {
             *dsj = pj * (*dsj - d_row);
         }
         if let Some(m) = mask_row {
             // mask_fill passes no gradient to a forbidden score.
-            for (dsj, &m) in ds.iter_mut().zip(m) {
-                if m != 0 {
-                    *dsj = 0.0;
-                }
+            for (dsj, &m) in ds.iter_mut().zip(&m[..end]) {
+                *dsj *= 1.0 - m as f32;
             }
         }
+        let dq_row = &mut dq[i * dh..(i + 1) * dh];
+        weighted_rows_sum(ds, &kb[..end * dh], dq_row);
+        for x in dq_row.iter_mut() {
+            *x *= scale;
+        }
         for c in 0..dh {
-            dq[i * dh + c] = dot(&ds, &kt[c * lk..(c + 1) * lk]) * scale;
-            axpy(&mut dkt[c * lk..(c + 1) * lk], q_scaled[c], &ds);
-            axpy(&mut dvt[c * lk..(c + 1) * lk], g[c], &p);
+            axpy(&mut dkt[c * lk..c * lk + end], q_scaled[c], ds);
+            axpy(&mut dvt[c * lk..c * lk + end], g[c], p);
         }
     }
     (dq, dkt, dvt)
@@ -287,27 +377,58 @@ fn scatter_transposed(dst: &mut [f32], block: &[f32], d: &Dims, l: usize, b: usi
     }
 }
 
-/// Runs `f` for every (batch, head) pair, in parallel, compiled once for AVX2 + FMA (chosen at
-/// run time when the processor has them) and once for the baseline target.
+/// Below this many (query, key, head, sample) scores a call runs on one thread: rayon's hand-off
+/// costs more than it saves (the `small` preset at batch 1 has a few hundred).
+const PARALLEL_MIN_SCORES: usize = 1 << 16;
+
+/// Runs `f` for every (batch, head) pair, in parallel when the call is large enough.
 fn for_pairs<T: Send, F: Fn(usize, usize) -> T + Sync + Send>(d: &Dims, f: F) -> Vec<T> {
+    let pairs = d.batch * d.heads;
+    let run = |p: usize| f(p / d.heads, p % d.heads);
+    if pairs > 1 && pairs * d.lq * d.lk >= PARALLEL_MIN_SCORES { (0..pairs).into_par_iter().map(run).collect() } else { (0..pairs).map(run).collect() }
+}
+
+/// Whether this processor runs the AVX2 + FMA copies of the pair kernels (checked once).
+fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn call_avx2<T, F: Fn(usize, usize) -> T>(f: &F, b: usize, h: usize) -> T {
-                f(b, h)
-            }
-            // SAFETY: the features were detected on this processor just above.
-            return (0..d.batch * d.heads).into_par_iter().map(|p| unsafe { call_avx2(&f, p / d.heads, p % d.heads) }).collect();
-        }
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
     }
-    (0..d.batch * d.heads).into_par_iter().map(|p| f(p / d.heads, p % d.heads)).collect()
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+// The pair kernels compiled a second time for AVX2 + FMA: `#[inline(always)]` pulls the whole
+// loop nest into these bodies, so it is vectorised eight lanes wide; the baseline x86-64 target
+// only has SSE2 (four lanes, no FMA).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+    forward_pair(q, k, v, mask, scale, d, b, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward_pair(q, k, v, out, stats, grad, mask, scale, d, b, h)
 }
 
 /// The forward pass over all pairs.
 pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: Dims) -> Forward {
     check_sizes(q, k, v, &d);
-    let pairs = for_pairs(&d, |b, h| forward_pair(q, k, v, mask, scale, &d, b, h));
+    let avx2 = has_avx2_fma();
+    let pairs = for_pairs(&d, |b, h| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
+            return unsafe { forward_pair_avx2(q, k, v, mask, scale, &d, b, h) };
+        }
+        let _ = avx2;
+        forward_pair(q, k, v, mask, scale, &d, b, h)
+    });
     let mut output = vec![0.0f32; d.batch * d.lq * d.heads * d.dh];
     let mut stats = Vec::with_capacity(d.batch * d.heads * d.lq * 2);
     for (p, (rows, st)) in pairs.into_iter().enumerate() {
@@ -325,7 +446,16 @@ pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], gra
     assert_eq!(out.len(), q.len(), "fused attention backward: output size");
     assert_eq!(grad.len(), q.len(), "fused attention backward: gradient size");
     assert_eq!(stats.len(), d.batch * d.heads * d.lq * 2, "fused attention backward: statistics size");
-    let pairs = for_pairs(&d, |b, h| backward_pair(q, k, v, out, stats, grad, mask, scale, &d, b, h));
+    let avx2 = has_avx2_fma();
+    let pairs = for_pairs(&d, |b, h| {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
+            return unsafe { backward_pair_avx2(q, k, v, out, stats, grad, mask, scale, &d, b, h) };
+        }
+        let _ = avx2;
+        backward_pair(q, k, v, out, stats, grad, mask, scale, &d, b, h)
+    });
     let mut d_query = vec![0.0f32; q.len()];
     let mut d_key = vec![0.0f32; k.len()];
     let mut d_value = vec![0.0f32; v.len()];
