@@ -135,17 +135,35 @@ impl CrossModalAttention {
         let lk = key.dims()[1];
         let h = self.heads;
         let dh = d / h;
-        if probe.map_temperature.is_none() && !self.dropout_active(&query) && fused_attention::enabled_for(&query.device()) {
-            // Nobody asked for the map and no dropout touches the probabilities: one fused op,
-            // no [B, h, Lq, Lk] tensor in memory or in the autodiff graph.
+        if !self.dropout_active(&query) && fused_attention::enabled_for(&query.device()) {
+            // No dropout touches the probabilities: one fused op, no per-head [B, h, Lq, Lk]
+            // tensor in memory or in the autodiff graph (a probed map is the one [B, Lq, Lk]).
             let q = self.query.forward(query).reshape([b, lq, h, dh]);
             let k = self.key.forward(key).reshape([b, lk, h, dh]);
             let v = self.value.forward(value).reshape([b, lk, h, dh]);
-            let context = fused_attention::fused_attention(q, k, v, mask, 1.0 / (dh as f64).sqrt());
+            let scale = 1.0 / (dh as f64).sqrt();
+            let (context, map) = match probe.map_temperature {
+                None => (fused_attention::fused_attention(q, k, v, mask, scale), None),
+                Some(t) => {
+                    let (context, map) = fused_attention::fused_attention_with_map(q, k, v, mask, scale, t as f64);
+                    (context, Some(map))
+                }
+            };
             let out = self.output.forward(context.reshape([b, lq, d]));
-            let trace = LayerTrace { map: None, post_attention: probe.post_attention.then(|| out.clone()) };
+            let trace = LayerTrace { map, post_attention: probe.post_attention.then(|| out.clone()) };
             return (out, trace);
         }
+        self.forward_unfused(query, key, value, mask, probe)
+    }
+
+    /// The attention written out: scores, softmax, dropout, weighted values (and the map from
+    /// the same scores). Taken when dropout acts on the probabilities or the fused op does not
+    /// run here; the fused path must agree with it (tests in `fused_attention`).
+    pub(crate) fn forward_unfused(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<4, Bool>>, probe: Probe) -> (Tensor<3>, LayerTrace) {
+        let [b, lq, d] = query.dims();
+        let lk = key.dims()[1];
+        let h = self.heads;
+        let dh = d / h;
         let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
         let q = split(self.query.forward(query), lq);
         let k = split(self.key.forward(key), lk);
@@ -191,9 +209,9 @@ mod tests {
         let attn = CrossModalAttentionConfig::new(8, 2).init(&device);
         let q = Tensor::<3>::random([2, 3, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let kv = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        for t in [1.0f32, 2.5] {
+        for (t, fused) in [(1.0f32, true), (2.5, true), (1.0, false), (2.5, false)] {
             let probe = Probe { map_temperature: Some(t), post_attention: true };
-            let (out, trace) = attn.forward(q.clone(), kv.clone(), kv.clone(), None, probe);
+            let (out, trace) = if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), None, probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), None, probe) };
             let (ref_out, ref_map) = naive_attention(&attn, &q, &kv, None, t as f64);
             let out_v = to_vec(out.clone());
             let post_v = to_vec(trace.post_attention.unwrap());
@@ -234,7 +252,8 @@ mod tests {
         let kv = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let mask = crate::model::masks::future_mask(4, 4, &device).unsqueeze_dims::<4>(&[0, 1]);
         let probe = Probe { map_temperature: Some(1.0), post_attention: false };
-        let (out, trace) = attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask), probe);
+        for fused in [true, false] {
+        let (out, trace) = if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
         let map = to_vec(trace.map.unwrap());
         for i in 0..4 {
             let row = &map[i * 4..i * 4 + 4];
@@ -250,6 +269,7 @@ mod tests {
         let (ref_out, _) = naive_attention(&attn, &q, &kv, Some(&causal), 1.0);
         for (a, b) in to_vec(out).iter().zip(&ref_out) {
             assert!((*a as f64 - b).abs() < 1e-5);
+        }
         }
     }
 }

@@ -166,9 +166,22 @@ fn stream_index(m: Modality) -> usize {
     }
 }
 
+/// MulT's dropout on the attention probabilities of a transformer: it follows the key/value
+/// modality (0.1 for text, 0.0 otherwise); a temporal transformer's keys are its own branch.
+pub fn attention_dropout(cfg: &ModelConfig, id: TransformerId) -> f64 {
+    let keys = match id {
+        TransformerId::Cross { keys, .. } => keys,
+        TransformerId::Temporal(q) => q,
+    };
+    keys_dropout(cfg, keys)
+}
+
+fn keys_dropout(cfg: &ModelConfig, keys: Modality) -> f64 {
+    if keys == Modality::Language { cfg.attn_dropout_text } else { cfg.attn_dropout_other }
+}
+
 fn encoder_config(cfg: &ModelConfig, keys: Modality, width: usize) -> CrossModalEncoderConfig {
-    // MulT: attention dropout follows the key/value modality (0.1 for text, 0.0 otherwise).
-    let attn_dropout = if keys == Modality::Language { cfg.attn_dropout_text } else { cfg.attn_dropout_other };
+    let attn_dropout = keys_dropout(cfg, keys);
     CrossModalEncoderConfig::new(width, cfg.layers, cfg.heads)
         .with_attn_dropout(attn_dropout)
         .with_relu_dropout(cfg.relu_dropout)

@@ -15,6 +15,11 @@ use crate::model::MultimodalNet;
 impl TrainTask for DistillTask {
     type Model = DistillModel;
 
+    fn mapped_transformers(&self) -> std::collections::BTreeSet<crate::model::TransformerId> {
+        let request = self.request(false);
+        if request.probe.map_temperature.is_some() { request.transformers } else { Default::default() }
+    }
+
     fn init_model(&mut self, device: &Device, probe: &Batch) -> Result<DistillModel> {
         self.init_with(device, probe)
     }

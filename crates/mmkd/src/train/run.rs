@@ -249,7 +249,8 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     if let Some(available) = super::memory::available_bytes() {
         let net = cfg.build_net(device);
         let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
-        if let Err(msg) = super::memory::check(&net, batch, cfg.model.heads, cfg.model.layers, cfg.model.d_model, available) {
+        let materialised = super::memory::materialised_maps(&cfg.model, &task.mapped_transformers(), device);
+        if let Err(msg) = super::memory::check(&net, batch, &cfg.model, &materialised, available) {
             crate::bail_input!("{}: {msg}", run.display());
         }
     }

@@ -27,6 +27,12 @@ pub trait TrainTask {
     /// The network that is evaluated and saved as `best.safetensors`.
     fn net(model: &Self::Model) -> &MultimodalNet;
 
+    /// The trained network's transformers whose attention maps the loss reads: they keep
+    /// `[B, heads, Lq, Lk]` tensors for the backward (the memory estimate counts them).
+    fn mapped_transformers(&self) -> std::collections::BTreeSet<crate::model::TransformerId> {
+        Default::default()
+    }
+
     /// Save state that is not a parameter (a CRD memory bank) into the resume folder.
     fn save_extra(&self, _dir: &std::path::Path) -> anyhow::Result<()> {
         Ok(())

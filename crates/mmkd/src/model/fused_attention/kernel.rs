@@ -53,14 +53,6 @@ impl<'a> MaskView<'a> {
     }
 }
 
-/// What the forward pass returns: the output and the statistics the backward needs.
-pub struct Forward {
-    /// `[B, Lq, H, dh]`.
-    pub output: Vec<f32>,
-    /// `[B, H, Lq, 2]`: per query row, the score maximum and the sum of `exp(s - max)`.
-    pub stats: Vec<f32>,
-}
-
 /// What the backward pass returns, in the layouts of the inputs.
 pub struct Backward {
     /// `[B, Lq, H, dh]`.
@@ -254,18 +246,40 @@ fn scores_row(scores: &mut [f32], q_scaled: &[f32], kt: &[f32], lk: usize, mask_
     }
 }
 
-/// Forward of one (batch, head) pair: its output rows `[Lq, dh]` and statistics `[Lq, 2]`.
+/// The head-averaged attention map a call also returns, `mean_h softmax(s_h / t)` (eq. 10-11),
+/// as the unfused path's `Probe::map_temperature` does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapSpec {
+    /// The softmax temperature t of the map (the attention itself when t = 1).
+    pub temperature: f32,
+}
+
+impl MapSpec {
+    /// Whether the map needs its own softmax (t != 1, the unfused path's test).
+    fn tempered(&self) -> bool {
+        (self.temperature - 1.0).abs() >= f32::EPSILON
+    }
+}
+
+/// Statistics kept per query row: max and sum of the attention's softmax, then of the map's
+/// tempered softmax (equal to the first two when there is no tempered map).
+const STATS: usize = 4;
+
+/// Forward of one (batch, head) pair: its output rows `[Lq, dh]` and statistics `[Lq, 4]`; with
+/// a map, adds `weight * softmax(s / t)` of every row into `map` (`[Lq, Lk]`, this sample's).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
     let (lq, lk, dh) = (d.lq, d.lk, d.dh);
     let qb = gather_rows(q, d, lq, b, h);
     let kt = gather_transposed(k, d, lk, b, h);
     let vb = gather_rows(v, d, lk, b, h);
     let mut out = vec![0.0f32; lq * dh];
-    let mut stats = vec![0.0f32; lq * 2];
+    let mut stats = vec![0.0f32; lq * STATS];
     let mut scores_buf = vec![0.0f32; lk];
+    let mut tempered_buf = vec![0.0f32; if map.is_some() { lk } else { 0 }];
     let mut q_scaled = vec![0.0f32; dh];
+    let mut map = map;
     for i in 0..lq {
         for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
             *qs = qv * scale;
@@ -274,21 +288,42 @@ fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: 
         let end = row_extent(mask_row, lk);
         let scores = &mut scores_buf[..end];
         scores_row(scores, &q_scaled, &kt, lk, mask_row);
+        let mut tempered_stats = None;
+        if let Some((spec, map_b)) = map.as_mut()
+            && spec.tempered()
+        {
+            let inv_t = 1.0 / spec.temperature;
+            let t = &mut tempered_buf[..end];
+            for (t, &s) in t.iter_mut().zip(scores.iter()) {
+                *t = s * inv_t;
+            }
+            let max_t = row_max(t);
+            let sum_t = exp_row_sum(t, max_t);
+            axpy(&mut map_b[i * lk..i * lk + end], weight / sum_t, t);
+            tempered_stats = Some((max_t, sum_t));
+        }
         let max = row_max(scores);
         let sum = exp_row_sum(scores, max);
+        if let Some((spec, map_b)) = map.as_mut()
+            && !spec.tempered()
+        {
+            axpy(&mut map_b[i * lk..i * lk + end], weight / sum, scores);
+        }
         let inv = 1.0 / sum;
         let row = &mut out[i * dh..(i + 1) * dh];
         weighted_rows_sum(scores, &vb[..end * dh], row);
         for o in row.iter_mut() {
             *o *= inv;
         }
-        stats[i * 2] = max;
-        stats[i * 2 + 1] = sum;
+        let (max_t, sum_t) = tempered_stats.unwrap_or((max, sum));
+        stats[i * STATS..(i + 1) * STATS].copy_from_slice(&[max, sum, max_t, sum_t]);
     }
     (out, stats)
 }
 
 /// Backward of one (batch, head) pair: `dQ` rows `[Lq, dh]`, `dK` and `dV` transposed `[dh, Lk]`.
+/// With a map, `map` holds the gradient of this sample's map (`[Lq, Lk]`) and `weight` the
+/// head's share of it (1 / heads).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_pair(
@@ -300,6 +335,8 @@ fn backward_pair(
     grad: &[f32],
     mask: Option<MaskView>,
     scale: f32,
+    map: Option<(MapSpec, &[f32])>,
+    weight: f32,
     d: &Dims,
     b: usize,
     h: usize,
@@ -311,12 +348,13 @@ fn backward_pair(
     let kt = gather_transposed(k, d, lk, b, h);
     let kb = gather_rows(k, d, lk, b, h);
     let vt = gather_transposed(v, d, lk, b, h);
-    let st = &stats[(b * d.heads + h) * lq * 2..(b * d.heads + h + 1) * lq * 2];
+    let st = &stats[(b * d.heads + h) * lq * STATS..(b * d.heads + h + 1) * lq * STATS];
     let mut dq = vec![0.0f32; lq * dh];
     let mut dkt = vec![0.0f32; dh * lk];
     let mut dvt = vec![0.0f32; dh * lk];
     let mut p_buf = vec![0.0f32; lk];
     let mut ds_buf = vec![0.0f32; lk];
+    let mut tempered_buf = vec![0.0f32; if map.is_some() { lk } else { 0 }];
     let mut q_scaled = vec![0.0f32; dh];
     for i in 0..lq {
         for (qs, &qv) in q_scaled.iter_mut().zip(&qb[i * dh..(i + 1) * dh]) {
@@ -326,7 +364,16 @@ fn backward_pair(
         let end = row_extent(mask_row, lk);
         let (p, ds) = (&mut p_buf[..end], &mut ds_buf[..end]);
         scores_row(p, &q_scaled, &kt, lk, mask_row);
-        let (max, inv) = (st[i * 2], 1.0 / st[i * 2 + 1]);
+        let row_stats = &st[i * STATS..(i + 1) * STATS];
+        if let Some((spec, _)) = map
+            && spec.tempered()
+        {
+            let (inv_t, max_t, inv_sum_t) = (1.0 / spec.temperature, row_stats[2], 1.0 / row_stats[3]);
+            for (t, &s) in tempered_buf[..end].iter_mut().zip(p.iter()) {
+                *t = exp_approx(s * inv_t - max_t) * inv_sum_t;
+            }
+        }
+        let (max, inv) = (row_stats[0], 1.0 / row_stats[1]);
         for s in p.iter_mut() {
             *s = exp_approx(*s - max) * inv;
         }
@@ -339,6 +386,15 @@ fn backward_pair(
         let d_row: f32 = g.iter().zip(&ob[i * dh..(i + 1) * dh]).map(|(a, b)| a * b).sum();
         for (dsj, &pj) in ds.iter_mut().zip(p.iter()) {
             *dsj = pj * (*dsj - d_row);
+        }
+        if let Some((spec, grad_map)) = map {
+            // The map's softmax backward: P' (w dM - sum_j P' w dM) / t, with P' = P when t = 1.
+            let gm = &grad_map[i * lk..i * lk + end];
+            let (pt, inv_t): (&[f32], f32) = if spec.tempered() { (&tempered_buf[..end], 1.0 / spec.temperature) } else { (p, 1.0) };
+            let c: f32 = pt.iter().zip(gm).map(|(a, g)| a * g).sum::<f32>() * weight;
+            for ((dsj, &ptj), &gmj) in ds.iter_mut().zip(pt).zip(gm) {
+                *dsj += inv_t * ptj * (weight * gmj - c);
+            }
         }
         if let Some(m) = mask_row {
             // mask_fill passes no gradient to a forbidden score.
@@ -381,15 +437,22 @@ fn scatter_transposed(dst: &mut [f32], block: &[f32], d: &Dims, l: usize, b: usi
 /// costs more than it saves (the `small` preset at batch 1 has a few hundred).
 const PARALLEL_MIN_SCORES: usize = 1 << 16;
 
-/// Runs `f` for every (batch, head) pair, in parallel when the call is large enough.
-fn for_pairs<T: Send, F: Fn(usize, usize) -> T + Sync + Send>(d: &Dims, f: F) -> Vec<T> {
-    let pairs = d.batch * d.heads;
-    let run = |p: usize| f(p / d.heads, p % d.heads);
-    if pairs > 1 && pairs * d.lq * d.lk >= PARALLEL_MIN_SCORES { (0..pairs).into_par_iter().map(run).collect() } else { (0..pairs).map(run).collect() }
+/// Runs `f` for each of `units` work units (pairs, or samples when a map is accumulated over
+/// heads), in parallel when the call is large enough.
+fn for_units<T: Send, F: Fn(usize) -> T + Sync + Send>(units: usize, d: &Dims, f: F) -> Vec<T> {
+    if units > 1 && d.batch * d.heads * d.lq * d.lk >= PARALLEL_MIN_SCORES { (0..units).into_par_iter().map(f).collect() } else { (0..units).map(f).collect() }
 }
+
+/// Tests set this to run the baseline (SSE2) code on a processor that has AVX2.
+#[cfg(test)]
+static FORCE_BASELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether this processor runs the AVX2 + FMA copies of the pair kernels (checked once).
 fn has_avx2_fma() -> bool {
+    #[cfg(test)]
+    if FORCE_BASELINE.load(std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -405,57 +468,93 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
-    forward_pair(q, k, v, mask, scale, d, b, h)
+fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+    forward_pair(q, k, v, mask, scale, map, weight, d, b, h)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    backward_pair(q, k, v, out, stats, grad, mask, scale, d, b, h)
+fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &[f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward_pair(q, k, v, out, stats, grad, mask, scale, map, weight, d, b, h)
 }
 
-/// The forward pass over all pairs.
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, d: Dims) -> Forward {
+/// What the forward pass returns: the output and the statistics the backward needs.
+pub struct Forward {
+    /// `[B, Lq, H, dh]`.
+    pub output: Vec<f32>,
+    /// `[B, H, Lq, 4]`: per query row, the score maximum and the sum of `exp(s - max)`, then the
+    /// same for the map's tempered scores `s / t`.
+    pub stats: Vec<f32>,
+    /// `[B, Lq, Lk]`, the head-averaged map, when one was asked for.
+    pub map: Option<Vec<f32>>,
+}
+
+/// The forward pass: over (batch, head) pairs, or over samples (each summing its heads' maps)
+/// when `map` asks for the head-averaged map.
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<MapSpec>, d: Dims) -> Forward {
     check_sizes(q, k, v, &d);
     let avx2 = has_avx2_fma();
-    let pairs = for_pairs(&d, |b, h| {
+    let weight = 1.0 / d.heads as f32;
+    let pair = |b: usize, h: usize, map: Option<(MapSpec, &mut [f32])>| {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
-            return unsafe { forward_pair_avx2(q, k, v, mask, scale, &d, b, h) };
+            return unsafe { forward_pair_avx2(q, k, v, mask, scale, map, weight, &d, b, h) };
         }
         let _ = avx2;
-        forward_pair(q, k, v, mask, scale, &d, b, h)
-    });
+        forward_pair(q, k, v, mask, scale, map, weight, &d, b, h)
+    };
+    let (pairs, map): (Vec<(Vec<f32>, Vec<f32>)>, Option<Vec<f32>>) = match map {
+        None => (for_units(d.batch * d.heads, &d, |p| pair(p / d.heads, p % d.heads, None)), None),
+        Some(spec) => {
+            let samples = for_units(d.batch, &d, |b| {
+                let mut m = vec![0.0f32; d.lq * d.lk];
+                let heads: Vec<_> = (0..d.heads).map(|h| pair(b, h, Some((spec, &mut m)))).collect();
+                (heads, m)
+            });
+            let mut all = Vec::with_capacity(d.batch * d.heads);
+            let mut map = Vec::with_capacity(d.batch * d.lq * d.lk);
+            for (heads, m) in samples {
+                all.extend(heads);
+                map.extend_from_slice(&m);
+            }
+            (all, Some(map))
+        }
+    };
     let mut output = vec![0.0f32; d.batch * d.lq * d.heads * d.dh];
-    let mut stats = Vec::with_capacity(d.batch * d.heads * d.lq * 2);
+    let mut stats = Vec::with_capacity(d.batch * d.heads * d.lq * STATS);
     for (p, (rows, st)) in pairs.into_iter().enumerate() {
         scatter_rows(&mut output, &rows, &d, d.lq, p / d.heads, p % d.heads);
         stats.extend_from_slice(&st);
     }
-    Forward { output, stats }
+    Forward { output, stats, map }
 }
 
-/// The backward pass over all pairs, given the forward's output and statistics and the
-/// gradient of the output.
+/// The backward pass, given the forward's output and statistics, the gradient of the output
+/// and, when the forward returned a map, the map's spec and gradient (`[B, Lq, Lk]`).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, d: Dims) -> Backward {
+pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &[f32])>, d: Dims) -> Backward {
     check_sizes(q, k, v, &d);
     assert_eq!(out.len(), q.len(), "fused attention backward: output size");
     assert_eq!(grad.len(), q.len(), "fused attention backward: gradient size");
-    assert_eq!(stats.len(), d.batch * d.heads * d.lq * 2, "fused attention backward: statistics size");
+    assert_eq!(stats.len(), d.batch * d.heads * d.lq * STATS, "fused attention backward: statistics size");
+    if let Some((_, g)) = map {
+        assert_eq!(g.len(), d.batch * d.lq * d.lk, "fused attention backward: map gradient size");
+    }
     let avx2 = has_avx2_fma();
-    let pairs = for_pairs(&d, |b, h| {
+    let weight = 1.0 / d.heads as f32;
+    let pair = |b: usize, h: usize| {
+        let map_b = map.map(|(spec, g)| (spec, &g[b * d.lq * d.lk..(b + 1) * d.lq * d.lk]));
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
-            return unsafe { backward_pair_avx2(q, k, v, out, stats, grad, mask, scale, &d, b, h) };
+            return unsafe { backward_pair_avx2(q, k, v, out, stats, grad, mask, scale, map_b, weight, &d, b, h) };
         }
         let _ = avx2;
-        backward_pair(q, k, v, out, stats, grad, mask, scale, &d, b, h)
-    });
+        backward_pair(q, k, v, out, stats, grad, mask, scale, map_b, weight, &d, b, h)
+    };
+    let pairs = for_units(d.batch * d.heads, &d, |p| pair(p / d.heads, p % d.heads));
     let mut d_query = vec![0.0f32; q.len()];
     let mut d_key = vec![0.0f32; k.len()];
     let mut d_value = vec![0.0f32; v.len()];
@@ -552,11 +651,20 @@ mod tests {
     }
 
     /// Forward and every gradient against the naive f64 computation: no mask, a causal-style
-    /// mask shared by all samples, and key padding that leaves one sample's rows fully masked.
+    /// mask shared by all samples, and key padding that leaves one sample's rows fully masked;
+    /// once with the AVX2 code where the processor has it, once with the baseline code.
     #[test]
     fn matches_naive_attention_with_and_without_masks() {
+        for baseline in [false, true] {
+            FORCE_BASELINE.store(baseline, std::sync::atomic::Ordering::SeqCst);
+            check_against_naive();
+        }
+        FORCE_BASELINE.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_against_naive() {
         // lk = 13 and 37 exercise the vector remainders; dh = 3 is not a multiple of anything.
-        for (case, d) in [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }].into_iter().enumerate() {
+        for (case, d) in [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }, Dims { batch: 3, lq: 6, lk: 6, heads: 1, dh: 16 }].into_iter().enumerate() {
             let q = pseudo_random(d.batch * d.lq * d.heads * d.dh, 1 + case as u64);
             let k = pseudo_random(d.batch * d.lk * d.heads * d.dh, 2 + case as u64);
             let v = pseudo_random(d.batch * d.lk * d.heads * d.dh, 3 + case as u64);
@@ -580,8 +688,8 @@ mod tests {
                 (Some(MaskView { data: &padding, batch_step: d.lk, row_step: 0 }), Some(&padding_fn)),
             ];
             for (m, (mask, mask_fn)) in cases.into_iter().enumerate() {
-                let f = forward(&q, &k, &v, mask, scale as f32, d);
-                let bw = backward(&q, &k, &v, &f.output, &f.stats, &g, mask, scale as f32, d);
+                let f = forward(&q, &k, &v, mask, scale as f32, None, d);
+                let bw = backward(&q, &k, &v, &f.output, &f.stats, &g, mask, scale as f32, None, d);
                 let (out, dq, dk, dv) = naive(&q, &k, &v, &g, mask_fn, scale, d);
                 let name = |t: &str| format!("case {case} mask {m}: {t}");
                 assert_close(&name("output"), &f.output, &out, 2e-6);

@@ -25,7 +25,7 @@ use burn::tensor::{Bool, TensorData};
 use std::borrow::Cow;
 
 pub use kernel::MASKED_SCORE;
-use kernel::{Dims, MaskView};
+use kernel::{Dims, MapSpec, MaskView};
 
 /// Attention computed in one pass without materialising probabilities.
 #[backend_extension(Flex, Autodiff)]
@@ -35,6 +35,12 @@ pub trait FusedAttentionBackend: Backend {
     /// extension macro takes no optional tensors: an all-false mask means none). Returns
     /// `[B, Lq, H, dh]`.
     fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64) -> FloatTensor<Self>;
+
+    /// `fused_attention` that also returns the head-averaged map `mean_h softmax(s_h / t)`
+    /// (eq. 10-11), differentiable, without keeping per-head probabilities: the output
+    /// (`[B, Lq, H * dh]`) and the map (`[B, Lq, Lk]`) side by side, `[B, Lq, H * dh + Lk]`
+    /// (one tensor, so one backward receives both gradients).
+    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64, temperature: f64) -> FloatTensor<Self>;
 }
 
 /// Whether `device` runs the fused op (flex, with or without autodiff).
@@ -58,6 +64,19 @@ pub fn fused_attention(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask:
     let mask = mask.unwrap_or_else(|| Tensor::from_data(TensorData::new(vec![false; lk], [1, 1, 1, lk]), &query.device()));
     let out = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), scale);
     Tensor::from_dispatch(out)
+}
+
+/// `fused_attention` with the head-averaged map at `temperature`: returns the output
+/// `[B, Lq, H, dh]` and the map `[B, Lq, Lk]` (rows sum to one).
+pub fn fused_attention_with_map(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, scale: f64, temperature: f64) -> (Tensor<4>, Tensor<3>) {
+    let [b, lq, h, dh] = query.dims();
+    let lk = key.dims()[1];
+    let mask = mask.unwrap_or_else(|| Tensor::from_data(TensorData::new(vec![false; lk], [1, 1, 1, lk]), &query.device()));
+    let joined = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention_with_map(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), scale, temperature);
+    let joined = Tensor::<3>::from_dispatch(joined);
+    let out = joined.clone().narrow(2, 0, h * dh).reshape([b, lq, h, dh]);
+    let map = joined.narrow(2, h * dh, lk);
+    (out, map)
 }
 
 /// A float tensor's values, contiguous (borrowed, without a copy, when they already are).
@@ -108,26 +127,57 @@ impl HostMask {
     }
 }
 
-fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// The forward on flex primitives: output and row statistics `[B, H, Lq, 2]`.
-fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, scale: f64) -> (FlexTensor, FlexTensor) {
+/// The forward on flex primitives. Without a map: the output `[B, Lq, H, dh]`; with one: the
+/// output and the map side by side, `[B, Lq, H * dh + Lk]`. Also the row statistics.
+fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, scale: f64, map: Option<MapSpec>) -> (FlexTensor, FlexTensor) {
     let d = dims_of(query, key);
     let mask = HostMask::new(mask, &d);
     let (q, k, v) = (f32_values(query), f32_values(key), f32_values(value));
-    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), scale as f32, d);
-    (flex_tensor(f.output, [d.batch, d.lq, d.heads, d.dh]), flex_tensor(f.stats, [d.batch, d.heads, d.lq, 2]))
+    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), scale as f32, map, d);
+    let stats = flex_tensor(f.stats, [d.batch, d.heads, d.lq, 4]);
+    let out = match f.map {
+        None => flex_tensor(f.output, [d.batch, d.lq, d.heads, d.dh]),
+        Some(m) => flex_tensor(join_rows(&f.output, d.heads * d.dh, &m, d.lk), [d.batch, d.lq, d.heads * d.dh + d.lk]),
+    };
+    (out, stats)
+}
+
+/// Rows of `a` (width `wa`) and `b` (width `wb`) side by side.
+fn join_rows(a: &[f32], wa: usize, b: &[f32], wb: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for (ra, rb) in a.chunks_exact(wa).zip(b.chunks_exact(wb)) {
+        out.extend_from_slice(ra);
+        out.extend_from_slice(rb);
+    }
+    out
+}
+
+/// The inverse of `join_rows`.
+fn split_rows(x: &[f32], wa: usize, wb: usize) -> (Vec<f32>, Vec<f32>) {
+    let rows = x.len() / (wa + wb);
+    let (mut a, mut b) = (Vec::with_capacity(rows * wa), Vec::with_capacity(rows * wb));
+    for r in x.chunks_exact(wa + wb) {
+        a.extend_from_slice(&r[..wa]);
+        b.extend_from_slice(&r[wa..]);
+    }
+    (a, b)
 }
 
 impl FusedAttentionBackend for Flex {
     fn fused_attention(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, scale: f64) -> FlexTensor {
-        forward_flex(&query, &key, &value, &mask, scale).0
+        forward_flex(&query, &key, &value, &mask, scale, None).0
+    }
+
+    fn fused_attention_with_map(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, scale: f64, temperature: f64) -> FlexTensor {
+        forward_flex(&query, &key, &value, &mask, scale, Some(MapSpec { temperature: temperature as f32 })).0
     }
 }
 
-/// What the backward needs: the inputs, the output, the row statistics.
+/// What the backward needs: the inputs, the output, the row statistics, the map's spec.
 #[derive(Clone, Debug)]
 struct SavedAttention {
     query: FlexTensor,
@@ -137,6 +187,7 @@ struct SavedAttention {
     output: FlexTensor,
     stats: FlexTensor,
     scale: f64,
+    map: Option<MapSpec>,
 }
 
 #[derive(Debug)]
@@ -153,7 +204,16 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
         let mask = HostMask::new(&s.mask, &d);
         let (q, k, v) = (f32_values(&s.query), f32_values(&s.key), f32_values(&s.value));
         let (o, st, g) = (f32_values(&s.output), f32_values(&s.stats), f32_values(&grad));
-        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), s.scale as f32, d);
+        let width = d.heads * d.dh;
+        let (o, g, grad_map) = match s.map {
+            None => (o, g, None),
+            Some(spec) => {
+                let (o, _) = split_rows(&o, width, d.lk);
+                let (g, gm) = split_rows(&g, width, d.lk);
+                (Cow::Owned(o), Cow::Owned(g), Some((spec, gm)))
+            }
+        };
+        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
         if let Some(node) = node_q {
             grads.register::<Flex>(node.id, flex_tensor(b.d_query, [d.batch, d.lq, d.heads, d.dh]));
         }
@@ -166,19 +226,28 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
     }
 }
 
+/// The forward with its backward registered (both ops of the trait share it).
+fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: FloatTensor<Autodiff<Flex, C>>, value: FloatTensor<Autodiff<Flex, C>>, mask: FlexTensor, scale: f64, map: Option<MapSpec>) -> FloatTensor<Autodiff<Flex, C>> {
+    let nodes = [query.node(), key.node(), value.node()];
+    let (q, k, v) = (query.into_primitive(), key.into_primitive(), value.into_primitive());
+    let (output, stats) = forward_flex(&q, &k, &v, &mask, scale, map);
+    // Compute-bound: checkpointing strategies recompute rather than keep it when they can.
+    match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let state = SavedAttention { query: q, key: k, value: v, mask, output: output.clone(), stats, scale, map };
+            prep.finish(state, output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
 impl<C: CheckpointStrategy> FusedAttentionBackend for Autodiff<Flex, C> {
     fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        let nodes = [query.node(), key.node(), value.node()];
-        let (q, k, v) = (query.into_primitive(), key.into_primitive(), value.into_primitive());
-        let (output, stats) = forward_flex(&q, &k, &v, &mask, scale);
-        // Compute-bound: checkpointing strategies recompute rather than keep it when they can.
-        match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let state = SavedAttention { query: q, key: k, value: v, mask, output: output.clone(), stats, scale };
-                prep.finish(state, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        tracked::<C>(query, key, value, mask, scale, None)
+    }
+
+    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64, temperature: f64) -> FloatTensor<Self> {
+        tracked::<C>(query, key, value, mask, scale, Some(MapSpec { temperature: temperature as f32 }))
     }
 }
 
@@ -243,6 +312,53 @@ mod tests {
             assert_close(&format!("{name}: dQ"), fq, uq, 1e-4);
             assert_close(&format!("{name}: dK"), fk, uk, 1e-4);
             assert_close(&format!("{name}: dV"), fv, uv, 1e-4);
+        }
+    }
+
+    /// The map variant: output, head-averaged map and every gradient under a loss that weights
+    /// both (each element differently) equal the unfused path's `softmax(s / t).mean(heads)`, at
+    /// t = 1 and t = 2.5, with and without masks (one sample fully masked).
+    #[test]
+    fn map_values_and_gradients_match_the_unfused_path() {
+        let device = Device::flex().autodiff();
+        device.seed(23);
+        let (b, lq, lk, h, dh) = (3, 6, 9, 2, 8);
+        let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let (q0, k0, v0, w_out) = (rand([b, lq, h, dh]), rand([b, lk, h, dh]), rand([b, lk, h, dh]), rand([b, lq, h, dh]));
+        let w_map = Tensor::<3>::random([b, lq, lk], Distribution::Normal(0.0, 1.0), &device);
+        let causal = crate::model::masks::future_mask(lq, lk, &device).reshape([1, 1, lq, lk]);
+        let padding = crate::model::masks::key_padding_mask(&[3, 0, lk], lk, &device).reshape([b, 1, 1, lk]);
+        let scale = 1.0 / (dh as f64).sqrt();
+        for t in [1.0, 2.5] {
+            for (name, mask) in [("no mask", None), ("causal", Some(causal.clone())), ("padding", Some(padding.clone()))] {
+                let run = |fused: bool| {
+                    let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
+                    let (out, map) = if fused {
+                        fused_attention_with_map(q.clone(), k.clone(), v.clone(), mask.clone(), scale, t)
+                    } else {
+                        let [bb, _, hh, _] = q.dims();
+                        let (qs, ks) = (q.clone().swap_dims(1, 2), k.clone().swap_dims(1, 2));
+                        let mut scores = qs.matmul(ks.swap_dims(2, 3)).mul_scalar(scale);
+                        if let Some(m) = mask.clone() {
+                            scores = scores.mask_fill(m.expand([bb, hh, lq, lk]), MASKED_SCORE as f64);
+                        }
+                        let map = softmax(scores.div_scalar(t), 3).mean_dim(1).squeeze_dim::<3>(1);
+                        (unfused(q.clone(), k.clone(), v.clone(), mask.clone(), scale), map)
+                    };
+                    let loss = (out.clone() * w_out.clone()).sum() + (map.clone() * w_map.clone()).sum();
+                    let grads = loss.backward();
+                    let g = |x: &Tensor<4>| values(x.grad(&grads).expect("gradient"));
+                    (values(out), map.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(), g(&q), g(&k), g(&v))
+                };
+                let (fo, fm, fq, fk, fv) = run(true);
+                let (uo, um, uq, uk, uv) = run(false);
+                let n = |x: &str| format!("t={t} {name}: {x}");
+                assert_close(&n("output"), fo, uo, 1e-5);
+                assert_close(&n("map"), fm, um, 1e-5);
+                assert_close(&n("dQ"), fq, uq, 1e-4);
+                assert_close(&n("dK"), fk, uk, 1e-4);
+                assert_close(&n("dV"), fv, uv, 1e-4);
+            }
         }
     }
 
