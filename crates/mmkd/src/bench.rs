@@ -47,6 +47,8 @@ pub struct BenchResult {
     /// `fused` when attention that nobody probes took the fused op (the default on flex),
     /// `unfused` when `MMKD_FUSED_ATTENTION=0` turned it off.
     pub attention: &'static str,
+    /// Whether training ran with Burn's balanced gradient checkpointing.
+    pub gradient_checkpointing: bool,
     /// Median wall time of one step (ms), after one untimed warm-up step.
     pub median_ms: f64,
     /// Every timed step (ms).
@@ -93,9 +95,9 @@ fn time_training<T: TrainTask>(mut task: T, batch: &Batch, device: &Device, trai
 }
 
 /// Time `steps` repetitions of `case` after one warm-up.
-pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Result<BenchResult> {
+pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient_checkpointing: bool) -> Result<BenchResult> {
     let model = ModelConfig::for_preset(preset);
-    let train = TrainConfig::for_preset(preset);
+    let train = TrainConfig { gradient_checkpointing, ..TrainConfig::for_preset(preset) };
     let plain = Device::flex();
     let mut times = Vec::new();
     let mut time = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
@@ -122,14 +124,14 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Resul
             })?;
         }
         Case::TeacherTrain => {
-            let ad = plain.clone().autodiff();
+            let ad = train.autodiff_device(&plain);
             let (shape, b) = batch_of(preset, batch, &ad);
             let (shape2, model2) = (shape.clone(), model.clone());
             let task = SupervisedTask { build: Box::new(move |d: &Device| build_teacher(TeacherKind::Complete, &shape2, &model2, d)) };
             time_training(task, &b, &ad, &train, &mut time)?;
         }
         Case::StudentTrain => {
-            let ad = plain.clone().autodiff();
+            let ad = train.autodiff_device(&plain);
             let (shape, b) = batch_of(preset, batch, &ad);
             let teacher = build_teacher(TeacherKind::Complete, &shape, &model, &plain).valid();
             let cfg = DistillConfig {
@@ -149,7 +151,7 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize) -> Resul
     }
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let attention = if crate::model::fused_attention::enabled_for(&plain) { "fused" } else { "unfused" };
-    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
+    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, gradient_checkpointing: train.gradient_checkpointing, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
 }
 
 #[cfg(test)]
@@ -159,7 +161,7 @@ mod tests {
     #[test]
     fn every_case_runs_on_the_smoke_preset_and_reports_its_steps() {
         for case in [Case::TeacherTrain, Case::StudentTrain, Case::TeacherInfer, Case::StudentInfer] {
-            let r = run_case(case, Preset::Smoke, 2, 2).unwrap();
+            let r = run_case(case, Preset::Smoke, 2, 2, false).unwrap();
             assert_eq!(r.times_ms.len(), 2, "{case:?}");
             assert!(r.median_ms > 0.0 && r.peak_rss_mb > 1.0, "{r:?}");
         }

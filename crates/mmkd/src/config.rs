@@ -167,6 +167,10 @@ pub struct TrainConfig {
     /// change results: dropout is seeded per batch.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// Burn's balanced gradient checkpointing: memory-bound activations are recomputed in the
+    /// backward instead of kept (less memory, more time; results unchanged up to rounding).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -174,6 +178,13 @@ fn default_checkpoint_secs() -> u64 {
 }
 
 impl TrainConfig {
+    /// The autodiff device a training step runs on: `device` with autodiff, and with balanced
+    /// gradient checkpointing when asked.
+    pub fn autodiff_device(&self, device: &burn::prelude::Device) -> burn::prelude::Device {
+        let ad = device.clone().autodiff();
+        if self.gradient_checkpointing { ad.gradient_checkpointing() } else { ad }
+    }
+
     /// The recipe of `preset`: the paper's for `paper`; `small` 5 epochs, patience 2; `smoke` 2
     /// epochs, batch 16, patience 1.
     pub fn for_preset(preset: Preset) -> Self {
@@ -187,6 +198,7 @@ impl TrainConfig {
             grad_clip: Some(1.0),
             seed: 1,
             checkpoint_secs: default_checkpoint_secs(),
+            gradient_checkpointing: false,
         };
         match preset {
             Preset::Paper => paper,

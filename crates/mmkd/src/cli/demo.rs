@@ -113,6 +113,7 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
             batch_size: None,
             lr: None,
             checkpoint_secs: None,
+            gradient_checkpointing: false,
         },
         d_model: None,
         layers: None,

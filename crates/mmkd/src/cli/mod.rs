@@ -144,6 +144,9 @@ pub(crate) enum Command {
         /// Timed steps after one warm-up step.
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// Training cases: Burn's balanced gradient checkpointing.
+        #[arg(long)]
+        gradient_checkpointing: bool,
     },
     /// Parameter counts of the teacher and the student, per module.
     Params {
@@ -296,8 +299,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Maps { run, data, samples, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json, baseline.as_deref()),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
-        Command::Bench { case, preset, batch, steps } => {
-            println!("{}", serde_json::to_string(&crate::bench::run_case(case, preset, batch.max(1), steps)?)?);
+        Command::Bench { case, preset, batch, steps, gradient_checkpointing } => {
+            println!("{}", serde_json::to_string(&crate::bench::run_case(case, preset, batch.max(1), steps, gradient_checkpointing)?)?);
             Ok(())
         }
         Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),

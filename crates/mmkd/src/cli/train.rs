@@ -74,6 +74,10 @@ pub(crate) struct RunFlags {
     /// Seconds between resumable checkpoints inside an epoch (default 300; 0: every batch).
     #[arg(long)]
     pub(crate) checkpoint_secs: Option<u64>,
+    /// Recompute memory-bound activations in the backward instead of keeping them (Burn's
+    /// balanced gradient checkpointing: less memory, more time).
+    #[arg(long)]
+    pub(crate) gradient_checkpointing: bool,
 }
 
 
@@ -117,6 +121,7 @@ pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Da
     if let Some(v) = run.batch_size { train.batch_size = v.max(1); }
     if let Some(v) = run.lr { train.lr = v; }
     if let Some(v) = run.checkpoint_secs { train.checkpoint_secs = v; }
+    if run.gradient_checkpointing { train.gradient_checkpointing = true; }
     if let Some(v) = common.grad_clip { train.grad_clip = (v > 0.0).then_some(v); }
     if let Some(v) = common.d_model { model.d_model = v; }
     if let Some(v) = common.layers { model.layers = v; }

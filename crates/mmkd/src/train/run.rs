@@ -249,8 +249,8 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     if let Some(available) = super::memory::available_bytes() {
         let net = cfg.build_net(device);
         let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
-        let materialised = super::memory::materialised_maps(&cfg.model, &task.mapped_transformers(), device);
-        if let Err(msg) = super::memory::check(&net, batch, &cfg.model, &materialised, available) {
+        let kept = super::memory::attention_kept(&cfg.model, &task.mapped_transformers(), device);
+        if let Err(msg) = super::memory::check(&net, batch, &cfg.model, &kept, available) {
             crate::bail_input!("{}: {msg}", run.display());
         }
     }
@@ -281,7 +281,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     write_atomic(&config_path, serde_json::to_string_pretty(cfg)?.as_bytes())?;
 
     let tc = &cfg.train;
-    let ad = device.clone().autodiff();
+    let ad = tc.autodiff_device(device);
     ad.seed(tc.seed);
     let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
     let mut model = task.init_model(&ad, &dataset.train.batch(&dataset.shape, &probe_rows, &ad))?;

@@ -53,6 +53,24 @@ impl<'a> MaskView<'a> {
     }
 }
 
+/// A dropout mask on the probabilities (non-zero byte = kept), `[B, H, Lq, Lk]`, and the
+/// scale `1 / (1 - p)` kept values get: the output is `(P * M / (1 - p)) V`, as Burn's
+/// `Dropout` on the unfused path gives with the same mask.
+#[derive(Clone, Copy, Debug)]
+pub struct DropView<'a> {
+    /// The mask's bytes, contiguous.
+    pub keep: &'a [u8],
+    /// `1 / (1 - p)`.
+    pub scale: f32,
+}
+
+impl<'a> DropView<'a> {
+    fn row(&self, d: &Dims, b: usize, h: usize, i: usize) -> &'a [u8] {
+        let start = ((b * d.heads + h) * d.lq + i) * d.lk;
+        &self.keep[start..start + d.lk]
+    }
+}
+
 /// What the backward pass returns, in the layouts of the inputs.
 pub struct Backward {
     /// `[B, Lq, H, dh]`.
@@ -269,7 +287,7 @@ const STATS: usize = 4;
 /// a map, adds `weight * softmax(s / t)` of every row into `map` (`[Lq, Lk]`, this sample's).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
     let (lq, lk, dh) = (d.lq, d.lk, d.dh);
     let qb = gather_rows(q, d, lq, b, h);
     let kt = gather_transposed(k, d, lk, b, h);
@@ -278,6 +296,7 @@ fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: 
     let mut stats = vec![0.0f32; lq * STATS];
     let mut scores_buf = vec![0.0f32; lk];
     let mut tempered_buf = vec![0.0f32; if map.is_some() { lk } else { 0 }];
+    let mut dropped_buf = vec![0.0f32; if drop.is_some() { lk } else { 0 }];
     let mut q_scaled = vec![0.0f32; dh];
     let mut map = map;
     for i in 0..lq {
@@ -309,9 +328,19 @@ fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: 
         {
             axpy(&mut map_b[i * lk..i * lk + end], weight / sum, scores);
         }
-        let inv = 1.0 / sum;
+        let mut inv = 1.0 / sum;
         let row = &mut out[i * dh..(i + 1) * dh];
-        weighted_rows_sum(scores, &vb[..end * dh], row);
+        match drop {
+            None => weighted_rows_sum(scores, &vb[..end * dh], row),
+            Some(dv) => {
+                let kept = &mut dropped_buf[..end];
+                for ((x, &s), &m) in kept.iter_mut().zip(scores.iter()).zip(&dv.row(d, b, h, i)[..end]) {
+                    *x = s * m as f32;
+                }
+                weighted_rows_sum(kept, &vb[..end * dh], row);
+                inv *= dv.scale;
+            }
+        }
         for o in row.iter_mut() {
             *o *= inv;
         }
@@ -334,6 +363,7 @@ fn backward_pair(
     stats: &[f32],
     grad: &[f32],
     mask: Option<MaskView>,
+    drop: Option<DropView>,
     scale: f32,
     map: Option<(MapSpec, &[f32])>,
     weight: f32,
@@ -383,6 +413,14 @@ fn backward_pair(
         for (c, &gc) in g.iter().enumerate() {
             axpy(ds, gc, &vt[c * lk..c * lk + end]);
         }
+        let drop_row = drop.map(|dv| (dv.scale, &dv.row(d, b, h, i)[..end]));
+        if let Some((keep_scale, m)) = drop_row {
+            // Through the dropout: dP = (dO . V^T) * M / (1 - p); D = dO . O still equals
+            // sum_j P dP, since O is built from the same kept, rescaled probabilities.
+            for (x, &m) in ds.iter_mut().zip(m) {
+                *x *= m as f32 * keep_scale;
+            }
+        }
         let d_row: f32 = g.iter().zip(&ob[i * dh..(i + 1) * dh]).map(|(a, b)| a * b).sum();
         for (dsj, &pj) in ds.iter_mut().zip(p.iter()) {
             *dsj = pj * (*dsj - d_row);
@@ -406,6 +444,12 @@ fn backward_pair(
         weighted_rows_sum(ds, &kb[..end * dh], dq_row);
         for x in dq_row.iter_mut() {
             *x *= scale;
+        }
+        if let Some((keep_scale, m)) = drop_row {
+            // dV sees the kept, rescaled probabilities; dQ and dK used the plain ones above.
+            for (x, &m) in p.iter_mut().zip(m) {
+                *x *= m as f32 * keep_scale;
+            }
         }
         for c in 0..dh {
             axpy(&mut dkt[c * lk..c * lk + end], q_scaled[c], ds);
@@ -468,15 +512,15 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
-    forward_pair(q, k, v, mask, scale, map, weight, d, b, h)
+fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+    forward_pair(q, k, v, mask, drop, scale, map, weight, d, b, h)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &[f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    backward_pair(q, k, v, out, stats, grad, mask, scale, map, weight, d, b, h)
+fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &[f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    backward_pair(q, k, v, out, stats, grad, mask, drop, scale, map, weight, d, b, h)
 }
 
 /// What the forward pass returns: the output and the statistics the backward needs.
@@ -492,18 +536,19 @@ pub struct Forward {
 
 /// The forward pass: over (batch, head) pairs, or over samples (each summing its heads' maps)
 /// when `map` asks for the head-averaged map.
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f32, map: Option<MapSpec>, d: Dims) -> Forward {
+pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<MapSpec>, d: Dims) -> Forward {
     check_sizes(q, k, v, &d);
+    check_drop(drop, &d);
     let avx2 = has_avx2_fma();
     let weight = 1.0 / d.heads as f32;
     let pair = |b: usize, h: usize, map: Option<(MapSpec, &mut [f32])>| {
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
-            return unsafe { forward_pair_avx2(q, k, v, mask, scale, map, weight, &d, b, h) };
+            return unsafe { forward_pair_avx2(q, k, v, mask, drop, scale, map, weight, &d, b, h) };
         }
         let _ = avx2;
-        forward_pair(q, k, v, mask, scale, map, weight, &d, b, h)
+        forward_pair(q, k, v, mask, drop, scale, map, weight, &d, b, h)
     };
     let (pairs, map): (Vec<(Vec<f32>, Vec<f32>)>, Option<Vec<f32>>) = match map {
         None => (for_units(d.batch * d.heads, &d, |p| pair(p / d.heads, p % d.heads, None)), None),
@@ -534,8 +579,9 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, scale: f
 /// The backward pass, given the forward's output and statistics, the gradient of the output
 /// and, when the forward returned a map, the map's spec and gradient (`[B, Lq, Lk]`).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, scale: f32, map: Option<(MapSpec, &[f32])>, d: Dims) -> Backward {
+pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &[f32])>, d: Dims) -> Backward {
     check_sizes(q, k, v, &d);
+    check_drop(drop, &d);
     assert_eq!(out.len(), q.len(), "fused attention backward: output size");
     assert_eq!(grad.len(), q.len(), "fused attention backward: gradient size");
     assert_eq!(stats.len(), d.batch * d.heads * d.lq * STATS, "fused attention backward: statistics size");
@@ -549,10 +595,10 @@ pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], gra
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the processor has AVX2 and FMA (checked by `has_avx2_fma`).
-            return unsafe { backward_pair_avx2(q, k, v, out, stats, grad, mask, scale, map_b, weight, &d, b, h) };
+            return unsafe { backward_pair_avx2(q, k, v, out, stats, grad, mask, drop, scale, map_b, weight, &d, b, h) };
         }
         let _ = avx2;
-        backward_pair(q, k, v, out, stats, grad, mask, scale, map_b, weight, &d, b, h)
+        backward_pair(q, k, v, out, stats, grad, mask, drop, scale, map_b, weight, &d, b, h)
     };
     let pairs = for_units(d.batch * d.heads, &d, |p| pair(p / d.heads, p % d.heads));
     let mut d_query = vec![0.0f32; q.len()];
@@ -565,6 +611,12 @@ pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], gra
         scatter_transposed(&mut d_value, &dvt, &d, d.lk, b, h);
     }
     Backward { d_query, d_key, d_value }
+}
+
+fn check_drop(drop: Option<DropView>, d: &Dims) {
+    if let Some(dv) = drop {
+        assert_eq!(dv.keep.len(), d.batch * d.heads * d.lq * d.lk, "fused attention: dropout mask size");
+    }
 }
 
 fn check_sizes(q: &[f32], k: &[f32], v: &[f32], d: &Dims) {
@@ -688,8 +740,8 @@ mod tests {
                 (Some(MaskView { data: &padding, batch_step: d.lk, row_step: 0 }), Some(&padding_fn)),
             ];
             for (m, (mask, mask_fn)) in cases.into_iter().enumerate() {
-                let f = forward(&q, &k, &v, mask, scale as f32, None, d);
-                let bw = backward(&q, &k, &v, &f.output, &f.stats, &g, mask, scale as f32, None, d);
+                let f = forward(&q, &k, &v, mask, None, scale as f32, None, d);
+                let bw = backward(&q, &k, &v, &f.output, &f.stats, &g, mask, None, scale as f32, None, d);
                 let (out, dq, dk, dv) = naive(&q, &k, &v, &g, mask_fn, scale, d);
                 let name = |t: &str| format!("case {case} mask {m}: {t}");
                 assert_close(&name("output"), &f.output, &out, 2e-6);

@@ -19,13 +19,13 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::{BoolTensor, FloatTensor};
-use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, DispatchDevice, DispatchTensor, Flex, backend_extension};
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 use std::borrow::Cow;
 
 pub use kernel::MASKED_SCORE;
-use kernel::{Dims, MapSpec, MaskView};
+use kernel::{Dims, DropView, MapSpec, MaskView};
 
 /// Attention computed in one pass without materialising probabilities.
 #[backend_extension(Flex, Autodiff)]
@@ -34,13 +34,18 @@ pub trait FusedAttentionBackend: Backend {
     /// `value`: `[B, Lk, H, dh]`; `mask` (true = forbidden): `[B or 1, 1, Lq or 1, Lk]` (the
     /// extension macro takes no optional tensors: an all-false mask means none). Returns
     /// `[B, Lq, H, dh]`.
-    fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    ///
+    /// `keep` (`[B, H, Lq, Lk]`, true = kept) is the dropout mask on the probabilities when
+    /// `dropout > 0` (kept values are scaled by `1 / (1 - dropout)`, as Burn's `Dropout` does);
+    /// with `dropout == 0` it is ignored (any shape).
+    fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64) -> FloatTensor<Self>;
 
     /// `fused_attention` that also returns the head-averaged map `mean_h softmax(s_h / t)`
     /// (eq. 10-11), differentiable, without keeping per-head probabilities: the output
     /// (`[B, Lq, H * dh]`) and the map (`[B, Lq, Lk]`) side by side, `[B, Lq, H * dh + Lk]`
     /// (one tensor, so one backward receives both gradients).
-    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64, temperature: f64) -> FloatTensor<Self>;
+    /// The map is taken before dropout (as on the unfused path).
+    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64, temperature: f64) -> FloatTensor<Self>;
 }
 
 /// Whether `device` runs the fused op (flex, with or without autodiff).
@@ -58,21 +63,56 @@ pub fn enabled_for(device: &Device) -> bool {
     *ENABLED.get_or_init(|| !matches!(std::env::var(DISABLE_VAR).as_deref(), Ok("0" | "false" | "off"))) && supported(device)
 }
 
+/// Dropout on the probabilities inside the fused op: the rate and the keep mask
+/// (`[B, H, Lq, Lk]`, true = kept), drawn by the caller from the device's generator.
+#[derive(Clone, Debug)]
+pub struct AttentionDropout {
+    /// The dropout rate p (kept values are scaled by 1 / (1 - p)).
+    pub rate: f64,
+    /// True where a probability is kept.
+    pub keep: Tensor<4, Bool>,
+}
+
+impl AttentionDropout {
+    /// The mask Burn's `Dropout` would draw at this point for probabilities of `dims` on
+    /// `device` (the same call: a Bernoulli tensor of the keep probability), so the fused and
+    /// the unfused path drop the same entries.
+    pub fn draw(rate: f64, dims: [usize; 4], device: &Device) -> AttentionDropout {
+        let keep = Tensor::<4>::random(dims, burn::tensor::Distribution::Bernoulli(1.0 - rate), device).equal_elem(1.0);
+        AttentionDropout { rate, keep }
+    }
+}
+
+fn no_mask(lk: usize, device: &Device) -> Tensor<4, Bool> {
+    Tensor::from_data(TensorData::new(vec![false; lk], [1, 1, 1, lk]), device)
+}
+
+fn dropout_parts(dropout: Option<AttentionDropout>, device: &Device) -> (DispatchTensor, f64) {
+    match dropout {
+        Some(d) => (d.keep.into_dispatch(), d.rate),
+        None => (no_mask(1, device).into_dispatch(), 0.0),
+    }
+}
+
 /// The fused attention on high-level tensors (see `FusedAttentionBackend::fused_attention`).
-pub fn fused_attention(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, scale: f64) -> Tensor<4> {
+pub fn fused_attention(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, dropout: Option<AttentionDropout>, scale: f64) -> Tensor<4> {
     let lk = key.dims()[1];
-    let mask = mask.unwrap_or_else(|| Tensor::from_data(TensorData::new(vec![false; lk], [1, 1, 1, lk]), &query.device()));
-    let out = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), scale);
+    let device = query.device();
+    let mask = mask.unwrap_or_else(|| no_mask(lk, &device));
+    let (keep, rate) = dropout_parts(dropout, &device);
+    let out = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), keep, rate, scale);
     Tensor::from_dispatch(out)
 }
 
 /// `fused_attention` with the head-averaged map at `temperature`: returns the output
 /// `[B, Lq, H, dh]` and the map `[B, Lq, Lk]` (rows sum to one).
-pub fn fused_attention_with_map(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, scale: f64, temperature: f64) -> (Tensor<4>, Tensor<3>) {
+pub fn fused_attention_with_map(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, dropout: Option<AttentionDropout>, scale: f64, temperature: f64) -> (Tensor<4>, Tensor<3>) {
     let [b, lq, h, dh] = query.dims();
     let lk = key.dims()[1];
-    let mask = mask.unwrap_or_else(|| Tensor::from_data(TensorData::new(vec![false; lk], [1, 1, 1, lk]), &query.device()));
-    let joined = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention_with_map(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), scale, temperature);
+    let device = query.device();
+    let mask = mask.unwrap_or_else(|| no_mask(lk, &device));
+    let (keep, rate) = dropout_parts(dropout, &device);
+    let joined = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention_with_map(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), keep, rate, scale, temperature);
     let joined = Tensor::<3>::from_dispatch(joined);
     let out = joined.clone().narrow(2, 0, h * dh).reshape([b, lq, h, dh]);
     let map = joined.narrow(2, h * dh, lk);
@@ -127,17 +167,40 @@ impl HostMask {
     }
 }
 
+/// A dropout keep mask's bytes and scale, or `None` without dropout.
+struct HostDrop {
+    keep: Vec<u8>,
+    scale: f32,
+}
+
+impl HostDrop {
+    fn new(keep: &FlexTensor, rate: f64, d: &Dims) -> Option<HostDrop> {
+        if rate <= 0.0 {
+            return None;
+        }
+        let s = keep.layout().shape();
+        assert!(s.num_dims() == 4 && s[0] == d.batch && s[1] == d.heads && s[2] == d.lq && s[3] == d.lk, "fused attention: dropout mask {s:?} is not [B, H, Lq, Lk]");
+        let keep: Vec<u8> = keep.clone().into_data().try_into_vec::<bool>().expect("fused attention: bool keep mask").into_iter().map(u8::from).collect();
+        Some(HostDrop { keep, scale: (1.0 / (1.0 - rate)) as f32 })
+    }
+
+    fn view(&self) -> DropView<'_> {
+        DropView { keep: &self.keep, scale: self.scale }
+    }
+}
+
 fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// The forward on flex primitives. Without a map: the output `[B, Lq, H, dh]`; with one: the
 /// output and the map side by side, `[B, Lq, H * dh + Lk]`. Also the row statistics.
-fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, scale: f64, map: Option<MapSpec>) -> (FlexTensor, FlexTensor) {
+fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, drop: (&FlexTensor, f64), scale: f64, map: Option<MapSpec>) -> (FlexTensor, FlexTensor) {
     let d = dims_of(query, key);
     let mask = HostMask::new(mask, &d);
+    let drop = HostDrop::new(drop.0, drop.1, &d);
     let (q, k, v) = (f32_values(query), f32_values(key), f32_values(value));
-    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), scale as f32, map, d);
+    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), drop.as_ref().map(HostDrop::view), scale as f32, map, d);
     let stats = flex_tensor(f.stats, [d.batch, d.heads, d.lq, 4]);
     let out = match f.map {
         None => flex_tensor(f.output, [d.batch, d.lq, d.heads, d.dh]),
@@ -168,12 +231,12 @@ fn split_rows(x: &[f32], wa: usize, wb: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl FusedAttentionBackend for Flex {
-    fn fused_attention(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, scale: f64) -> FlexTensor {
-        forward_flex(&query, &key, &value, &mask, scale, None).0
+    fn fused_attention(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64) -> FlexTensor {
+        forward_flex(&query, &key, &value, &mask, (&keep, dropout), scale, None).0
     }
 
-    fn fused_attention_with_map(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, scale: f64, temperature: f64) -> FlexTensor {
-        forward_flex(&query, &key, &value, &mask, scale, Some(MapSpec { temperature: temperature as f32 })).0
+    fn fused_attention_with_map(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64, temperature: f64) -> FlexTensor {
+        forward_flex(&query, &key, &value, &mask, (&keep, dropout), scale, Some(MapSpec { temperature: temperature as f32 })).0
     }
 }
 
@@ -184,6 +247,8 @@ struct SavedAttention {
     key: FlexTensor,
     value: FlexTensor,
     mask: FlexTensor,
+    keep: FlexTensor,
+    dropout: f64,
     output: FlexTensor,
     stats: FlexTensor,
     scale: f64,
@@ -202,6 +267,7 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
         let s = ops.state;
         let d = dims_of(&s.query, &s.key);
         let mask = HostMask::new(&s.mask, &d);
+        let drop = HostDrop::new(&s.keep, s.dropout, &d);
         let (q, k, v) = (f32_values(&s.query), f32_values(&s.key), f32_values(&s.value));
         let (o, st, g) = (f32_values(&s.output), f32_values(&s.stats), f32_values(&grad));
         let width = d.heads * d.dh;
@@ -213,7 +279,7 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
                 (Cow::Owned(o), Cow::Owned(g), Some((spec, gm)))
             }
         };
-        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
+        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), drop.as_ref().map(HostDrop::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
         if let Some(node) = node_q {
             grads.register::<Flex>(node.id, flex_tensor(b.d_query, [d.batch, d.lq, d.heads, d.dh]));
         }
@@ -227,14 +293,15 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
 }
 
 /// The forward with its backward registered (both ops of the trait share it).
-fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: FloatTensor<Autodiff<Flex, C>>, value: FloatTensor<Autodiff<Flex, C>>, mask: FlexTensor, scale: f64, map: Option<MapSpec>) -> FloatTensor<Autodiff<Flex, C>> {
+#[allow(clippy::too_many_arguments)]
+fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: FloatTensor<Autodiff<Flex, C>>, value: FloatTensor<Autodiff<Flex, C>>, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64, map: Option<MapSpec>) -> FloatTensor<Autodiff<Flex, C>> {
     let nodes = [query.node(), key.node(), value.node()];
     let (q, k, v) = (query.into_primitive(), key.into_primitive(), value.into_primitive());
-    let (output, stats) = forward_flex(&q, &k, &v, &mask, scale, map);
+    let (output, stats) = forward_flex(&q, &k, &v, &mask, (&keep, dropout), scale, map);
     // Compute-bound: checkpointing strategies recompute rather than keep it when they can.
     match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let state = SavedAttention { query: q, key: k, value: v, mask, output: output.clone(), stats, scale, map };
+            let state = SavedAttention { query: q, key: k, value: v, mask, keep, dropout, output: output.clone(), stats, scale, map };
             prep.finish(state, output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
@@ -242,12 +309,12 @@ fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: Fl
 }
 
 impl<C: CheckpointStrategy> FusedAttentionBackend for Autodiff<Flex, C> {
-    fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        tracked::<C>(query, key, value, mask, scale, None)
+    fn fused_attention(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64) -> FloatTensor<Self> {
+        tracked::<C>(query, key, value, mask, keep, dropout, scale, None)
     }
 
-    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, scale: f64, temperature: f64) -> FloatTensor<Self> {
-        tracked::<C>(query, key, value, mask, scale, Some(MapSpec { temperature: temperature as f32 }))
+    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64, temperature: f64) -> FloatTensor<Self> {
+        tracked::<C>(query, key, value, mask, keep, dropout, scale, Some(MapSpec { temperature: temperature as f32 }))
     }
 }
 
@@ -301,7 +368,7 @@ mod tests {
         for (name, mask) in [("no mask", None), ("causal", Some(causal)), ("padding", Some(padding)), ("both", Some(both))] {
             let run = |fused: bool| {
                 let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
-                let out = if fused { fused_attention(q.clone(), k.clone(), v.clone(), mask.clone(), scale) } else { unfused(q.clone(), k.clone(), v.clone(), mask.clone(), scale) };
+                let out = if fused { fused_attention(q.clone(), k.clone(), v.clone(), mask.clone(), None, scale) } else { unfused(q.clone(), k.clone(), v.clone(), mask.clone(), scale) };
                 let grads = (out.clone() * weights.clone()).sum().backward();
                 let g = |t: &Tensor<4>| values(t.grad(&grads).expect("gradient"));
                 (values(out), g(&q), g(&k), g(&v))
@@ -334,7 +401,7 @@ mod tests {
                 let run = |fused: bool| {
                     let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
                     let (out, map) = if fused {
-                        fused_attention_with_map(q.clone(), k.clone(), v.clone(), mask.clone(), scale, t)
+                        fused_attention_with_map(q.clone(), k.clone(), v.clone(), mask.clone(), None, scale, t)
                     } else {
                         let [bb, _, hh, _] = q.dims();
                         let (qs, ks) = (q.clone().swap_dims(1, 2), k.clone().swap_dims(1, 2));
@@ -362,6 +429,47 @@ mod tests {
         }
     }
 
+    /// Dropout inside the op: with a given keep mask (no random draw), output, map and
+    /// gradients equal the unfused `softmax(s) * keep / (1 - p)` computation; the map is taken
+    /// before dropout, as on the unfused path.
+    #[test]
+    fn dropout_matches_the_unfused_computation_with_the_same_mask() {
+        let device = Device::flex().autodiff();
+        device.seed(31);
+        let (b, lq, lk, h, dh) = (2, 5, 8, 2, 8);
+        let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+        let (q0, k0, v0, w_out) = (rand([b, lq, h, dh]), rand([b, lk, h, dh]), rand([b, lk, h, dh]), rand([b, lq, h, dh]));
+        let w_map = Tensor::<3>::random([b, lq, lk], Distribution::Normal(0.0, 1.0), &device);
+        let keep_values: Vec<bool> = (0..b * h * lq * lk).map(|i| (i * 7) % 5 != 0).collect();
+        let keep = Tensor::<4, Bool>::from_data(TensorData::new(keep_values, [b, h, lq, lk]), &device);
+        let rate = 0.2;
+        let mask = crate::model::masks::future_mask(lq, lk, &device).reshape([1, 1, lq, lk]);
+        let scale = 1.0 / (dh as f64).sqrt();
+        let run = |fused: bool| {
+            let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
+            let (out, map) = if fused {
+                fused_attention_with_map(q.clone(), k.clone(), v.clone(), Some(mask.clone()), Some(AttentionDropout { rate, keep: keep.clone() }), scale, 1.0)
+            } else {
+                let (qs, ks, vs) = (q.clone().swap_dims(1, 2), k.clone().swap_dims(1, 2), v.clone().swap_dims(1, 2));
+                let scores = qs.matmul(ks.swap_dims(2, 3)).mul_scalar(scale).mask_fill(mask.clone().expand([b, h, lq, lk]), MASKED_SCORE as f64);
+                let probs = softmax(scores, 3);
+                let map = probs.clone().mean_dim(1).squeeze_dim::<3>(1);
+                let dropped = probs * keep.clone().float() * (1.0 / (1.0 - rate));
+                (dropped.matmul(vs).swap_dims(1, 2), map)
+            };
+            let grads = ((out.clone() * w_out.clone()).sum() + (map.clone() * w_map.clone()).sum()).backward();
+            let g = |x: &Tensor<4>| values(x.grad(&grads).expect("gradient"));
+            (values(out), map.into_data().convert::<f32>().try_into_vec::<f32>().unwrap(), g(&q), g(&k), g(&v))
+        };
+        let (fo, fm, fq, fk, fv) = run(true);
+        let (uo, um, uq, uk, uv) = run(false);
+        assert_close("dropout: output", fo, uo, 1e-5);
+        assert_close("dropout: map", fm, um, 1e-5);
+        assert_close("dropout: dQ", fq, uq, 1e-4);
+        assert_close("dropout: dK", fk, uk, 1e-4);
+        assert_close("dropout: dV", fv, uv, 1e-4);
+    }
+
     /// Without autodiff (inference) the op runs on plain flex tensors and gives the same values.
     #[test]
     fn inference_on_plain_flex_matches_unfused() {
@@ -370,7 +478,7 @@ mod tests {
         let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v) = (rand([2, 5, 2, 3]), rand([2, 9, 2, 3]), rand([2, 9, 2, 3]));
         let mask = crate::model::masks::future_mask(5, 9, &device).reshape([1, 1, 5, 9]);
-        let fused = fused_attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), 0.5);
+        let fused = fused_attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), None, 0.5);
         assert_close("inference", values(fused), values(unfused(q, k, v, Some(mask), 0.5)), 1e-5);
         assert!(supported(&device) && supported(&device.autodiff()));
     }
