@@ -2,14 +2,14 @@
 (mult_ref.py, MulT's design), printing one JSON line. bench/run.sh alternates the two.
 
     python reference/bench.py --case teacher-train|student-train|teacher-infer|student-infer \
-        [--preset small|paper|smoke] [--batch 64] [--steps 5] [--threads 2]
+        [--preset small|paper|smoke] [--batch 64] [--steps 5] [--threads 2] [--device cpu|cuda]
     python reference/bench.py --aggregate LINES.jsonl --out RESULT.json --machine NAME
 
 Cases (as in crates/mmkd/src/bench.rs): a training step of the complete teacher (forward,
 cross-entropy, backward, clip_grad_norm_ 1.0, Adam), a training step of the config-5 student
 distilled with EDAM-S on its V<-A and V<-L maps (the frozen teacher's forward included), and
 inference (eval mode, no_grad) of either network. Timing: median of --steps steps after one
-warm-up step. Peak memory: this process's ru_maxrss.
+warm-up step. Peak memory: this process's ru_maxrss (and, on a GPU, torch's peak allocation).
 """
 
 import argparse
@@ -40,9 +40,9 @@ def config(preset: str, train: bool) -> tuple[ModelCfg, Shape]:
     return cfg, Shape(text_dim=300, audio_dim=74, video_dim=35, text_len=lt, audio_len=la, video_len=lv)
 
 
-def inputs(shape: Shape, batch: int) -> dict:
+def inputs(shape: Shape, batch: int, device: str = "cpu") -> dict:
     g = torch.Generator().manual_seed(0)
-    return {m: torch.randn(batch, shape.length(m), shape.dim(m), generator=g) for m in ("V", "A", "L")}
+    return {m: torch.randn(batch, shape.length(m), shape.dim(m), generator=g).to(device) for m in ("V", "A", "L")}
 
 
 def edam_literal(student_maps: list, teacher_maps: list) -> torch.Tensor:
@@ -51,30 +51,36 @@ def edam_literal(student_maps: list, teacher_maps: list) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def run_case(case: str, preset: str, batch: int, steps: int) -> list:
+def run_case(case: str, preset: str, batch: int, steps: int, device: str = "cpu") -> list:
     train = case.endswith("-train")
     cfg, shape = config(preset, train)
-    x = inputs(shape, batch)
-    y = torch.randint(0, 7, (batch,), generator=torch.Generator().manual_seed(1))
+    x = inputs(shape, batch, device)
+    y = torch.randint(0, 7, (batch,), generator=torch.Generator().manual_seed(1)).to(device)
     times = []
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     def timed(step):
         step()  # warm-up
+        sync()
         for _ in range(max(1, steps)):
             t = time.perf_counter()
             step()
+            sync()
             times.append(1e3 * (time.perf_counter() - t))
 
     if case in ("teacher-infer", "student-infer"):
         spec = NetSpec(teacher="complete") if case == "teacher-infer" else NetSpec(student=5)
-        net = Network(spec, cfg, shape).eval()
+        net = Network(spec, cfg, shape).eval().to(device)
 
         def step():
             with torch.no_grad():
-                net(x)[0].numpy()
+                net(x)[0].cpu().numpy()
         timed(step)
     elif case == "teacher-train":
-        net = Network(NetSpec(teacher="complete"), cfg, shape).train()
+        net = Network(NetSpec(teacher="complete"), cfg, shape).train().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, eps=1e-8)
 
         def step():
@@ -85,8 +91,8 @@ def run_case(case: str, preset: str, batch: int, steps: int) -> list:
             opt.step()
         timed(step)
     elif case == "student-train":
-        teacher = Network(NetSpec(teacher="complete"), config(preset, False)[0], shape).eval()
-        student = Network(NetSpec(student=5), cfg, shape).train()
+        teacher = Network(NetSpec(teacher="complete"), config(preset, False)[0], shape).eval().to(device)
+        student = Network(NetSpec(student=5), cfg, shape).train().to(device)
         opt = torch.optim.Adam(student.parameters(), lr=1e-3, eps=1e-8)
         pairs = ["V<-A", "V<-L"]
 
@@ -153,6 +159,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (bench/gpu.sh)")
     ap.add_argument("--aggregate")
     ap.add_argument("--out")
     ap.add_argument("--machine", default="unknown")
@@ -162,11 +169,12 @@ def main() -> None:
         return
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    times = run_case(a.case, a.preset, a.batch, a.steps)
+    times = run_case(a.case, a.preset, a.batch, a.steps, a.device)
     print(json.dumps({
         "implementation": "pytorch", "case": a.case, "preset": a.preset, "batch": a.batch, "threads": a.threads,
-        "median_ms": statistics.median(times), "times_ms": times,
+        "device": a.device, "median_ms": statistics.median(times), "times_ms": times,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if a.device != "cpu" else None,
         "torch": torch.__version__,
     }))
 

@@ -49,6 +49,8 @@ pub struct BenchResult {
     pub attention: &'static str,
     /// Whether training ran with Burn's balanced gradient checkpointing.
     pub gradient_checkpointing: bool,
+    /// `flex` or `cuda`.
+    pub device: &'static str,
     /// Median wall time of one step (ms), after one untimed warm-up step.
     pub median_ms: f64,
     /// Every timed step (ms).
@@ -95,10 +97,10 @@ fn time_training<T: TrainTask>(mut task: T, batch: &Batch, device: &Device, trai
 }
 
 /// Time `steps` repetitions of `case` after one warm-up.
-pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient_checkpointing: bool) -> Result<BenchResult> {
+pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient_checkpointing: bool, device: &Device) -> Result<BenchResult> {
     let model = ModelConfig::for_preset(preset);
     let train = TrainConfig { gradient_checkpointing, ..TrainConfig::for_preset(preset) };
-    let plain = Device::flex();
+    let plain = device.clone();
     let mut times = Vec::new();
     let mut time = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         f()?; // warm-up: allocations, kernel selection
@@ -118,6 +120,7 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
                 build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape, &model, &plain)
             };
             time(&mut || {
+                // Reading the logits back waits for the device (a GPU queues its work).
                 let logits = net.forward(&b.input, &TraceRequest::none()).logits;
                 let _: Vec<f32> = logits.into_data().try_to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 Ok(())
@@ -151,7 +154,7 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
     }
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let attention = if crate::model::fused_attention::enabled_for(&plain) { "fused" } else { "unfused" };
-    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, gradient_checkpointing: train.gradient_checkpointing, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
+    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, gradient_checkpointing: train.gradient_checkpointing, device: if crate::model::fused_attention::supported(&plain) { "flex" } else { "cuda" }, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
 }
 
 #[cfg(test)]
@@ -161,7 +164,7 @@ mod tests {
     #[test]
     fn every_case_runs_on_the_smoke_preset_and_reports_its_steps() {
         for case in [Case::TeacherTrain, Case::StudentTrain, Case::TeacherInfer, Case::StudentInfer] {
-            let r = run_case(case, Preset::Smoke, 2, 2, false).unwrap();
+            let r = run_case(case, Preset::Smoke, 2, 2, false, &Device::flex()).unwrap();
             assert_eq!(r.times_ms.len(), 2, "{case:?}");
             assert!(r.median_ms > 0.0 && r.peak_rss_mb > 1.0, "{r:?}");
         }

@@ -154,9 +154,14 @@ fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
 
 /// Run one case folder with mmkd's code and return its named outputs (module docs).
 pub fn run_case(dir: &Path) -> Result<Outputs> {
+    run_case_on(dir, &Device::flex())
+}
+
+/// `run_case` on `device` (the flex CPU backend, or a GPU for `bench/gpu.sh`).
+pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
     let case = load_case(dir)?;
     let split = inputs(dir, &case)?;
-    let plain = Device::flex();
+    let plain = device.clone();
     let net = checkpoint::load_safetensors(build(&case, &plain), &dir.join("weights.safetensors"))?;
     let rows: Vec<usize> = (0..split.len()).collect();
     let batch = split.batch(&case.shape, &rows, &plain);
@@ -181,14 +186,14 @@ pub fn run_case(dir: &Path) -> Result<Outputs> {
         }
     }
     if let Some(train) = &case.train {
-        train_case(dir, &case, train, &split, &mut out)?;
+        train_case(dir, &case, train, &split, &mut out, &plain)?;
     }
     Ok(out)
 }
 
 /// The recipe's optimiser steps on the case's rows; appends `loss`, `grad_norm`, `weight.*`.
-fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out: &mut Outputs) -> Result<()> {
-    let ad = Device::flex().autodiff();
+fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out: &mut Outputs, device: &Device) -> Result<()> {
+    let ad = device.clone().autodiff();
     let mut net = checkpoint::load_safetensors(build(case, &ad), &dir.join("weights.safetensors"))?;
     let tc = TrainConfig { adam_epsilon: train.adam_epsilon, ..TrainConfig::for_preset(crate::config::Preset::Smoke) };
     let mut optim = adam(&tc);

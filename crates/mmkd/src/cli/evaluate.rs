@@ -121,7 +121,7 @@ pub(crate) fn predict(run: &Path, data: &Path, split: SplitChoice, out: Option<P
 /// `reference run CASE...`: replay reference cases with mmkd's code.
 pub(crate) fn reference_run(cases: &[PathBuf]) -> Result<()> {
     for case in cases {
-        let outputs = crate::reference::run_case(case)?;
+        let outputs = crate::reference::run_case_on(case, &super::device())?;
         crate::reference::write_tensors(&case.join("mmkd.safetensors"), &outputs)?;
         eprintln!("{}: {} tensors", case.display(), outputs.len());
     }

@@ -22,8 +22,35 @@ use train::{CommonTrain, DistillArgs};
 #[derive(Parser)]
 #[command(name = "mmkd", version, about = "Distil a multimodal cross-attention transformer into a video-only student")]
 pub struct Cli {
+    /// Where to compute: `flex` (the CPU, the default) or `cuda` (GPU 0; needs a build with
+    /// `--features cuda`, see bench/gpu.sh). Studies always run their children on `flex`.
+    #[arg(long, global = true, value_enum, default_value = "flex", env = "MMKD_DEVICE")]
+    device: DeviceKind,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The compute devices a command can run on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Burn's flex backend on the CPU (fused attention, nothing to install).
+    Flex,
+    /// The first NVIDIA GPU through Burn's CUDA backend (unfused attention).
+    Cuda,
+}
+
+static DEVICE: std::sync::OnceLock<DeviceKind> = std::sync::OnceLock::new();
+
+impl DeviceKind {
+    fn device(self) -> Result<Device> {
+        match self {
+            DeviceKind::Flex => Ok(Device::flex()),
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => Ok(Device::cuda(0)),
+            #[cfg(not(feature = "cuda"))]
+            DeviceKind::Cuda => crate::bail_input!("--device cuda: this mmkd was built without the cuda feature (cargo build -p mmkd --features cuda; bench/cuda-offline.sh sets up the build)"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -268,13 +295,16 @@ pub(crate) enum TrainCmd {
 }
 
 
-/// The backend every command runs on.
+/// The device commands run on (`--device`, flex unless told otherwise).
 pub(crate) fn device() -> Device {
-    Device::flex()
+    DEVICE.get().copied().unwrap_or(DeviceKind::Flex).device().unwrap_or_else(|_| Device::flex())
 }
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    // Refuse an unusable device before any work (a first `run` in a process decides it).
+    cli.device.device()?;
+    let _ = DEVICE.set(cli.device);
     match cli.command {
         Command::Data(DataCmd::Synth { preset, seed, regime, n_train, out }) => data::synth(preset, seed, regime, n_train, &out),
         Command::Data(DataCmd::Probes { dir, json }) => data::probes(&dir, json),
@@ -300,7 +330,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
         Command::Bench { case, preset, batch, steps, gradient_checkpointing } => {
-            println!("{}", serde_json::to_string(&crate::bench::run_case(case, preset, batch.max(1), steps, gradient_checkpointing)?)?);
+            println!("{}", serde_json::to_string(&crate::bench::run_case(case, preset, batch.max(1), steps, gradient_checkpointing, &device())?)?);
             Ok(())
         }
         Command::Params { preset, teacher, config, json } => demo::print_params(preset, teacher, config, json),

@@ -245,8 +245,11 @@ fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
 /// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
 /// checkpoint (also written to `RUN/eval.json`).
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
-    // Before anything is written: a step that cannot fit is refused with the estimate.
-    if let Some(available) = super::memory::available_bytes() {
+    // Before anything is written: a step that cannot fit is refused with the estimate (of host
+    // memory, so only where the step runs on the CPU).
+    if crate::model::fused_attention::supported(device)
+        && let Some(available) = super::memory::available_bytes()
+    {
         let net = cfg.build_net(device);
         let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
         let kept = super::memory::attention_kept(&cfg.model, &task.mapped_transformers(), device);
