@@ -7,7 +7,10 @@
 #   bench/run.sh [PRESET=small] [THREADS=2] [ROUNDS=3] [STEPS=5]
 #   env: PYTHON (a Python with torch, numpy, safetensors; see reference/README.md),
 #        MACHINE (name in the result file; default: hostname-<cores>cpu), MMKD (binary),
-#        CASES (e.g. "student-infer:1 teacher-infer:1"; default: all six, training at batch 64).
+#        CASES (e.g. "student-infer:1:10 teacher-infer:1"; CASE:BATCH[:STEPS], STEPS defaulting to
+#        the fourth argument; default: all six, training at batch 64).
+# The numbers in bench/README.md (paper preset) came from
+#   CASES="student-infer:1:10 teacher-infer:1:10 student-infer:64:2 teacher-infer:64:2 student-train:64:1 teacher-train:64:1" bench/run.sh paper 2 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-small}
@@ -25,10 +28,11 @@ trap 'rm -f "$lines"' EXIT
 read -r -a cases <<< "${CASES:-teacher-train:64 student-train:64 teacher-infer:1 student-infer:1 teacher-infer:64 student-infer:64}"
 for round in $(seq 1 "$rounds"); do
   for c in "${cases[@]}"; do
-    set -- ${c/:/ }
-    echo "round $round/$rounds: $1 batch $2" >&2
-    RAYON_NUM_THREADS=$threads "$MMKD" bench --case "$1" --preset "$preset" --batch "$2" --steps "$steps" >> "$lines"
-    (cd reference && "$python" bench.py --case "$1" --preset "$preset" --batch "$2" --steps "$steps" --threads "$threads") >> "$lines"
+    IFS=: read -r name batch case_steps <<< "$c"
+    case_steps=${case_steps:-$steps}
+    echo "round $round/$rounds: $name batch $batch, $case_steps steps" >&2
+    RAYON_NUM_THREADS=$threads "$MMKD" bench --case "$name" --preset "$preset" --batch "$batch" --steps "$case_steps" >> "$lines"
+    (cd reference && "$python" bench.py --case "$name" --preset "$preset" --batch "$batch" --steps "$case_steps" --threads "$threads") >> "$lines"
   done
 done
 mkdir -p bench/results
