@@ -5,17 +5,23 @@
 # bench/results/<machine>-gpu-paper.json.
 #
 #   bench/gpu.sh
-#   env: MMKD   an mmkd built with --features cuda (default: build it with bench/cuda-offline.sh,
-#               which needs Debian's apt; a GPU machine without a network gets the binary
-#               built elsewhere, e.g. `MMKD=bench/bin/mmkd-cuda bench/gpu.sh`)
+#   env: MMKD   an mmkd built with --features cuda (default: bench/bin/mmkd-cuda.xz if present,
+#               made by `bench/cuda-offline.sh --pack` on a machine with Debian's apt, since a
+#               GPU machine without a network cannot build it; else build it here)
 #        PYTHON a Python with torch (CUDA), numpy, safetensors (default: python3)
 #        MACHINE name in the result file (default: the GPU's name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 if [ -z "${MMKD:-}" ]; then
-  bench/cuda-offline.sh >&2
-  MMKD=target/cuda/debug/mmkd
+  if [ -f bench/bin/mmkd-cuda.xz ]; then
+    # Built and packed elsewhere (bench/cuda-offline.sh --pack), carried here.
+    xz -dc bench/bin/mmkd-cuda.xz > /tmp/mmkd-cuda && chmod +x /tmp/mmkd-cuda
+    MMKD=/tmp/mmkd-cuda
+  else
+    bench/cuda-offline.sh >&2
+    MMKD=target/cuda/debug/mmkd
+  fi
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >&2 || true
 "$python" -c "import torch; assert torch.cuda.is_available(), 'PyTorch sees no GPU'; print('torch', torch.__version__, torch.cuda.get_device_name(0))" >&2
