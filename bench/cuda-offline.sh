@@ -45,7 +45,7 @@ CARGO_TARGET_DIR=$target cargo build -p mmkd --features cuda "$@"
 echo "built $target/debug/mmkd with --features cuda" >&2
 if [ "$pack" = 1 ]; then
   # For a GPU machine without a network (the device tool carries at most 64 MiB): stripped
-  # and xz-compressed, about 37 MB; bench/gpu.sh unpacks bench/bin/mmkd-cuda.xz by itself.
+  # and xz-compressed, 32 MB here; bench/gpu.sh unpacks bench/bin/mmkd-cuda.xz by itself.
   mkdir -p bench/bin
   strip -o bench/bin/mmkd-cuda "$target/debug/mmkd"
   xz -9 -T0 -f bench/bin/mmkd-cuda
