@@ -655,3 +655,17 @@ fn sigkilled_study_resumes_run_by_run_from_any_directory() {
     let o = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["eval", s(&run), "--json"]).current_dir(&elsewhere).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `--device cuda` in a build without the feature is refused up front with one line (exit 2);
+/// a build with it refuses the same way on a machine without an NVIDIA driver.
+#[test]
+fn device_cuda_is_an_input_error_without_the_feature_or_a_driver() {
+    let o = mmkd(&["--device", "cuda", "bench", "--case", "student-infer", "--preset", "smoke", "--batch", "1", "--steps", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--device cuda"), "{err}");
+    // The environment variable is the same switch.
+    let o = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["params", "--preset", "smoke"]).env("MMKD_DEVICE", "cuda").output().expect("run mmkd");
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}

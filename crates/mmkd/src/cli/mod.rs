@@ -46,7 +46,23 @@ impl DeviceKind {
         match self {
             DeviceKind::Flex => Ok(Device::flex()),
             #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => Ok(Device::cuda(0)),
+            DeviceKind::Cuda => {
+                // Burn opens the driver lazily and panics on a thread of its own when it is
+                // missing; ask the loader first, so the answer is an input error.
+                let loadable = [c"libcuda.so.1", c"libcuda.so"].iter().any(|name| {
+                    // SAFETY: dlopen with a valid C string; the handle is closed at once.
+                    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
+                    if !handle.is_null() {
+                        // SAFETY: a handle dlopen returned.
+                        unsafe { libc::dlclose(handle) };
+                    }
+                    !handle.is_null()
+                });
+                if !loadable {
+                    crate::bail_input!("--device cuda: no NVIDIA driver here (libcuda.so.1 cannot be loaded; check nvidia-smi and LD_LIBRARY_PATH)");
+                }
+                Ok(Device::cuda(0))
+            }
             #[cfg(not(feature = "cuda"))]
             DeviceKind::Cuda => crate::bail_input!("--device cuda: this mmkd was built without the cuda feature (cargo build -p mmkd --features cuda; bench/cuda-offline.sh sets up the build)"),
         }
