@@ -167,7 +167,9 @@ impl HostMask {
     }
 }
 
-/// A dropout keep mask's bytes and scale, or `None` without dropout.
+/// A dropout keep mask's bytes and scale, or `None` without dropout. Read once in the forward
+/// and kept for the backward (the mask is unique to its call, so nothing is shared).
+#[derive(Clone, Debug)]
 struct HostDrop {
     keep: Vec<u8>,
     scale: f32,
@@ -195,12 +197,11 @@ fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTenso
 
 /// The forward on flex primitives. Without a map: the output `[B, Lq, H, dh]`; with one: the
 /// output and the map side by side, `[B, Lq, H * dh + Lk]`. Also the row statistics.
-fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, drop: (&FlexTensor, f64), scale: f64, map: Option<MapSpec>) -> (FlexTensor, FlexTensor) {
+fn forward_flex(query: &FlexTensor, key: &FlexTensor, value: &FlexTensor, mask: &FlexTensor, drop: Option<&HostDrop>, scale: f64, map: Option<MapSpec>) -> (FlexTensor, FlexTensor) {
     let d = dims_of(query, key);
     let mask = HostMask::new(mask, &d);
-    let drop = HostDrop::new(drop.0, drop.1, &d);
     let (q, k, v) = (f32_values(query), f32_values(key), f32_values(value));
-    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), drop.as_ref().map(HostDrop::view), scale as f32, map, d);
+    let f = kernel::forward(&q, &k, &v, mask.as_ref().map(HostMask::view), drop.map(HostDrop::view), scale as f32, map, d);
     let stats = flex_tensor(f.stats, [d.batch, d.heads, d.lq, 4]);
     let out = match f.map {
         None => flex_tensor(f.output, [d.batch, d.lq, d.heads, d.dh]),
@@ -232,11 +233,13 @@ fn split_rows(x: &[f32], wa: usize, wb: usize) -> (Vec<f32>, Vec<f32>) {
 
 impl FusedAttentionBackend for Flex {
     fn fused_attention(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64) -> FlexTensor {
-        forward_flex(&query, &key, &value, &mask, (&keep, dropout), scale, None).0
+        let drop = HostDrop::new(&keep, dropout, &dims_of(&query, &key));
+        forward_flex(&query, &key, &value, &mask, drop.as_ref(), scale, None).0
     }
 
     fn fused_attention_with_map(query: FlexTensor, key: FlexTensor, value: FlexTensor, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64, temperature: f64) -> FlexTensor {
-        forward_flex(&query, &key, &value, &mask, (&keep, dropout), scale, Some(MapSpec { temperature: temperature as f32 })).0
+        let drop = HostDrop::new(&keep, dropout, &dims_of(&query, &key));
+        forward_flex(&query, &key, &value, &mask, drop.as_ref(), scale, Some(MapSpec { temperature: temperature as f32 })).0
     }
 }
 
@@ -247,8 +250,7 @@ struct SavedAttention {
     key: FlexTensor,
     value: FlexTensor,
     mask: FlexTensor,
-    keep: FlexTensor,
-    dropout: f64,
+    drop: Option<HostDrop>,
     output: FlexTensor,
     stats: FlexTensor,
     scale: f64,
@@ -267,7 +269,6 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
         let s = ops.state;
         let d = dims_of(&s.query, &s.key);
         let mask = HostMask::new(&s.mask, &d);
-        let drop = HostDrop::new(&s.keep, s.dropout, &d);
         let (q, k, v) = (f32_values(&s.query), f32_values(&s.key), f32_values(&s.value));
         let (o, st, g) = (f32_values(&s.output), f32_values(&s.stats), f32_values(&grad));
         let width = d.heads * d.dh;
@@ -279,7 +280,7 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
                 (Cow::Owned(o), Cow::Owned(g), Some((spec, gm)))
             }
         };
-        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), drop.as_ref().map(HostDrop::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
+        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), s.drop.as_ref().map(HostDrop::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
         if let Some(node) = node_q {
             grads.register::<Flex>(node.id, flex_tensor(b.d_query, [d.batch, d.lq, d.heads, d.dh]));
         }
@@ -297,11 +298,12 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
 fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: FloatTensor<Autodiff<Flex, C>>, value: FloatTensor<Autodiff<Flex, C>>, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64, map: Option<MapSpec>) -> FloatTensor<Autodiff<Flex, C>> {
     let nodes = [query.node(), key.node(), value.node()];
     let (q, k, v) = (query.into_primitive(), key.into_primitive(), value.into_primitive());
-    let (output, stats) = forward_flex(&q, &k, &v, &mask, (&keep, dropout), scale, map);
+    let drop = HostDrop::new(&keep, dropout, &dims_of(&q, &k));
+    let (output, stats) = forward_flex(&q, &k, &v, &mask, drop.as_ref(), scale, map);
     // Compute-bound: checkpointing strategies recompute rather than keep it when they can.
     match FusedAttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let state = SavedAttention { query: q, key: k, value: v, mask, keep, dropout, output: output.clone(), stats, scale, map };
+            let state = SavedAttention { query: q, key: k, value: v, mask, drop, output: output.clone(), stats, scale, map };
             prep.finish(state, output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
