@@ -81,6 +81,39 @@ fn bad_input_exits_2_with_a_named_error() {
 }
 
 #[test]
+fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
+    let dir_guard = tempdir("study-lookup");
+    let dir = dir_guard.path();
+    let args = ["study", "--preset", "smoke", "--seeds", "2", "--regime", "lookup", "--n-train", "200", "--rows", "c5-attention", "--teacher-seed", "1", "--teacher-epochs", "2", "--epochs", "1", "--jobs", "2", "--out", s(&dir)];
+    let out = mmkd(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The data, one teacher, two no-KD students and three distilled rows per seed.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("study: 10 runs"), "{}", String::from_utf8_lossy(&out.stderr));
+    let runs: Vec<String> = std::fs::read_dir(dir.join("runs")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(runs.contains(&"teacher-complete-s1".to_string()) && !runs.iter().any(|r| r == "teacher-complete-s2"), "{runs:?}");
+    let teacher_cfg = json(&dir.join("runs/teacher-complete-s1/config.json"));
+    assert_eq!(teacher_cfg["train"]["epochs"], 2, "--teacher-epochs");
+    let rows = json(&dir.join("table.json"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 5, "teacher, no KD, c5 CRD / EDAM-S / EDAM-T on attention maps");
+    for r in rows.iter().filter(|r| r["level"] == "attention-map") {
+        assert_eq!(r["seeds"], serde_json::json!([1, 2]), "{r}");
+        let (share, base) = (r["event_share_mean"].as_f64().unwrap(), r["nokd_event_share_mean"].as_f64().unwrap());
+        let diff = r["event_share_diff_mean"].as_f64().unwrap_or_else(|| panic!("no paired event-share difference: {r}"));
+        // The mean of paired differences over the same seeds is the difference of the means.
+        assert!((diff - (share - base)).abs() < 1e-9, "{r}");
+        let ci = r["event_share_diff_ci95"].as_array().unwrap_or_else(|| panic!("no interval with 2 seeds: {r}"));
+        assert!(ci[0].as_f64().unwrap() <= diff && diff <= ci[1].as_f64().unwrap(), "{r}");
+        let teacher = r["teacher_event_share_mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&teacher), "{r}");
+    }
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("regime lookup") && report.contains("the teacher's own share"), "{report}");
+    let md = std::fs::read_to_string(dir.join("TABLE.md")).unwrap();
+    assert!(md.contains("event share vs no KD (95 % CI)") && md.contains("teacher's event share"), "{md}");
+}
+
+#[test]
 fn smoke_study_writes_every_row_of_table1() {
     let dir_guard = tempdir("study");
     let dir = dir_guard.path();

@@ -50,6 +50,35 @@ fn teachers_give_logits_penultimate_and_maps_of_the_right_shapes() {
 }
 
 #[test]
+fn traces_alone_equal_the_full_forward_traces() {
+    // What a frozen teacher computes at the attention-map and post-attention levels: only the
+    // traced transformers (and a branch's cross transformers under a traced temporal one).
+    let (shape, cfg, data) = setup();
+    let device = Device::flex();
+    let batch = data.train.batch(&shape, &[0, 1, 2], &device);
+    let teacher = build_teacher(TeacherKind::Complete, &shape, &cfg, &device);
+    let student = build_student(mmkd::model::StudentConfig::C5, StudentStreams::Downsampled, &shape, &cfg, &device);
+    use Modality::{Audio as A, Language as L, Video as V};
+    for (net, ids) in [
+        (&teacher, vec![TransformerId::cross(V, A), TransformerId::cross(V, L)]),
+        (&teacher, vec![TransformerId::Temporal(V), TransformerId::cross(L, A)]),
+        (&student, vec![TransformerId::cross(V, A)]),
+    ] {
+        let request = all_probed(ids.clone());
+        let full = net.forward(&batch.input, &request).traces;
+        let alone = net.traces(&batch.input, &request);
+        assert_eq!(alone.keys().collect::<Vec<_>>(), full.keys().collect::<Vec<_>>());
+        for id in &ids {
+            for (a, b) in alone[id].iter().zip(&full[id]) {
+                let (a_map, b_map) = (a.map.clone().unwrap().into_data(), b.map.clone().unwrap().into_data());
+                assert_eq!(a_map, b_map, "{id}: maps differ");
+                assert_eq!(a.post_attention.clone().unwrap().into_data(), b.post_attention.clone().unwrap().into_data(), "{id}");
+            }
+        }
+    }
+}
+
+#[test]
 fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
     let (shape, cfg, data) = setup();
     let device = Device::flex();

@@ -54,13 +54,18 @@ pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
         crate::bail_input!("{}: has no {} (probes need a synthetic dataset written by this version of `mmkd data synth`)", dir.display(), data::events::EVENTS_FILE);
     };
     let results = data::probes::run_probes(&dataset, &events);
+    let detector = [0, 1].into_iter().flat_map(|w| data::probes::key_detector_probes(&dataset, &events, w)).collect::<Vec<_>>();
     if json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"acc7_probes": results, "key_detector": detector}))?);
         return Ok(());
     }
     println!("linear probes (ridge on the score, rounded; penalty chosen on valid) on {} [{}], test split:", dataset.name, dataset.source);
     for r in &results {
         println!("  {:<42} {:>4} features  Acc-7 {:5.1} %", r.probe, r.features, 100.0 * r.acc7);
+    }
+    println!("key detector (attention scoring each video frame linearly by its content; the best event share an attention with video keys reaches without knowing when):");
+    for d in &detector {
+        println!("  {:<62} event share {:.3} against {:.3} uniform ({:.2}x, sharpness {})", d.rows, d.event_share, d.uniform_event_share, d.event_share / d.uniform_event_share.max(1e-12), d.sharpness);
     }
     Ok(())
 }

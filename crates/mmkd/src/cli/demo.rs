@@ -24,6 +24,13 @@ pub(crate) struct StudyData {
     /// the attention-map rows that distil the complete teacher.
     #[arg(long, value_enum, default_value = "all")]
     pub(crate) rows: crate::study::plan::RowSet,
+    /// Train each teacher once with this seed and distil every seed's students from it
+    /// (default: one teacher per seed).
+    #[arg(long, value_name = "SEED")]
+    pub(crate) teacher_seed: Option<u64>,
+    /// Epochs for the teachers (default: --epochs, else the preset's).
+    #[arg(long)]
+    pub(crate) teacher_epochs: Option<usize>,
 }
 
 /// `study`: plan, run or collect the study of Table 1.
@@ -45,6 +52,8 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
         regime: data.regime,
         n_train: data.n_train,
         rows: data.rows,
+        teacher_seed: data.teacher_seed,
+        teacher_epochs: data.teacher_epochs,
     };
     if plan {
         // The running binary's absolute path: the plan's lines run from any directory.

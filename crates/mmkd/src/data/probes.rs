@@ -154,6 +154,100 @@ pub fn run_probes(dataset: &Dataset, events: &Events) -> Vec<ProbeResult> {
     out
 }
 
+/// What a key detector reaches: attention whose score for a video frame is a linear function of
+/// that frame alone (ridge regression of "is an event frame" on the frame's features, fitted on
+/// the training split), softmax at the sharpness chosen on the validation split, over the keys a
+/// query row may see. `V<-A` and `V<-L` have raw video frames as keys, so apart from what the
+/// query row knows about *when* (only rows at the event do), this bounds the event share such
+/// an attention can reach by recognising the event in the keys: for the teacher and the
+/// student alike.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyDetectorProbe {
+    /// Which rows see which keys.
+    pub rows: String,
+    /// Mean share of attention mass on the event frames (test split).
+    pub event_share: f64,
+    /// The same share under uniform attention over the visible keys.
+    pub uniform_event_share: f64,
+    /// Softmax sharpness (score multiplier) chosen on the validation split.
+    pub sharpness: f64,
+}
+
+/// The detector's features of frame `t` of clip `i`: frames `t - w .. t + w` (zeros beyond the
+/// clip), what a length-keeping conv of kernel `2w + 1` in front of the keys sees.
+fn window(split: &Split, shape: &DataShape, i: usize, t: usize, w: usize) -> Vec<f64> {
+    let (lv, dim) = (shape.video_len, shape.video_dim);
+    let mut f = Vec::with_capacity((2 * w + 1) * dim);
+    for j in t as isize - w as isize..=(t + w) as isize {
+        if j < 0 || j >= lv as isize {
+            f.extend(std::iter::repeat_n(0.0, dim));
+        } else {
+            let j = j as usize;
+            f.extend(split.video[(i * lv + j) * dim..(i * lv + j + 1) * dim].iter().map(|&x| x as f64));
+        }
+    }
+    f
+}
+
+/// Per-frame detector scores of a split: `[clip][frame]`.
+fn frame_scores(model: &Ridge, split: &Split, shape: &DataShape, w: usize) -> Vec<Vec<f64>> {
+    (0..split.len()).map(|i| (0..shape.video_len).map(|t| model.predict(&window(split, shape, i, t, w))).collect()).collect()
+}
+
+/// Mean event share and uniform share of softmax(`sharpness` * scores) over the visible keys of
+/// every row (`causal`: row t sees keys 0..=t, MulT's future mask at equal lengths).
+fn detector_shares(scores: &[Vec<f64>], events: &[usize], burst: usize, sharpness: f64, causal: bool) -> (f64, f64) {
+    let (mut share, mut uniform, mut rows) = (0.0, 0.0, 0usize);
+    for (clip, &start) in scores.iter().zip(events) {
+        let len = clip.len();
+        let first_rows = if causal { 0..len } else { len - 1..len };
+        for t in first_rows {
+            let visible = if causal { t + 1 } else { len };
+            let max = clip[..visible].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = clip[..visible].iter().map(|&x| (sharpness * (x - max)).exp()).collect();
+            let total: f64 = w.iter().sum();
+            let ev = start.min(visible)..(start + burst).min(visible);
+            share += w[ev.clone()].iter().sum::<f64>() / total;
+            uniform += ev.len() as f64 / visible as f64;
+            rows += 1;
+        }
+    }
+    (share / rows.max(1) as f64, uniform / rows.max(1) as f64)
+}
+
+/// The key detector on a synthetic dataset, reading each frame with its neighbours out to
+/// `half_window` (the models' conv front end of kernel 3 sees one on each side): causal rows (as
+/// in every MulT attention) and one row that sees every key.
+pub fn key_detector_probes(dataset: &Dataset, events: &Events, half_window: usize) -> Vec<KeyDetectorProbe> {
+    let shape = &dataset.shape;
+    let lv = shape.video_len;
+    let burst = events.burst_frames;
+    let mut x = Vec::with_capacity(dataset.train.len() * lv);
+    let mut y = Vec::with_capacity(dataset.train.len() * lv);
+    for (i, &start) in events.train.iter().enumerate().take(dataset.train.len()) {
+        for t in 0..lv {
+            x.push(window(&dataset.train, shape, i, t, half_window));
+            y.push(if (start..start + burst).contains(&t) { 1.0 } else { 0.0 });
+        }
+    }
+    let model = Ridge::fit(&x, &y, 1.0);
+    let (valid, test) = (frame_scores(&model, &dataset.valid, shape, half_window), frame_scores(&model, &dataset.test, shape, half_window));
+    let rows = |what: &str| format!("{what}, frames read {} at a time", 2 * half_window + 1);
+    [(true, rows("causal rows (row t sees frames 0..=t)")), (false, rows("one row over every frame"))]
+        .into_iter()
+        .map(|(causal, rows)| {
+            let grid = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+            let ratio = |(s, u): (f64, f64)| s / u.max(1e-12);
+            let sharpness = grid
+                .into_iter()
+                .max_by(|&a, &b| ratio(detector_shares(&valid, &events.valid, burst, a, causal)).total_cmp(&ratio(detector_shares(&valid, &events.valid, burst, b, causal))))
+                .expect("a non-empty grid");
+            let (event_share, uniform_event_share) = detector_shares(&test, &events.test, burst, sharpness, causal);
+            KeyDetectorProbe { rows, event_share, uniform_event_share, sharpness }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +257,20 @@ mod tests {
         // [[4, 2], [2, 3]] x = [2, 1] -> x = [0.5, 0].
         let x = solve_spd(vec![4.0, 2.0, 2.0, 3.0], vec![2.0, 1.0], 2);
         assert!((x[0] - 0.5).abs() < 1e-12 && x[1].abs() < 1e-12, "{x:?}");
+    }
+
+    #[test]
+    fn detector_shares_are_exact_on_hand_made_scores() {
+        // One clip of 4 frames, event at frames 1..3. Scores that single out the event:
+        // at high sharpness every row that sees it puts all its mass there.
+        let scores = vec![vec![0.0, 10.0, 10.0, 0.0]];
+        let (share, uniform) = detector_shares(&scores, &[1], 2, 64.0, true);
+        // Rows 0..4 see 1, 2, 3, 4 frames; event frames visible 0, 1, 2, 2.
+        assert!((share - 3.0 / 4.0).abs() < 1e-9, "{share}");
+        assert!((uniform - (0.0 + 0.5 + 2.0 / 3.0 + 0.5) / 4.0).abs() < 1e-12, "{uniform}");
+        // Flat scores give the uniform share.
+        let (share, uniform) = detector_shares(&[vec![1.0; 4]], &[1], 2, 8.0, false);
+        assert!((share - 0.5).abs() < 1e-12 && (uniform - 0.5).abs() < 1e-12);
     }
 
     #[test]

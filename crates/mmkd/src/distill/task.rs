@@ -27,6 +27,24 @@ pub struct DistillModel {
     pub upsamplers: Vec<EdamUpsampler>,
 }
 
+/// The frozen teacher's side of one batch (`DistillTask::teacher_side`).
+pub enum TeacherSide {
+    /// The whole forward pass (final and penultimate levels).
+    Outputs(crate::model::NetOutput),
+    /// Only the distilled transformers' traces (post-attention and attention-map levels).
+    Traces(std::collections::BTreeMap<TransformerId, Vec<LayerTrace>>),
+}
+
+impl TeacherSide {
+    /// The traces, whichever way they were computed.
+    pub fn traces(&self) -> &std::collections::BTreeMap<TransformerId, Vec<LayerTrace>> {
+        match self {
+            TeacherSide::Outputs(out) => &out.traces,
+            TeacherSide::Traces(traces) => traces,
+        }
+    }
+}
+
 /// The distillation objective: a frozen teacher, the distilled pairs and the CRD memory bank;
 /// drives training through `TrainTask` (train/distill.rs).
 pub struct DistillTask {
@@ -84,6 +102,17 @@ impl DistillTask {
         TraceRequest { probe, transformers }
     }
 
+    /// What the frozen teacher gives a batch: its whole output at the final and penultimate
+    /// levels; at the others, only the traces of the distilled transformers (the rest of its
+    /// forward is skipped: the same values, less work).
+    pub fn teacher_side(&self, input: &crate::input::NetInput) -> TeacherSide {
+        let request = self.request(true);
+        match self.cfg.level {
+            Level::Final | Level::Penultimate => TeacherSide::Outputs(self.teacher.forward(input, &request)),
+            Level::PostAttention | Level::AttentionMap => TeacherSide::Traces(self.teacher.traces(input, &request)),
+        }
+    }
+
     /// Discover the compared widths with one tiny forward pass of each network.
     fn widths(&self, student: &MultimodalNet, probe_batch: &Batch) -> Widths {
         let s_out = student.valid().forward(&probe_batch.first_rows_plain(2).input, &self.request(false));
@@ -137,10 +166,12 @@ impl DistillTask {
     /// CRD with the memory bank (final/penultimate), CRD with in-batch negatives averaged over
     /// pairs (post-attention/attention-map), or EDAM over the maps of every distilled layer
     /// (EDAM-T upsamples the teacher's maps first).
-    pub fn kd_loss(&mut self, model: &DistillModel, s_out: &crate::model::NetOutput, t_out: &crate::model::NetOutput, batch: &Batch) -> Result<Tensor<1>> {
-        let traces = |out: &crate::model::NetOutput, id: &TransformerId| -> Vec<LayerTrace> { out.traces.get(id).cloned().unwrap_or_default() };
+    pub fn kd_loss(&mut self, model: &DistillModel, s_out: &crate::model::NetOutput, teacher: &TeacherSide, batch: &Batch) -> Result<Tensor<1>> {
+        let student_traces = |id: &TransformerId| -> Vec<LayerTrace> { s_out.traces.get(id).cloned().unwrap_or_default() };
+        let teacher_traces = |id: &TransformerId| -> Vec<LayerTrace> { teacher.traces().get(id).cloned().unwrap_or_default() };
         match (self.cfg.method, self.cfg.level) {
             (Method::Crd, Level::Final | Level::Penultimate) => {
+                let TeacherSide::Outputs(t_out) = teacher else { anyhow::bail!("the {} level needs the teacher's whole output", self.cfg.level.name()) };
                 let (s, t) = if self.cfg.level == Level::Final {
                     (s_out.logits.clone(), t_out.logits.clone())
                 } else {
@@ -158,8 +189,8 @@ impl DistillTask {
                     let pick = |tr: &LayerTrace| -> Tensor<3> {
                         if level == Level::AttentionMap { tr.map.clone().expect("probed map") } else { tr.post_attention.clone().expect("probed output") }
                     };
-                    let s_layers: Vec<Tensor<3>> = traces(s_out, sid).iter().map(pick).collect();
-                    let t_layers: Vec<Tensor<3>> = traces(t_out, tid).iter().map(pick).collect();
+                    let s_layers: Vec<Tensor<3>> = student_traces(sid).iter().map(pick).collect();
+                    let t_layers: Vec<Tensor<3>> = teacher_traces(tid).iter().map(pick).collect();
                     // [B, L*rows, w] -> [L*rows, B, w]
                     let s = Tensor::cat(s_layers, 1).swap_dims(0, 1);
                     let t = Tensor::cat(t_layers, 1).swap_dims(0, 1);
@@ -177,7 +208,7 @@ impl DistillTask {
                 let orientation = self.cfg.orientation;
                 let mut maps = Vec::new();
                 for (p, (tid, sid)) in self.pairs.iter().enumerate() {
-                    for (st, tt) in traces(s_out, sid).iter().zip(traces(t_out, tid).iter()) {
+                    for (st, tt) in student_traces(sid).iter().zip(teacher_traces(tid).iter()) {
                         let s = st.map.clone().expect("probed map");
                         let mut t = tt.map.clone().expect("probed map");
                         if self.cfg.method == Method::EdamT {

@@ -240,6 +240,22 @@ impl MultimodalNet {
     /// Panics when `input` lacks a modality the network reads: callers check data against
     /// `inputs()` when they load it (`Dataset::check_trainable`), so this is a programming error.
     pub fn forward(&self, input: &NetInput, request: &TraceRequest) -> NetOutput {
+        let (head, traces) = self.run(input, request, false);
+        let (penultimate, logits) = head.expect("a full forward runs the head");
+        NetOutput { logits, penultimate, traces }
+    }
+
+    /// Only the traces `request` asks for, equal to `forward`'s: runs the transformers traced
+    /// (and a branch's cross transformers when its temporal transformer is traced) and skips the
+    /// rest of the body and the head. A frozen teacher at the attention-map and post-attention
+    /// levels needs nothing else; in configuration 5 that is 2 of its 9 transformers.
+    pub fn traces(&self, input: &NetInput, request: &TraceRequest) -> BTreeMap<TransformerId, Vec<LayerTrace>> {
+        self.run(input, request, true).1
+    }
+
+    /// The forward pass; with `traces_only`, only what the requested traces need.
+    fn run(&self, input: &NetInput, request: &TraceRequest, traces_only: bool) -> (Option<(Tensor<2>, Tensor<2>)>, BTreeMap<TransformerId, Vec<LayerTrace>>) {
+        let needed = |id: TransformerId| !traces_only || request.transformers.contains(&id);
         let batch = input;
         let input = |m: Modality| -> Tensor<3> {
             match batch.get(m) {
@@ -269,8 +285,17 @@ impl MultimodalNet {
             (Body::Branches(branches), _) => {
                 for branch in branches {
                     let q = branch.query;
-                    let outs: Vec<Tensor<3>> =
-                        branch.cross.iter().zip(q.others()).map(|(enc, k)| run(enc, TransformerId::cross(k, q), stream(q), Some(stream(k)), k)).collect();
+                    let temporal = needed(TransformerId::Temporal(q));
+                    let mut outs = Vec::new();
+                    for (enc, k) in branch.cross.iter().zip(q.others()) {
+                        let id = TransformerId::cross(k, q);
+                        if temporal || needed(id) {
+                            outs.push(run(enc, id, stream(q), Some(stream(k)), k));
+                        }
+                    }
+                    if !temporal {
+                        continue;
+                    }
                     let mut h = Tensor::cat(outs, 2);
                     if let Some(reduce) = &branch.reduce {
                         h = reduce.forward(h);
@@ -280,6 +305,9 @@ impl MultimodalNet {
             }
             (Body::Flat(encoders), BodySpec::Flat(ids)) => {
                 for (enc, &id) in encoders.iter().zip(ids) {
+                    if !needed(id) {
+                        continue;
+                    }
                     let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
                     // One stream on both sides (the student's `V<-V`) is self-attention; see
                     // docs/DECISIONS.md.
@@ -289,8 +317,10 @@ impl MultimodalNet {
             }
             (Body::Flat(_), BodySpec::Branches(_)) => unreachable!("`new` builds the body from its spec"),
         }
-        let (penultimate, logits) = self.head.forward(Tensor::cat(lasts, 1));
-        NetOutput { logits, penultimate, traces }
+        if traces_only {
+            return (None, traces);
+        }
+        (Some(self.head.forward(Tensor::cat(lasts, 1))), traces)
     }
 }
 

@@ -143,6 +143,13 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     pictures::draw_acc7_bars(&study.join("acc7.png"), &labelled)?;
     let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
     let mut s = format!("# Study report\n\nDataset: **{dataset}**. Every number below was measured on this dataset, not on CMU-MOSEI.\n\n");
+    let student_seeds = rows.iter().filter(|r| r.role == "student").map(|r| r.seeds.len()).max().unwrap_or(0);
+    if let Some(t) = rows.iter().find(|r| r.role == "teacher" && r.teacher == "complete")
+        && t.seeds.len() == 1
+        && student_seeds > 1
+    {
+        s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
+    }
     s += "## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean](acc7.png)\n\n";
     s += "## Attention-level distillation\n\n";
     let attention: Vec<&TableRow> = rows.iter().filter(|r| r.level == "attention-map").collect();
@@ -157,9 +164,17 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
         };
         let share = match (r.event_share_mean, r.uniform_event_share) {
             (Some(e), Some(u)) => format!(
-                "; event share in {} {e:.3} against {} without KD and {u:.3} under uniform attention",
+                "; event share in {} {e:.3} against {} without KD and {u:.3} under uniform attention{}{}",
                 r.event_transformers.join(", "),
-                r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}"))
+                r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}")),
+                match (r.event_share_diff_mean, r.event_share_diff_ci95) {
+                    (Some(d), Some([lo, hi])) => format!(
+                        ", a difference of {d:+.3}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
+                        if lo > 0.0 { "a firm rise" } else if hi < 0.0 { "a firm fall" } else { "not firm" }
+                    ),
+                    _ => String::new(),
+                },
+                r.teacher_event_share_mean.map_or(String::new(), |t| format!("; the teacher's own share in the transformers distilled: {t:.3} ({:.2}x uniform)", t / u.max(1e-12)))
             ),
             _ => String::new(),
         };

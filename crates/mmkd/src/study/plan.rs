@@ -141,6 +141,23 @@ pub struct StudyOptions {
     pub n_train: Option<usize>,
     /// Which rows of Table 1 to run.
     pub rows: RowSet,
+    /// Train each teacher once, with this seed, and distil every seed's students from it
+    /// (`None`: one teacher per seed, each seed's students from their own seed's teacher).
+    pub teacher_seed: Option<u64>,
+    /// Epochs for the teachers (`None`: `epochs`).
+    pub teacher_epochs: Option<usize>,
+}
+
+impl StudyOptions {
+    /// The seeds teachers are trained with.
+    pub fn teacher_seeds(&self) -> Vec<u64> {
+        self.teacher_seed.map_or_else(|| self.seeds.clone(), |s| vec![s])
+    }
+
+    /// The seed of the teacher a student of seed `seed` learns from.
+    pub fn teacher_seed_for(&self, seed: u64) -> u64 {
+        self.teacher_seed.unwrap_or(seed)
+    }
 }
 
 /// Which rows of Table 1 a study runs.
@@ -153,6 +170,10 @@ pub enum RowSet {
     /// complete teacher, the student without KD, and the attention-map rows that distil the
     /// complete teacher (c1 EDAM-S, c5 CRD, EDAM-S, EDAM-T).
     Attention,
+    /// As `attention`, without configuration 1 (whose student has all nine transformers and
+    /// costs about twice a configuration-5 run): the complete teacher, the student without KD,
+    /// and configuration 5's attention-map rows CRD, EDAM-S, EDAM-T. The README's main job.
+    C5Attention,
 }
 
 impl RowSet {
@@ -162,10 +183,12 @@ impl RowSet {
             .into_iter()
             .filter(|r| match self {
                 RowSet::All => true,
-                RowSet::Attention => match r {
+                RowSet::Attention | RowSet::C5Attention => match r {
                     RowSpec::Teacher(t) => *t == TeacherKind::Complete,
                     RowSpec::StudentNoKd => true,
-                    RowSpec::Distilled { level, config, .. } => *level == Level::AttentionMap && teacher_for_config(*config) == TeacherKind::Complete,
+                    RowSpec::Distilled { level, config, .. } => {
+                        *level == Level::AttentionMap && teacher_for_config(*config) == TeacherKind::Complete && (self == RowSet::Attention || *config == StudentConfig::C5)
+                    }
                 },
             })
             .collect()
@@ -205,15 +228,19 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
             a
         },
     }];
-    let epochs: Vec<String> = opts.epochs.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
+    let epochs_arg = |e: Option<usize>| e.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
+    let epochs = epochs_arg(opts.epochs);
+    let teacher_epochs = epochs_arg(opts.teacher_epochs.or(opts.epochs));
     let rows = opts.rows.rows();
-    for &seed in &opts.seeds {
+    // Phase 1: the teachers, and the students without KD, which need no teacher (so they run
+    // beside a teacher instead of waiting for it).
+    for seed in opts.teacher_seeds() {
         for row in &rows {
             if let RowSpec::Teacher(kind) = row {
                 let dir = run_dir(&opts.out, row, seed);
                 let mut args = vec!["train", "teacher", "--branch", kind.name(), "--preset", &preset].into_iter().map(String::from).collect::<Vec<_>>();
                 args.extend(["--data".into(), s(&data), "--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
-                args.extend(epochs.clone());
+                args.extend(teacher_epochs.clone());
                 runs.push(PlannedRun { phase: 1, row: Some(*row), seed, dir, args });
             }
         }
@@ -221,11 +248,12 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
     for &seed in &opts.seeds {
         for row in &rows {
             let dir = run_dir(&opts.out, row, seed);
+            let phase = if *row == RowSpec::StudentNoKd { 1 } else { 2 };
             let mut args: Vec<String> = match row {
                 RowSpec::Teacher(_) => continue,
                 RowSpec::StudentNoKd => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
                 RowSpec::Distilled { config, level, method } => {
-                    let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), seed);
+                    let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), opts.teacher_seed_for(seed));
                     vec![
                         "distill".to_string(),
                         "--teacher".into(),
@@ -241,9 +269,11 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
             };
             args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
             args.extend(epochs.clone());
-            runs.push(PlannedRun { phase: 2, row: Some(*row), seed, dir, args });
+            runs.push(PlannedRun { phase, row: Some(*row), seed, dir, args });
         }
     }
+    // Stable: teachers stay first in phase 1 (the longest runs start first).
+    runs.sort_by_key(|r| r.phase);
     runs
 }
 
@@ -290,16 +320,30 @@ mod tests {
 
     #[test]
     fn plan_covers_table1_with_teachers_before_students() {
-        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None, rows: RowSet::All };
+        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None, rows: RowSet::All, teacher_seed: None, teacher_epochs: None };
         let p = plan(&opts);
         assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
         assert_eq!(table1_rows().len(), 19);
         let names: Vec<String> = RowSet::Attention.rows().iter().map(|r| r.slug()).collect();
         assert_eq!(names, ["student-c5-nokd", "teacher-complete", "student-c1-attention-map-edam-s", "student-c5-attention-map-crd", "student-c5-attention-map-edam-s", "student-c5-attention-map-edam-t"]);
+        assert_eq!(RowSet::C5Attention.rows().len(), 5);
+        assert!(!RowSet::C5Attention.rows().iter().any(|r| r.slug().starts_with("student-c1")));
         let line = command_line("mmkd", &p[p.len() - 1]);
         assert!(line.starts_with("mmkd distill --teacher /s/runs/teacher-complete-s3 --config 5 --level attention-map --method edam-t"), "{line}");
         assert!(line.ends_with("--epochs 1"));
         assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
+        // One teacher for every seed's students, with its own epochs.
+        let one = StudyOptions { teacher_seed: Some(2), teacher_epochs: Some(7), rows: RowSet::Attention, ..opts };
+        let p = plan(&one);
+        let teachers: Vec<&PlannedRun> = p.iter().filter(|r| r.args[..2] == ["train", "teacher"]).collect();
+        assert_eq!(teachers.len(), 1, "one complete teacher");
+        assert!(command_line("mmkd", teachers[0]).contains("--seed 2 --out /s/runs/teacher-complete-s2 --epochs 7"));
+        assert_eq!(p.iter().filter(|r| r.phase == 1).count(), 1 + 3, "the teacher, then the no-KD students beside it");
+        assert_eq!(p.iter().filter(|r| r.phase == 2).count(), 3 * 4, "four distilled rows per seed");
+        for r in p.iter().filter(|r| r.phase == 2 && r.args[0] == "distill") {
+            let line = command_line("mmkd", r);
+            assert!(line.contains("--teacher /s/runs/teacher-complete-s2 ") && line.ends_with("--epochs 1"), "{line}");
+        }
     }
 }

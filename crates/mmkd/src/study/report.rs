@@ -75,6 +75,17 @@ pub struct TableRow {
     /// The share uniform attention would give there.
     #[serde(default)]
     pub uniform_event_share: Option<f64>,
+    /// Mean of the per-seed differences of the event share to the student without KD (paired
+    /// over the seeds both have).
+    #[serde(default)]
+    pub event_share_diff_mean: Option<f64>,
+    /// Its 95 % t-interval; `None` with fewer than 2 paired seeds.
+    #[serde(default)]
+    pub event_share_diff_ci95: Option<[f64; 2]>,
+    /// The teacher's own share in the teacher transformers this row distils (mean over its
+    /// runs), for comparison: what there was to pass on.
+    #[serde(default)]
+    pub teacher_event_share_mean: Option<f64>,
 }
 
 /// Test clips the event shares of the study table average over.
@@ -258,6 +269,9 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             event_share_mean: None,
             nokd_event_share_mean: None,
             uniform_event_share: None,
+            event_share_diff_mean: None,
+            event_share_diff_ci95: None,
+            teacher_event_share_mean: None,
         });
     }
     // Where the data says where the events are: the distilled transformers' event share, in
@@ -266,25 +280,39 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     let no_kd = by_row.get(&RowSpec::StudentNoKd);
     for (spec, row) in table1_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
         let RowSpec::Distilled { config, .. } = spec else { continue };
-        let ids: Vec<_> = crate::distill::distilled_pairs(config).into_iter().map(|(_, s)| s).collect();
-        let mean_over = |runs: &[Finished], data: &mut BTreeMap<_, _>| -> Result<Option<(f64, f64)>> {
+        let pairs = crate::distill::distilled_pairs(config);
+        let student_ids: Vec<_> = pairs.iter().map(|(_, s)| *s).collect();
+        let teacher_ids: Vec<_> = pairs.iter().map(|(t, _)| *t).collect();
+        // (seed, share, uniform share) of every run that has the transformers.
+        let per_seed = |runs: &[Finished], ids: &[crate::model::TransformerId], data: &mut BTreeMap<_, _>| -> Result<Vec<(u64, f64, f64)>> {
             let mut found = Vec::new();
             for r in runs {
-                if let Some(v) = event_share(&r.dir, &r.cfg, &ids, data)? {
-                    found.push(v);
+                if let Some((share, uniform)) = event_share(&r.dir, &r.cfg, ids, data)? {
+                    found.push((r.seed, share, uniform));
                 }
             }
-            let n = found.len() as f64;
-            Ok((!found.is_empty()).then(|| (found.iter().map(|v| v.0).sum::<f64>() / n, found.iter().map(|v| v.1).sum::<f64>() / n)))
+            Ok(found)
         };
-        if let Some((share, uniform)) = mean_over(&by_row[&spec], &mut data)? {
-            row.event_transformers = ids.iter().map(|id| id.to_string()).collect();
-            row.event_share_mean = Some(share);
-            row.uniform_event_share = Some(uniform);
-            row.nokd_event_share_mean = match no_kd {
-                Some(runs) => mean_over(runs, &mut data)?.map(|v| v.0),
-                None => None,
-            };
+        let mean = |v: &[(u64, f64, f64)], f: fn(&(u64, f64, f64)) -> f64| (!v.is_empty()).then(|| v.iter().map(f).sum::<f64>() / v.len() as f64);
+        let distilled = per_seed(&by_row[&spec], &student_ids, &mut data)?;
+        if distilled.is_empty() {
+            continue;
+        }
+        row.event_transformers = student_ids.iter().map(|id| id.to_string()).collect();
+        row.event_share_mean = mean(&distilled, |v| v.1);
+        row.uniform_event_share = mean(&distilled, |v| v.2);
+        if let Some(runs) = no_kd {
+            let base = per_seed(runs, &student_ids, &mut data)?;
+            row.nokd_event_share_mean = mean(&base, |v| v.1);
+            let diffs: Vec<f64> = distilled.iter().filter_map(|(seed, share, _)| base.iter().find(|b| b.0 == *seed).map(|b| share - b.1)).collect();
+            if !diffs.is_empty() {
+                let (m, ci) = paired_t_interval(&diffs);
+                row.event_share_diff_mean = Some(m);
+                row.event_share_diff_ci95 = ci;
+            }
+        }
+        if let Some(teachers) = by_row.get(&RowSpec::Teacher(crate::distill::teacher_for_config(config))) {
+            row.teacher_event_share_mean = mean(&per_seed(teachers, &teacher_ids, &mut data)?, |v| v.1);
         }
     }
     // Distilled rows against the student without KD, paired by seed.
@@ -363,11 +391,11 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     let with_events = rows.iter().any(|r| r.event_share_mean.is_some());
     s += "| network | ours Acc-7 % | vs no KD (95 % CI) | CI excludes 0 |";
     if with_events {
-        s += " event share: student (no KD; uniform) |";
+        s += " event share: student (no KD; uniform) | event share vs no KD (95 % CI) | teacher's event share |";
     }
     s += " ours F1 % | seeds | params | paper MOSEI Acc-7 | paper MOSEI F1 |\n| --- | --- | --- | --- |";
     if with_events {
-        s += " --- |";
+        s += " --- | --- | --- |";
     }
     s += " --- | --- | --- | --- | --- |\n";
     let mut printed_complete = false;
@@ -383,6 +411,12 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
                 (Some(e), n, Some(u)) => format!(" {e:.3} ({}; {u:.3}) in {} |", n.map_or("-".to_string(), |n| format!("{n:.3}")), r.event_transformers.join(", ")),
                 _ => " - |".to_string(),
             };
+            l += &match (r.event_share_diff_mean, r.event_share_diff_ci95) {
+                (Some(d), Some([lo, hi])) => format!(" {d:+.3} [{lo:+.3}, {hi:+.3}]{} |", if lo > 0.0 { " (firm rise)" } else if hi < 0.0 { " (firm fall)" } else { "" }),
+                (Some(d), None) => format!(" {d:+.3} |"),
+                _ => " - |".to_string(),
+            };
+            l += &r.teacher_event_share_mean.map_or(" - |".to_string(), |t| format!(" {t:.3} |"));
         }
         l + &format!(" {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, r.paper_mosei_acc7, r.paper_mosei_f1)
     };
@@ -408,7 +442,7 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     }
     s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); an effect is called firm only where the interval excludes 0.\n";
     if with_events {
-        s += &format!("\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention.\n");
+        s += &format!("\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention; the mean of per-seed differences to the student without KD with its 95 % t-interval; and the teacher's own share in the teacher transformers the row distils (what there was to pass on).\n");
     }
     s
 }

@@ -26,7 +26,7 @@ impl TrainTask for DistillTask {
 
     fn train_loss(&mut self, model: &DistillModel, batch: &Batch) -> Result<(Tensor<1>, Vec<(String, f64)>)> {
         let s_out = model.student.forward(&batch.input, &self.request(false));
-        let t_out = self.teacher.forward(&batch.first_rows_plain(batch.indices.len()).input, &self.request(true));
+        let t_out = self.teacher_side(&batch.first_rows_plain(batch.indices.len()).input);
         let ce = cross_entropy(s_out.logits.clone(), batch.classes.clone());
         let kd = self.kd_loss(model, &s_out, &t_out, batch)?;
         let ce_v: f32 = ce.clone().inner().into_scalar();
