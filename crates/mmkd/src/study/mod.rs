@@ -169,7 +169,8 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
                 r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}")),
                 match (r.event_share_diff_mean, r.event_share_diff_ci95) {
                     (Some(d), Some([lo, hi])) => format!(
-                        ", a difference of {d:+.3}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
+                        ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
+                        if r.event_share_compared.len() < r.event_transformers.len() { format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", ")) } else { String::new() },
                         if lo > 0.0 { "a firm rise" } else if hi < 0.0 { "a firm fall" } else { "not firm" }
                     ),
                     _ => String::new(),

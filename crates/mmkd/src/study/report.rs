@@ -75,8 +75,12 @@ pub struct TableRow {
     /// The share uniform attention would give there.
     #[serde(default)]
     pub uniform_event_share: Option<f64>,
-    /// Mean of the per-seed differences of the event share to the student without KD (paired
-    /// over the seeds both have).
+    /// The transformers the comparison with the no-KD student covers: those of
+    /// `event_transformers` that the no-KD student has as well.
+    #[serde(default)]
+    pub event_share_compared: Vec<String>,
+    /// Mean of the per-seed differences of the event share to the student without KD, over
+    /// `event_share_compared` (paired over the seeds both have).
     #[serde(default)]
     pub event_share_diff_mean: Option<f64>,
     /// Its 95 % t-interval; `None` with fewer than 2 paired seeds.
@@ -269,6 +273,7 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             event_share_mean: None,
             nokd_event_share_mean: None,
             uniform_event_share: None,
+            event_share_compared: Vec::new(),
             event_share_diff_mean: None,
             event_share_diff_ci95: None,
             teacher_event_share_mean: None,
@@ -302,9 +307,15 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
         row.event_share_mean = mean(&distilled, |v| v.1);
         row.uniform_event_share = mean(&distilled, |v| v.2);
         if let Some(runs) = no_kd {
-            let base = per_seed(runs, &student_ids, &mut data)?;
+            // Compare like with like: the transformers the no-KD student (configuration 5) has
+            // too. For configuration 5 that is all of them; configuration 1 distils nine.
+            let nokd_has = crate::model::StudentConfig::C5.body().transformers();
+            let shared: Vec<_> = student_ids.iter().copied().filter(|id| nokd_has.contains(id)).collect();
+            let base = per_seed(runs, &shared, &mut data)?;
             row.nokd_event_share_mean = mean(&base, |v| v.1);
-            let diffs: Vec<f64> = distilled.iter().filter_map(|(seed, share, _)| base.iter().find(|b| b.0 == *seed).map(|b| share - b.1)).collect();
+            let mine = if shared.len() == student_ids.len() { distilled.clone() } else { per_seed(&by_row[&spec], &shared, &mut data)? };
+            row.event_share_compared = shared.iter().map(|id| id.to_string()).collect();
+            let diffs: Vec<f64> = mine.iter().filter_map(|(seed, share, _)| base.iter().find(|b| b.0 == *seed).map(|b| share - b.1)).collect();
             if !diffs.is_empty() {
                 let (m, ci) = paired_t_interval(&diffs);
                 row.event_share_diff_mean = Some(m);
@@ -411,9 +422,10 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
                 (Some(e), n, Some(u)) => format!(" {e:.3} ({}; {u:.3}) in {} |", n.map_or("-".to_string(), |n| format!("{n:.3}")), r.event_transformers.join(", ")),
                 _ => " - |".to_string(),
             };
+            let over = if r.event_share_compared.len() < r.event_transformers.len() { format!(" in {}", r.event_share_compared.join(", ")) } else { String::new() };
             l += &match (r.event_share_diff_mean, r.event_share_diff_ci95) {
-                (Some(d), Some([lo, hi])) => format!(" {d:+.3} [{lo:+.3}, {hi:+.3}]{} |", if lo > 0.0 { " (firm rise)" } else if hi < 0.0 { " (firm fall)" } else { "" }),
-                (Some(d), None) => format!(" {d:+.3} |"),
+                (Some(d), Some([lo, hi])) => format!(" {d:+.3} [{lo:+.3}, {hi:+.3}]{}{over} |", if lo > 0.0 { " (firm rise)" } else if hi < 0.0 { " (firm fall)" } else { "" }),
+                (Some(d), None) => format!(" {d:+.3}{over} |"),
                 _ => " - |".to_string(),
             };
             l += &r.teacher_event_share_mean.map_or(" - |".to_string(), |t| format!(" {t:.3} |"));
