@@ -95,30 +95,46 @@ pub struct TableRow {
 /// Test clips the event shares of the study table average over.
 const EVENT_SHARE_CLIPS: usize = 200;
 
-/// Mean (over layers and `ids`) event share and uniform share of a run's best checkpoint on
-/// its own data; `None` when the data has no events or the network none of `ids`.
-fn event_share(dir: &Path, cfg: &RunConfig, ids: &[crate::model::TransformerId], data: &mut BTreeMap<std::path::PathBuf, Option<(crate::data::Dataset, crate::data::events::Events)>>) -> Result<Option<(f64, f64)>> {
-    if !data.contains_key(&cfg.data) {
-        let loaded = match crate::data::events::Events::load(&cfg.data)? {
-            Some(events) => Some((crate::data::load_any(&cfg.data)?, events)),
+/// The datasets of a study's runs with their events (`None`: real data, no events), loaded once.
+type StudyData = BTreeMap<std::path::PathBuf, Option<(crate::data::Dataset, crate::data::events::Events)>>;
+
+/// The attention-map statistics of a run's best checkpoint on its own data
+/// (`EVENT_SHARE_CLIPS` test clips), computed once per run; `None` when the data has no events.
+fn run_map_stats<'a>(dir: &Path, cfg: &RunConfig, data: &mut StudyData, cache: &'a mut BTreeMap<std::path::PathBuf, Option<Vec<crate::eval::maps::MapStats>>>) -> Result<Option<&'a [crate::eval::maps::MapStats]>> {
+    if !cache.contains_key(dir) {
+        if !data.contains_key(&cfg.data) {
+            let loaded = match crate::data::events::Events::load(&cfg.data)? {
+                Some(events) => Some((crate::data::load_any(&cfg.data)?, events)),
+                None => None,
+            };
+            data.insert(cfg.data.clone(), loaded);
+        }
+        let stats = match data.get(&cfg.data).and_then(|d| d.as_ref()) {
+            Some((dataset, events)) => {
+                let device = burn::prelude::Device::flex();
+                let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &dir.join("best.safetensors"))?;
+                let frames = crate::eval::maps::EventFrames { starts: &events.test, width: events.burst_frames };
+                Some(crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, EVENT_SHARE_CLIPS, 1.0, Some(frames), &device).0)
+            }
             None => None,
         };
-        data.insert(cfg.data.clone(), loaded);
+        cache.insert(dir.to_path_buf(), stats);
     }
-    let Some((dataset, events)) = data.get(&cfg.data).and_then(|d| d.as_ref()) else { return Ok(None) };
-    let device = burn::prelude::Device::flex();
-    let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &dir.join("best.safetensors"))?;
-    let frames = crate::eval::maps::EventFrames { starts: &events.test, width: events.burst_frames };
-    let (stats, _) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, EVENT_SHARE_CLIPS, 1.0, Some(frames), &device);
+    Ok(cache[dir].as_deref())
+}
+
+/// Mean (over layers and `ids`) event share and uniform share in `stats`; `None` when the
+/// network has none of `ids`.
+fn event_share(stats: &[crate::eval::maps::MapStats], ids: &[crate::model::TransformerId]) -> Option<(f64, f64)> {
     let names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
     let chosen: Vec<_> = stats.iter().filter(|s| names.contains(&s.transformer)).collect();
     if chosen.is_empty() {
-        return Ok(None);
+        return None;
     }
     let n = chosen.len() as f64;
     let share = chosen.iter().filter_map(|s| s.stats.event_share).sum::<f64>() / n;
     let uniform = chosen.iter().filter_map(|s| s.stats.uniform_event_share).sum::<f64>() / n;
-    Ok(Some((share, uniform)))
+    Some((share, uniform))
 }
 
 /// The 0.975 quantile (for a two-sided 95 % interval) of Student's t with `df` degrees of freedom: tabulated up to 30,
@@ -281,7 +297,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     }
     // Where the data says where the events are: the distilled transformers' event share, in
     // the distilled student and in the student without KD.
-    let mut data = BTreeMap::new();
+    let mut data = StudyData::new();
+    let mut cache = BTreeMap::new();
     let no_kd = by_row.get(&RowSpec::StudentNoKd);
     for (spec, row) in table1_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
         let RowSpec::Distilled { config, .. } = spec else { continue };
@@ -289,17 +306,17 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
         let student_ids: Vec<_> = pairs.iter().map(|(_, s)| *s).collect();
         let teacher_ids: Vec<_> = pairs.iter().map(|(t, _)| *t).collect();
         // (seed, share, uniform share) of every run that has the transformers.
-        let per_seed = |runs: &[Finished], ids: &[crate::model::TransformerId], data: &mut BTreeMap<_, _>| -> Result<Vec<(u64, f64, f64)>> {
+        let mut per_seed = |runs: &[Finished], ids: &[crate::model::TransformerId]| -> Result<Vec<(u64, f64, f64)>> {
             let mut found = Vec::new();
             for r in runs {
-                if let Some((share, uniform)) = event_share(&r.dir, &r.cfg, ids, data)? {
+                if let Some((share, uniform)) = run_map_stats(&r.dir, &r.cfg, &mut data, &mut cache)?.and_then(|stats| event_share(stats, ids)) {
                     found.push((r.seed, share, uniform));
                 }
             }
             Ok(found)
         };
         let mean = |v: &[(u64, f64, f64)], f: fn(&(u64, f64, f64)) -> f64| (!v.is_empty()).then(|| v.iter().map(f).sum::<f64>() / v.len() as f64);
-        let distilled = per_seed(&by_row[&spec], &student_ids, &mut data)?;
+        let distilled = per_seed(&by_row[&spec], &student_ids)?;
         if distilled.is_empty() {
             continue;
         }
@@ -311,9 +328,9 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             // too. For configuration 5 that is all of them; configuration 1 distils nine.
             let nokd_has = crate::model::StudentConfig::C5.body().transformers();
             let shared: Vec<_> = student_ids.iter().copied().filter(|id| nokd_has.contains(id)).collect();
-            let base = per_seed(runs, &shared, &mut data)?;
+            let base = per_seed(runs, &shared)?;
             row.nokd_event_share_mean = mean(&base, |v| v.1);
-            let mine = if shared.len() == student_ids.len() { distilled.clone() } else { per_seed(&by_row[&spec], &shared, &mut data)? };
+            let mine = per_seed(&by_row[&spec], &shared)?;
             row.event_share_compared = shared.iter().map(|id| id.to_string()).collect();
             let diffs: Vec<f64> = mine.iter().filter_map(|(seed, share, _)| base.iter().find(|b| b.0 == *seed).map(|b| share - b.1)).collect();
             if !diffs.is_empty() {
@@ -323,7 +340,7 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             }
         }
         if let Some(teachers) = by_row.get(&RowSpec::Teacher(crate::distill::teacher_for_config(config))) {
-            row.teacher_event_share_mean = mean(&per_seed(teachers, &teacher_ids, &mut data)?, |v| v.1);
+            row.teacher_event_share_mean = mean(&per_seed(teachers, &teacher_ids)?, |v| v.1);
         }
     }
     // Distilled rows against the student without KD, paired by seed.

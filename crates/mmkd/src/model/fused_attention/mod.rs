@@ -345,6 +345,14 @@ mod tests {
     /// Output, map, dQ, dK, dV of one run.
     type Run = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
 
+    /// Random q, k, v ([B, L, H, dh]), a weight for the output and one for the map, drawn in
+    /// that order: the inputs of a loss that reads both the output and the map.
+    fn random_map_case(device: &Device, b: usize, lq: usize, lk: usize, h: usize, dh: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>, Tensor<3>) {
+        let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device);
+        let (q, k, v, w_out) = (rand([b, lq, h, dh]), rand([b, lk, h, dh]), rand([b, lk, h, dh]), rand([b, lq, h, dh]));
+        (q, k, v, w_out, Tensor::<3>::random([b, lq, lk], Distribution::Normal(0.0, 1.0), device))
+    }
+
     /// Every tensor of a fused run against the unfused one: values at 1e-5, gradients at 1e-4.
     fn assert_runs_close(name: &str, fused: Run, unfused: Run) {
         assert_close(&format!("{name}: output"), fused.0, unfused.0, 1e-5);
@@ -404,9 +412,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(23);
         let (b, lq, lk, h, dh) = (3, 6, 9, 2, 8);
-        let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
-        let (q0, k0, v0, w_out) = (rand([b, lq, h, dh]), rand([b, lk, h, dh]), rand([b, lk, h, dh]), rand([b, lq, h, dh]));
-        let w_map = Tensor::<3>::random([b, lq, lk], Distribution::Normal(0.0, 1.0), &device);
+        let (q0, k0, v0, w_out, w_map) = random_map_case(&device, b, lq, lk, h, dh);
         let causal = crate::model::masks::future_mask(lq, lk, &device).reshape([1, 1, lq, lk]);
         let padding = crate::model::masks::key_padding_mask(&[3, 0, lk], lk, &device).reshape([b, 1, 1, lk]);
         let scale = 1.0 / (dh as f64).sqrt();
@@ -444,9 +450,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(31);
         let (b, lq, lk, h, dh) = (2, 5, 8, 2, 8);
-        let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
-        let (q0, k0, v0, w_out) = (rand([b, lq, h, dh]), rand([b, lk, h, dh]), rand([b, lk, h, dh]), rand([b, lq, h, dh]));
-        let w_map = Tensor::<3>::random([b, lq, lk], Distribution::Normal(0.0, 1.0), &device);
+        let (q0, k0, v0, w_out, w_map) = random_map_case(&device, b, lq, lk, h, dh);
         let keep_values: Vec<bool> = (0..b * h * lq * lk).map(|i| (i * 7) % 5 != 0).collect();
         let keep = Tensor::<4, Bool>::from_data(TensorData::new(keep_values, [b, h, lq, lk]), &device);
         let rate = 0.2;
