@@ -115,6 +115,11 @@ pub struct ModelConfig {
     pub positions_from_first_feature: bool,
     /// Mask keys beyond each sample's length (needs lengths in the data).
     pub key_padding_mask: bool,
+    /// Branch dropout (not in MulT; 0 in every preset): in training, each clip drops each
+    /// branch's last step, its block of the head's input, with this probability and scales the
+    /// kept ones by 1/(1-p), so that every branch must predict alone (docs/DECISIONS.md).
+    #[serde(default)]
+    pub branch_dropout: f64,
 }
 
 impl ModelConfig {
@@ -135,6 +140,7 @@ impl ModelConfig {
             causal_mask: true,
             positions_from_first_feature: true,
             key_padding_mask: false,
+            branch_dropout: 0.0,
         };
         match preset {
             Preset::Paper => paper,

@@ -26,6 +26,17 @@ fn synth_train_and_eval_in_process() {
     assert!(e.to_string().contains("already holds a run"), "{e}");
     let e = run(line(&["eval", tmp.path().join("nothing").to_str().unwrap()])).unwrap_err();
     assert_eq!(exit_code(&e), 2, "{e}");
+    // Branch dropout: out of range is refused before anything is written; in range, the run's
+    // config records it.
+    let teacher = tmp.path().join("teacher");
+    let teacher_s = teacher.to_str().unwrap();
+    let e = run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--branch-dropout", "1", "--out", teacher_s])).unwrap_err();
+    assert_eq!(exit_code(&e), 2, "{e}");
+    assert!(e.to_string().contains("--branch-dropout must be at least 0 and below 1, got 1"), "{e}");
+    assert!(!teacher.exists(), "nothing written for a refused run");
+    run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--epochs", "1", "--branch-dropout", "0.5", "--out", teacher_s])).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(teacher.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model"]["branch_dropout"], 0.5);
 }
 
 #[test]

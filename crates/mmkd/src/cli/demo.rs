@@ -31,6 +31,9 @@ pub(crate) struct StudyData {
     /// Epochs for the teachers (default: --epochs, else the preset's).
     #[arg(long)]
     pub(crate) teacher_epochs: Option<usize>,
+    /// Train the teachers with branch dropout P (not in MulT; default 0; docs/DECISIONS.md).
+    #[arg(long, value_name = "P")]
+    pub(crate) teacher_branch_dropout: Option<f64>,
 }
 
 /// `study`: plan, run or collect the study of Table 1.
@@ -43,6 +46,9 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
     if seeds == 0 {
         crate::bail_input!("--seeds must be at least 1");
     }
+    if let Some(p) = data.teacher_branch_dropout.filter(|p| !(0.0..1.0).contains(p)) {
+        crate::bail_input!("--teacher-branch-dropout must be at least 0 and below 1, got {p}");
+    }
     let opts = crate::study::plan::StudyOptions {
         preset,
         seeds: (1..=seeds).collect(),
@@ -54,6 +60,7 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
         rows: data.rows,
         teacher_seed: data.teacher_seed,
         teacher_epochs: data.teacher_epochs,
+        teacher_branch_dropout: data.teacher_branch_dropout,
     };
     if plan {
         // The running binary's absolute path: the plan's lines run from any directory.
@@ -131,6 +138,7 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
         grad_clip: None,
         temporal_width_2d: None,
         key_padding_mask: None,
+        branch_dropout: None,
     };
     let t1 = Instant::now();
     // A finished run (from an earlier demo) is evaluated again, not retrained.

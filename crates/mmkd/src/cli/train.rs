@@ -108,6 +108,10 @@ pub(crate) struct CommonTrain {
     /// Mask keys past each sample's length (needs lengths in the data).
     #[arg(long)]
     pub(crate) key_padding_mask: Option<bool>,
+    /// Branch dropout in training, 0 <= P < 1 (not in MulT; default 0): each clip drops each
+    /// branch's last step with probability P, so every branch must predict alone.
+    #[arg(long)]
+    pub(crate) branch_dropout: Option<f64>,
 }
 
 
@@ -129,6 +133,7 @@ pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Da
     if let Some(v) = common.causal_mask { model.causal_mask = v; }
     if let Some(v) = common.temporal_width_2d { model.temporal_width_2d = v; }
     if let Some(v) = common.key_padding_mask { model.key_padding_mask = v; }
+    if let Some(v) = common.branch_dropout { model.branch_dropout = v; }
     RunConfig {
         role,
         preset: common.preset,
@@ -145,6 +150,9 @@ pub(crate) fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result
     let m = &cfg.model;
     if m.d_model == 0 || m.heads == 0 || !m.d_model.is_multiple_of(m.heads) {
         crate::bail_input!("--d-model ({}) must be a positive multiple of --heads ({})", m.d_model, m.heads);
+    }
+    if !(0.0..1.0).contains(&m.branch_dropout) {
+        crate::bail_input!("--branch-dropout must be at least 0 and below 1, got {}", m.branch_dropout);
     }
     if m.key_padding_mask && dataset.train.lengths.is_none() {
         crate::bail_input!("--key-padding-mask true needs per-sample lengths, and dataset {} has none", dataset.name);
@@ -206,6 +214,8 @@ pub(crate) fn distill(args: DistillArgs) -> Result<crate::eval::EvalReport> {
         grad_clip: None,
         temporal_width_2d: Some(teacher_cfg.model.temporal_width_2d),
         key_padding_mask: Some(teacher_cfg.model.key_padding_mask),
+        // A teacher's branch dropout is how it was trained, not part of the student.
+        branch_dropout: None,
     };
     let dataset = data::load_any(&common.data)?;
     if !dataset.shape.same_inputs(&teacher_cfg.shape) {

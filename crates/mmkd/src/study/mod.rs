@@ -150,6 +150,14 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     {
         s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
     }
+    // A teacher trained with branch dropout is not MulT's; the report says so.
+    if let Some(t) = rows.iter().find(|r| r.role == "teacher" && r.teacher == "complete")
+        && let Some(&seed) = t.seeds.first()
+        && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &plan::RowSpec::Teacher(TeacherKind::Complete), seed))
+        && cfg.model.branch_dropout > 0.0
+    {
+        s += &format!("The complete teacher was trained with branch dropout p = {} (each branch's last step dropped whole; not in MulT; docs/DECISIONS.md).\n\n", cfg.model.branch_dropout);
+    }
     s += "## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean](acc7.png)\n\n";
     s += "## Attention-level distillation\n\n";
     let attention: Vec<&TableRow> = rows.iter().filter(|r| r.level == "attention-map").collect();

@@ -146,6 +146,8 @@ pub struct StudyOptions {
     pub teacher_seed: Option<u64>,
     /// Epochs for the teachers (`None`: `epochs`).
     pub teacher_epochs: Option<usize>,
+    /// Branch dropout for the teachers (`None`: the preset's, 0; docs/DECISIONS.md).
+    pub teacher_branch_dropout: Option<f64>,
 }
 
 impl StudyOptions {
@@ -241,6 +243,9 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                 let mut args = vec!["train", "teacher", "--branch", kind.name(), "--preset", &preset].into_iter().map(String::from).collect::<Vec<_>>();
                 args.extend(["--data".into(), s(&data), "--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
                 args.extend(teacher_epochs.clone());
+                if let Some(p) = opts.teacher_branch_dropout {
+                    args.extend(["--branch-dropout".into(), p.to_string()]);
+                }
                 runs.push(PlannedRun { phase: 1, row: Some(*row), seed, dir, args });
             }
         }
@@ -320,7 +325,7 @@ mod tests {
 
     #[test]
     fn plan_covers_table1_with_teachers_before_students() {
-        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None, rows: RowSet::All, teacher_seed: None, teacher_epochs: None };
+        let opts = StudyOptions { preset: Preset::Smoke, seeds: vec![1, 2, 3], out: PathBuf::from("/s"), epochs: Some(1), data_seed: 1, regime: Default::default(), n_train: None, rows: RowSet::All, teacher_seed: None, teacher_epochs: None, teacher_branch_dropout: None };
         let p = plan(&opts);
         assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
@@ -334,11 +339,11 @@ mod tests {
         assert!(line.ends_with("--epochs 1"));
         assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
         // One teacher for every seed's students, with its own epochs.
-        let one = StudyOptions { teacher_seed: Some(2), teacher_epochs: Some(7), rows: RowSet::Attention, ..opts };
+        let one = StudyOptions { teacher_seed: Some(2), teacher_epochs: Some(7), teacher_branch_dropout: Some(0.5), rows: RowSet::Attention, ..opts };
         let p = plan(&one);
         let teachers: Vec<&PlannedRun> = p.iter().filter(|r| r.args[..2] == ["train", "teacher"]).collect();
         assert_eq!(teachers.len(), 1, "one complete teacher");
-        assert!(command_line("mmkd", teachers[0]).contains("--seed 2 --out /s/runs/teacher-complete-s2 --epochs 7"));
+        assert!(command_line("mmkd", teachers[0]).contains("--seed 2 --out /s/runs/teacher-complete-s2 --epochs 7 --branch-dropout 0.5"));
         assert_eq!(p.iter().filter(|r| r.phase == 1).count(), 1 + 3, "the teacher, then the no-KD students beside it");
         assert_eq!(p.iter().filter(|r| r.phase == 2).count(), 3 * 4, "four distilled rows per seed");
         for r in p.iter().filter(|r| r.phase == 2 && r.args[0] == "distill") {

@@ -449,15 +449,22 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
         }
         l + &format!(" {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, r.paper_mosei_acc7, r.paper_mosei_f1)
     };
+    let is_complete_teacher = |t: &TableRow| t.role == "teacher" && t.teacher == "complete";
+    let mut previous: Option<&TableRow> = None;
     for r in rows {
         let is_c5_first = r.config == Some(crate::model::StudentConfig::C5) && r.level != "none" && !printed_complete;
+        // The paper repeats the complete teacher above configuration 5's rows; not when it is
+        // the row just above them anyway (a study of configuration 5 alone).
         if is_c5_first {
-            if let Some(t) = rows.iter().find(|t| t.role == "teacher" && t.teacher == "complete") {
+            if let Some(t) = rows.iter().find(|t| is_complete_teacher(t))
+                && !previous.is_some_and(is_complete_teacher)
+            {
                 s += &line(t, format!("{} (again, for config 5)", row_label(t)));
             }
             printed_complete = true;
         }
         s += &line(r, row_label(r));
+        previous = Some(r);
     }
     if let Some(l) = latency {
         s += &format!(
@@ -510,5 +517,21 @@ mod tests {
         assert_eq!(describe(&r).3, "attention-map");
         assert_eq!(describe(&r).4, "edam-t");
         assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, "audio");
+    }
+
+    /// The complete teacher is repeated above configuration 5's rows only when other rows sit
+    /// between them (a committed study of configuration 5 alone, then with a configuration-1
+    /// row added in between).
+    #[test]
+    fn complete_teacher_is_repeated_above_config_5_only_when_rows_separate_them() {
+        let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup/table.json")).expect("committed table.json");
+        let again = |rows: &[TableRow]| to_markdown(rows, None).matches("(again, for config 5)").count();
+        assert_eq!(again(&rows), 0, "teacher directly above config 5");
+        let teacher = rows.iter().position(|r| r.role == "teacher").expect("a teacher row");
+        let mut c1 = rows[teacher + 1].clone();
+        c1.config = Some(crate::model::StudentConfig::C1);
+        let mut separated = rows.clone();
+        separated.insert(teacher + 1, c1);
+        assert_eq!(again(&separated), 1);
     }
 }
