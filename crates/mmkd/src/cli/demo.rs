@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::device;
-use super::train::{CommonTrain, RunFlags, train_one};
+use super::train::{CommonTrain, RunFlags, check_branch_dropout, train_one};
 use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
 use crate::train::{RunRole, evaluate_run};
@@ -46,8 +46,8 @@ pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Opti
     if seeds == 0 {
         crate::bail_input!("--seeds must be at least 1");
     }
-    if let Some(p) = data.teacher_branch_dropout.filter(|p| !(0.0..1.0).contains(p)) {
-        crate::bail_input!("--teacher-branch-dropout must be at least 0 and below 1, got {p}");
+    if let Some(p) = data.teacher_branch_dropout {
+        check_branch_dropout("--teacher-branch-dropout", p)?;
     }
     let opts = crate::study::plan::StudyOptions {
         preset,

@@ -146,14 +146,20 @@ pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Da
     }
 }
 
+/// A branch-dropout probability given as `flag`: at least 0, below 1.
+pub(crate) fn check_branch_dropout(flag: &str, p: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&p) {
+        crate::bail_input!("{flag} must be at least 0 and below 1, got {p}");
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result<()> {
     let m = &cfg.model;
     if m.d_model == 0 || m.heads == 0 || !m.d_model.is_multiple_of(m.heads) {
         crate::bail_input!("--d-model ({}) must be a positive multiple of --heads ({})", m.d_model, m.heads);
     }
-    if !(0.0..1.0).contains(&m.branch_dropout) {
-        crate::bail_input!("--branch-dropout must be at least 0 and below 1, got {}", m.branch_dropout);
-    }
+    check_branch_dropout("--branch-dropout", m.branch_dropout)?;
     if m.key_padding_mask && dataset.train.lengths.is_none() {
         crate::bail_input!("--key-padding-mask true needs per-sample lengths, and dataset {} has none", dataset.name);
     }

@@ -333,11 +333,9 @@ impl MultimodalNet {
 /// `Dropout` on a [batch, branches] tensor of ones draws the mask, so the rule for when it acts
 /// (training, an autodiff device) and its seeding are those of every other dropout.
 fn drop_branches(lasts: Vec<Tensor<2>>, dropout: &Dropout) -> Vec<Tensor<2>> {
-    let Some(first) = lasts.first() else { return lasts };
-    // Where `Dropout` would return its input, skip the mask and the multiplies altogether.
-    if dropout.prob == 0.0 || !dropout.training.is_enabled() || !first.device().is_autodiff() {
-        return lasts;
-    }
+    // Without branch dropout (MulT, every preset) the graph stays as it was; otherwise
+    // `Dropout` itself decides whether it acts.
+    let Some(first) = lasts.first().filter(|_| dropout.prob > 0.0) else { return lasts };
     let [batch, _] = first.dims();
     let keep = dropout.forward(Tensor::<2>::ones([batch, lasts.len()], &first.device()));
     lasts.into_iter().enumerate().map(|(i, h)| h * keep.clone().narrow(1, i, 1)).collect()

@@ -144,14 +144,15 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
     let mut s = format!("# Study report\n\nDataset: **{dataset}**. Every number below was measured on this dataset, not on CMU-MOSEI.\n\n");
     let student_seeds = rows.iter().filter(|r| r.role == "student").map(|r| r.seeds.len()).max().unwrap_or(0);
-    if let Some(t) = rows.iter().find(|r| r.role == "teacher" && r.teacher == "complete")
+    let complete_teacher = rows.iter().find(|r| r.is_complete_teacher());
+    if let Some(t) = complete_teacher
         && t.seeds.len() == 1
         && student_seeds > 1
     {
         s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
     }
     // A teacher trained with branch dropout is not MulT's; the report says so.
-    if let Some(t) = rows.iter().find(|r| r.role == "teacher" && r.teacher == "complete")
+    if let Some(t) = complete_teacher
         && let Some(&seed) = t.seeds.first()
         && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &plan::RowSpec::Teacher(TeacherKind::Complete), seed))
         && cfg.model.branch_dropout > 0.0
@@ -217,7 +218,7 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     }
     s += "## Teacher and student\n\n";
     let params = |f: &dyn Fn(&TableRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.params);
-    if let (Some(t), Some(st)) = (params(&|r| r.role == "teacher" && r.teacher == "complete"), params(&|r| r.role == "student" && r.level == "none")) {
+    if let (Some(t), Some(st)) = (params(&|r| r.is_complete_teacher()), params(&|r| r.role == "student" && r.level == "none")) {
         s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
     }
     if let Some(l) = latency {

@@ -92,6 +92,13 @@ pub struct TableRow {
     pub teacher_event_share_mean: Option<f64>,
 }
 
+impl TableRow {
+    /// The row of the complete teacher.
+    pub fn is_complete_teacher(&self) -> bool {
+        self.role == "teacher" && self.teacher == "complete"
+    }
+}
+
 /// Test clips the event shares of the study table average over.
 const EVENT_SHARE_CLIPS: usize = 200;
 
@@ -449,15 +456,14 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
         }
         l + &format!(" {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, r.paper_mosei_acc7, r.paper_mosei_f1)
     };
-    let is_complete_teacher = |t: &TableRow| t.role == "teacher" && t.teacher == "complete";
     let mut previous: Option<&TableRow> = None;
     for r in rows {
         let is_c5_first = r.config == Some(crate::model::StudentConfig::C5) && r.level != "none" && !printed_complete;
         // The paper repeats the complete teacher above configuration 5's rows; not when it is
         // the row just above them anyway (a study of configuration 5 alone).
         if is_c5_first {
-            if let Some(t) = rows.iter().find(|t| is_complete_teacher(t))
-                && !previous.is_some_and(is_complete_teacher)
+            if let Some(t) = rows.iter().find(|t| t.is_complete_teacher())
+                && !previous.is_some_and(TableRow::is_complete_teacher)
             {
                 s += &line(t, format!("{} (again, for config 5)", row_label(t)));
             }
