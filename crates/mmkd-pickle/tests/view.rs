@@ -233,9 +233,10 @@ fn view_reader_matches_owning_reader_on_every_fixture() {
         errors.len(),
         errors.join("\n")
     );
-    // STRICT: the 6 complete fixtures load, the rest are refused; VIDEO_ONLY also loads the
+    // STRICT: the complete fixtures load (the 6 of make_pickles.py, its two padding ones, and any
+    // other complete pickle in the folder), the rest are refused; VIDEO_ONLY also loads the
     // video-only ones and the two whose defect it relaxes.
-    assert_eq!(counted[0].1, 6, "{counted:?}");
+    assert!(counted[0].1 >= 8, "{counted:?}");
     assert!(counted[0].2 >= 20, "{counted:?}");
     assert!(counted[1].1 >= 10, "{counted:?}");
 }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::padding::{PaddingCounts, PaddingSide};
 use super::{
     FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData,
     python_shape,
@@ -23,6 +24,21 @@ pub struct InspectReport {
     pub splits: Vec<SplitReport>,
     /// Every repair the reader made.
     pub repairs: Vec<Repair>,
+    /// Per modality present (text, audio, vision), where the clips of every split have their
+    /// all-zero frames, and the side the modality is therefore padded at.
+    pub padding: Vec<ModalityPadding>,
+}
+
+/// Where one modality's clips have their all-zero frames, over every split of a file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModalityPadding {
+    /// `text`, `audio` or `vision`.
+    pub name: String,
+    /// [`PaddingCounts::side`] of `counts`: `start` when start-only clips outnumber end-only ones.
+    pub side: PaddingSide,
+    /// Clips per place of their zero frames (`start`, `end`, `both`, `none`, `empty`).
+    #[serde(flatten)]
+    pub counts: PaddingCounts,
 }
 
 /// One split of an [`InspectReport`].
@@ -55,6 +71,8 @@ pub struct ModalityReport {
     pub neg_inf: usize,
     /// MMSA's per-sample valid lengths, when the file has them.
     pub lengths: Option<LengthReport>,
+    /// Clips of this split per place of their all-zero frames.
+    pub padding: PaddingCounts,
 }
 
 /// The range of a modality's per-sample valid lengths.
@@ -90,13 +108,34 @@ pub fn sentiment_class(score: f32) -> i8 {
 /// The report of a file read by any reader (a [`super::MoseiView`] gives the same report as the
 /// decoded file).
 pub fn inspect<A: FeatureArray>(file: &MoseiFile<A>) -> InspectReport {
+    let splits: Vec<SplitReport> = file.splits.iter().map(split_report).collect();
     InspectReport {
         path: file.path.display().to_string(),
         format: file.layout,
         protocol: file.protocol,
-        splits: file.splits.iter().map(split_report).collect(),
+        padding: padding_report(&splits),
+        splits,
         repairs: file.repairs.clone(),
     }
+}
+
+/// The splits' padding counts summed per modality (a modality absent from every split is left out).
+fn padding_report(splits: &[SplitReport]) -> Vec<ModalityPadding> {
+    MODALITIES
+        .iter()
+        .filter_map(|&name| {
+            let counts = splits
+                .iter()
+                .flat_map(|s| s.modalities.iter().filter(|m| m.name == name))
+                .map(|m| m.padding)
+                .reduce(PaddingCounts::plus)?;
+            Some(ModalityPadding {
+                name: name.to_string(),
+                side: counts.side(),
+                counts,
+            })
+        })
+        .collect()
 }
 
 fn split_report<A: FeatureArray>(split: &SplitData<A>) -> SplitReport {
@@ -158,6 +197,7 @@ fn modality_report<A: FeatureArray>(split: &SplitData<A>, name: &str, array: &A)
                 max: l.iter().copied().max()?,
             })
         }),
+        padding: PaddingCounts::of(&array.zero_frames()),
     }
 }
 
@@ -216,6 +256,28 @@ impl fmt::Display for InspectReport {
                 "",
                 labels.dtype,
                 classes.join(" ")
+            )?;
+        }
+        writeln!(
+            f,
+            "padding (all-zero frames at the ends of each clip, all splits):"
+        )?;
+        writeln!(
+            f,
+            "modality side     start      end     both     none    empty"
+        )?;
+        for m in &self.padding {
+            let c = m.counts;
+            writeln!(
+                f,
+                "{:<8} {:<5} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                m.name,
+                m.side.to_string(),
+                c.start,
+                c.end,
+                c.both,
+                c.none,
+                c.empty
             )?;
         }
         if self.repairs.is_empty() {

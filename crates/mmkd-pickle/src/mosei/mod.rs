@@ -26,6 +26,7 @@
 
 mod error;
 mod inspect;
+pub mod padding;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -35,7 +36,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use error::MoseiError;
-pub use inspect::{InspectReport, LabelReport, LengthReport, ModalityReport, SplitReport, inspect};
+pub use inspect::{
+    InspectReport, LabelReport, LengthReport, ModalityPadding, ModalityReport, SplitReport, inspect,
+};
+pub use padding::{ClipPadding, PaddingCounts, PaddingSide, ZeroFrameScan, ZeroFrames};
 
 pub use crate::view::{ArrayView, MappedFile, NonFinite};
 
@@ -87,17 +91,36 @@ impl Array3 {
 pub trait FeatureArray {
     /// `(N, L, D)`: samples, time steps, features.
     fn shape(&self) -> [usize; 3];
+
+    /// Each clip's all-zero frames at either end, after the reader's repairs (one pass over the
+    /// data; a view is read in chunks, nothing is kept).
+    fn zero_frames(&self) -> Vec<ZeroFrames>;
 }
 
 impl FeatureArray for Array3 {
     fn shape(&self) -> [usize; 3] {
         self.shape
     }
+
+    fn zero_frames(&self) -> Vec<ZeroFrames> {
+        let mut scan = ZeroFrameScan::new(self.shape);
+        scan.push(&self.data);
+        scan.finish()
+    }
 }
 
 impl FeatureArray for ArrayView<'_, 3> {
     fn shape(&self) -> [usize; 3] {
         ArrayView::shape(self)
+    }
+
+    fn zero_frames(&self) -> Vec<ZeroFrames> {
+        let mut scan = ZeroFrameScan::new(ArrayView::shape(self));
+        // Only the sink could fail to write, and a scan never does.
+        let _repaired = self
+            .write_f32_le(&mut scan, |_| {})
+            .expect("writing into a ZeroFrameScan cannot fail");
+        scan.finish()
     }
 }
 

@@ -99,7 +99,12 @@ pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
             "has_lengths": split.lengths.is_some(),
         }));
     }
-    let report = serde_json::json!({"format": "mmkd-native", "name": dataset.name, "source": dataset.source, "splits": splits});
+    // Converted pickles record where each modality was padded (`data::pickle::PaddingRecord`).
+    let padding = native::read_manifest(path)?.provenance.get("padding").cloned();
+    let mut report = serde_json::json!({"format": "mmkd-native", "name": dataset.name, "source": dataset.source, "splits": splits});
+    if let Some(padding) = &padding {
+        report["padding"] = padding.clone();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -114,6 +119,13 @@ pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
                 s["video"],
                 s["label_histogram"]
             );
+        }
+        if let Some(padding) = padding.as_ref().and_then(|p| p.as_object()) {
+            println!("padding in the pickle (all-zero frames at the ends of each clip, all splits):");
+            for (modality, p) in ["text", "audio", "vision"].into_iter().filter_map(|m| Some((m, padding.get(m)?))) {
+                let moved = if p["moved_to_end"].as_bool() == Some(true) { ", real frames moved first" } else { "" };
+                println!("  {modality:6}  side {}  start {}  end {}  both {}  none {}  empty {}{moved}", p["side"].as_str().unwrap_or("?"), p["start"], p["end"], p["both"], p["none"], p["empty"]);
+            }
         }
     }
     Ok(())

@@ -51,6 +51,10 @@ pub struct Manifest {
     /// Anything the producer wants to record (generator parameters, repairs made on import).
     #[serde(default)]
     pub provenance: serde_json::Value,
+    /// SHA-256 of the split files (`identity::compute_native`), computed when the manifest is
+    /// written; absent in datasets written before fingerprints (then computed when asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -113,8 +117,9 @@ pub fn save(dataset: &Dataset, dir: &Path, provenance: serde_json::Value) -> Res
         synthetic: dataset.synthetic,
         shape: dataset.shape.clone(),
         provenance,
+        fingerprint: None,
     };
-    write_atomic(&manifest_path, serde_json::to_string_pretty(&manifest)?.as_bytes())
+    write_manifest(dir, &manifest)
 }
 
 /// Read `dir/manifest.json` and check its format and version.
@@ -244,9 +249,14 @@ pub fn read_splits(dir: &Path, names: &[&str], shape: &DataShape) -> Result<Vec<
     names.iter().map(|n| read_split(dir, n, shape)).collect()
 }
 
-/// Write the manifest last: a directory with a manifest is complete.
+/// Write the manifest last: a directory with a manifest is complete. A manifest without a
+/// fingerprint gets the one of the split files now in `dir`.
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    write_atomic(&dir.join("manifest.json"), serde_json::to_string_pretty(manifest)?.as_bytes())
+    let mut manifest = manifest.clone();
+    if manifest.fingerprint.is_none() {
+        manifest.fingerprint = Some(super::identity::compute_native(dir)?);
+    }
+    write_atomic(&dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())
 }
 
 /// Load and validate a dataset directory.
