@@ -29,6 +29,26 @@ impl Preset {
     }
 }
 
+/// The compute devices a command can run on (`--device`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// Burn's flex backend on the CPU (fused attention, nothing to install).
+    Flex,
+    /// The first NVIDIA GPU through Burn's CUDA backend (unfused attention).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// Lower-case name, as on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Flex => "flex",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
 /// Shape of a MOSEI-like dataset: feature dims, sequence lengths and split sizes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataShape {

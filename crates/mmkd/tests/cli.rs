@@ -88,7 +88,7 @@ fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
     let out = mmkd(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The data, one teacher, two no-KD students and three distilled rows per seed.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("study: 10 runs"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(": 10 runs, 0 already finished, 10 to do"), "{}", String::from_utf8_lossy(&out.stderr));
     let runs: Vec<String> = std::fs::read_dir(dir.join("runs")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(runs.contains(&"teacher-complete-s1".to_string()) && !runs.iter().any(|r| r == "teacher-complete-s2"), "{runs:?}");
     let teacher_cfg = json(&dir.join("runs/teacher-complete-s1/config.json"));
@@ -161,7 +161,7 @@ fn smoke_study_writes_every_row_of_table1() {
     let again = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--out", s(&dir)]);
     assert!(again.status.success());
     // One seed: the data plus 19 training runs, all finished the first time.
-    assert!(String::from_utf8_lossy(&again.stderr).contains("study: 20 runs, 20 already finished, 0 to do"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains(": 20 runs, 20 already finished, 0 to do"), "{}", String::from_utf8_lossy(&again.stderr));
 
     // --plan prints one command per run, teachers before students; --collect rebuilds the table.
     let plan = mmkd(&["study", "--preset", "smoke", "--seeds", "2", "--plan", "--out", s(&dir.join("p"))]);
@@ -557,7 +557,7 @@ fn bad_input_corpus_exits_2_with_one_line() {
     let mut other = train(&data, &run);
     other[1] = "teacher".into();
     other.push("--resume".into());
-    check(args(&other), "different role, model or data shape", None);
+    check(args(&other), "cannot --resume: field 'role.role' differs from the saved run: saved \"student\", new \"teacher\"", None);
 
     // --out on a finished run: refused, then overwritten with --force.
     check(args(&train(&data, &run)), "--resume", None);

@@ -33,6 +33,8 @@ fn config(role: RunRole, data: &Dataset, epochs: usize) -> RunConfig {
         shape: data.shape.clone(),
         model: ModelConfig::for_preset(Preset::Smoke),
         train: TrainConfig { epochs, batch_size: 16, ..TrainConfig::for_preset(Preset::Smoke) },
+        dataset_fingerprint: None,
+        device: None,
     }
 }
 

@@ -11,13 +11,17 @@ use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
 use crate::train::{RunRole, evaluate_run};
 
-/// The synthetic data a study generates.
+/// What a study trains on and which of its runs it makes.
 #[derive(clap::Args, Clone, Debug)]
-pub(crate) struct StudyData {
+pub(crate) struct StudyArgs {
+    /// The user's data: a MulT or MMSA pickle (converted once into OUT/data) or a native
+    /// dataset directory (read in place). Default: synthetic data generated into OUT/data.
+    #[arg(long, value_name = "FILE.pkl|DIR", conflicts_with_all = ["regime", "n_train"])]
+    pub(crate) data: Option<PathBuf>,
     /// Regime of the synthetic data (docs/DATA.md).
-    #[arg(long, value_enum, default_value = "content")]
-    pub(crate) regime: crate::data::synth::Regime,
-    /// Training clips (default: the preset's).
+    #[arg(long, value_enum)]
+    pub(crate) regime: Option<crate::data::synth::Regime>,
+    /// Training clips of the synthetic data (default: the preset's).
     #[arg(long)]
     pub(crate) n_train: Option<usize>,
     /// all: every row of Table 1; attention: the complete teacher, the student without KD and
@@ -34,44 +38,89 @@ pub(crate) struct StudyData {
     /// Train the teachers with branch dropout P (not in MulT; default 0; docs/DECISIONS.md).
     #[arg(long, value_name = "P")]
     pub(crate) teacher_branch_dropout: Option<f64>,
+    /// Before hours are spent: make the data, then run one run of each kind for a few batches at
+    /// the real shapes on the chosen device and report step times, peak memory and the
+    /// estimated wall time of the whole study (OUT/DRY-RUN.md); slurm.sh then takes its limits
+    /// from these measurements.
+    #[arg(long, conflicts_with_all = ["plan", "collect"])]
+    pub(crate) dry_run: bool,
+    /// Timed training batches per run kind in --dry-run (after one warm-up batch).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub(crate) dry_run_batches: usize,
 }
 
-/// `study`: plan, run or collect the study of Table 1.
-pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Option<usize>, epochs: Option<usize>, data: StudyData, plan: bool, collect: Option<PathBuf>) -> Result<()> {
-    if let Some(dir) = collect {
-        crate::study::write_report(&dir, None)?;
-        print!("{}", std::fs::read_to_string(dir.join("TABLE.md"))?);
-        return Ok(());
-    }
+/// The options of a study from its command line.
+fn study_options(preset: Preset, seeds: u64, out: Option<PathBuf>, epochs: Option<usize>, args: &StudyArgs) -> Result<crate::study::plan::StudyOptions> {
+    use crate::study::plan::StudyData;
     if seeds == 0 {
         crate::bail_input!("--seeds must be at least 1");
     }
-    if let Some(p) = data.teacher_branch_dropout {
+    if let Some(p) = args.teacher_branch_dropout {
         check_branch_dropout("--teacher-branch-dropout", p)?;
     }
-    let opts = crate::study::plan::StudyOptions {
+    if args.n_train == Some(0) {
+        crate::bail_input!("--n-train must be at least 1");
+    }
+    let data = match &args.data {
+        None => StudyData::Synthetic { seed: 1, regime: args.regime.unwrap_or_default(), n_train: args.n_train },
+        Some(path) => {
+            if !path.exists() {
+                crate::bail_input!("--data {}: no such file or directory (a MulT/MMSA pickle or a native dataset directory)", path.display());
+            }
+            if path.is_dir() {
+                // Refused now, not in every run: a directory must be a native dataset.
+                crate::data::native::read_manifest(path)?;
+            }
+            StudyData::from_path(path)?
+        }
+    };
+    Ok(crate::study::plan::StudyOptions {
         preset,
         seeds: (1..=seeds).collect(),
         out: out.unwrap_or_else(|| crate::study::default_out(preset)),
         epochs,
-        data_seed: 1,
-        regime: data.regime,
-        n_train: data.n_train,
-        rows: data.rows,
-        teacher_seed: data.teacher_seed,
-        teacher_epochs: data.teacher_epochs,
-        teacher_branch_dropout: data.teacher_branch_dropout,
-    };
+        data,
+        rows: args.rows,
+        teacher_seed: args.teacher_seed,
+        teacher_epochs: args.teacher_epochs,
+        teacher_branch_dropout: args.teacher_branch_dropout,
+        device: super::device_kind(),
+    })
+}
+
+/// `study`: plan, dry-run, run or collect the study of Table 1.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn study(preset: Preset, seeds: u64, out: Option<PathBuf>, jobs: Option<usize>, epochs: Option<usize>, args: StudyArgs, plan: bool, collect: Option<PathBuf>) -> Result<()> {
+    if let Some(dir) = collect {
+        // With --data, the study's plan must be of that data.
+        if let (Some(path), Some(saved)) = (&args.data, crate::study::plan::StudyOptions::load(&dir)?) {
+            let given = crate::study::plan::StudyData::from_path(path)?;
+            if given != saved.data {
+                crate::bail_input!("{}: the study was planned for {}, not --data {}", dir.display(), saved.data, path.display());
+            }
+        }
+        crate::study::write_report(&dir, None)?;
+        print!("{}", std::fs::read_to_string(dir.join("TABLE.md"))?);
+        return Ok(());
+    }
+    let opts = study_options(preset, seeds, out, epochs, &args)?;
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     if plan {
         // The running binary's absolute path: the plan's lines run from any directory.
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mmkd".into());
         for line in crate::study::write_plan(&opts, &exe)? {
             println!("{line}");
         }
-        eprintln!("wrote {0}/plan.txt, {0}/plan-{{0,1,2}}.txt and {0}/slurm.sh", opts.out.display());
+        eprintln!("wrote {0}/plan.txt, {0}/plan-{{0,1,2}}.txt, {0}/study.json and {0}/slurm.sh", opts.out.display());
         return Ok(());
     }
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if args.dry_run {
+        if args.dry_run_batches == 0 {
+            crate::bail_input!("--dry-run-batches must be at least 1");
+        }
+        print!("{}", crate::study::dry_run_study(&opts, args.dry_run_batches, jobs)?);
+        return Ok(());
+    }
     crate::study::run_study(&opts, jobs)?;
     print!("{}", std::fs::read_to_string(opts.out.join("TABLE.md"))?);
     Ok(())
@@ -130,6 +179,7 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
             lr: None,
             checkpoint_secs: None,
             gradient_checkpointing: false,
+            dry_run: None,
         },
         d_model: None,
         layers: None,
@@ -144,7 +194,13 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
     // A finished run (from an earlier demo) is evaluated again, not retrained.
     let train_or_eval = |name: &str, role: RunRole| -> Result<crate::eval::EvalReport> {
         let c = common(name);
-        if c.run.out.join("eval.json").exists() { evaluate_run(&c.run.out, None, &device()) } else { train_one(&c, role) }
+        if c.run.out.join("eval.json").exists() {
+            return evaluate_run(&c.run.out, None, &device());
+        }
+        match train_one(&c, role)? {
+            super::train::Outcome::Trained(report) => Ok(report),
+            super::train::Outcome::DryRun(_) => unreachable!("the demo never dry-runs"),
+        }
     };
     let teacher = train_or_eval("teacher-complete", RunRole::Teacher { teacher: TeacherKind::Complete })?;
     let tt = t1.elapsed().as_secs_f64();

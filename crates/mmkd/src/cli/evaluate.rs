@@ -9,7 +9,7 @@ use super::{MissingArgs, device};
 use crate::data;
 use crate::error::write_atomic;
 use crate::predict::{Format, SplitChoice};
-use crate::train::{RunConfig, evaluate_run};
+use crate::train::{RunConfig, evaluate_run_with};
 
 fn print_report(r: &crate::eval::EvalReport, json: bool) -> Result<()> {
     if json {
@@ -20,19 +20,49 @@ fn print_report(r: &crate::eval::EvalReport, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `eval RUN`: the best checkpoint on the test split; rewrites RUN/eval.json.
-pub(crate) fn eval(run: &Path, data: Option<&Path>, json: bool) -> Result<()> {
-    let dataset = data.map(data::load_any).transpose()?;
-    print_report(&evaluate_run(run, dataset.as_ref(), &device())?, json)
+/// Where `eval` writes its report: `--out` when given; RUN/`default_name` on the run's own data;
+/// on other data (another fingerprint) RUN/eval-<dataset name>[-rest], so that the run's
+/// eval.json, which `study --collect` reads, always describes the data the run trained on.
+fn eval_report_path(run: &Path, data: Option<&Path>, out: Option<&Path>, default_name: &str) -> Result<PathBuf> {
+    if let Some(out) = out {
+        return Ok(out.to_path_buf());
+    }
+    let Some(data) = data else { return Ok(run.join(default_name)) };
+    let cfg = RunConfig::load(run)?;
+    let same_path = std::path::absolute(data).ok().as_deref() == Some(cfg.data.as_path());
+    let same = match &cfg.dataset_fingerprint {
+        Some(f) => *f == data::identity::fingerprint(data)?,
+        // A run from before fingerprints: only its own path is known to be its data.
+        None => same_path,
+    };
+    if same {
+        return Ok(run.join(default_name));
+    }
+    let name = data::dataset_name(data)?;
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    Ok(run.join(default_name.replacen("eval", &format!("eval-{safe}"), 1)))
 }
 
-/// `eval RUN --drop LIST`: the same with modalities missing; writes RUN/eval-missing-*.json.
-pub(crate) fn eval_missing(run: &Path, data: Option<&Path>, json: bool, list: &str, missing: &MissingArgs) -> Result<()> {
+/// `eval RUN`: the best checkpoint on the test split; RUN/eval.json on the run's own data,
+/// elsewhere on other data (`eval_report_path`).
+pub(crate) fn eval(run: &Path, data: Option<&Path>, out: Option<&Path>, json: bool) -> Result<()> {
+    let path = eval_report_path(run, data, out, "eval.json")?;
+    let dataset = data.map(data::load_any).transpose()?;
+    let report = evaluate_run_with(run, dataset.as_ref(), None, &device())?;
+    write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    eprintln!("wrote {}", path.display());
+    print_report(&report, json)
+}
+
+/// `eval RUN --drop LIST`: the same with modalities missing; writes RUN/eval-missing-*.json
+/// (RUN/eval-<dataset name>-missing-*.json on other data).
+pub(crate) fn eval_missing(run: &Path, data: Option<&Path>, out: Option<&Path>, json: bool, list: &str, missing: &MissingArgs) -> Result<()> {
     let modalities = data::missing::parse_modalities(list).map_err(|e| crate::error::input_error(format!("--drop: {e}")))?;
     let m = missing.missing(modalities)?;
+    let path = eval_report_path(run, data, out, &format!("eval-missing-{}.json", m.label()))?;
     let dataset = data.map(data::load_any).transpose()?;
-    let r = crate::train::evaluate_run_with(run, dataset.as_ref(), Some(&m), &device())?;
-    write_atomic(&run.join(format!("eval-missing-{}.json", m.label())), serde_json::to_string_pretty(&r)?.as_bytes())?;
+    let r = evaluate_run_with(run, dataset.as_ref(), Some(&m), &device())?;
+    write_atomic(&path, serde_json::to_string_pretty(&r)?.as_bytes())?;
     print_report(&r, json)
 }
 

@@ -12,7 +12,7 @@ use anyhow::Result;
 use burn::prelude::Device;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Preset;
+use crate::config::{DeviceKind, Preset};
 use crate::error::InputError;
 use crate::model::{StudentConfig, StudentStreams, TeacherKind};
 use crate::train::RunRole;
@@ -23,51 +23,41 @@ use train::{CommonTrain, DistillArgs};
 #[command(name = "mmkd", version, about = "Distil a multimodal cross-attention transformer into a video-only student")]
 pub struct Cli {
     /// Where to compute: `flex` (the CPU, the default) or `cuda` (GPU 0; needs a build with
-    /// `--features cuda`, see bench/gpu.sh). Studies always run their children on `flex`.
+    /// `--features cuda`, see bench/gpu.sh). A study passes it to every run it starts or plans.
     #[arg(long, global = true, value_enum, default_value = "flex", env = "MMKD_DEVICE")]
     device: DeviceKind,
     #[command(subcommand)]
     command: Command,
 }
 
-/// The compute devices a command can run on.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// Burn's flex backend on the CPU (fused attention, nothing to install).
-    Flex,
-    /// The first NVIDIA GPU through Burn's CUDA backend (unfused attention).
-    Cuda,
-}
-
 static DEVICE: std::sync::OnceLock<DeviceKind> = std::sync::OnceLock::new();
 
-impl DeviceKind {
-    fn device(self) -> Result<Device> {
-        match self {
-            DeviceKind::Flex => Ok(Device::flex()),
-            #[cfg(feature = "cuda")]
-            DeviceKind::Cuda => {
-                // Burn opens the driver lazily and panics on a thread of its own when it is
-                // missing; ask the loader first, so the answer is an input error.
-                let loadable = [c"libcuda.so.1", c"libcuda.so"].iter().any(|name| {
-                    // SAFETY: dlopen with a valid C string; the handle is closed at once.
-                    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
-                    if !handle.is_null() {
-                        // SAFETY: a handle dlopen returned.
-                        unsafe { libc::dlclose(handle) };
-                    }
-                    !handle.is_null()
-                });
-                if !loadable {
-                    crate::bail_input!("--device cuda: no NVIDIA driver here (libcuda.so.1 cannot be loaded; check nvidia-smi and LD_LIBRARY_PATH)");
+/// The Burn device of `kind`; an input error when it cannot be used here.
+fn open_device(kind: DeviceKind) -> Result<Device> {
+    match kind {
+        DeviceKind::Flex => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => {
+            // Burn opens the driver lazily and panics on a thread of its own when it is
+            // missing; ask the loader first, so the answer is an input error.
+            let loadable = [c"libcuda.so.1", c"libcuda.so"].iter().any(|name| {
+                // SAFETY: dlopen with a valid C string; the handle is closed at once.
+                let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
+                if !handle.is_null() {
+                    // SAFETY: a handle dlopen returned.
+                    unsafe { libc::dlclose(handle) };
                 }
-                Ok(Device::cuda(0))
+                !handle.is_null()
+            });
+            if !loadable {
+                crate::bail_input!("--device cuda: no NVIDIA driver here (libcuda.so.1 cannot be loaded; check nvidia-smi and LD_LIBRARY_PATH)");
             }
-            #[cfg(not(feature = "cuda"))]
-            DeviceKind::Cuda => crate::bail_input!("--device cuda: this mmkd was built without the cuda feature (cargo build -p mmkd --features cuda; bench/cuda-offline.sh sets up the build)"),
+            Ok(Device::cuda(0))
         }
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => crate::bail_input!("--device cuda: this mmkd was built without the cuda feature (cargo build -p mmkd --features cuda; bench/cuda-offline.sh sets up the build)"),
     }
-}
+    }
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
@@ -93,7 +83,7 @@ pub(crate) enum Command {
         #[arg(long)]
         epochs: Option<usize>,
         #[command(flatten)]
-        data: demo::StudyData,
+        data: demo::StudyArgs,
         /// Only print every run as one command line and write plan files and slurm.sh.
         #[arg(long)]
         plan: bool,
@@ -103,12 +93,17 @@ pub(crate) enum Command {
     },
     /// Train a student with knowledge distillation from a trained teacher run.
     Distill(DistillArgs),
-    /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json.
+    /// Evaluate a run's best checkpoint on the test split; rewrites RUN/eval.json, or with
+    /// --data of another dataset writes RUN/eval-<dataset name>.json and leaves eval.json alone.
     Eval {
         run: PathBuf,
-        /// Dataset to evaluate on (default: the one the run was trained on).
+        /// Dataset to evaluate on (default: the one the run was trained on). Data whose
+        /// fingerprint differs from the run's is reported in RUN/eval-<dataset name>.json.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Write the report here instead (never RUN/eval.json, which `study --collect` reads).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         /// Modalities to treat as missing, e.g. `audio,text` (writes RUN/eval-missing-*.json
@@ -311,15 +306,24 @@ pub(crate) enum TrainCmd {
 }
 
 
+/// The kind of device commands run on (`--device`, flex unless told otherwise).
+pub(crate) fn device_kind() -> DeviceKind {
+    DEVICE.get().copied().unwrap_or(DeviceKind::Flex)
+}
+
 /// The device commands run on (`--device`, flex unless told otherwise).
 pub(crate) fn device() -> Device {
-    DEVICE.get().copied().unwrap_or(DeviceKind::Flex).device().unwrap_or_else(|_| Device::flex())
+    open_device(device_kind()).unwrap_or_else(|_| Device::flex())
 }
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    // Refuse an unusable device before any work (a first `run` in a process decides it).
-    cli.device.device()?;
+    // Refuse an unusable device before any work (a first `run` in a process decides it); a
+    // study's plan or table is made where no run computes (a login node without a GPU).
+    let computes = !matches!(&cli.command, Command::Study { plan: true, .. } | Command::Study { collect: Some(_), .. });
+    if computes {
+        open_device(cli.device)?;
+    }
     let _ = DEVICE.set(cli.device);
     match cli.command {
         Command::Data(DataCmd::Synth { preset, seed, regime, n_train, out }) => data::synth(preset, seed, regime, n_train, &out),
@@ -339,8 +343,8 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", train::distill(args)?);
             Ok(())
         }
-        Command::Eval { run, data, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), json, &list, &missing),
-        Command::Eval { run, data, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), json),
+        Command::Eval { run, data, out, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), out.as_deref(), json, &list, &missing),
+        Command::Eval { run, data, out, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), out.as_deref(), json),
         Command::Robustness { teacher, student, out, missing } => evaluate::robustness(&teacher, &student, out, &missing),
         Command::Maps { run, data, samples, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json, baseline.as_deref()),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),

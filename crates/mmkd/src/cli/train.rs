@@ -78,6 +78,41 @@ pub(crate) struct RunFlags {
     /// balanced gradient checkpointing: less memory, more time).
     #[arg(long)]
     pub(crate) gradient_checkpointing: bool,
+    /// Only time N training batches (after a warm-up batch) at the real shapes and write
+    /// OUT/dry-run.json: step time, peak memory, the run's estimated wall time (no eval.json).
+    #[arg(long, value_name = "N", conflicts_with = "resume")]
+    pub(crate) dry_run: Option<usize>,
+}
+
+/// What a training command did: a trained run's test report, or a dry run's measurements.
+pub(crate) enum Outcome {
+    /// The test report of the best checkpoint (also in RUN/eval.json).
+    Trained(crate::eval::EvalReport),
+    /// A dry run (RUN/dry-run.json).
+    DryRun(crate::train::dry_run::DryRunReport),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Trained(r) => write!(f, "{r}"),
+            Outcome::DryRun(r) => write!(f, "{}", serde_json::to_string_pretty(r).map_err(|_| std::fmt::Error)?),
+        }
+    }
+}
+
+/// Train `task` into `--out` (`fit`), or only dry-run it with `--dry-run N`.
+fn fit_or_dry_run<T: crate::train::TrainTask>(flags: &RunFlags, cfg: &RunConfig, dataset: &data::Dataset, task: &mut T, device: &Device) -> Result<Outcome> {
+    if flags.force {
+        crate::train::run::clear_run(&flags.out)?;
+    }
+    let t0 = Instant::now();
+    let outcome = match flags.dry_run {
+        Some(batches) => Outcome::DryRun(crate::train::dry_run::dry_run(&flags.out, cfg, dataset, task, batches, device)?),
+        None => Outcome::Trained(fit(&flags.out, cfg, dataset, task, flags.resume, device)?),
+    };
+    eprintln!("{} {} in {:.1}s", if flags.dry_run.is_some() { "dry-ran" } else { "trained" }, flags.out.display(), t0.elapsed().as_secs_f64());
+    Ok(outcome)
 }
 
 
@@ -115,8 +150,8 @@ pub(crate) struct CommonTrain {
 }
 
 
-/// Preset plus command-line overrides, with the data's shape.
-pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> RunConfig {
+/// Preset plus command-line overrides, with the data's shape and fingerprint.
+pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> Result<RunConfig> {
     let mut model = ModelConfig::for_preset(common.preset);
     let mut train = TrainConfig::for_preset(common.preset);
     let run = &common.run;
@@ -134,7 +169,7 @@ pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Da
     if let Some(v) = common.temporal_width_2d { model.temporal_width_2d = v; }
     if let Some(v) = common.key_padding_mask { model.key_padding_mask = v; }
     if let Some(v) = common.branch_dropout { model.branch_dropout = v; }
-    RunConfig {
+    Ok(RunConfig {
         role,
         preset: common.preset,
         // Absolute, so `eval`, `maps` and `distill --teacher` find the data from any directory.
@@ -143,7 +178,9 @@ pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Da
         shape: dataset.shape.clone(),
         model,
         train,
-    }
+        dataset_fingerprint: Some(data::identity::fingerprint(&common.data)?),
+        device: Some(super::device_kind()),
+    })
 }
 
 /// A branch-dropout probability given as `flag`: at least 0, below 1.
@@ -166,25 +203,19 @@ pub(crate) fn validate_model(cfg: &RunConfig, dataset: &data::Dataset) -> Result
     Ok(())
 }
 
-pub(crate) fn train_one(common: &CommonTrain, role: RunRole) -> Result<crate::eval::EvalReport> {
+pub(crate) fn train_one(common: &CommonTrain, role: RunRole) -> Result<Outcome> {
     let dataset = data::load_any(&common.data)?;
-    let cfg = run_config(common, role, &dataset);
+    let cfg = run_config(common, role, &dataset)?;
     validate_model(&cfg, &dataset)?;
     dataset.check_trainable(&cfg.inputs())?;
     // Lengths stay in the data but are only used when asked for.
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     let build_cfg = cfg.clone();
     let mut task = SupervisedTask { build: Box::new(move |d: &Device| build_cfg.build_net(d)) };
-    if common.run.force {
-        crate::train::run::clear_run(&common.run.out)?;
-    }
-    let t0 = Instant::now();
-    let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &device())?;
-    eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
-    Ok(report)
+    fit_or_dry_run(&common.run, &cfg, &dataset, &mut task, &device())
 }
 
-pub(crate) fn distill(args: DistillArgs) -> Result<crate::eval::EvalReport> {
+pub(crate) fn distill(args: DistillArgs) -> Result<Outcome> {
     let teacher_cfg = RunConfig::load(&args.teacher)?;
     let RunRole::Teacher { teacher: kind } = teacher_cfg.role else {
         crate::bail_input!("{}: is a student run; --teacher needs a teacher run", args.teacher.display());
@@ -228,8 +259,22 @@ pub(crate) fn distill(args: DistillArgs) -> Result<crate::eval::EvalReport> {
         crate::bail_input!("dataset {}: dims/lengths {:?} differ from those the teacher was trained on {:?}", dataset.name, dataset.shape, teacher_cfg.shape);
     }
     let streams = if args.method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
+    // The student makes A_S and L_S from video by a Conv1D that can only shorten: where the
+    // loss compares them row by row with the teacher's audio and text streams, those cannot be
+    // longer than the video.
+    let shape = &dataset.shape;
+    if streams == StudentStreams::Downsampled && matches!(args.level, Level::AttentionMap | Level::PostAttention) && (shape.audio_len > shape.video_len || shape.text_len > shape.video_len) {
+        crate::bail_input!(
+            "dataset {}: --level {} compares the student's streams made from video with the teacher's audio and text row by row, so the video length ({}) must be at least the audio length ({}) and the text length ({})",
+            dataset.name,
+            args.level.name(),
+            shape.video_len,
+            shape.audio_len,
+            shape.text_len
+        );
+    }
     let role = RunRole::Student { config: args.config, streams, distill: Some(dcfg.clone()) };
-    let cfg = run_config(&common, role, &dataset);
+    let cfg = run_config(&common, role, &dataset)?;
     validate_model(&cfg, &dataset)?;
     // The teacher reads all three modalities: the data must hold them, labelled.
     dataset.check_trainable(&teacher_cfg.inputs())?;
@@ -248,13 +293,7 @@ pub(crate) fn distill(args: DistillArgs) -> Result<crate::eval::EvalReport> {
         cfg.train.seed,
         plain.clone(),
     );
-    if common.run.force {
-        crate::train::run::clear_run(&common.run.out)?;
-    }
-    let t0 = Instant::now();
-    let report = fit(&common.run.out, &cfg, &dataset, &mut task, common.run.resume, &plain)?;
-    eprintln!("trained {} in {:.1}s", common.run.out.display(), t0.elapsed().as_secs_f64());
-    Ok(report)
+    fit_or_dry_run(&common.run, &cfg, &dataset, &mut task, &plain)
 }
 
 pub(crate) fn strip_lengths(mut d: data::Dataset) -> data::Dataset {

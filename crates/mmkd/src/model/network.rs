@@ -159,6 +159,11 @@ pub struct MultimodalNet {
     /// What `body` holds, by transformer name.
     #[module(skip)]
     pub spec: BodySpec,
+    /// Whether keys past a clip's length are masked (`ModelConfig::key_padding_mask`). Lengths
+    /// in a batch are ignored otherwise: data converted from a pickle carries lengths, and a
+    /// network trained without the mask must see the same inputs when it is evaluated.
+    #[module(skip)]
+    pub key_padding_mask: bool,
 }
 
 fn stream_index(m: Modality) -> usize {
@@ -225,7 +230,7 @@ impl MultimodalNet {
             }
         };
         let head = MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device);
-        MultimodalNet { front, body, head, branch_dropout: DropoutConfig::new(cfg.branch_dropout).init(), spec }
+        MultimodalNet { front, body, head, branch_dropout: DropoutConfig::new(cfg.branch_dropout).init(), spec, key_padding_mask: cfg.key_padding_mask }
     }
 
     /// Length of the stream that plays modality `m` (a student's `A_S` comes from video but
@@ -270,7 +275,7 @@ impl MultimodalNet {
         let streams: Vec<Tensor<3>> = self.front.iter().map(|conv| conv.forward(input(conv.source))).collect();
         let key_lengths = |m: Modality| -> Option<Vec<usize>> {
             let conv = &self.front[stream_index(m)];
-            batch.lengths.as_ref().map(|l| l.scaled(conv.source, conv.out_len))
+            batch.lengths.as_ref().filter(|_| self.key_padding_mask).map(|l| l.scaled(conv.source, conv.out_len))
         };
         let mut traces = BTreeMap::new();
         // Run one transformer on (queries, keys/values), keeping its trace when requested.

@@ -3,8 +3,12 @@
 
 pub mod pictures;
 pub mod plan;
+pub mod dry_run;
+pub mod progress;
 pub mod report;
+pub mod slurm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -12,12 +16,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{DataShape, ModelConfig};
 use crate::error::write_atomic;
 use crate::model::{StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
-use plan::{PlannedRun, StudyOptions, command_line, slurm_script};
+use crate::train::dry_run::{DRY_RUN_FILE, DryRunReport};
+use plan::{PlannedRun, RowSpec, STUDY_FILE, StudyOptions, command_line};
+use progress::StudyLog;
 use report::{Latency, TableRow};
 
 /// A run is finished when its eval.json exists (the data step: its manifest).
@@ -25,40 +30,74 @@ fn is_finished(run: &PlannedRun) -> bool {
     if run.phase == 0 { run.dir.join("manifest.json").exists() } else { run.dir.join("eval.json").exists() }
 }
 
-/// Write plan-<phase>.txt, plan.txt and slurm.sh into the study directory; return the lines.
+/// The shape of the study's data without loading it: the manifest's once the data exists, else
+/// (a pickle not converted yet) read from the pickle's structure, else (synthetic data not
+/// generated yet) the preset's.
+fn planned_shape(opts: &StudyOptions) -> Result<DataShape> {
+    let dir = opts.data_dir();
+    if dir.join("manifest.json").exists() {
+        return Ok(crate::data::native::read_manifest(&dir)?.shape);
+    }
+    Ok(match &opts.data {
+        plan::StudyData::Synthetic { n_train, .. } => {
+            let shape = DataShape::for_preset(opts.preset);
+            DataShape { n_train: n_train.unwrap_or(shape.n_train), ..shape }
+        }
+        plan::StudyData::Pickle { file } => crate::data::pickle_shape(file)?,
+        plan::StudyData::Native { .. } => crate::data::native::read_manifest(&dir)?.shape,
+    })
+}
+
+/// Dry-run reports already measured for this study, by row slug (`OUT/dry-run/<slug>/`).
+fn measured_dry_runs(out: &Path) -> BTreeMap<String, DryRunReport> {
+    let mut found = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(out.join("dry-run")) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path().join(DRY_RUN_FILE);
+        if let Some(r) = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<DryRunReport>(&t).ok()) {
+            found.insert(entry.file_name().to_string_lossy().into_owned(), r);
+        }
+    }
+    found
+}
+
+/// Write study.json, plan-<phase>.txt, plan.txt and slurm.sh into the study directory; return
+/// the lines.
 pub fn write_plan(opts: &StudyOptions, exe: &str) -> Result<Vec<String>> {
-    std::fs::create_dir_all(&opts.out)?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| crate::error::input_error(format!("{}: {e}", opts.out.display())))?;
     // Absolute paths: slurm.sh changes into the study folder, and batch jobs may start anywhere.
     let opts = &StudyOptions { out: std::path::absolute(&opts.out)?, ..opts.clone() };
+    if let Some(saved) = StudyOptions::load(&opts.out)?
+        && saved.data != opts.data
+    {
+        crate::bail_input!("{}: this study folder was planned for {}, not {}; choose another --out", opts.out.display(), saved.data, opts.data);
+    }
+    write_atomic(&opts.out.join(STUDY_FILE), serde_json::to_string_pretty(opts)?.as_bytes())?;
     let runs = plan::plan(opts);
     let mut all = Vec::new();
     for phase in 0..3 {
         let lines: Vec<String> = runs.iter().filter(|r| r.phase == phase).map(|r| command_line(exe, r)).collect();
-        write_atomic(&opts.out.join(format!("plan-{phase}.txt")), (lines.join("\n") + "\n").as_bytes())?;
+        let text = if lines.is_empty() { String::new() } else { lines.join("\n") + "\n" };
+        write_atomic(&opts.out.join(format!("plan-{phase}.txt")), text.as_bytes())?;
         all.extend(lines);
     }
     write_atomic(&opts.out.join("plan.txt"), (all.join("\n") + "\n").as_bytes())?;
-    let slurm = opts.out.join("slurm.sh");
-    write_atomic(&slurm, slurm_script(&opts.out).as_bytes())?;
+    let requests = slurm::requests(opts, &runs, &planned_shape(opts)?, &measured_dry_runs(&opts.out));
+    let path = opts.out.join("slurm.sh");
+    write_atomic(&path, slurm::script(&opts.out, &requests).as_bytes())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&slurm, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(all)
 }
 
-/// Run one planned command as a child process; its output goes to `out/logs/<name>.log`.
-fn execute(exe: &Path, run: &PlannedRun, logs: &Path, single_thread: bool) -> Result<()> {
-    let name = run.dir.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string();
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-    let mut args = run.args.clone();
-    // An interrupted run continues where it stopped.
-    if run.phase > 0 && run.dir.join("resume.json").exists() {
-        args.push("--resume".into());
-    }
+/// Run `args` as a child `mmkd`; its output goes to `log`.
+fn execute_args(exe: &Path, name: &str, args: &[String], log: &Path, single_thread: bool) -> Result<()> {
+    let file = std::fs::File::create(log)?;
     let mut cmd = Command::new(exe);
-    cmd.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.args(args).stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
     if single_thread {
         // Measured: at these sizes one thread per run is as fast as two, so two runs at once
         // double throughput on 2 cores.
@@ -66,12 +105,28 @@ fn execute(exe: &Path, run: &PlannedRun, logs: &Path, single_thread: bool) -> Re
     }
     let status = cmd.status().with_context(|| format!("starting {}", exe.display()))?;
     if !status.success() {
-        bail!("{name} failed ({status}); see {}", logs.join(format!("{name}.log")).display());
+        bail!("{name} failed ({status}); see {}", log.display());
     }
     Ok(())
 }
 
-/// Run the whole study with `jobs` runs at a time, skipping finished runs, then report.
+fn run_name(run: &PlannedRun) -> String {
+    run.dir.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string()
+}
+
+/// Run one planned command as a child process; its output goes to `out/logs/<name>.log`.
+fn execute(exe: &Path, run: &PlannedRun, logs: &Path, single_thread: bool) -> Result<()> {
+    let name = run_name(run);
+    let mut args = run.args.clone();
+    // An interrupted run continues where it stopped.
+    if run.phase > 0 && run.dir.join("resume.json").exists() {
+        args.push("--resume".into());
+    }
+    execute_args(exe, &name, &args, &logs.join(format!("{name}.log")), single_thread)
+}
+
+/// Run the whole study with `jobs` runs at a time, skipping finished runs, then report. A line
+/// per finished run (and the study's end) goes to the terminal and to `OUT/study.log`.
 pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
     let exe = std::env::current_exe().context("locating the mmkd executable")?;
     write_plan(opts, &exe.display().to_string())?;
@@ -79,9 +134,8 @@ pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
     std::fs::create_dir_all(&logs)?;
     let runs = plan::plan(opts);
     let todo = runs.iter().filter(|r| !is_finished(r)).count();
-    eprintln!("study: {} runs, {} already finished, {} to do, {} at a time", runs.len(), runs.len() - todo, todo, jobs.max(1));
-    let bar = ProgressBar::new(todo as u64);
-    bar.set_style(ProgressStyle::with_template("study [{bar:30}] {pos}/{len} runs {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
+    let log = StudyLog::open(&opts.out, todo, jobs.max(1))?;
+    log.line(&format!("study {}: {} runs, {} already finished, {} to do, {} at a time, device {}", opts.out.display(), runs.len(), runs.len() - todo, todo, jobs.max(1), opts.device.name()));
     let t0 = Instant::now();
     for phase in 0..3 {
         let queue: Mutex<Vec<&PlannedRun>> = Mutex::new(runs.iter().filter(|r| r.phase == phase && !is_finished(r)).rev().collect());
@@ -92,30 +146,102 @@ pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
                     loop {
                         let next = queue.lock().expect("queue lock").pop();
                         let Some(run) = next else { break };
-                        bar.set_message(run.dir.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string());
-                        if let Err(e) = execute(&exe, run, &logs, jobs > 1) {
+                        let name = run_name(run);
+                        let started = log.start(&name);
+                        let result = execute(&exe, run, &logs, jobs > 1);
+                        log.finish(&name, started, result.as_ref().err().map(|e| e.to_string()));
+                        if let Err(e) = result {
                             failures.lock().expect("failure lock").push(e.to_string());
                         }
-                        bar.inc(1);
                     }
                 });
             }
         });
         let failures = failures.into_inner().expect("failure lock");
         if !failures.is_empty() {
-            bar.abandon();
+            log.line(&format!("study stopped: {} run(s) failed in phase {phase}", failures.len()));
             bail!("{} run(s) failed in phase {phase}:\n  {}", failures.len(), failures.join("\n  "));
         }
     }
-    bar.finish_and_clear();
-    eprintln!("study runs done in {:.0}s", t0.elapsed().as_secs_f64());
-    let shape = crate::data::native::read_manifest(&plan::data_dir(&opts.out))?.shape;
+    log.line(&format!("study runs done in {:.0} s", t0.elapsed().as_secs_f64()));
+    let shape = crate::data::native::read_manifest(&opts.data_dir())?.shape;
     let latency = measure_latency(&shape, &ModelConfig::for_preset(opts.preset), 1);
     write_report(&opts.out, Some(latency))
 }
 
-/// Collect finished runs below `study` and write table.json, table.csv and TABLE.md.
+/// The dry run of a study: the data step for real (converting or generating is needed anyway),
+/// then one run of each kind (each row, first seed) for `batches` training batches at the real
+/// shapes on the study's device, one at a time so that each peak is the run's own, in
+/// `OUT/dry-run/<row>/`; then `OUT/DRY-RUN.md` and `OUT/dry-run/report.json` with the step
+/// times, peak memory and estimated wall time of the full study. Returns the markdown.
+pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result<String> {
+    let exe = std::env::current_exe().context("locating the mmkd executable")?;
+    write_plan(opts, &exe.display().to_string())?;
+    let runs = plan::plan(opts);
+    let root = opts.out.join("dry-run");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let kinds: Vec<&PlannedRun> = opts
+        .rows
+        .rows()
+        .into_iter()
+        .filter_map(|row| runs.iter().find(|r| r.row == Some(row)))
+        .collect();
+    let log = StudyLog::open(&opts.out, kinds.len() + runs.iter().filter(|r| r.phase == 0 && !is_finished(r)).count(), 1)?;
+    std::fs::create_dir_all(opts.out.join("logs"))?;
+    for data_step in runs.iter().filter(|r| r.phase == 0 && !is_finished(r)) {
+        let name = run_name(data_step);
+        let started = log.start(&name);
+        let result = execute(&exe, data_step, &opts.out.join("logs"), false);
+        log.finish(&name, started, result.as_ref().err().map(|e| e.to_string()));
+        result?;
+    }
+    // Teachers first: a distillation dry run reads its teacher's dry-run weights.
+    let mut ordered = kinds.clone();
+    ordered.sort_by_key(|r| r.phase);
+    for run in ordered {
+        let row = run.row.expect("study rows");
+        let dir = root.join(row.slug());
+        let mut args = replace_flag(&run.args, "--out", &dir.display().to_string());
+        if let Some(teacher) = row.teacher() {
+            args = replace_flag(&args, "--teacher", &root.join(RowSpec::Teacher(teacher).slug()).display().to_string());
+        }
+        if dir.join("config.json").exists() {
+            args.push("--force".into());
+        }
+        args.extend(["--dry-run".into(), batches.to_string()]);
+        let started = log.start(&row.slug());
+        let result = execute_args(&exe, &row.slug(), &args, &logs.join(format!("{}.log", row.slug())), false);
+        log.finish(&row.slug(), started, result.as_ref().err().map(|e| e.to_string()));
+        result?;
+    }
+    let shape = crate::data::native::read_manifest(&opts.data_dir())?.shape;
+    let measured = measured_dry_runs(&opts.out);
+    let summary = dry_run::summary(opts, &runs, &measured, &shape, jobs)?;
+    write_atomic(&root.join("report.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    let md = dry_run::markdown(&summary);
+    write_atomic(&opts.out.join("DRY-RUN.md"), md.as_bytes())?;
+    // Plan again: slurm.sh now takes its limits from the measurements.
+    write_plan(opts, &exe.display().to_string())?;
+    Ok(md)
+}
+
+/// `args` with the value after `flag` replaced by `value`.
+fn replace_flag(args: &[String], flag: &str, value: &str) -> Vec<String> {
+    let mut out = args.to_vec();
+    if let Some(i) = out.iter().position(|a| a == flag)
+        && i + 1 < out.len()
+    {
+        out[i + 1] = value.to_string();
+    }
+    out
+}
+
+/// Collect finished runs below `study` and write table.json, table.csv and TABLE.md. Runs that
+/// do not belong to the study's plan (`study.json`: another dataset, another preset, a run the
+/// plan does not name) are refused, each by name.
 pub fn write_report(study: &Path, latency: Option<Latency>) -> Result<Vec<TableRow>> {
+    report::check_runs_against_plan(study)?;
     let rows = report::collect(study)?;
     if rows.is_empty() {
         crate::bail_input!("{}: no finished runs (no runs/*/eval.json)", study.display());
@@ -141,8 +267,7 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     let label = |r: &TableRow| report::row_label(r);
     let labelled: Vec<(String, &TableRow)> = rows.iter().map(|r| (label(r), r)).collect();
     pictures::draw_acc7_bars(&study.join("acc7.png"), &labelled)?;
-    let dataset = rows.first().map(|r| r.dataset.clone()).unwrap_or_default();
-    let mut s = format!("# Study report\n\nDataset: **{dataset}**. Every number below was measured on this dataset, not on CMU-MOSEI.\n\n");
+    let mut s = format!("# Study report\n\n{}\n\n", report::dataset_line(rows));
     let student_seeds = rows.iter().filter(|r| r.role == "student").map(|r| r.seeds.len()).max().unwrap_or(0);
     let complete_teacher = rows.iter().find(|r| r.is_complete_teacher());
     if let Some(t) = complete_teacher
@@ -154,7 +279,7 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     // A teacher trained with branch dropout is not MulT's; the report says so.
     if let Some(t) = complete_teacher
         && let Some(&seed) = t.seeds.first()
-        && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &plan::RowSpec::Teacher(TeacherKind::Complete), seed))
+        && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &RowSpec::Teacher(TeacherKind::Complete), seed))
         && cfg.model.branch_dropout > 0.0
     {
         s += &format!("The complete teacher was trained with branch dropout p = {} (each branch's last step dropped whole; not in MulT; docs/DECISIONS.md).\n\n", cfg.model.branch_dropout);
@@ -195,8 +320,8 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     if let Some(r) = best
         && let (Some(config), Ok(level), Ok(method), Some(&seed)) = (r.config, crate::distill::Level::from_str(&r.level, true), crate::distill::Method::from_str(&r.method, true), r.seeds.first())
     {
-        let run = plan::run_dir(study, &plan::RowSpec::Distilled { config, level, method }, seed);
-        let baseline = plan::run_dir(study, &plan::RowSpec::StudentNoKd, seed);
+        let run = plan::run_dir(study, &RowSpec::Distilled { config, level, method }, seed);
+        let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
         let cfg = crate::train::RunConfig::load(&run)?;
         if let crate::train::RunRole::Student { distill: Some(d), .. } = &cfg.role {
             let dataset = crate::data::load_any(&cfg.data)?;

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod distill;
+pub mod dry_run;
 pub mod memory;
 pub mod plateau;
 pub mod run;

@@ -65,6 +65,60 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// Training recipe (optimizer, schedule, epochs, seed, ...).
     pub train: TrainConfig,
+    /// SHA-256 of the data the run trained on (`data::identity`); absent in runs made before
+    /// fingerprints were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_fingerprint: Option<String>,
+    /// Where the run computed (`--device`); absent in runs made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::config::DeviceKind>,
+}
+
+/// Fields of `config.json` that `--resume` lets differ from the saved run: more epochs continue
+/// a run (a documented feature), how often it checkpoints and whether activations are
+/// recomputed do not change its result beyond rounding, the data's path and description may
+/// move while its fingerprint stays, and a run may continue on another device.
+const RESUMABLE_CHANGES: [&str; 6] = ["train.epochs", "train.checkpoint_secs", "train.gradient_checkpointing", "data", "dataset", "device"];
+
+/// The first field (as `a.b.c`) where two JSON values differ, with the saved and the new value.
+fn first_difference(path: &str, saved: &serde_json::Value, new: &serde_json::Value) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    if RESUMABLE_CHANGES.contains(&path) {
+        return None;
+    }
+    match (saved, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            // A tagged enum's tag first: "a teacher, not a student" says more than the first
+            // field the two variants do not share.
+            keys.sort_by_key(|k| k.as_str() != "role");
+            keys.into_iter().find_map(|k| {
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                first_difference(&child, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null))
+            })
+        }
+        _ if saved == new => None,
+        _ => Some((path.to_string(), saved.to_string(), new.to_string())),
+    }
+}
+
+impl RunConfig {
+    /// `Err(message)` naming the first setting that changes the result and differs between the
+    /// saved run and this config (`--resume` refuses those; `RESUMABLE_CHANGES` may differ). A
+    /// run saved without a fingerprint cannot be checked for its data and is let through on it.
+    pub fn check_resumable_from(&self, saved: &RunConfig) -> Result<(), String> {
+        let mut new = self.clone();
+        if saved.dataset_fingerprint.is_none() {
+            new.dataset_fingerprint = None;
+        }
+        let (a, b) = (serde_json::to_value(saved).map_err(|e| e.to_string())?, serde_json::to_value(&new).map_err(|e| e.to_string())?);
+        match first_difference("", &a, &b) {
+            None => Ok(()),
+            Some((field, old, new)) => Err(format!("field '{field}' differs from the saved run: saved {old}, new {new}")),
+        }
+    }
 }
 
 impl RunConfig {
@@ -165,9 +219,9 @@ pub fn clear_run(run: &Path) -> Result<()> {
     for entry in std::fs::read_dir(run)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ours = matches!(name, "config.json" | "metrics.jsonl" | "best.safetensors" | "last.safetensors" | "resume.json" | "eval.json" | "curves.png")
+        let ours = matches!(name, "config.json" | "metrics.jsonl" | "best.safetensors" | "last.safetensors" | "resume.json" | "eval.json" | "curves.png" | "dry-run.json")
             || name.starts_with("resume-")
-            || name.starts_with("eval-missing-")
+            || (name.starts_with("eval-") && name.ends_with(".json"))
             || (name.starts_with('.') && name.ends_with(".tmp"));
         if ours {
             if path.is_dir() { std::fs::remove_dir_all(&path)? } else { std::fs::remove_file(&path)? }
@@ -235,37 +289,47 @@ pub fn draw_curves(run: &Path) -> Result<()> {
 
 /// The backend seed for batch `batch` of epoch `epoch` (SplitMix64's finaliser over the three):
 /// dropout masks depend on nothing but the run's seed and the batch's position.
-fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+pub(super) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (batch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
-/// checkpoint (also written to `RUN/eval.json`).
-pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
-    // Before anything is written: a step that cannot fit is refused with the estimate (of host
-    // memory, so only where the step runs on the CPU).
+/// Before anything is written: a step that cannot fit is refused with the estimate (of host
+/// memory, so only where the step runs on the CPU). Returns the estimate, bytes.
+pub(super) fn refuse_unfitting_step<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &T, device: &Device) -> Result<u64> {
+    let net = cfg.build_net(device);
+    let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
+    let kept = super::memory::attention_kept(&cfg.model, &task.mapped_transformers(), device);
     if crate::model::fused_attention::supported(device)
         && let Some(available) = super::memory::available_bytes()
+        && let Err(msg) = super::memory::check(&net, batch, &cfg.model, &kept, available)
     {
-        let net = cfg.build_net(device);
-        let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
-        let kept = super::memory::attention_kept(&cfg.model, &task.mapped_transformers(), device);
-        if let Err(msg) = super::memory::check(&net, batch, &cfg.model, &kept, available) {
-            crate::bail_input!("{}: {msg}", run.display());
-        }
+        crate::bail_input!("{}: {msg}", run.display());
     }
+    Ok(super::memory::step_bytes(&net, batch, &cfg.model, &kept))
+}
+
+/// Create the run folder, refusing (as bad input) one that cannot be written.
+pub(super) fn prepare_run_dir(run: &Path) -> Result<()> {
     if let Err(e) = std::fs::create_dir_all(run).and_then(|_| probe_writable(run)) {
         crate::bail_input!("{}: cannot write the run directory here ({e})", run.display());
     }
+    Ok(())
+}
+
+/// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
+/// checkpoint (also written to `RUN/eval.json`).
+pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
+    refuse_unfitting_step(run, cfg, dataset, task, device)?;
+    prepare_run_dir(run)?;
     let config_path = run.join("config.json");
     let state = if resume { checkpoint::load_resume_state(run)? } else { None };
     if resume && config_path.exists() {
         let saved = RunConfig::load(run)?;
-        if saved.role != cfg.role || saved.model != cfg.model || saved.shape != cfg.shape {
-            crate::bail_input!("{}: --resume with a different role, model or data shape than the run was started with", run.display());
+        if let Err(msg) = cfg.check_resumable_from(&saved) {
+            crate::bail_input!("{}: cannot --resume: {msg} (start a new run with another --out, or --force to overwrite this one)", run.display());
         }
     } else if !resume && checkpoint::load_resume_state(run)?.is_some() {
         crate::bail_input!("{}: already holds a run; pass --resume to continue it, --force to overwrite it, or choose another --out", run.display());
