@@ -155,6 +155,12 @@ fn plan_for_a_gpu_cluster_carries_the_device_and_asks_slurm_for_gpus() {
     let lines = String::from_utf8(o.stdout).unwrap();
     assert_eq!(lines.lines().count(), 5, "no data step: {lines}");
     assert!(lines.lines().all(|l| l.ends_with(" --device cuda")) && lines.contains(&format!("--data {}", native.display())), "{lines}");
+    // ... and run there: nothing is copied into the study folder, the table names the dataset.
+    let study = tmp.path().join("native-run");
+    ok(&["study", "--data", s(&native), "--preset", "smoke", "--seeds", "1", "--rows", "c5-attention", "--epochs", "1", "--out", s(&study)]);
+    assert!(!study.join("data").exists(), "read in place");
+    let table = read(&study.join("TABLE.md"));
+    assert!(table.contains("**study_mult [MulT pickle ") && table.contains("the user's data"), "{table}");
     // A directory that is no dataset is refused before anything is planned.
     refused(&["study", "--data", s(tmp.path()), "--plan", "--out", s(&tmp.path().join("x"))], &["no manifest.json"]);
 }

@@ -18,8 +18,10 @@ pub struct StudyLog {
     total: usize,
     jobs: usize,
     in_flight: Mutex<Vec<String>>,
-    /// Wall times of the runs finished so far, seconds.
+    /// Wall times of the training runs finished so far, seconds.
     finished: Mutex<Vec<f64>>,
+    /// Data steps finished (counted, not timed).
+    untimed: Mutex<usize>,
 }
 
 /// `HH:MM:SS` UTC of now, for log lines.
@@ -52,7 +54,7 @@ impl StudyLog {
     /// Append to `out/study.log`; `total` runs are to be done, `jobs` at a time.
     pub fn open(out: &Path, total: usize, jobs: usize) -> Result<StudyLog> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(out.join(STUDY_LOG))?;
-        Ok(StudyLog { file: Mutex::new(file), total, jobs, in_flight: Mutex::new(Vec::new()), finished: Mutex::new(Vec::new()) })
+        Ok(StudyLog { file: Mutex::new(file), total, jobs, in_flight: Mutex::new(Vec::new()), finished: Mutex::new(Vec::new()), untimed: Mutex::new(0) })
     }
 
     /// Print `msg` with the time, and append it to the log file.
@@ -70,8 +72,18 @@ impl StudyLog {
     }
 
     /// A run ended (with `error` when it failed): one line with n of total, its wall time, the
-    /// runs still in flight and the ETA of the rest.
+    /// runs still in flight and the ETA of the rest. A data step (`PlannedRun::phase` 0) is
+    /// counted but not timed for the ETA: it is unlike the training runs that follow.
     pub fn finish(&self, name: &str, started: Instant, error: Option<String>) {
+        self.finish_run(name, started, error, true);
+    }
+
+    /// `finish` for the data step: counted, not part of the mean the ETA uses.
+    pub fn finish_data_step(&self, name: &str, started: Instant, error: Option<String>) {
+        self.finish_run(name, started, error, false);
+    }
+
+    fn finish_run(&self, name: &str, started: Instant, error: Option<String>, timed: bool) {
         let secs = started.elapsed().as_secs_f64();
         let in_flight = {
             let mut v = self.in_flight.lock().expect("in-flight lock");
@@ -80,8 +92,10 @@ impl StudyLog {
         };
         let (done, eta) = {
             let mut f = self.finished.lock().expect("finished lock");
-            f.push(secs);
-            (f.len(), eta_secs(&f, self.total.saturating_sub(f.len()), self.jobs))
+            let mut untimed = self.untimed.lock().expect("untimed lock");
+            if timed { f.push(secs) } else { *untimed += 1 }
+            let done = f.len() + *untimed;
+            (done, eta_secs(&f, self.total.saturating_sub(done), self.jobs))
         };
         let flight = if in_flight.is_empty() { "none".to_string() } else { in_flight.join(", ") };
         let outcome = match error {
@@ -110,11 +124,14 @@ mod tests {
     #[test]
     fn every_finished_run_is_a_line_in_the_log_file() {
         let dir = tempfile::tempdir().unwrap();
-        let log = StudyLog::open(dir.path(), 2, 1).unwrap();
+        let log = StudyLog::open(dir.path(), 3, 1).unwrap();
+        let data = log.start("data");
+        log.finish_data_step("data", data, None);
         let a = log.start("teacher-complete-s1");
         let _b = log.start("student-c5-nokd-s1");
         log.finish("teacher-complete-s1", a, None);
         let text = std::fs::read_to_string(dir.path().join(STUDY_LOG)).unwrap();
-        assert!(text.contains("1/2 done: teacher-complete-s1 in ") && text.contains("in flight: student-c5-nokd-s1; ETA "), "{text}");
+        assert!(text.contains("1/3 done: data in ") && text.contains("1/3 done: data in 0 s; in flight: none\n"), "the data step gives no ETA: {text}");
+        assert!(text.contains("2/3 done: teacher-complete-s1 in ") && text.contains("in flight: student-c5-nokd-s1; ETA "), "{text}");
     }
 }

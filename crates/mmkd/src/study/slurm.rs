@@ -192,6 +192,97 @@ prev=""
 mod tests {
     use super::*;
 
+    use crate::study::plan::{RowSet, StudyData, plan};
+
+    fn options(device: DeviceKind) -> StudyOptions {
+        StudyOptions {
+            preset: Preset::Paper,
+            seeds: vec![1, 2],
+            out: std::path::PathBuf::from("/s"),
+            epochs: None,
+            data: StudyData::Pickle { file: std::path::PathBuf::from("/d/mosei.pkl") },
+            rows: RowSet::C5Attention,
+            teacher_seed: None,
+            teacher_epochs: Some(10),
+            teacher_branch_dropout: None,
+            device,
+        }
+    }
+
+    fn measured(slug: &str, peak_gb: f64, step_s: f64) -> DryRunReport {
+        DryRunReport {
+            run: slug.into(),
+            device: "cuda".into(),
+            batch_size: 64,
+            warmup_step_s: 9.0,
+            step_s: vec![step_s, step_s],
+            median_step_s: step_s,
+            eval_batch_s: 0.5,
+            train_batches: 256,
+            valid_batches: 30,
+            test_batches: 73,
+            epochs: 100,
+            estimated_run_s: 0.0,
+            peak_rss_bytes: (peak_gb * 1e9) as u64,
+            step_memory_estimate_bytes: 0,
+        }
+    }
+
+    /// Limits from a dry run: memory 1.25x the largest peak of the array's runs, time 1.5x the
+    /// longest run (its own epochs: the teachers' 10, the students' 100) + 15 min, by hand.
+    #[test]
+    fn requests_take_limits_from_the_dry_run() {
+        let opts = options(DeviceKind::Cuda);
+        let runs = plan(&opts);
+        let shape = DataShape::for_preset(Preset::Paper);
+        let m: std::collections::BTreeMap<String, DryRunReport> = [
+            measured("teacher-complete", 8.0, 2.0),
+            measured("student-c5-nokd", 4.0, 0.5),
+            measured("student-c5-attention-map-crd", 5.0, 1.0),
+            measured("student-c5-attention-map-edam-s", 6.0, 0.8),
+            measured("student-c5-attention-map-edam-t", 5.5, 1.2),
+        ]
+        .into_iter()
+        .map(|r| (r.run.clone(), r))
+        .collect();
+        let r = requests(&opts, &runs, &shape, &m);
+        assert_eq!(r.iter().map(|r| r.plan_file.as_str()).collect::<Vec<_>>(), ["plan-0.txt", "plan-1.txt", "plan-2.txt"]);
+        assert_eq!((r[0].gpus, r[0].cpus, r[0].tasks), (0, 2, 1), "the conversion needs no GPU");
+        // Teachers (10 epochs of 256 x 2 s + 30 x 0.5 s, then 73 x 0.5 s) and no-KD students
+        // (100 epochs of 256 x 0.5 s + 15 s, then 36.5 s): the student is longer.
+        let (teacher, nokd) = (10.0 * (512.0 + 15.0) + 36.5, 100.0 * (128.0 + 15.0) + 36.5);
+        assert!(nokd > teacher);
+        assert_eq!((r[1].gpus, r[1].cpus, r[1].tasks, r[1].mem_gb), (1, 4, 4, 10), "1.25 x 8 GB");
+        assert_eq!(r[1].time_minutes, (1.5 * nokd / 60.0_f64).ceil() as u64 + 15);
+        let edam_t = 100.0 * (256.0 * 1.2 + 15.0) + 36.5;
+        assert_eq!((r[2].tasks, r[2].mem_gb, r[2].time_minutes), (6, 8, (1.5 * edam_t / 60.0_f64).ceil() as u64 + 15), "1.25 x 6 GB; EDAM-T is the longest");
+        assert!(r[2].basis.contains("dry run's peak"));
+        let script = script(std::path::Path::new("/s"), &r);
+        assert_eq!(script.matches("--gres=gpu:1").count(), 2);
+        assert!(script.contains(&format!("--mem=8G --time={}", slurm_time(r[2].time_minutes))), "{script}");
+    }
+
+    /// Without a dry run: on flex the data in memory + the step estimate + 2 GB, and a CPU
+    /// bound on the time; on cuda no step in host memory, and at most 7 days.
+    #[test]
+    fn requests_without_a_dry_run_say_they_are_estimates() {
+        let shape = DataShape::for_preset(Preset::Paper);
+        let none = std::collections::BTreeMap::new();
+        let flex = options(DeviceKind::Flex);
+        let r = requests(&flex, &plan(&flex), &shape, &none);
+        let model = ModelConfig::for_preset(Preset::Paper);
+        let teacher_step = row_step_bytes(&RowSpec::Teacher(crate::model::TeacherKind::Complete), &shape, &model, 64, DeviceKind::Flex);
+        assert_eq!(r[1].mem_gb, gb_ceil(dataset_bytes(&shape) as f64 + teacher_step as f64 + 2e9), "the teacher's step is the largest of phase 1");
+        assert_eq!((r[1].gpus, r[1].cpus), (0, 8));
+        assert_eq!(r[1].time_minutes, (1.5 * 100.0 * 2.0 * 3600.0 / 60.0_f64).ceil() as u64 + 15, "students: 100 epochs x 2 h");
+        assert!(r[1].basis.starts_with("no dry run"));
+        let cuda = options(DeviceKind::Cuda);
+        let r = requests(&cuda, &plan(&cuda), &shape, &none);
+        assert_eq!(r[1].mem_gb, gb_ceil(dataset_bytes(&shape) as f64 + 2e9));
+        assert_eq!(r[1].time_minutes, 7 * 1440);
+        assert!(r[1].basis.contains("at most 7 days"), "{}", r[1].basis);
+    }
+
     #[test]
     fn slurm_time_and_dataset_bytes() {
         assert_eq!(slurm_time(61), "0-01:01:00");
