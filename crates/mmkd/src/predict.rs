@@ -62,10 +62,85 @@ impl Prediction {
     }
 }
 
+/// A trained network loaded for prediction: what a program that deploys a student holds (the
+/// crate's documentation has the five-line example).
+pub struct Predictor {
+    run: crate::train::Run,
+    net: crate::model::MultimodalNet,
+    device: Device,
+}
+
+impl Predictor {
+    /// The best weights of the run in `run`, on `device`, in inference mode.
+    pub fn load(run: impl AsRef<Path>, device: &Device) -> Result<Predictor> {
+        let run = crate::train::Run::open(run)?;
+        let net = run.load_best(device)?.valid();
+        Ok(Predictor { run, net, device: device.clone() })
+    }
+
+    /// The run it was loaded from.
+    pub fn run(&self) -> &crate::train::Run {
+        &self.run
+    }
+
+    /// `[frames, features]` of the video a clip must have (the shape the run was trained on).
+    pub fn video_shape(&self) -> [usize; 2] {
+        let shape = &self.run.config().shape;
+        [shape.video_len, shape.video_dim]
+    }
+
+    /// Predict clips from their video features, `[clips, frames, features]` (a student; a
+    /// teacher also needs audio and text and is refused). The shape is checked: an input error
+    /// names the expected and the actual one.
+    pub fn predict_video(&self, video: Tensor<3>) -> Result<Vec<Prediction>> {
+        let needs = self.net.inputs();
+        if needs.iter().any(|m| *m != crate::model::Modality::Video) {
+            crate::bail_input!("{}: is a teacher, which reads {}; only a student predicts from video alone", self.run.dir().display(), needs.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "));
+        }
+        let [clips, frames, features] = video.dims();
+        let [want_frames, want_features] = self.video_shape();
+        if (frames, features) != (want_frames, want_features) {
+            crate::bail_input!("video: expected [clips, {want_frames}, {want_features}] (the shape {} was trained on), got [{clips}, {frames}, {features}]", self.run.dir().display());
+        }
+        let input = crate::input::NetInput { text: None, audio: None, video: video.to_device(&self.device), lengths: None };
+        let probs = softmax(self.net.forward(&input, &TraceRequest::none()).logits, 1);
+        let values: Vec<f32> = probs.into_data().try_to_vec().map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
+        Ok(values
+            .chunks_exact(NUM_CLASSES)
+            .enumerate()
+            .map(|(i, p)| Prediction::new(i.to_string(), f32::NAN, p.try_into().expect("NUM_CLASSES values")))
+            .collect())
+    }
+}
+
+/// A run folder holding an untrained smoke-preset student (config 5) in `dir`/student: the
+/// setting of the `Predictor` example.
+#[doc(hidden)]
+pub fn example_student_run(dir: &Path) -> Result<std::path::PathBuf> {
+    use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
+    let run = dir.join("student");
+    std::fs::create_dir_all(&run)?;
+    let cfg = RunConfig {
+        role: crate::train::RunRole::Student { config: crate::model::StudentConfig::C5, streams: crate::model::StudentStreams::Downsampled, distill: None },
+        preset: Preset::Smoke,
+        data: dir.join("data"),
+        dataset: "example".into(),
+        shape: DataShape::for_preset(Preset::Smoke),
+        model: ModelConfig::for_preset(Preset::Smoke),
+        train: TrainConfig::for_preset(Preset::Smoke),
+        dataset_fingerprint: None,
+        device: None,
+    };
+    crate::error::write_atomic(&run.join(crate::train::files::CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    checkpoint::save_safetensors(&cfg.build_net(&Device::flex()), &run.join(crate::train::files::BEST_WEIGHTS))?;
+    Ok(run)
+}
+
 /// Predict every clip of the chosen splits of `data` with the best checkpoint of `run`.
 pub fn predict(run: &Path, data_path: &Path, choice: SplitChoice, batch_size: usize, device: &Device) -> Result<Vec<Prediction>> {
-    let cfg = RunConfig::load(run)?;
-    let net = checkpoint::load_safetensors(cfg.build_net(device), &run.join("best.safetensors"))?;
+    let opened = crate::train::Run::open(run)?;
+    let cfg = opened.config();
+    let net = opened.load_best(device)?;
     let names: &[&str] = match choice {
         SplitChoice::Test => &["test"],
         SplitChoice::Valid => &["valid"],

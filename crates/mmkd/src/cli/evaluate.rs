@@ -91,7 +91,7 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
         crate::bail_input!("{}: events.json describes {} test clips of {} frames, the dataset has {} of {}", data_dir.display(), e.test.len(), e.video_len, dataset.test.len(), dataset.shape.video_len);
     }
     let dev = device();
-    let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&dev), &run.join("best.safetensors"))?;
+    let net = crate::train::Run::open(run)?.load_best(&dev)?;
     let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, frames, &dev);
     let out = out.unwrap_or_else(|| run.join("maps"));
     std::fs::create_dir_all(&out)?;

@@ -282,7 +282,7 @@ pub(crate) fn distill(args: DistillArgs) -> Result<Outcome> {
     let plain = device();
     // Frozen: loaded on the plain device (no autodiff graph) and switched to inference mode
     // (`valid()`: dropout off), outside the trained module, so it gets no gradient or optimizer state.
-    let teacher = crate::train::checkpoint::load_safetensors(teacher_cfg.build_net(&plain), &args.teacher.join("best.safetensors"))?.valid();
+    let teacher = crate::train::Run::open(&args.teacher)?.load_best(&plain)?.valid();
     let build_cfg = cfg.clone();
     let mut task = crate::distill::DistillTask::new(
         dcfg,

@@ -149,7 +149,8 @@ pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
                         let name = run_name(run);
                         let started = log.start(&name);
                         let result = execute(&exe, run, &logs, jobs > 1);
-                        log.finish(&name, started, result.as_ref().err().map(|e| e.to_string()));
+                        let error = result.as_ref().err().map(|e| e.to_string());
+                        if run.phase == 0 { log.finish_data_step(&name, started, error) } else { log.finish(&name, started, error) }
                         if let Err(e) = result {
                             failures.lock().expect("failure lock").push(e.to_string());
                         }
@@ -193,7 +194,7 @@ pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result
         let name = run_name(data_step);
         let started = log.start(&name);
         let result = execute(&exe, data_step, &opts.out.join("logs"), false);
-        log.finish(&name, started, result.as_ref().err().map(|e| e.to_string()));
+        log.finish_data_step(&name, started, result.as_ref().err().map(|e| e.to_string()));
         result?;
     }
     // Teachers first: a distillation dry run reads its teacher's dry-run weights.
@@ -327,7 +328,7 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
             let dataset = crate::data::load_any(&cfg.data)?;
             let events = crate::data::events::Events::load(&cfg.data)?;
             let device = Device::flex();
-            let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &run.join("best.safetensors"))?;
+            let net = crate::train::Run::open(&run)?.load_best(&device)?;
             let (_, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, 1, d.temperature, None, &device);
             let out = study.join("report-maps");
             std::fs::create_dir_all(&out)?;

@@ -8,7 +8,6 @@ use plotters::prelude::*;
 
 use super::report::{TableRow, t_quantile_975};
 use crate::eval::plots::{FONT, save_png};
-use crate::train::RunConfig;
 
 /// For a distilled student: per distilled pair, the first test clip's maps of the teacher, the
 /// student and (with `baseline`) the student without KD side by side, with each student's mean
@@ -27,11 +26,11 @@ pub fn compare_with_teacher(
     use crate::eval::maps::{Panel, attention_maps, draw_comparison, mean_row_kl};
     let dev = burn::prelude::Device::flex();
     let first_clip = |run: &Path| -> Result<std::collections::BTreeMap<crate::model::TransformerId, Vec<crate::eval::maps::Map>>> {
-        let cfg = RunConfig::load(run)?;
-        if !cfg.shape.same_inputs(&dataset.shape) {
+        let opened = crate::train::Run::open(run)?;
+        if !opened.config().shape.same_inputs(&dataset.shape) {
             crate::bail_input!("{}: trained on other dims/lengths than dataset {}", run.display(), dataset.name);
         }
-        let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&dev), &run.join("best.safetensors"))?;
+        let net = opened.load_best(&dev)?;
         Ok(attention_maps(&net, &dataset.test, &dataset.shape, 1, temperature, None, &dev).1)
     };
     let teacher = first_clip(&distill.teacher_run)?;

@@ -125,7 +125,7 @@ fn run_map_stats<'a>(dir: &Path, cfg: &RunConfig, data: &mut StudyData, cache: &
         let stats = match data.get(&cfg.data).and_then(|d| d.as_ref()) {
             Some((dataset, events)) => {
                 let device = burn::prelude::Device::flex();
-                let net = crate::train::checkpoint::load_safetensors(cfg.build_net(&device), &dir.join("best.safetensors"))?;
+                let net = crate::train::Run::open(dir)?.load_best(&device)?;
                 let frames = crate::eval::maps::EventFrames { starts: &events.test, width: events.burst_frames };
                 Some(crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, EVENT_SHARE_CLIPS, 1.0, Some(frames), &device).0)
             }

@@ -14,5 +14,5 @@ pub mod run;
 pub mod step;
 pub mod task;
 
-pub use run::{RunConfig, RunRole, evaluate_run, evaluate_run_with, fit};
+pub use run::{Run, RunConfig, RunRole, evaluate_run, evaluate_run_with, files, fit};
 pub use task::{SupervisedTask, TrainTask, cross_entropy, predict};

@@ -140,12 +140,72 @@ impl RunConfig {
 
     /// Read `RUN/config.json`; an input error when `run` is not a run directory.
     pub fn load(run: &Path) -> Result<RunConfig> {
-        let path = run.join("config.json");
+        let path = run.join(files::CONFIG);
         if !path.exists() {
             crate::bail_input!("{}: not a run directory (no config.json)", run.display());
         }
         let text = std::fs::read_to_string(&path)?;
         serde_json::from_str(&text).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The names of the files in a run folder (the layout in this module's documentation).
+pub mod files {
+    /// The effective config (`RunConfig`), written before training.
+    pub const CONFIG: &str = "config.json";
+    /// One `EpochLog` line per epoch.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// The weights with the lowest validation loss.
+    pub const BEST_WEIGHTS: &str = "best.safetensors";
+    /// The weights after the last finished epoch.
+    pub const LAST_WEIGHTS: &str = "last.safetensors";
+    /// What `--resume` needs (and the `resume-*` folders it names).
+    pub const RESUME: &str = "resume.json";
+    /// Test metrics of the best weights on the run's own data.
+    pub const EVAL: &str = "eval.json";
+    /// Loss, Acc-7 and learning rate per epoch, drawn from `METRICS`.
+    pub const CURVES: &str = "curves.png";
+}
+
+/// A run folder: where it is and its config. Loading a trained network is `load_best`.
+#[derive(Clone, Debug)]
+pub struct Run {
+    dir: PathBuf,
+    config: RunConfig,
+}
+
+impl Run {
+    /// Open the run in `dir` (it must hold `config.json`: an input error otherwise).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Run> {
+        let dir = dir.as_ref().to_path_buf();
+        let config = RunConfig::load(&dir)?;
+        Ok(Run { dir, config })
+    }
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The run's effective config.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The path of one of its files (`files::*`).
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// The network with its best weights, on `device` (an input error when the weights are
+    /// missing or do not fit the config).
+    pub fn load_best(&self, device: &Device) -> Result<MultimodalNet> {
+        checkpoint::load_safetensors(self.config.build_net(device), &self.path(files::BEST_WEIGHTS))
+    }
+
+    /// Its best weights on the test split of the data it was trained on (nothing is written).
+    pub fn eval(&self, device: &Device) -> Result<EvalReport> {
+        evaluate_run_with(&self.dir, None, None, device)
     }
 }
 
@@ -176,7 +236,7 @@ fn eval_net(net: &MultimodalNet) -> MultimodalNet {
 }
 
 fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
-    let path = run.join("metrics.jsonl");
+    let path = run.join(files::METRICS);
     if !path.exists() {
         return Ok(());
     }
@@ -213,7 +273,7 @@ pub fn clear_run(run: &Path) -> Result<()> {
     if !run.exists() {
         return Ok(());
     }
-    if !run.join("config.json").exists() {
+    if !run.join(files::CONFIG).exists() {
         crate::bail_input!("{}: --force only overwrites an mmkd run (this folder has no config.json)", run.display());
     }
     for entry in std::fs::read_dir(run)? {
@@ -275,7 +335,7 @@ impl ProgressLog {
 /// the learning rate, per epoch.
 pub fn draw_curves(run: &Path) -> Result<()> {
     use crate::eval::plots::{Curve, Panel, draw_panels};
-    let text = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    let text = std::fs::read_to_string(run.join(files::METRICS))?;
     let logs: Vec<EpochLog> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let line = |label: &str, y: &dyn Fn(&EpochLog) -> f64| Curve { label: label.into(), points: logs.iter().map(|e| (e.epoch as f64, y(e))).collect() };
     let epoch = || "epoch".to_string();
@@ -284,7 +344,7 @@ pub fn draw_curves(run: &Path) -> Result<()> {
         Panel { title: "validation Acc-7".into(), x_label: epoch(), y_label: "%".into(), curves: vec![line("Acc-7", &|e| 100.0 * e.val_acc7)] },
         Panel { title: "learning rate".into(), x_label: epoch(), y_label: "lr".into(), curves: vec![line("lr", &|e| e.lr)] },
     ];
-    draw_panels(&run.join("curves.png"), &panels)
+    draw_panels(&run.join(files::CURVES), &panels)
 }
 
 /// The backend seed for batch `batch` of epoch `epoch` (SplitMix64's finaliser over the three):
@@ -324,7 +384,7 @@ pub(super) fn prepare_run_dir(run: &Path) -> Result<()> {
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
     refuse_unfitting_step(run, cfg, dataset, task, device)?;
     prepare_run_dir(run)?;
-    let config_path = run.join("config.json");
+    let config_path = run.join(files::CONFIG);
     let state = if resume { checkpoint::load_resume_state(run)? } else { None };
     if resume && config_path.exists() {
         let saved = RunConfig::load(run)?;
@@ -336,7 +396,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     }
     if let Some(s) = &state
         && s.epoch >= cfg.train.epochs
-        && run.join("eval.json").exists()
+        && run.join(files::EVAL).exists()
     {
         crate::bail_input!(
             "{}: already finished ({} of {} epochs, eval.json written); nothing to resume (raise --epochs to continue it, or --force to train it again)",
@@ -426,9 +486,9 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         if val_loss < best_val {
             best_val = val_loss;
             best_epoch = epoch + 1;
-            checkpoint::save_safetensors(&net, &run.join("best.safetensors"))?;
+            checkpoint::save_safetensors(&net, &run.join(files::BEST_WEIGHTS))?;
         }
-        checkpoint::save_safetensors(&net, &run.join("last.safetensors"))?;
+        checkpoint::save_safetensors(&net, &run.join(files::LAST_WEIGHTS))?;
         checkpoint::save_resume(
             run,
             &model,
@@ -447,7 +507,7 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             val_f1: val.f1_weighted,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(run.join("metrics.jsonl"))?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(run.join(files::METRICS))?;
         writeln!(f, "{}", serde_json::to_string(&log)?)?;
         draw_curves(run)?;
         eprintln!(
@@ -468,14 +528,15 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
 /// Evaluate a run's best checkpoint on the test split and (re)write `RUN/eval.json`.
 pub fn evaluate_run(run: &Path, dataset: Option<&Dataset>, device: &Device) -> Result<EvalReport> {
     let report = evaluate_run_with(run, dataset, None, device)?;
-    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(&run.join(files::EVAL), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
 /// Evaluate a run's best checkpoint on the test split, with the `missing` modalities corrupted
 /// (`None`: as they are). Writes nothing.
 pub fn evaluate_run_with(run: &Path, dataset: Option<&Dataset>, missing: Option<&crate::data::missing::Missing>, device: &Device) -> Result<EvalReport> {
-    let cfg = RunConfig::load(run)?;
+    let opened = Run::open(run)?;
+    let cfg = opened.config();
     let loaded;
     let dataset = match dataset {
         Some(d) => d,
@@ -488,7 +549,7 @@ pub fn evaluate_run_with(run: &Path, dataset: Option<&Dataset>, missing: Option<
         crate::bail_input!("dataset {}: dims/lengths {:?} differ from the run's {:?}", dataset.name, dataset.shape, cfg.shape);
     }
     dataset.check_trainable(&cfg.inputs())?;
-    let net = checkpoint::load_safetensors(cfg.build_net(device), &run.join("best.safetensors"))?;
+    let net = opened.load_best(device)?;
     let corrupted;
     let (test, split_name) = match missing {
         Some(m) if !m.modalities.is_empty() => {
