@@ -75,7 +75,7 @@ fn bad_input_exits_2_with_a_named_error() {
     let out = mmkd(&["train", "student", "--data", "x", "--out", "y", "--config", "7"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 
-    let out = mmkd(&["eval", s(&dir)]);
+    let out = mmkd(&["eval", s(dir)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no config.json"));
 }
@@ -84,7 +84,7 @@ fn bad_input_exits_2_with_a_named_error() {
 fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
     let dir_guard = tempdir("study-lookup");
     let dir = dir_guard.path();
-    let args = ["study", "--preset", "smoke", "--seeds", "2", "--regime", "lookup", "--n-train", "200", "--rows", "c5-attention", "--teacher-seed", "1", "--teacher-epochs", "2", "--epochs", "1", "--jobs", "2", "--out", s(&dir)];
+    let args = ["study", "--preset", "smoke", "--seeds", "2", "--regime", "lookup", "--n-train", "200", "--rows", "c5-attention", "--teacher-seed", "1", "--teacher-epochs", "2", "--epochs", "1", "--jobs", "2", "--out", s(dir)];
     let out = mmkd(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The data, one teacher, two no-KD students and three distilled rows per seed.
@@ -117,7 +117,7 @@ fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
 fn smoke_study_writes_every_row_of_table1() {
     let dir_guard = tempdir("study");
     let dir = dir_guard.path();
-    let out = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--jobs", "2", "--out", s(&dir)]);
+    let out = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--jobs", "2", "--out", s(dir)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows = json(&dir.join("table.json"));
     let rows = rows.as_array().unwrap();
@@ -158,7 +158,7 @@ fn smoke_study_writes_every_row_of_table1() {
     assert!(dir.join("table.csv").exists() && dir.join("slurm.sh").exists());
 
     // Started again, the study skips finished runs and writes the same table.
-    let again = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--out", s(&dir)]);
+    let again = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "1", "--out", s(dir)]);
     assert!(again.status.success());
     // One seed: the data plus 19 training runs, all finished the first time.
     assert!(String::from_utf8_lossy(&again.stderr).contains(": 20 runs, 20 already finished, 0 to do"), "{}", String::from_utf8_lossy(&again.stderr));
@@ -175,7 +175,7 @@ fn smoke_study_writes_every_row_of_table1() {
     let first_distill = lines.iter().position(|l| l.contains(" distill ")).unwrap();
     let last_teacher = lines.iter().rposition(|l| l.contains(" train teacher ")).unwrap();
     assert!(last_teacher < first_distill);
-    let collect = mmkd(&["study", "--collect", s(&dir)]);
+    let collect = mmkd(&["study", "--collect", s(dir)]);
     assert!(collect.status.success());
     assert!(String::from_utf8_lossy(&collect.stdout).contains("Student c5: EDAM-T"));
 }
@@ -247,8 +247,8 @@ fn trained(dir: &Path, what: &[&str]) -> (PathBuf, PathBuf) {
 fn distill_refuses_bad_input_with_exit_2() {
     let dir_guard = tempdir("distill-bad");
     let dir = dir_guard.path();
-    let (_, teacher) = trained(&dir, &["teacher"]);
-    let (_, student) = trained(&dir, &["student"]);
+    let (_, teacher) = trained(dir, &["teacher"]);
+    let (_, student) = trained(dir, &["student"]);
     let out_dir = dir.join("never");
     let t = s(&teacher);
     let (nope, nodata) = (dir.join("nope"), dir.join("nodata"));
@@ -278,8 +278,8 @@ fn distill_refuses_bad_input_with_exit_2() {
 fn predict_from_video_only_data() {
     let dir_guard = tempdir("predict");
     let dir = dir_guard.path();
-    let (data, student) = trained(&dir, &["student"]);
-    let (_, teacher) = trained(&dir, &["teacher", "--branch", "video"]);
+    let (data, student) = trained(dir, &["student"]);
+    let (_, teacher) = trained(dir, &["teacher", "--branch", "video"]);
     // A video-only dataset: the synthetic one without text, audio and labels, test split only.
     let mut d = mmkd::data::native::load(&data).unwrap();
     for split in [&mut d.train, &mut d.valid, &mut d.test] {
@@ -384,8 +384,8 @@ fn predict_from_video_only_pickles() {
 fn robustness_table_and_eval_with_missing_modalities() {
     let dir_guard = tempdir("robust");
     let dir = dir_guard.path();
-    let (_, teacher) = trained(&dir, &["teacher"]);
-    let (_, student) = trained(&dir, &["student"]);
+    let (_, teacher) = trained(dir, &["teacher"]);
+    let (_, student) = trained(dir, &["student"]);
     let out = mmkd(&["eval", s(&teacher), "--drop", "audio,text", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -486,7 +486,7 @@ fn bad_input_corpus_exits_2_with_one_line() {
     use mmkd::config::DataShape;
     let dir_guard = tempdir("corpus");
     let dir = dir_guard.path();
-    let (data, run) = trained(&dir, &["student"]);
+    let (data, run) = trained(dir, &["student"]);
     let fresh = |name: &str| dir.join(name);
     let check = |args: Vec<&str>, needle: &str, out: Option<&Path>| {
         let o = mmkd(&args);
@@ -650,7 +650,7 @@ fn kill_when(args: &[String], marker: &Path, cwd: Option<&Path>) -> bool {
 fn sigkilled_distillation_resumes_to_the_same_result() {
     let dir_guard = tempdir("kill-kd");
     let dir = dir_guard.path();
-    let (_, teacher) = trained(&dir, &["teacher"]);
+    let (_, teacher) = trained(dir, &["teacher"]);
     let distill = |out: &Path| -> Vec<String> {
         ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--checkpoint-secs", "0", "--out", s(out)].iter().map(|a| a.to_string()).collect()
     };
@@ -679,7 +679,7 @@ fn sigkilled_study_resumes_run_by_run_from_any_directory() {
     let args: Vec<String> = ["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", "study"].iter().map(|a| a.to_string()).collect();
     // Kill once the first teacher has finished.
     let first = study.join("runs/teacher-complete-s1/eval.json");
-    let killed = kill_when(&args, &first, Some(&dir));
+    let killed = kill_when(&args, &first, Some(dir));
     assert!(killed, "the study finished before the kill");
     // Give the killed group's processes a moment to be gone, then start again from elsewhere.
     std::thread::sleep(std::time::Duration::from_millis(200));

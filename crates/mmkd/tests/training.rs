@@ -90,16 +90,16 @@ fn resumed_run_gives_the_same_next_epoch_metrics() {
     let full_guard = tempdir("full");
     let full = full_guard.path();
     let cfg3 = config(role.clone(), &data, 3);
-    fit(&full, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap();
+    fit(full, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap();
 
     let part_guard = tempdir("part");
     let part = part_guard.path();
     let cfg2 = config(role, &data, 2);
-    fit(&part, &cfg2, &data, &mut task(&cfg2), false, &device).unwrap();
+    fit(part, &cfg2, &data, &mut task(&cfg2), false, &device).unwrap();
     // Continue to 3 epochs, as a user would after an interruption.
-    fit(&part, &cfg3, &data, &mut task(&cfg3), true, &device).unwrap();
+    fit(part, &cfg3, &data, &mut task(&cfg3), true, &device).unwrap();
 
-    let (a, b) = (metrics(&full), metrics(&part));
+    let (a, b) = (metrics(full), metrics(part));
     assert_eq!(a.len(), 3);
     assert_eq!(b.len(), 3);
     for (x, y) in a.iter().zip(&b) {
@@ -112,7 +112,7 @@ fn resumed_run_gives_the_same_next_epoch_metrics() {
         assert!(part.join(f).exists(), "{f} missing");
     }
     // Starting again in a used run directory without --resume is refused.
-    let err = fit(&part, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap_err();
+    let err = fit(part, &cfg3, &data, &mut task(&cfg3), false, &device).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 

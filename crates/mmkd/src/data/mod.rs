@@ -205,7 +205,7 @@ pub fn pickle_shape(path: &std::path::Path) -> anyhow::Result<DataShape> {
     };
     let n = |name: &str| file.split(name).map_or(0, |s| s.n());
     let train = file.split("train").expect("the strict reader guarantees the three splits");
-    let dims = |a: Option<&mmkd_pickle::ArrayView>| a.map_or([0, 0, 0], |a| mmkd_pickle::FeatureArray::shape(a));
+    let dims = |a: Option<&mmkd_pickle::ArrayView>| a.map_or([0, 0, 0], mmkd_pickle::FeatureArray::shape);
     let ([_, text_len, text_dim], [_, audio_len, audio_dim], [_, video_len, video_dim]) = (dims(train.text.as_ref()), dims(train.audio.as_ref()), mmkd_pickle::FeatureArray::shape(&train.vision));
     Ok(DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") })
 }

@@ -290,8 +290,8 @@ mod tests {
         let dir = dir_guard.path();
         let mut d = tiny();
         d.test.lengths = Some(Lengths { text: vec![1, 2, 3, 6], audio: vec![12; 4], video: vec![5; 4], full: [6, 12, 12] });
-        save(&d, &dir, serde_json::json!({"k": 1})).unwrap();
-        let back = load(&dir).unwrap();
+        save(&d, dir, serde_json::json!({"k": 1})).unwrap();
+        let back = load(dir).unwrap();
         assert_eq!(back.train, d.train);
         assert_eq!(back.test, d.test);
         assert_eq!(back.shape, d.shape);
@@ -303,12 +303,12 @@ mod tests {
         let dir_guard = tempdir("native-bad");
         let dir = dir_guard.path();
         let d = tiny();
-        save(&d, &dir, serde_json::Value::Null).unwrap();
+        save(&d, dir, serde_json::Value::Null).unwrap();
         // Claim a different video dim in the manifest.
-        let mut m = read_manifest(&dir).unwrap();
+        let mut m = read_manifest(dir).unwrap();
         m.shape.video_dim = 36;
         std::fs::write(dir.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
-        let err = load(&dir).unwrap_err();
+        let err = load(dir).unwrap_err();
         let msg = err.to_string();
         assert!(err.downcast_ref::<crate::error::InputError>().is_some());
         assert!(msg.contains("train.safetensors") && msg.contains("'video'"), "{msg}");
@@ -319,7 +319,7 @@ mod tests {
     fn missing_manifest_is_an_input_error() {
         let dir_guard = tempdir("native-none");
         let dir = dir_guard.path();
-        let err = load(&dir).unwrap_err();
+        let err = load(dir).unwrap_err();
         assert!(err.to_string().contains("no manifest.json"));
     }
 

@@ -92,7 +92,7 @@ fn exp_approx(x: f32) -> f32 {
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
-    let xc = if x < -87.3 { -87.3 } else if x > 88.3 { 88.3 } else { x };
+    let xc = x.clamp(-87.3, 88.3);
     let shifted = xc * LOG2E + ROUND;
     let n = shifted - ROUND;
     let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
@@ -102,7 +102,7 @@ fn exp_approx(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     let scale = f32::from_bits((n_int.wrapping_add(127) as u32) << 23);
     if x < -87.3 { 0.0 } else { y * scale }
@@ -146,7 +146,7 @@ fn weighted_rows_sum(w: &[f32], rows: &[f32], out: &mut [f32]) {
     let dh = out.len();
     assert!(rows.len() >= w.len() * dh, "weighted_rows_sum: rows too short");
     #[cfg(target_arch = "x86_64")]
-    if dh % 8 == 0 && dh <= 32 && has_avx2_fma() {
+    if dh.is_multiple_of(8) && dh <= 32 && has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present; the row length was checked above.
         unsafe { weighted_rows_sum_avx2(w, rows, out) };
         return;
@@ -187,9 +187,9 @@ unsafe fn weighted_rows_sum_avx2(w: &[f32], rows: &[f32], out: &mut [f32]) {
     if w.len() % 2 == 1 {
         let j = w.len() - 1;
         let wv = _mm256_set1_ps(w[j]);
-        for l in 0..lanes {
+        for (l, acc) in even[..lanes].iter_mut().enumerate() {
             // SAFETY: as above.
-            even[l] = _mm256_fmadd_ps(wv, unsafe { _mm256_loadu_ps(base.add(j * dh + l * 8)) }, even[l]);
+            *acc = _mm256_fmadd_ps(wv, unsafe { _mm256_loadu_ps(base.add(j * dh + l * 8)) }, *acc);
         }
     }
     for l in 0..lanes {
