@@ -65,12 +65,7 @@ pub const L2_NORM_EPS: f64 = 1e-12;
 
 /// Divides every vector along the last axis by its L2 norm (clamped at [`L2_NORM_EPS`]).
 pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let norm = x
-        .clone()
-        .square()
-        .sum_dim(D - 1)
-        .sqrt()
-        .clamp_min(L2_NORM_EPS);
+    let norm = x.clone().square().sum_dim(D - 1).sqrt().clamp_min(L2_NORM_EPS);
     x.div(norm)
 }
 
@@ -98,14 +93,9 @@ impl CrdEmbedConfig {
     /// Builds the head on `device` (the training device: it is trained with the student).
     pub fn init(&self, device: &Device) -> Result<CrdEmbed, LossError> {
         if self.d_input == 0 || self.d_output == 0 {
-            return Err(LossError::InvalidConfig(format!(
-                "CRD embedding sizes must be positive, got {} -> {}",
-                self.d_input, self.d_output
-            )));
+            return Err(LossError::InvalidConfig(format!("CRD embedding sizes must be positive, got {} -> {}", self.d_input, self.d_output)));
         }
-        Ok(CrdEmbed {
-            linear: LinearConfig::new(self.d_input, self.d_output).init(device),
-        })
+        Ok(CrdEmbed { linear: LinearConfig::new(self.d_input, self.d_output).init(device) })
     }
 }
 
@@ -140,30 +130,17 @@ pub fn nce_contrast_loss(probs: Tensor<2>, n_data: usize) -> Result<Tensor<1>, L
         return Err(LossError::Empty("the batch given to the NCE loss"));
     }
     if cols < 2 {
-        return Err(LossError::ShapeMismatch {
-            what: "NCE scores (a positive and at least one negative per row)",
-            expected: vec![batch, 2],
-            got: vec![batch, cols],
-        });
+        return Err(LossError::ShapeMismatch { what: "NCE scores (a positive and at least one negative per row)", expected: vec![batch, 2], got: vec![batch, cols] });
     }
     if n_data == 0 {
-        return Err(LossError::InvalidConfig(
-            "the NCE noise distribution needs n_data > 0".into(),
-        ));
+        return Err(LossError::InvalidConfig("the NCE noise distribution needs n_data > 0".into()));
     }
     let m_pn = (cols - 1) as f64 / n_data as f64;
     let positive = probs.clone().narrow(1, 0, 1);
-    let log_d1 = positive
-        .clone()
-        .div(positive.add_scalar(m_pn + NCE_EPS))
-        .log();
+    let log_d1 = positive.clone().div(positive.add_scalar(m_pn + NCE_EPS)).log();
     let negatives = probs.narrow(1, 1, cols - 1);
     // log(m P_n / (P_neg + m P_n + eps)) = log(m P_n) - log(P_neg + m P_n + eps).
-    let log_d0 = negatives
-        .add_scalar(m_pn + NCE_EPS)
-        .log()
-        .neg()
-        .add_scalar(m_pn.ln());
+    let log_d0 = negatives.add_scalar(m_pn + NCE_EPS).log().neg().add_scalar(m_pn.ln());
     Ok((log_d1.sum() + log_d0.sum()).neg().div_scalar(batch as f64))
 }
 
@@ -224,8 +201,7 @@ pub struct CrdMemoryBank {
 }
 
 /// Plain-data snapshot of a [`CrdMemoryBank`] for checkpoints (banks row-major `[n_data, dim]`).
-#[derive(Debug, Clone, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CrdMemoryState {
     /// The bank's settings (flattened: the JSON keeps `n_data`, `dim`, ... at the top level).
     /// Its seed is the one the bank was created with; `rng_state` continues the stream.
@@ -247,28 +223,16 @@ impl CrdMemoryBankConfig {
     fn validate(&self) -> Result<(), LossError> {
         let bad = |msg: String| Err(LossError::InvalidConfig(msg));
         if self.n_data < 2 {
-            return bad(format!(
-                "CRD needs at least 2 training samples (one positive, one negative), got {}",
-                self.n_data
-            ));
+            return bad(format!("CRD needs at least 2 training samples (one positive, one negative), got {}", self.n_data));
         }
         if self.dim == 0 || self.nce_k == 0 {
-            return bad(format!(
-                "CRD dim and nce_k must be positive, got {} and {}",
-                self.dim, self.nce_k
-            ));
+            return bad(format!("CRD dim and nce_k must be positive, got {} and {}", self.dim, self.nce_k));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return bad(format!(
-                "CRD temperature must be positive, got {}",
-                self.temperature
-            ));
+            return bad(format!("CRD temperature must be positive, got {}", self.temperature));
         }
         if !(0.0..=1.0).contains(&self.momentum) {
-            return bad(format!(
-                "CRD momentum must lie in [0, 1], got {}",
-                self.momentum
-            ));
+            return bad(format!("CRD momentum must lie in [0, 1], got {}", self.momentum));
         }
         Ok(())
     }
@@ -283,11 +247,7 @@ impl CrdMemoryBank {
         let mut rng = SplitMix64::new(config.seed);
         let stdv = (1.0 / (config.dim as f64 / 3.0).sqrt()) as f32;
         let len = config.n_data * config.dim;
-        let mut draw = || -> Vec<f32> {
-            (0..len)
-                .map(|_| rng.next_f32() * 2.0 * stdv - stdv)
-                .collect()
-        };
+        let mut draw = || -> Vec<f32> { (0..len).map(|_| rng.next_f32() * 2.0 * stdv - stdv).collect() };
         let student = draw();
         let teacher = draw();
         let bank_device = device.clone().without_autodiff();
@@ -330,20 +290,14 @@ impl CrdMemoryBank {
 
     fn check_indices(&self, indices: &[usize]) -> Result<(), LossError> {
         match indices.iter().find(|&&i| i >= self.config.n_data) {
-            Some(&index) => Err(LossError::IndexOutOfRange {
-                index,
-                n_data: self.config.n_data,
-            }),
+            Some(&index) => Err(LossError::IndexOutOfRange { index, n_data: self.config.n_data }),
             None => Ok(()),
         }
     }
 
     /// Draws the contrast set of a batch: row-major `[batch, 1 + K]`, column 0 the positive
     /// (the sample's own dataset index), then `K` negatives uniform over the other indices.
-    pub fn sample_contrast_indices(
-        &mut self,
-        positives: &[usize],
-    ) -> Result<Vec<usize>, LossError> {
+    pub fn sample_contrast_indices(&mut self, positives: &[usize]) -> Result<Vec<usize>, LossError> {
         self.check_indices(positives)?;
         let k = self.n_negatives();
         let others = (self.config.n_data - 1) as u64;
@@ -365,12 +319,7 @@ impl CrdMemoryBank {
     ///
     /// `student` and `teacher` are the `[batch, dim]` outputs of the two [`CrdEmbed`] heads
     /// (both keep their graphs: both heads train); `indices` are the samples' dataset indices.
-    pub fn loss(
-        &mut self,
-        student: Tensor<2>,
-        teacher: Tensor<2>,
-        indices: &[usize],
-    ) -> Result<Tensor<1>, LossError> {
+    pub fn loss(&mut self, student: Tensor<2>, teacher: Tensor<2>, indices: &[usize]) -> Result<Tensor<1>, LossError> {
         // Validate before drawing so a rejected batch leaves the sampler untouched.
         self.check_batch(&student, &teacher, indices.len())?;
         let contrast = self.sample_contrast_indices(indices)?;
@@ -380,12 +329,7 @@ impl CrdMemoryBank {
     /// As [`CrdMemoryBank::loss`], with the contrast set given (row-major `[batch, 1 + m]`,
     /// column 0 the positives), like the original's `contrast_idx` argument. The number of
     /// negatives `m` is `contrast.len() / batch - 1` and sets `m` in the NCE formula.
-    pub fn loss_with_contrast_indices(
-        &mut self,
-        student: Tensor<2>,
-        teacher: Tensor<2>,
-        contrast: &[usize],
-    ) -> Result<Tensor<1>, LossError> {
+    pub fn loss_with_contrast_indices(&mut self, student: Tensor<2>, teacher: Tensor<2>, contrast: &[usize]) -> Result<Tensor<1>, LossError> {
         let batch = self.check_batch(&student, &teacher, None)?;
         if !contrast.len().is_multiple_of(batch) || contrast.len() / batch < 2 {
             return Err(LossError::ShapeMismatch {
@@ -400,8 +344,7 @@ impl CrdMemoryBank {
 
         let device = student.device();
         let as_i64: Vec<i64> = contrast.iter().map(|&i| i as i64).collect();
-        let contrast_t =
-            Tensor::<2, Int>::from_data(TensorData::new(as_i64, [batch, cols]), &device);
+        let contrast_t = Tensor::<2, Int>::from_data(TensorData::new(as_i64, [batch, cols]), &device);
 
         // out_v1: student embedding against the teacher bank; out_v2: the reverse. The banks
         // carry no autodiff, so they act as constants while the embeddings keep their graphs.
@@ -417,8 +360,7 @@ impl CrdMemoryBank {
             Some(z) => z,
             None => read_mean(&out_teacher)? * n,
         };
-        let loss = nce_contrast_loss(out_student.div_scalar(z_student), self.config.n_data)?
-            + nce_contrast_loss(out_teacher.div_scalar(z_teacher), self.config.n_data)?;
+        let loss = nce_contrast_loss(out_student.div_scalar(z_student), self.config.n_data)? + nce_contrast_loss(out_teacher.div_scalar(z_teacher), self.config.n_data)?;
         // Commit state only once everything that can fail has succeeded.
         self.z_student = Some(z_student);
         self.z_teacher = Some(z_teacher);
@@ -427,12 +369,7 @@ impl CrdMemoryBank {
     }
 
     /// Checks `[batch, dim]` on both sides (and the index count, if given); returns `batch`.
-    fn check_batch(
-        &self,
-        student: &Tensor<2>,
-        teacher: &Tensor<2>,
-        n_indices: impl Into<Option<usize>>,
-    ) -> Result<usize, LossError> {
+    fn check_batch(&self, student: &Tensor<2>, teacher: &Tensor<2>, n_indices: impl Into<Option<usize>>) -> Result<usize, LossError> {
         let [batch, _] = student.dims();
         if batch == 0 {
             return Err(LossError::Empty("the CRD batch"));
@@ -448,10 +385,7 @@ impl CrdMemoryBank {
     /// `exp(v_b . bank[contrast[b, k]] / T)`, `[batch, cols]`: scores against the whole bank,
     /// then the gather (see the module docs for why this order).
     fn exp_scores(&self, v: Tensor<2>, bank: &Tensor<2>, contrast: &Tensor<2, Int>) -> Tensor<2> {
-        v.matmul(bank.clone().transpose())
-            .gather(1, contrast.clone())
-            .div_scalar(self.config.temperature)
-            .exp()
+        v.matmul(bank.clone().transpose()).gather(1, contrast.clone()).div_scalar(self.config.temperature).exp()
     }
 
     /// Momentum update of the positives' rows with the detached embeddings, then
@@ -487,10 +421,7 @@ impl CrdMemoryBank {
 
     /// Copies everything needed to resume (banks, `Z`, sampler state) to the host.
     pub fn to_state(&self) -> Result<CrdMemoryState, LossError> {
-        let read = |t: &Tensor<2>| {
-            t.try_to_vec_as::<f32>()
-                .map_err(|e| LossError::Read(e.to_string()))
-        };
+        let read = |t: &Tensor<2>| t.try_to_vec_as::<f32>().map_err(|e| LossError::Read(e.to_string()));
         Ok(CrdMemoryState {
             config: self.config.clone(),
             rng_state: self.rng.state(),
@@ -506,31 +437,20 @@ impl CrdMemoryBank {
         let config = state.config;
         config.validate()?;
         let len = config.n_data * config.dim;
-        for (what, bank) in [
-            ("saved CRD student bank", &state.student_bank),
-            ("saved CRD teacher bank", &state.teacher_bank),
-        ] {
+        for (what, bank) in [("saved CRD student bank", &state.student_bank), ("saved CRD teacher bank", &state.teacher_bank)] {
             check_dims(what, [bank.len()], [len])?;
         }
         for z in [state.z_student, state.z_teacher].into_iter().flatten() {
             if !(z.is_finite() && z > 0.0) {
-                return Err(LossError::InvalidConfig(format!(
-                    "saved CRD normaliser Z must be finite and positive, got {z}"
-                )));
+                return Err(LossError::InvalidConfig(format!("saved CRD normaliser Z must be finite and positive, got {z}")));
             }
         }
         let bank_device = device.clone().without_autodiff();
         let shape = [config.n_data, config.dim];
         Ok(Self {
             config,
-            student_bank: Tensor::from_data(
-                TensorData::new(state.student_bank, shape),
-                &bank_device,
-            ),
-            teacher_bank: Tensor::from_data(
-                TensorData::new(state.teacher_bank, shape),
-                &bank_device,
-            ),
+            student_bank: Tensor::from_data(TensorData::new(state.student_bank, shape), &bank_device),
+            teacher_bank: Tensor::from_data(TensorData::new(state.teacher_bank, shape), &bank_device),
             z_student: state.z_student,
             z_teacher: state.z_teacher,
             rng: SplitMix64::new(state.rng_state),
@@ -540,11 +460,7 @@ impl CrdMemoryBank {
 
 /// The mean of a tensor, read to the host (sets `Z` once per run).
 fn read_mean(t: &Tensor<2>) -> Result<f64, LossError> {
-    t.clone()
-        .mean()
-        .try_into_scalar::<f32>()
-        .map(f64::from)
-        .map_err(|e| LossError::Read(e.to_string()))
+    t.clone().mean().try_into_scalar::<f32>().map(f64::from).map_err(|e| LossError::Read(e.to_string()))
 }
 
 /// CRD with in-batch negatives for grouped vectors: a symmetric InfoNCE per group.
@@ -574,37 +490,23 @@ fn read_mean(t: &Tensor<2>) -> Result<f64, LossError> {
 /// mutual-information bound per direction, `I(T; S) >= log(B) - loss_direction`, is
 /// stateless (nothing to checkpoint) and well conditioned: with unit vectors the logits lie
 /// in `[-1/T, 1/T]` = `[-14.3, 14.3]`, and `log_softmax` is stable.
-pub fn crd_in_batch_loss(
-    student: Tensor<3>,
-    teacher: Tensor<3>,
-    temperature: f64,
-) -> Result<Tensor<1>, LossError> {
+pub fn crd_in_batch_loss(student: Tensor<3>, teacher: Tensor<3>, temperature: f64) -> Result<Tensor<1>, LossError> {
     let [groups, batch, dim] = student.dims();
-    check_dims(
-        "in-batch CRD teacher embeddings",
-        teacher.dims(),
-        [groups, batch, dim],
-    )?;
+    check_dims("in-batch CRD teacher embeddings", teacher.dims(), [groups, batch, dim])?;
     if groups == 0 || batch == 0 || dim == 0 {
         return Err(LossError::Empty("the in-batch CRD input"));
     }
     if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(LossError::InvalidConfig(format!(
-            "CRD temperature must be positive, got {temperature}"
-        )));
+        return Err(LossError::InvalidConfig(format!("CRD temperature must be positive, got {temperature}")));
     }
     let device = student.device();
     // logits[g, i, j] = s_gi . t_gj / T.
-    let logits = student
-        .matmul(teacher.swap_dims(1, 2))
-        .div_scalar(temperature);
+    let logits = student.matmul(teacher.swap_dims(1, 2)).div_scalar(temperature);
     // Picks the diagonal (the positives) of every group by broadcasting over G.
     let diagonal = Tensor::<2>::eye(batch, &device).unsqueeze::<3>();
     let student_anchor = log_softmax(logits.clone(), 2).mul(diagonal.clone()).sum();
     let teacher_anchor = log_softmax(logits, 1).mul(diagonal).sum();
-    Ok((student_anchor + teacher_anchor)
-        .neg()
-        .div_scalar((groups * batch) as f64))
+    Ok((student_anchor + teacher_anchor).neg().div_scalar((groups * batch) as f64))
 }
 
 #[cfg(test)]

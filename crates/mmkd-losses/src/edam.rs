@@ -67,9 +67,7 @@ impl std::str::FromStr for EdamOrientation {
         match s.trim().to_ascii_lowercase().as_str() {
             "literal" => Ok(Self::Literal),
             "conventional" => Ok(Self::Conventional),
-            other => Err(LossError::InvalidConfig(format!(
-                "EDAM orientation must be `literal` or `conventional`, got `{other}`"
-            ))),
+            other => Err(LossError::InvalidConfig(format!("EDAM orientation must be `literal` or `conventional`, got `{other}`"))),
         }
     }
 }
@@ -78,25 +76,14 @@ impl std::str::FromStr for EdamOrientation {
 ///
 /// The teacher map is expected to be detached already; the student map is not detached here,
 /// so the gradient reaches the student in either orientation. Returns a `[1]` tensor.
-pub fn edam_map_loss(
-    student: Tensor<3>,
-    teacher: Tensor<3>,
-    orientation: EdamOrientation,
-) -> Result<Tensor<1>, LossError> {
-    check_dims(
-        "EDAM student and teacher maps (after EDAM-S/EDAM-T alignment)",
-        student.dims(),
-        teacher.dims(),
-    )?;
+pub fn edam_map_loss(student: Tensor<3>, teacher: Tensor<3>, orientation: EdamOrientation) -> Result<Tensor<1>, LossError> {
+    check_dims("EDAM student and teacher maps (after EDAM-S/EDAM-T alignment)", student.dims(), teacher.dims())?;
     let (weights, probs) = match orientation {
         EdamOrientation::Literal => (student, teacher),
         EdamOrientation::Conventional => (teacher, student),
     };
     // Sum over keys gives F per row, [batch, m, 1]; the mean over batch and rows follows.
-    let per_row = weights
-        .mul(probs.clamp_min(EDAM_LOG_EPS).log())
-        .sum_dim(2)
-        .neg();
+    let per_row = weights.mul(probs.clamp_min(EDAM_LOG_EPS).log()).sum_dim(2).neg();
     Ok(per_row.mean())
 }
 
@@ -106,10 +93,7 @@ pub fn edam_map_loss(
 /// different sizes (a `V<-L` map has 50 rows, a `V<-A` map 500) and eq. 12 normalises each by
 /// its own `m`. The entries are then averaged with equal weight. Returns a `[1]` tensor for
 /// `alpha * CE + beta * L_KD`.
-pub fn edam_loss(
-    pairs: &[(Tensor<3>, Tensor<3>)],
-    orientation: EdamOrientation,
-) -> Result<Tensor<1>, LossError> {
+pub fn edam_loss(pairs: &[(Tensor<3>, Tensor<3>)], orientation: EdamOrientation) -> Result<Tensor<1>, LossError> {
     let mut total: Option<Tensor<1>> = None;
     for (student, teacher) in pairs {
         let entry = edam_map_loss(student.clone(), teacher.clone(), orientation)?;
@@ -163,15 +147,8 @@ mod tests {
         }
         for orientation in [EdamOrientation::Literal, EdamOrientation::Conventional] {
             let got = values(edam_loss(&pairs, orientation).expect("valid pairs"))[0];
-            let want = raw
-                .iter()
-                .map(|(s, t, d)| naive_entry(s, t, *d, orientation))
-                .sum::<f64>()
-                / raw.len() as f64;
-            assert!(
-                (got - want).abs() < 1e-5,
-                "{orientation:?}: {got} vs {want}"
-            );
+            let want = raw.iter().map(|(s, t, d)| naive_entry(s, t, *d, orientation)).sum::<f64>() / raw.len() as f64;
+            assert!((got - want).abs() < 1e-5, "{orientation:?}: {got} vs {want}");
         }
     }
 
@@ -190,8 +167,7 @@ mod tests {
         let dev = device();
         let s = tensor3(&[0.5, 0.5], [1, 1, 2], &dev);
         let t = tensor3(&[0.25, 0.75], [1, 1, 2], &dev);
-        let literal =
-            values(edam_loss(&[(s.clone(), t.clone())], EdamOrientation::Literal).unwrap())[0];
+        let literal = values(edam_loss(&[(s.clone(), t.clone())], EdamOrientation::Literal).unwrap())[0];
         let want = -(0.5 * 0.25f64.ln() + 0.5 * 0.75f64.ln());
         assert!((literal - want).abs() < 1e-6);
         let conventional = values(edam_loss(&[(s, t)], EdamOrientation::Conventional).unwrap())[0];
@@ -211,16 +187,10 @@ mod tests {
     #[test]
     fn rejects_empty_and_mismatched_input() {
         let dev = device();
-        assert_eq!(
-            edam_loss(&[], EdamOrientation::Literal).unwrap_err(),
-            LossError::Empty("the list of EDAM attention-map pairs")
-        );
+        assert_eq!(edam_loss(&[], EdamOrientation::Literal).unwrap_err(), LossError::Empty("the list of EDAM attention-map pairs"));
         let s = tensor3(&[0.5; 6], [1, 3, 2], &dev);
         let t = tensor3(&[0.5; 4], [1, 2, 2], &dev);
-        assert!(matches!(
-            edam_loss(&[(s, t)], EdamOrientation::Literal),
-            Err(LossError::ShapeMismatch { .. })
-        ));
+        assert!(matches!(edam_loss(&[(s, t)], EdamOrientation::Literal), Err(LossError::ShapeMismatch { .. })));
     }
 
     /// Autodiff gradient against central differences of the f64 reference, for both
@@ -237,23 +207,14 @@ mod tests {
             let loss = edam_loss(&[(student.clone(), teacher.clone())], orientation).unwrap();
             let grads = loss.backward();
             let g = values(student.grad(&grads).expect("student receives a gradient"));
-            assert!(
-                teacher.grad(&grads).is_none(),
-                "teacher must get no gradient"
-            );
+            assert!(teacher.grad(&grads).is_none(), "teacher must get no gradient");
             let h = 1e-6;
             for i in 0..s.len() {
                 let (mut up, mut down) = (s.clone(), s.clone());
                 up[i] += h;
                 down[i] -= h;
-                let fd = (naive_entry(&up, &t, dims, orientation)
-                    - naive_entry(&down, &t, dims, orientation))
-                    / (2.0 * h);
-                assert!(
-                    (g[i] - fd).abs() < 1e-4 * (1.0 + fd.abs()),
-                    "{orientation:?} entry {i}: autodiff {} vs finite difference {fd}",
-                    g[i]
-                );
+                let fd = (naive_entry(&up, &t, dims, orientation) - naive_entry(&down, &t, dims, orientation)) / (2.0 * h);
+                assert!((g[i] - fd).abs() < 1e-4 * (1.0 + fd.abs()), "{orientation:?} entry {i}: autodiff {} vs finite difference {fd}", g[i]);
             }
         }
     }

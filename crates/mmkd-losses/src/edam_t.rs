@@ -88,36 +88,20 @@ pub struct EdamUpsampler {
 impl EdamUpsamplerConfig {
     /// Builds the module on `device` (use the training device: the logits are trained).
     pub fn init(&self, device: &Device) -> Result<EdamUpsampler, LossError> {
-        let sizes = [
-            self.teacher_rows,
-            self.teacher_cols,
-            self.student_rows,
-            self.student_cols,
-        ];
+        let sizes = [self.teacher_rows, self.teacher_cols, self.student_rows, self.student_cols];
         if sizes.contains(&0) {
-            return Err(LossError::InvalidConfig(format!(
-                "EDAM-T map sizes must be positive, got teacher {}x{}, student {}x{}",
-                sizes[0], sizes[1], sizes[2], sizes[3]
-            )));
+            return Err(LossError::InvalidConfig(format!("EDAM-T map sizes must be positive, got teacher {}x{}, student {}x{}", sizes[0], sizes[1], sizes[2], sizes[3])));
         }
         if !(self.init_floor.is_finite() && self.init_floor > 0.0) {
-            return Err(LossError::InvalidConfig(format!(
-                "EDAM-T init_floor must be finite and positive, got {}",
-                self.init_floor
-            )));
+            return Err(LossError::InvalidConfig(format!("EDAM-T init_floor must be finite and positive, got {}", self.init_floor)));
         }
         let logits = |rows: usize, cols: usize| {
-            let data = TensorData::new(
-                interpolation_logits(rows, cols, self.init_floor),
-                [rows, cols],
-            );
+            let data = TensorData::new(interpolation_logits(rows, cols, self.init_floor), [rows, cols]);
             Param::from_data(data, device)
         };
         Ok(EdamUpsampler {
-            query_logits: (self.student_rows != self.teacher_rows)
-                .then(|| logits(self.student_rows, self.teacher_rows)),
-            key_logits: (self.student_cols != self.teacher_cols)
-                .then(|| logits(self.teacher_cols, self.student_cols)),
+            query_logits: (self.student_rows != self.teacher_rows).then(|| logits(self.student_rows, self.teacher_rows)),
+            key_logits: (self.student_cols != self.teacher_cols).then(|| logits(self.teacher_cols, self.student_cols)),
             teacher_rows: self.teacher_rows,
             teacher_cols: self.teacher_cols,
             student_rows: self.student_rows,
@@ -141,11 +125,7 @@ fn interpolation_logits(a_len: usize, c_len: usize, floor: f64) -> Vec<f32> {
         }
         // Never zero: the nearest c is within 0.5 of the clamped centre and half_width >= 1.
         let total: f64 = weights.iter().sum();
-        out.extend(
-            weights
-                .iter()
-                .map(|w| (w / total + floor / c_len as f64).ln() as f32),
-        );
+        out.extend(weights.iter().map(|w| (w / total + floor / c_len as f64).ln() as f32));
     }
     out
 }
@@ -165,21 +145,12 @@ impl EdamUpsampler {
     /// distributions. Identity when both axes already agree.
     pub fn forward(&self, teacher: Tensor<3>) -> Result<Tensor<3>, LossError> {
         let [batch, rows, cols] = teacher.dims();
-        check_dims(
-            "EDAM-T teacher map",
-            [rows, cols],
-            [self.teacher_rows, self.teacher_cols],
-        )?;
+        check_dims("EDAM-T teacher map", [rows, cols], [self.teacher_rows, self.teacher_cols])?;
         let query = self.query_mixing();
         let key = self.key_mixing();
         // Q·(A·K) and (Q·A)·K are equal; do first whichever axis makes the map smaller.
         let key_first = {
-            let (ms, mt, nt, ns) = (
-                self.student_rows,
-                self.teacher_rows,
-                self.teacher_cols,
-                self.student_cols,
-            );
+            let (ms, mt, nt, ns) = (self.student_rows, self.teacher_rows, self.teacher_cols, self.student_cols);
             let query_first_cost = ms * mt * nt + ms * nt * ns;
             let key_first_cost = mt * nt * ns + ms * mt * ns;
             key_first_cost < query_first_cost
@@ -201,10 +172,7 @@ impl EdamUpsampler {
             None => map,
             Some(q) => {
                 let [m_s, m_t] = q.dims();
-                q.clone()
-                    .unsqueeze::<3>()
-                    .expand([batch, m_s, m_t])
-                    .matmul(map)
+                q.clone().unsqueeze::<3>().expand([batch, m_s, m_t]).matmul(map)
             }
         }
     }
@@ -216,9 +184,7 @@ impl EdamUpsampler {
             Some(k) => {
                 let [_, rows, n_t] = map.dims();
                 let [_, n_s] = k.dims();
-                map.reshape([batch * rows, n_t])
-                    .matmul(k.clone())
-                    .reshape([batch, rows, n_s])
+                map.reshape([batch * rows, n_t]).matmul(k.clone()).reshape([batch, rows, n_s])
             }
         }
     }
@@ -235,10 +201,7 @@ mod tests {
         let [_, _, n] = map.dims();
         let v = values(map);
         for (r, row) in v.chunks(n).enumerate() {
-            assert!(
-                row.iter().all(|&x| x >= 0.0),
-                "row {r} has a negative entry"
-            );
+            assert!(row.iter().all(|&x| x >= 0.0), "row {r} has a negative entry");
             let s: f64 = row.iter().sum();
             assert!((s - 1.0).abs() < tol, "row {r} sums to {s}");
         }
@@ -248,13 +211,7 @@ mod tests {
     fn shapes_and_rows_for_every_axis_combination() {
         let dev = device();
         // (m_t, n_t) -> (m_s, n_s): rows up, cols up, rows down, cols down, both.
-        let cases = [
-            ([2, 4], [5, 4]),
-            ([3, 2], [3, 7]),
-            ([6, 3], [4, 3]),
-            ([3, 8], [3, 3]),
-            ([2, 3], [5, 7]),
-        ];
+        let cases = [([2, 4], [5, 4]), ([3, 2], [3, 7]), ([6, 3], [4, 3]), ([3, 8], [3, 3]), ([2, 3], [5, 7])];
         for ([mt, nt], [ms, ns]) in cases {
             let up = EdamUpsamplerConfig::new(mt, nt, ms, ns).init(&dev).unwrap();
             assert_eq!(up.query_logits.is_some(), ms != mt);
@@ -361,18 +318,10 @@ mod tests {
     fn rejects_bad_config_and_shapes() {
         let dev = device();
         assert!(EdamUpsamplerConfig::new(0, 3, 4, 3).init(&dev).is_err());
-        assert!(
-            EdamUpsamplerConfig::new(2, 3, 4, 3)
-                .with_init_floor(0.0)
-                .init(&dev)
-                .is_err()
-        );
+        assert!(EdamUpsamplerConfig::new(2, 3, 4, 3).with_init_floor(0.0).init(&dev).is_err());
         let up = EdamUpsamplerConfig::new(2, 3, 4, 3).init(&dev).unwrap();
         let wrong = tensor3(&row_stochastic([1, 3, 3], 1), [1, 3, 3], &dev);
-        assert!(matches!(
-            up.forward(wrong),
-            Err(LossError::ShapeMismatch { .. })
-        ));
+        assert!(matches!(up.forward(wrong), Err(LossError::ShapeMismatch { .. })));
     }
 
     /// Trained through EDAM with Adam, the logits move, the teacher input gets no gradient,
@@ -388,8 +337,7 @@ mod tests {
         for _ in 0..5 {
             let teacher = tensor3(&raw_teacher, [2, 2, 3], &dev).detach();
             let mapped = up.forward(teacher.clone()).unwrap();
-            let loss =
-                edam_loss(&[(student.clone(), mapped)], EdamOrientation::Conventional).unwrap();
+            let loss = edam_loss(&[(student.clone(), mapped)], EdamOrientation::Conventional).unwrap();
             let grads = loss.backward();
             assert!(teacher.grad(&grads).is_none());
             let grads = GradientsParams::from_grads(grads, &up);

@@ -36,15 +36,8 @@ impl fmt::Display for LossError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty(what) => write!(f, "{what} is empty"),
-            Self::ShapeMismatch {
-                what,
-                expected,
-                got,
-            } => write!(f, "{what}: expected shape {expected:?}, got {got:?}"),
-            Self::IndexOutOfRange { index, n_data } => write!(
-                f,
-                "sample index {index} is out of range for a memory bank of {n_data} rows"
-            ),
+            Self::ShapeMismatch { what, expected, got } => write!(f, "{what}: expected shape {expected:?}, got {got:?}"),
+            Self::IndexOutOfRange { index, n_data } => write!(f, "sample index {index} is out of range for a memory bank of {n_data} rows"),
             Self::InvalidConfig(msg) => write!(f, "invalid configuration: {msg}"),
             Self::Read(msg) => write!(f, "could not read a tensor back to the host: {msg}"),
         }
@@ -54,18 +47,6 @@ impl fmt::Display for LossError {
 impl std::error::Error for LossError {}
 
 /// Checks that a tensor's dims equal `expected`, naming the check in the error.
-pub(crate) fn check_dims<const D: usize>(
-    what: &'static str,
-    got: [usize; D],
-    expected: [usize; D],
-) -> Result<(), LossError> {
-    if got == expected {
-        Ok(())
-    } else {
-        Err(LossError::ShapeMismatch {
-            what,
-            expected: expected.to_vec(),
-            got: got.to_vec(),
-        })
-    }
+pub(crate) fn check_dims<const D: usize>(what: &'static str, got: [usize; D], expected: [usize; D]) -> Result<(), LossError> {
+    if got == expected { Ok(()) } else { Err(LossError::ShapeMismatch { what, expected: expected.to_vec(), got: got.to_vec() }) }
 }

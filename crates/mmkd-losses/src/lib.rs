@@ -25,9 +25,8 @@ mod rng;
 mod test_util;
 
 pub use crd::{
-    CRD_FEAT_DIM, CRD_MOMENTUM, CRD_NCE_K, CRD_TEMPERATURE, CrdEmbed, CrdEmbedConfig,
-    CrdMemoryBank, CrdMemoryBankConfig, CrdMemoryState, L2_NORM_EPS, NCE_EPS, crd_in_batch_loss,
-    l2_normalize, nce_contrast_loss,
+    CRD_FEAT_DIM, CRD_MOMENTUM, CRD_NCE_K, CRD_TEMPERATURE, CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, CrdMemoryState, L2_NORM_EPS, NCE_EPS, crd_in_batch_loss, l2_normalize,
+    nce_contrast_loss,
 };
 pub use edam::{EDAM_LOG_EPS, EdamOrientation, edam_loss, edam_map_loss};
 pub use edam_t::{EdamUpsampler, EdamUpsamplerConfig};

@@ -63,11 +63,7 @@ mod tests {
         // First outputs for seed 1234567 of the reference algorithm (Vigna's splitmix64.c),
         // recomputed independently in Python with 64-bit masking.
         let mut rng = SplitMix64::new(1_234_567);
-        let expected: [u64; 3] = [
-            6_457_827_717_110_365_317,
-            3_203_168_211_198_807_973,
-            9_817_491_932_198_370_423,
-        ];
+        let expected: [u64; 3] = [6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423];
         for e in expected {
             assert_eq!(rng.next_u64(), e);
         }

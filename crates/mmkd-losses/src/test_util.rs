@@ -17,9 +17,7 @@ pub(crate) fn autodiff_device() -> Device {
 /// Uniform values in `[lo, hi)` from a seeded stream.
 pub(crate) fn uniform(len: usize, lo: f64, hi: f64, seed: u64) -> Vec<f64> {
     let mut rng = SplitMix64::new(seed);
-    (0..len)
-        .map(|_| lo + (hi - lo) * f64::from(rng.next_f32()))
-        .collect()
+    (0..len).map(|_| lo + (hi - lo) * f64::from(rng.next_f32())).collect()
 }
 
 /// A `[b, m, n]` array whose rows are random distributions (softmax of uniform logits).
@@ -62,9 +60,5 @@ pub(crate) fn tensor3(v: &[f64], dims: [usize; 3], dev: &Device) -> Tensor<3> {
 
 /// Reads a float tensor back as f64 values in row-major order.
 pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.try_into_vec_as::<f32>()
-        .expect("test tensors are readable f32")
-        .into_iter()
-        .map(f64::from)
-        .collect()
+    t.try_into_vec_as::<f32>().expect("test tensors are readable f32").into_iter().map(f64::from).collect()
 }

@@ -23,10 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mmkd_pickle::safetensors_stream::{Dtype, StreamWriter, TensorSpec};
-use mmkd_pickle::{
-    Array3, ArrayView, FeatureArray, MappedFile, MoseiFile, ReadOptions, SplitData, inspect,
-    read_mosei_file_with, read_mosei_view_with_progress,
-};
+use mmkd_pickle::{Array3, ArrayView, FeatureArray, MappedFile, MoseiFile, ReadOptions, SplitData, inspect, read_mosei_file_with, read_mosei_view_with_progress};
 
 /// Prints `label: done / total GB (x%), y MB/s` at most every `EVERY`, and once at the end.
 struct Progress {
@@ -41,12 +38,7 @@ const EVERY: Duration = Duration::from_secs(2);
 impl Progress {
     fn new(label: &'static str, total: u64) -> Self {
         let now = Instant::now();
-        Progress {
-            label,
-            total,
-            started: now,
-            last: now,
-        }
+        Progress { label, total, started: now, last: now }
     }
 
     fn update(&mut self, done: u64) {
@@ -58,14 +50,7 @@ impl Progress {
 
     fn print(&self, done: u64) {
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
-        eprintln!(
-            "{}: {:.2} / {:.2} GB ({:.0}%), {:.0} MB/s",
-            self.label,
-            done as f64 / 1e9,
-            self.total as f64 / 1e9,
-            100.0 * done as f64 / self.total.max(1) as f64,
-            done as f64 / 1e6 / seconds
-        );
+        eprintln!("{}: {:.2} / {:.2} GB ({:.0}%), {:.0} MB/s", self.label, done as f64 / 1e9, self.total as f64 / 1e9, 100.0 * done as f64 / self.total.max(1) as f64, done as f64 / 1e6 / seconds);
     }
 }
 
@@ -100,14 +85,7 @@ impl Features for Array3 {
 
 /// The feature tensors of a split, by their native names.
 fn tensors<A>(split: &SplitData<A>) -> Vec<(&'static str, &A)> {
-    [
-        ("text", split.text.as_ref()),
-        ("audio", split.audio.as_ref()),
-        ("video", Some(&split.vision)),
-    ]
-    .into_iter()
-    .filter_map(|(name, array)| Some((name, array?)))
-    .collect()
+    [("text", split.text.as_ref()), ("audio", split.audio.as_ref()), ("video", Some(&split.vision))].into_iter().filter_map(|(name, array)| Some((name, array?))).collect()
 }
 
 /// Writes every split of `file` to `out_dir`; returns the bytes written.
@@ -116,10 +94,7 @@ fn write_native<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<
         .splits
         .iter()
         .map(|s| {
-            let features: u64 = tensors(s)
-                .iter()
-                .map(|(_, a)| a.shape().iter().product::<usize>() as u64 * 4)
-                .sum();
+            let features: u64 = tensors(s).iter().map(|(_, a)| a.shape().iter().product::<usize>() as u64 * 4).sum();
             features + s.labels.as_ref().map_or(0, |l| l.len() as u64 * 4)
         })
         .sum();
@@ -128,10 +103,7 @@ fn write_native<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<
     for split in &file.splits {
         let n = split.n();
         let features = tensors(split);
-        let mut specs: Vec<TensorSpec> = features
-            .iter()
-            .map(|(name, a)| TensorSpec::new(*name, Dtype::F32, a.shape().to_vec()))
-            .collect();
+        let mut specs: Vec<TensorSpec> = features.iter().map(|(name, a)| TensorSpec::new(*name, Dtype::F32, a.shape().to_vec())).collect();
         if split.labels.is_some() {
             specs.push(TensorSpec::new("labels", Dtype::F32, vec![n]));
         }
@@ -164,11 +136,7 @@ fn write_native<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<
 
 /// mmkd's `manifest.json` (format `mmkd-dataset`, version 1), when every split is complete.
 fn write_manifest<A: FeatureArray>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<bool> {
-    let complete = file.splits.len() == 3
-        && file
-            .splits
-            .iter()
-            .all(|s| s.text.is_some() && s.audio.is_some() && s.labels.is_some());
+    let complete = file.splits.len() == 3 && file.splits.iter().all(|s| s.text.is_some() && s.audio.is_some() && s.labels.is_some());
     let (Some(train), true) = (file.split("train"), complete) else {
         return Ok(false);
     };
@@ -209,11 +177,7 @@ fn status(field: &str) -> Option<String> {
 /// What is resident now: mapped file pages are clean, so the kernel drops them whenever it needs
 /// the memory; only the anonymous part is memory this process really holds.
 fn print_resident(when: &str) {
-    eprintln!(
-        "resident {when}: {} anonymous, {} file-backed",
-        status("RssAnon").unwrap_or_default(),
-        status("RssFile").unwrap_or_default()
-    );
+    eprintln!("resident {when}: {} anonymous, {} file-backed", status("RssAnon").unwrap_or_default(), status("RssFile").unwrap_or_default());
 }
 
 /// The peak resident set size so far.
@@ -224,21 +188,12 @@ fn peak_rss() -> Option<String> {
 fn run(pickle: &Path, out_dir: &Path, opts: &ReadOptions, owning: bool) -> Result<(), String> {
     let started = Instant::now();
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let file_len = std::fs::metadata(pickle)
-        .map_err(|e| format!("{}: {e}", pickle.display()))?
-        .len();
+    let file_len = std::fs::metadata(pickle).map_err(|e| format!("{}: {e}", pickle.display()))?.len();
     let error = |e: &dyn std::fmt::Display| e.to_string();
     let written = if owning {
-        eprintln!(
-            "reading {} with the owning reader (no progress)...",
-            pickle.display()
-        );
+        eprintln!("reading {} with the owning reader (no progress)...", pickle.display());
         let file = read_mosei_file_with(pickle, opts).map_err(|e| error(&e))?;
-        eprintln!(
-            "read in {:.1} s, peak RSS {}",
-            started.elapsed().as_secs_f64(),
-            peak_rss().unwrap_or_default()
-        );
+        eprintln!("read in {:.1} s, peak RSS {}", started.elapsed().as_secs_f64(), peak_rss().unwrap_or_default());
         eprint!("{}", inspect(&file));
         let written = write_native(&file, out_dir).map_err(|e| error(&e))?;
         write_manifest(&file, out_dir).map_err(|e| error(&e))?;
@@ -248,13 +203,8 @@ fn run(pickle: &Path, out_dir: &Path, opts: &ReadOptions, owning: bool) -> Resul
         let map = MappedFile::open(pickle).map_err(|e| error(&e))?;
         // Validating means scanning every feature for NaN/inf: report it like the writing.
         let mut scan = Progress::new("scan", file_len);
-        let view = read_mosei_view_with_progress(&map, pickle, opts, |done| scan.update(done))
-            .map_err(|e| error(&e))?;
-        eprintln!(
-            "read and scanned in {:.1} s, peak RSS {}",
-            started.elapsed().as_secs_f64(),
-            peak_rss().unwrap_or_default()
-        );
+        let view = read_mosei_view_with_progress(&map, pickle, opts, |done| scan.update(done)).map_err(|e| error(&e))?;
+        eprintln!("read and scanned in {:.1} s, peak RSS {}", started.elapsed().as_secs_f64(), peak_rss().unwrap_or_default());
         eprint!("{}", inspect(&view));
         let written = write_native(&view, out_dir).map_err(|e| error(&e))?;
         write_manifest(&view, out_dir).map_err(|e| error(&e))?;

@@ -23,8 +23,7 @@ pub mod safetensors_stream;
 pub mod view;
 
 pub use mosei::{
-    Array3, FeatureArray, InspectReport, Layout, MoseiError, MoseiFile, MoseiView, NonFinite,
-    ReadOptions, Repair, SplitData, SplitView, inspect, read_mosei_bytes, read_mosei_bytes_with,
+    Array3, FeatureArray, InspectReport, Layout, MoseiError, MoseiFile, MoseiView, NonFinite, ReadOptions, Repair, SplitData, SplitView, inspect, read_mosei_bytes, read_mosei_bytes_with,
     read_mosei_file, read_mosei_file_with, read_mosei_view, read_mosei_view_with_progress,
 };
 pub use pickle::{PickleError, Value};

@@ -71,20 +71,12 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// A spec from its parts.
     pub fn new(name: impl Into<String>, dtype: Dtype, shape: Vec<usize>) -> Self {
-        TensorSpec {
-            name: name.into(),
-            dtype,
-            shape,
-        }
+        TensorSpec { name: name.into(), dtype, shape }
     }
 
     /// `product(shape) * dtype size`, or `None` when that overflows.
     pub fn byte_len(&self) -> Option<u64> {
-        self.shape
-            .iter()
-            .try_fold(self.dtype.size() as u64, |acc, &d| {
-                acc.checked_mul(d as u64)
-            })
+        self.shape.iter().try_fold(self.dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
     }
 }
 
@@ -96,10 +88,7 @@ fn invalid(message: String) -> io::Error {
 /// tensor's byte length.
 ///
 /// Refuses empty or duplicate names, the reserved name `__metadata__`, and sizes that overflow.
-pub fn header(
-    tensors: &[TensorSpec],
-    metadata: &BTreeMap<String, String>,
-) -> io::Result<(Vec<u8>, Vec<u64>)> {
+pub fn header(tensors: &[TensorSpec], metadata: &BTreeMap<String, String>) -> io::Result<(Vec<u8>, Vec<u64>)> {
     let mut json = String::from("{");
     let mut first = true;
     let mut entry = |json: &mut String, key: &str, value: String| -> io::Result<()> {
@@ -122,32 +111,15 @@ pub fn header(
     for tensor in tensors {
         let name = &tensor.name;
         if name.is_empty() || name == "__metadata__" {
-            return Err(invalid(format!(
-                "safetensors: tensor name '{name}' is reserved or empty"
-            )));
+            return Err(invalid(format!("safetensors: tensor name '{name}' is reserved or empty")));
         }
         if !names.insert(name.as_str()) {
-            return Err(invalid(format!(
-                "safetensors: tensor '{name}' is declared twice"
-            )));
+            return Err(invalid(format!("safetensors: tensor '{name}' is declared twice")));
         }
-        let len = tensor.byte_len().ok_or_else(|| {
-            invalid(format!(
-                "safetensors: tensor '{name}': shape {:?} is too large",
-                tensor.shape
-            ))
-        })?;
-        let end = offset.checked_add(len).ok_or_else(|| {
-            invalid(format!(
-                "safetensors: tensor '{name}': the file would exceed 2^64 bytes"
-            ))
-        })?;
+        let len = tensor.byte_len().ok_or_else(|| invalid(format!("safetensors: tensor '{name}': shape {:?} is too large", tensor.shape)))?;
+        let end = offset.checked_add(len).ok_or_else(|| invalid(format!("safetensors: tensor '{name}': the file would exceed 2^64 bytes")))?;
         let shape: Vec<String> = tensor.shape.iter().map(usize::to_string).collect();
-        let value = format!(
-            r#"{{"dtype":"{}","shape":[{}],"data_offsets":[{offset},{end}]}}"#,
-            tensor.dtype.name(),
-            shape.join(",")
-        );
+        let value = format!(r#"{{"dtype":"{}","shape":[{}],"data_offsets":[{offset},{end}]}}"#, tensor.dtype.name(), shape.join(","));
         entry(&mut json, name, value)?;
         lengths.push(len);
         offset = end;
@@ -181,26 +153,11 @@ pub struct StreamWriter<W: Write> {
 
 impl<W: Write> StreamWriter<W> {
     /// Writes the header for `tensors` (in this order) and `metadata` to `out`.
-    pub fn new(
-        mut out: W,
-        tensors: Vec<TensorSpec>,
-        metadata: &BTreeMap<String, String>,
-    ) -> io::Result<Self> {
+    pub fn new(mut out: W, tensors: Vec<TensorSpec>, metadata: &BTreeMap<String, String>) -> io::Result<Self> {
         let (head, lengths) = header(&tensors, metadata)?;
         out.write_all(&head)?;
-        let total = lengths
-            .iter()
-            .try_fold(head.len() as u64, |acc, &l| acc.checked_add(l))
-            .ok_or_else(|| invalid("safetensors: the file would exceed 2^64 bytes".into()))?;
-        Ok(StreamWriter {
-            out,
-            tensors,
-            lengths,
-            next: 0,
-            begun: false,
-            written: 0,
-            total,
-        })
+        let total = lengths.iter().try_fold(head.len() as u64, |acc, &l| acc.checked_add(l)).ok_or_else(|| invalid("safetensors: the file would exceed 2^64 bytes".into()))?;
+        Ok(StreamWriter { out, tensors, lengths, next: 0, begun: false, written: 0, total })
     }
 
     /// The size of the finished file, header included.
@@ -217,13 +174,8 @@ impl<W: Write> StreamWriter<W> {
                 self.begun = true;
                 Ok(TensorWriter { parent: self })
             }
-            Some(spec) => Err(invalid(format!(
-                "safetensors: tensor '{name}' begun, but '{}' is next in the declared order",
-                spec.name
-            ))),
-            None => Err(invalid(format!(
-                "safetensors: tensor '{name}' begun, but every declared tensor is written"
-            ))),
+            Some(spec) => Err(invalid(format!("safetensors: tensor '{name}' begun, but '{}' is next in the declared order", spec.name))),
+            None => Err(invalid(format!("safetensors: tensor '{name}' begun, but every declared tensor is written"))),
         }
     }
 
@@ -231,10 +183,7 @@ impl<W: Write> StreamWriter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         self.complete_current()?;
         if let Some(spec) = self.tensors.get(self.next) {
-            return Err(invalid(format!(
-                "safetensors: tensor '{}' was declared but not written",
-                spec.name
-            )));
+            return Err(invalid(format!("safetensors: tensor '{}' was declared but not written", spec.name)));
         }
         self.out.flush()?;
         Ok(self.out)
@@ -245,18 +194,11 @@ impl<W: Write> StreamWriter<W> {
         if !self.begun {
             return Ok(());
         }
-        let (Some(spec), Some(&len)) = (self.tensors.get(self.next), self.lengths.get(self.next))
-        else {
+        let (Some(spec), Some(&len)) = (self.tensors.get(self.next), self.lengths.get(self.next)) else {
             return Ok(());
         };
         if self.written != len {
-            return Err(invalid(format!(
-                "safetensors: tensor '{}' ({} {:?}) needs {len} bytes, only {} were written",
-                spec.name,
-                spec.dtype.name(),
-                spec.shape,
-                self.written
-            )));
+            return Err(invalid(format!("safetensors: tensor '{}' ({} {:?}) needs {len} bytes, only {} were written", spec.name, spec.dtype.name(), spec.shape, self.written)));
         }
         self.next += 1;
         self.begun = false;
@@ -285,11 +227,7 @@ impl<W: Write> TensorWriter<'_, W> {
             self.parent.complete_current()
         } else {
             let spec = self.parent.tensors.get(self.parent.next);
-            Err(invalid(format!(
-                "safetensors: tensor '{}' needs {} more bytes",
-                spec.map_or("?", |s| s.name.as_str()),
-                self.remaining()
-            )))
+            Err(invalid(format!("safetensors: tensor '{}' needs {} more bytes", spec.map_or("?", |s| s.name.as_str()), self.remaining())))
         }
     }
 }
@@ -303,11 +241,7 @@ impl<W: Write> Write for TensorWriter<'_, W> {
                 spec.map_or("?", |s| s.name.as_str()),
                 spec.map_or("?", |s| s.dtype.name()),
                 spec.map_or(&[][..], |s| s.shape.as_slice()),
-                self.parent
-                    .lengths
-                    .get(self.parent.next)
-                    .copied()
-                    .unwrap_or(0),
+                self.parent.lengths.get(self.parent.next).copied().unwrap_or(0),
                 self.parent.written,
                 buf.len()
             )));

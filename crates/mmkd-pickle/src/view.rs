@@ -81,27 +81,14 @@ pub struct ArrayView<'a, const N: usize = 3> {
 impl<'a, const N: usize> ArrayView<'a, N> {
     /// A view of `bytes` as an array of `shape` and `dtype`; `None` unless `dtype` is a float dtype of
     /// 2, 4 or 8 bytes and `bytes` holds exactly the product of `shape` elements of it.
-    pub fn new(
-        shape: [usize; N],
-        dtype: DType,
-        fortran_order: bool,
-        bytes: impl Into<Cow<'a, [u8]>>,
-    ) -> Option<Self> {
+    pub fn new(shape: [usize; N], dtype: DType, fortran_order: bool, bytes: impl Into<Cow<'a, [u8]>>) -> Option<Self> {
         let bytes = bytes.into();
         let format = FloatFormat::of(&dtype)?;
-        let count = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
         if count.checked_mul(format.size())? != bytes.len() {
             return None;
         }
-        Some(ArrayView {
-            shape,
-            dtype,
-            format,
-            fortran_order,
-            bytes,
-        })
+        Some(ArrayView { shape, dtype, format, fortran_order, bytes })
     }
 
     /// An owned, C-order little-endian `float32` view of `values` (`None` when the counts differ).
@@ -110,11 +97,7 @@ impl<'a, const N: usize> ArrayView<'a, N> {
         for x in values {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
-        let dtype = DType {
-            kind: DTypeKind::Float,
-            itemsize: 4,
-            byte_order: ByteOrder::Little,
-        };
+        let dtype = DType { kind: DTypeKind::Float, itemsize: 4, byte_order: ByteOrder::Little };
         ArrayView::new(shape, dtype, false, bytes)
     }
 
@@ -161,13 +144,7 @@ impl<'a, const N: usize> ArrayView<'a, N> {
 
     /// The same view with owned bytes (a copy when they were borrowed).
     pub fn into_owned(self) -> ArrayView<'static, N> {
-        ArrayView {
-            shape: self.shape,
-            dtype: self.dtype,
-            format: self.format,
-            fortran_order: self.fortran_order,
-            bytes: Cow::Owned(self.bytes.into_owned()),
-        }
+        ArrayView { shape: self.shape, dtype: self.dtype, format: self.format, fortran_order: self.fortran_order, bytes: Cow::Owned(self.bytes.into_owned()) }
     }
 
     /// Counts the NaN / +inf / -inf elements, as `f32` (a finite `float64` beyond the `f32` range
@@ -197,11 +174,7 @@ impl<'a, const N: usize> ArrayView<'a, N> {
     /// chunk is one `write_all`. `progress` is called after every chunk with the number of bytes
     /// written so far by this call (finally [`ArrayView::f32_byte_len`]). A Fortran-order array is
     /// read with a stride, which is slower but needs no more memory.
-    pub fn write_f32_le(
-        &self,
-        out: &mut impl Write,
-        mut progress: impl FnMut(u64),
-    ) -> io::Result<NonFinite> {
+    pub fn write_f32_le(&self, out: &mut impl Write, mut progress: impl FnMut(u64)) -> io::Result<NonFinite> {
         let total = self.len();
         let mut counts = NonFinite::default();
         let mut values = Vec::with_capacity(CHUNK_ELEMENTS.min(total));
@@ -275,23 +248,13 @@ impl<const N: usize> FortranWalk<N> {
             *stride = acc;
             acc = acc.saturating_mul(dim);
         }
-        FortranWalk {
-            shape,
-            strides,
-            index: [0; N],
-            offset: 0,
-        }
+        FortranWalk { shape, strides, index: [0; N], offset: 0 }
     }
 
     /// The offset (in elements) of the current element; moves to the next one.
     fn next_offset(&mut self) -> usize {
         let current = self.offset;
-        let axes = self
-            .index
-            .iter_mut()
-            .zip(&self.strides)
-            .zip(&self.shape)
-            .rev();
+        let axes = self.index.iter_mut().zip(&self.strides).zip(&self.shape).rev();
         for ((index, &stride), &dim) in axes {
             *index += 1;
             self.offset += stride;
@@ -321,10 +284,7 @@ pub struct MappedFile {
 impl MappedFile {
     /// Maps `path` read-only. Errors name the file, like every reader error.
     pub fn open(path: &Path) -> Result<MappedFile, MoseiError> {
-        let io = |source| MoseiError::Io {
-            file: file_name(path),
-            source,
-        };
+        let io = |source| MoseiError::Io { file: file_name(path), source };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: memmap2 cannot rule out that the file changes while it is mapped (see the type's
         // documentation). The mapping is read-only, nothing in this process writes to the file, and
@@ -335,10 +295,7 @@ impl MappedFile {
         // The readers go through the file front to back: ask for generous read-ahead. Only a hint.
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(MappedFile {
-            path: path.to_path_buf(),
-            map,
-        })
+        Ok(MappedFile { path: path.to_path_buf(), map })
     }
 
     /// The path the file was opened from.
@@ -362,9 +319,6 @@ impl Deref for MappedFile {
 
 impl fmt::Debug for MappedFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MappedFile")
-            .field("path", &self.path)
-            .field("len", &self.map.len())
-            .finish()
+        f.debug_struct("MappedFile").field("path", &self.path).field("len", &self.map.len()).finish()
     }
 }

@@ -31,10 +31,7 @@ use std::time::{Duration, Instant};
 
 use mmkd_pickle::mosei::MODALITIES;
 use mmkd_pickle::pickle;
-use mmkd_pickle::{
-    MoseiError, MoseiFile, MoseiView, ReadOptions, read_mosei_bytes, read_mosei_bytes_with,
-    read_mosei_view,
-};
+use mmkd_pickle::{MoseiError, MoseiFile, MoseiView, ReadOptions, read_mosei_bytes, read_mosei_bytes_with, read_mosei_view};
 
 // ---- allocation accounting ---------------------------------------------------------------------
 
@@ -107,11 +104,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
     }
 
     fn chance(&mut self, one_in: usize) -> bool {
@@ -130,39 +123,19 @@ const OPCODES: &[u8] = b"()Nt]}ealsudbRh2010q\x80\x85\x86\x87\x88\x89\x8a\x8b\x8
 const LENGTH_OPCODES: &[u8] = b"XBT\x8d\x8e\x95\x96\x8b";
 
 fn huge_lengths(len: usize) -> [u64; 9] {
-    [
-        u32::MAX.into(),
-        i32::MAX as u64,
-        0x8000_0000,
-        u64::MAX,
-        1 << 40,
-        len as u64 + 1,
-        (len as u64) * 2,
-        1 << 31,
-        0xffff,
-    ]
+    [u32::MAX.into(), i32::MAX as u64, 0x8000_0000, u64::MAX, 1 << 40, len as u64 + 1, (len as u64) * 2, 1 << 31, 0xffff]
 }
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir).map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     paths.retain(|p| p.extension().is_some_and(|e| e == "pkl"));
     paths.sort();
     let mut seeds: Vec<Vec<u8>> = paths.iter().filter_map(|p| std::fs::read(p).ok()).collect();
-    assert!(
-        seeds.len() >= 21,
-        "the fixtures of tests/fixtures/make_pickles.py are missing from {}",
-        dir.display()
-    );
+    assert!(seeds.len() >= 21, "the fixtures of tests/fixtures/make_pickles.py are missing from {}", dir.display());
     // Protocol 4+ wraps the fixtures in one FRAME whose length turns most insertions and deletions into
     // an immediate "truncated" error; frameless copies (still valid pickles) let mutations reach deeper.
-    let frameless: Vec<Vec<u8>> = seeds
-        .iter()
-        .filter(|s| s.len() > 11 && s[2] == 0x95)
-        .map(|s| [&s[..2], &s[11..]].concat())
-        .collect();
+    let frameless: Vec<Vec<u8>> = seeds.iter().filter(|s| s.len() > 11 && s[2] == 0x95).map(|s| [&s[..2], &s[11..]].concat()).collect();
     seeds.extend(frameless);
     // A few small hand-made streams so short inputs get attention too.
     seeds.push(b"\x80\x02]q\x00(K\x01K\x02eh\x00\x86.".to_vec());
@@ -283,11 +256,7 @@ fn next_input(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 fn summary<A: mmkd_pickle::FeatureArray>(result: &Result<MoseiFile<A>, MoseiError>) -> String {
     match result {
         Ok(file) => {
-            let splits: Vec<String> = file
-                .splits
-                .iter()
-                .map(|s| format!("{}:{}:{:?}:{:?}", s.name, s.n(), s.labels, s.ids))
-                .collect();
+            let splits: Vec<String> = file.splits.iter().map(|s| format!("{}:{}:{:?}:{:?}", s.name, s.n(), s.labels, s.ids)).collect();
             format!("ok {splits:?} {:?}", file.repairs)
         }
         Err(e) => format!("error {e}"),
@@ -300,9 +269,7 @@ fn view_and_stream<'a>(input: &'a [u8], opts: &ReadOptions) -> Result<MoseiView<
     for split in &view.splits {
         for key in MODALITIES {
             if let Some(array) = split.modality(key) {
-                let counts = array
-                    .write_f32_le(&mut std::io::sink(), |_| {})
-                    .expect("a sink never fails");
+                let counts = array.write_f32_le(&mut std::io::sink(), |_| {}).expect("a sink never fails");
                 assert_eq!(Some(&counts), split.nonfinite.get(key));
             }
         }
@@ -321,105 +288,38 @@ fn adversarial_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let framed = |body: Vec<u8>| [b"\x80\x02".to_vec(), body, b".".to_vec()].concat();
     let n = 200_000;
     vec![
-        (
-            "list of None",
-            framed([b"](".to_vec(), b"N".repeat(n), b"e".to_vec()].concat()),
-        ),
-        (
-            "list of empty lists",
-            framed([b"]".to_vec(), b"]a".repeat(n / 2)].concat()),
-        ),
-        (
-            "tuple of empty lists",
-            framed([b"(".to_vec(), b"]".repeat(n), b"t".to_vec()].concat()),
-        ),
-        (
-            "dict of small ints",
-            framed([b"}(".to_vec(), b"K\x01N".repeat(n / 3), b"u".to_vec()].concat()),
-        ),
-        (
-            "memo spam",
-            framed([b"N".to_vec(), b"\x94".repeat(n)].concat()),
-        ),
-        (
-            "memo of lists",
-            framed([b"](".to_vec(), b"]\x94".repeat(n / 2), b"e".to_vec()].concat()),
-        ),
-        (
-            "dup spam",
-            framed([b"(N".to_vec(), b"2".repeat(n), b"t".to_vec()].concat()),
-        ),
-        (
-            "shared list, many references",
-            framed(
-                [
-                    b"](".to_vec(),
-                    b"N".repeat(1000),
-                    b"eq\x00](".to_vec(),
-                    b"h\x00".repeat(n / 2),
-                    b"e".to_vec(),
-                ]
-                .concat(),
-            ),
-        ),
-        (
-            "self-referencing dict",
-            framed(b"}q\x00(K\x01h\x00K\x02h\x00K\x03h\x00u".to_vec()),
-        ),
+        ("list of None", framed([b"](".to_vec(), b"N".repeat(n), b"e".to_vec()].concat())),
+        ("list of empty lists", framed([b"]".to_vec(), b"]a".repeat(n / 2)].concat())),
+        ("tuple of empty lists", framed([b"(".to_vec(), b"]".repeat(n), b"t".to_vec()].concat())),
+        ("dict of small ints", framed([b"}(".to_vec(), b"K\x01N".repeat(n / 3), b"u".to_vec()].concat())),
+        ("memo spam", framed([b"N".to_vec(), b"\x94".repeat(n)].concat())),
+        ("memo of lists", framed([b"](".to_vec(), b"]\x94".repeat(n / 2), b"e".to_vec()].concat())),
+        ("dup spam", framed([b"(N".to_vec(), b"2".repeat(n), b"t".to_vec()].concat())),
+        ("shared list, many references", framed([b"](".to_vec(), b"N".repeat(1000), b"eq\x00](".to_vec(), b"h\x00".repeat(n / 2), b"e".to_vec()].concat())),
+        ("self-referencing dict", framed(b"}q\x00(K\x01h\x00K\x02h\x00K\x03h\x00u".to_vec())),
         ("mark spam", framed(b"(".repeat(n))),
-        (
-            "set of floats",
-            framed(
-                [
-                    b"\x8f(".to_vec(),
-                    b"G\x00\x00\x00\x00\x00\x00\x00\x00".repeat(n / 9),
-                    b"\x90".to_vec(),
-                ]
-                .concat(),
-            ),
-        ),
+        ("set of floats", framed([b"\x8f(".to_vec(), b"G\x00\x00\x00\x00\x00\x00\x00\x00".repeat(n / 9), b"\x90".to_vec()].concat())),
     ]
 }
 
 #[test]
 fn fuzz_pickle_and_mosei_readers() {
     for (name, input) in adversarial_inputs() {
-        let (result, peak) =
-            measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load(&input).map(|_| ()))));
+        let (result, peak) = measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load(&input).map(|_| ()))));
         let outcome = match &result {
             Ok(Ok(())) => "loads".to_string(),
             Ok(Err(e)) => e.kind().to_string(),
             Err(_) => panic!("adversarial input '{name}' panicked"),
         };
-        println!(
-            "fuzz: adversarial '{name}': {} bytes, peak {:.1}x, {outcome}",
-            input.len(),
-            peak as f64 / input.len() as f64
-        );
-        assert!(
-            peak <= allowance(input.len()),
-            "adversarial input '{name}' allocated {peak} bytes for {} input bytes",
-            input.len()
-        );
-        let (result, view_peak) =
-            measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load_view(&input).map(|_| ()))));
-        assert!(
-            result.is_ok(),
-            "adversarial input '{name}' panicked in load_view"
-        );
-        assert!(
-            view_peak <= allowance(input.len()),
-            "adversarial input '{name}' allocated {view_peak} bytes in load_view"
-        );
+        println!("fuzz: adversarial '{name}': {} bytes, peak {:.1}x, {outcome}", input.len(), peak as f64 / input.len() as f64);
+        assert!(peak <= allowance(input.len()), "adversarial input '{name}' allocated {peak} bytes for {} input bytes", input.len());
+        let (result, view_peak) = measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load_view(&input).map(|_| ()))));
+        assert!(result.is_ok(), "adversarial input '{name}' panicked in load_view");
+        assert!(view_peak <= allowance(input.len()), "adversarial input '{name}' allocated {view_peak} bytes in load_view");
     }
 
-    let seconds: Option<u64> = std::env::var("MMKD_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok());
-    let seed: u64 = std::env::var("MMKD_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_1234);
+    let seconds: Option<u64> = std::env::var("MMKD_FUZZ_SECS").ok().and_then(|s| s.parse().ok());
+    let seed: u64 = std::env::var("MMKD_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234);
     let default_cases = 4000;
     let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
     let seeds = seeds();
@@ -442,59 +342,33 @@ fn fuzz_pickle_and_mosei_readers() {
         case += 1;
         let input = next_input(&mut rng, &seeds);
 
-        let (raw, raw_peak) =
-            measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load(&input).map(|_| ()))));
-        let (mosei, mosei_peak) = measured(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                read_mosei_bytes(&input, path).map(|_| ())
-            }))
-        });
-        let (lenient, lenient_peak) = measured(|| {
-            catch_unwind(AssertUnwindSafe(|| {
-                read_mosei_bytes_with(&input, path, &ReadOptions::VIDEO_ONLY).map(|_| ())
-            }))
-        });
+        let (raw, raw_peak) = measured(|| catch_unwind(AssertUnwindSafe(|| pickle::load(&input).map(|_| ()))));
+        let (mosei, mosei_peak) = measured(|| catch_unwind(AssertUnwindSafe(|| read_mosei_bytes(&input, path).map(|_| ()))));
+        let (lenient, lenient_peak) = measured(|| catch_unwind(AssertUnwindSafe(|| read_mosei_bytes_with(&input, path, &ReadOptions::VIDEO_ONLY).map(|_| ()))));
         let mut view_peak = 0;
         let mut views = Vec::new();
         for opts in [ReadOptions::STRICT, ReadOptions::VIDEO_ONLY] {
-            let (view, peak) = measured(|| {
-                catch_unwind(AssertUnwindSafe(|| {
-                    summary(&view_and_stream(&input, &opts))
-                }))
-            });
+            let (view, peak) = measured(|| catch_unwind(AssertUnwindSafe(|| summary(&view_and_stream(&input, &opts)))));
             view_peak = view_peak.max(peak);
             views.push(view);
         }
         executions += 5;
 
-        let crashed =
-            raw.is_err() || mosei.is_err() || lenient.is_err() || views.iter().any(|v| v.is_err());
+        let crashed = raw.is_err() || mosei.is_err() || lenient.is_err() || views.iter().any(|v| v.is_err());
         let peak = raw_peak.max(mosei_peak).max(lenient_peak).max(view_peak);
         if crashed || peak > allowance(input.len()) {
             let saved = std::env::temp_dir().join(format!("mmkd-fuzz-case-{seed}-{case}.pkl"));
             let _ = std::fs::write(&saved, &input);
             panic!(
                 "case {case} (seed {seed}): {} — input saved to {}",
-                if crashed {
-                    "panicked".to_string()
-                } else {
-                    format!("allocated {peak} bytes for {} input bytes", input.len())
-                },
+                if crashed { "panicked".to_string() } else { format!("allocated {peak} bytes for {} input bytes", input.len()) },
                 saved.display()
             );
         }
         // Differential: the view reader decides exactly like the owning one (outside the budget).
-        for (view, opts) in views
-            .iter()
-            .zip([ReadOptions::STRICT, ReadOptions::VIDEO_ONLY])
-        {
+        for (view, opts) in views.iter().zip([ReadOptions::STRICT, ReadOptions::VIDEO_ONLY]) {
             let owned = read_mosei_bytes_with(&input, path, &opts);
-            let over_budget = owned
-                .as_ref()
-                .err()
-                .and_then(|e| e.pickle_error())
-                .map(|e| e.kind())
-                == Some("LimitExceeded");
+            let over_budget = owned.as_ref().err().and_then(|e| e.pickle_error()).map(|e| e.kind()) == Some("LimitExceeded");
             let (Ok(view), false) = (view, over_budget) else {
                 continue;
             };
@@ -536,9 +410,7 @@ fn fuzz_pickle_and_mosei_readers() {
         };
         *outcomes.entry(format!("pickle:{raw_kind}")).or_default() += 1;
         *outcomes.entry(format!("mosei:{mosei_kind}")).or_default() += 1;
-        *outcomes
-            .entry(format!("video_only:{lenient_kind}"))
-            .or_default() += 1;
+        *outcomes.entry(format!("video_only:{lenient_kind}")).or_default() += 1;
         for (view, name) in views.iter().zip(["view", "view_video_only"]) {
             let kind = match view {
                 Ok(s) if s.starts_with("ok") => "ok",
@@ -549,10 +421,7 @@ fn fuzz_pickle_and_mosei_readers() {
         }
     }
     let elapsed = started.elapsed();
-    println!(
-        "fuzz: {executions} executions ({case} inputs x 5 readers) in {:.1} s, seed {seed}, no panics",
-        elapsed.as_secs_f64()
-    );
+    println!("fuzz: {executions} executions ({case} inputs x 5 readers) in {:.1} s, seed {seed}, no panics", elapsed.as_secs_f64());
     println!(
         "fuzz: every call stayed within its allowance (64x the input + 256 KiB); the closest used {:.0}% of it \
          (an input of {worst_bytes} bytes)",
@@ -561,9 +430,6 @@ fn fuzz_pickle_and_mosei_readers() {
     println!("fuzz: outcomes {outcomes:?}");
     let worst_path = std::env::temp_dir().join(format!("mmkd-fuzz-worst-{seed}.pkl"));
     if std::fs::write(&worst_path, &worst_input).is_ok() {
-        println!(
-            "fuzz: the input with the worst memory ratio is in {}",
-            worst_path.display()
-        );
+        println!("fuzz: the input with the worst memory ratio is in {}", worst_path.display());
     }
 }

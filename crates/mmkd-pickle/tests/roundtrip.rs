@@ -13,11 +13,7 @@ struct Pickler {
 
 impl Pickler {
     fn dump(value: &Value, protocol: u8) -> Vec<u8> {
-        let mut p = Pickler {
-            out: Vec::new(),
-            protocol,
-            memo: 0,
-        };
+        let mut p = Pickler { out: Vec::new(), protocol, memo: 0 };
         p.save(value);
         p.out.push(b'.');
         let mut stream = vec![0x80, protocol];
@@ -155,9 +151,7 @@ fn plain_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
         (0i64..300).prop_map(Value::Int),
-        any::<f64>()
-            .prop_filter("NaN never equals itself", |v| !v.is_nan())
-            .prop_map(Value::Float),
+        any::<f64>().prop_filter("NaN never equals itself", |v| !v.is_nan()).prop_map(Value::Float),
         ".{0,12}".prop_map(Value::Str),
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(Value::Bytes),
     ];
@@ -165,8 +159,7 @@ fn plain_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Tuple),
-            proptest::collection::vec(("[a-z]{0,6}".prop_map(Value::Str), inner), 0..6)
-                .prop_map(Value::Dict),
+            proptest::collection::vec(("[a-z]{0,6}".prop_map(Value::Str), inner), 0..6).prop_map(Value::Dict),
         ]
     })
 }

@@ -16,17 +16,9 @@ fn metadata(ids: &[&str]) -> BTreeMap<String, String> {
 
 #[test]
 fn written_file_reads_back_with_the_safetensors_crate() {
-    let f32_data: Vec<u8> = (0..6u32)
-        .flat_map(|i| (i as f32 * 0.5 - 1.0).to_le_bytes())
-        .collect();
-    let i64_data: Vec<u8> = [-1i64, 0, 7, i64::MAX]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
-    let labels: Vec<u8> = [3.0f32, -0.25]
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
+    let f32_data: Vec<u8> = (0..6u32).flat_map(|i| (i as f32 * 0.5 - 1.0).to_le_bytes()).collect();
+    let i64_data: Vec<u8> = [-1i64, 0, 7, i64::MAX].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let labels: Vec<u8> = [3.0f32, -0.25].iter().flat_map(|x| x.to_le_bytes()).collect();
     let tensors = vec![
         TensorSpec::new("video", Dtype::F32, vec![2, 3]),
         TensorSpec::new("lengths_video", Dtype::I64, vec![4]),
@@ -48,11 +40,7 @@ fn written_file_reads_back_with_the_safetensors_crate() {
     let mut t = writer.begin("lengths_video").expect("begin");
     t.write_all(&i64_data).expect("write");
     t.finish().expect("complete");
-    writer
-        .begin("empty")
-        .expect("begin")
-        .finish()
-        .expect("complete");
+    writer.begin("empty").expect("begin").finish().expect("complete");
     let mut t = writer.begin("lab\"els\\ü").expect("begin");
     t.write_all(&labels).expect("write");
     t.finish().expect("complete");
@@ -87,11 +75,7 @@ fn written_file_reads_back_with_the_safetensors_crate() {
 
 #[test]
 fn without_metadata_there_is_no_metadata_entry() {
-    let (head, lengths) = header(
-        &[TensorSpec::new("a", Dtype::I64, vec![1])],
-        &BTreeMap::new(),
-    )
-    .expect("header");
+    let (head, lengths) = header(&[TensorSpec::new("a", Dtype::I64, vec![1])], &BTreeMap::new()).expect("header");
     assert_eq!(lengths, [8]);
     let text = std::str::from_utf8(&head[8..]).expect("utf-8");
     assert!(!text.contains("__metadata__"), "{text}");
@@ -103,12 +87,7 @@ fn without_metadata_there_is_no_metadata_entry() {
 
 #[test]
 fn byte_counts_and_order_are_checked() {
-    let specs = || {
-        vec![
-            TensorSpec::new("a", Dtype::F32, vec![2]),
-            TensorSpec::new("b", Dtype::I64, vec![1]),
-        ]
-    };
+    let specs = || vec![TensorSpec::new("a", Dtype::F32, vec![2]), TensorSpec::new("b", Dtype::I64, vec![1])];
     let none = BTreeMap::new();
     let message = |e: std::io::Error| e.to_string();
 
@@ -116,10 +95,7 @@ fn byte_counts_and_order_are_checked() {
     let mut w = StreamWriter::new(Vec::new(), specs(), &none).expect("header");
     let mut t = w.begin("a").expect("begin");
     let err = message(t.write_all(&[0; 9]).unwrap_err());
-    assert!(
-        err.contains("tensor 'a'") && err.contains("needs 8 bytes"),
-        "{err}"
-    );
+    assert!(err.contains("tensor 'a'") && err.contains("needs 8 bytes"), "{err}");
 
     // Too few: finishing the tensor, beginning the next or finishing the file fails.
     let mut w = StreamWriter::new(Vec::new(), specs(), &none).expect("header");
@@ -138,29 +114,14 @@ fn byte_counts_and_order_are_checked() {
     t.write_all(&[0; 8]).expect("write");
     t.finish().expect("complete");
     let err = message(w.finish().unwrap_err());
-    assert!(
-        err.contains("tensor 'b' was declared but not written"),
-        "{err}"
-    );
+    assert!(err.contains("tensor 'b' was declared but not written"), "{err}");
 
     // Declarations.
     for (bad, what) in [
-        (
-            vec![
-                TensorSpec::new("x", Dtype::F32, vec![1]),
-                TensorSpec::new("x", Dtype::F32, vec![1]),
-            ],
-            "declared twice",
-        ),
-        (
-            vec![TensorSpec::new("__metadata__", Dtype::F32, vec![1])],
-            "reserved",
-        ),
+        (vec![TensorSpec::new("x", Dtype::F32, vec![1]), TensorSpec::new("x", Dtype::F32, vec![1])], "declared twice"),
+        (vec![TensorSpec::new("__metadata__", Dtype::F32, vec![1])], "reserved"),
         (vec![TensorSpec::new("", Dtype::F32, vec![1])], "reserved"),
-        (
-            vec![TensorSpec::new("huge", Dtype::I64, vec![usize::MAX, 4])],
-            "too large",
-        ),
+        (vec![TensorSpec::new("huge", Dtype::I64, vec![usize::MAX, 4])], "too large"),
     ] {
         let err = message(StreamWriter::new(Vec::new(), bad, &none).unwrap_err());
         assert!(err.contains(what), "{err}");
@@ -169,8 +130,7 @@ fn byte_counts_and_order_are_checked() {
 
 #[test]
 fn a_streamed_fixture_equals_the_decoded_one() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles/mmsa_p2_f64.pkl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles/mmsa_p2_f64.pkl");
     let input = std::fs::read(&path).expect("fixture");
     let view = read_mosei_view(&input, &path, &ReadOptions::STRICT).expect("loads");
     let owned = read_mosei_file(&path).expect("loads");
@@ -178,11 +138,7 @@ fn a_streamed_fixture_equals_the_decoded_one() {
         let n = split.n();
         let mut specs = Vec::new();
         let mut arrays = Vec::new();
-        for (name, array) in [
-            ("text", split.text.as_ref()),
-            ("audio", split.audio.as_ref()),
-            ("video", Some(&split.vision)),
-        ] {
+        for (name, array) in [("text", split.text.as_ref()), ("audio", split.audio.as_ref()), ("video", Some(&split.vision))] {
             let array = array.expect("complete file");
             specs.push(TensorSpec::new(name, Dtype::F32, array.shape().to_vec()));
             arrays.push((name, array));
@@ -203,11 +159,7 @@ fn a_streamed_fixture_equals_the_decoded_one() {
         let bytes = w.finish().expect("finished");
 
         let st = SafeTensors::deserialize(&bytes).expect("valid");
-        for (name, want) in [
-            ("text", &decoded.text.as_ref().expect("text").data),
-            ("audio", &decoded.audio.as_ref().expect("audio").data),
-            ("video", &decoded.vision.data),
-        ] {
+        for (name, want) in [("text", &decoded.text.as_ref().expect("text").data), ("audio", &decoded.audio.as_ref().expect("audio").data), ("video", &decoded.vision.data)] {
             let want: Vec<u8> = want.iter().flat_map(|x| x.to_le_bytes()).collect();
             assert_eq!(st.tensor(name).expect("tensor").data(), want, "{name}");
         }

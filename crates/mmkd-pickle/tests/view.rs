@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use mmkd_pickle::mosei::MODALITIES;
 use mmkd_pickle::pickle::{self, ArrayData, ByteOrder, DType, DTypeKind, Value};
 use mmkd_pickle::view::CHUNK_ELEMENTS;
-use mmkd_pickle::{
-    ArrayView, MappedFile, MoseiFile, MoseiView, NonFinite, ReadOptions, inspect,
-    read_mosei_bytes_with, read_mosei_file, read_mosei_view, read_mosei_view_with_progress,
-};
+use mmkd_pickle::{ArrayView, MappedFile, MoseiFile, MoseiView, NonFinite, ReadOptions, inspect, read_mosei_bytes_with, read_mosei_file, read_mosei_view, read_mosei_view_with_progress};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles")
@@ -42,21 +39,9 @@ fn written(view: &ArrayView<'_>) -> (Vec<f32>, NonFinite) {
         })
         .expect("writing to memory succeeds");
     assert_eq!(out.bytes.len() as u64, view.f32_byte_len());
-    assert_eq!(
-        last,
-        view.f32_byte_len(),
-        "the last progress call reports everything"
-    );
-    assert!(
-        out.largest <= 4 * CHUNK_ELEMENTS,
-        "a write of {} bytes",
-        out.largest
-    );
-    let values = out
-        .bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    assert_eq!(last, view.f32_byte_len(), "the last progress call reports everything");
+    assert!(out.largest <= 4 * CHUNK_ELEMENTS, "a write of {} bytes", out.largest);
+    let values = out.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     (values, counts)
 }
 
@@ -93,22 +78,10 @@ fn compare(name: &str, input: &[u8], owned: &MoseiFile, view: &MoseiView<'_>) ->
             errors.push(format!("{name}: {what}"));
         }
     };
-    check(
-        (&view.path, view.layout, view.protocol) == (&owned.path, owned.layout, owned.protocol),
-        "path, layout or protocol differ".into(),
-    );
-    check(
-        view.repairs == owned.repairs,
-        format!("repairs {:?} != {:?}", view.repairs, owned.repairs),
-    );
-    check(
-        inspect(view) == inspect(owned),
-        "inspect reports differ".into(),
-    );
-    check(
-        view.splits.len() == owned.splits.len(),
-        "split count differs".into(),
-    );
+    check((&view.path, view.layout, view.protocol) == (&owned.path, owned.layout, owned.protocol), "path, layout or protocol differ".into());
+    check(view.repairs == owned.repairs, format!("repairs {:?} != {:?}", view.repairs, owned.repairs));
+    check(inspect(view) == inspect(owned), "inspect reports differ".into());
+    check(view.splits.len() == owned.splits.len(), "split count differs".into());
     let input_range = input.as_ptr_range();
     for (v, o) in view.splits.iter().zip(&owned.splits) {
         let split = &o.name;
@@ -116,15 +89,9 @@ fn compare(name: &str, input: &[u8], owned: &MoseiFile, view: &MoseiView<'_>) ->
         check(v.n() == o.n(), format!("{split}: n differs"));
         check(v.labels == o.labels, format!("{split}: labels differ"));
         check(v.ids == o.ids, format!("{split}: ids differ"));
-        check(
-            (&v.audio_lengths, &v.vision_lengths) == (&o.audio_lengths, &o.vision_lengths),
-            format!("{split}: lengths differ"),
-        );
+        check((&v.audio_lengths, &v.vision_lengths) == (&o.audio_lengths, &o.vision_lengths), format!("{split}: lengths differ"));
         check(v.dtypes == o.dtypes, format!("{split}: dtypes differ"));
-        check(
-            v.nonfinite == o.nonfinite,
-            format!("{split}: non-finite counts differ"),
-        );
+        check(v.nonfinite == o.nonfinite, format!("{split}: non-finite counts differ"));
         for key in MODALITIES {
             let (vm, om) = match (v.modality(key), o.modality(key)) {
                 (Some(vm), Some(om)) => (vm, om),
@@ -134,41 +101,18 @@ fn compare(name: &str, input: &[u8], owned: &MoseiFile, view: &MoseiView<'_>) ->
                     continue;
                 }
             };
-            check(
-                vm.shape() == om.shape,
-                format!("{split}/{key}: shape {:?} != {:?}", vm.shape(), om.shape),
-            );
+            check(vm.shape() == om.shape, format!("{split}/{key}: shape {:?} != {:?}", vm.shape(), om.shape));
             let (values, counts) = written(vm);
-            check(
-                bits(&values) == bits(&om.data),
-                format!("{split}/{key}: written values differ from the decoded ones"),
-            );
-            check(
-                Some(&counts) == o.nonfinite.get(key),
-                format!("{split}/{key}: write_f32_le repaired {counts:?}"),
-            );
-            check(
-                vm.count_nonfinite(|_| {}) == counts,
-                format!("{split}/{key}: count_nonfinite differs from write_f32_le"),
-            );
+            check(bits(&values) == bits(&om.data), format!("{split}/{key}: written values differ from the decoded ones"));
+            check(Some(&counts) == o.nonfinite.get(key), format!("{split}/{key}: write_f32_le repaired {counts:?}"));
+            check(vm.count_nonfinite(|_| {}) == counts, format!("{split}/{key}: count_nonfinite differs from write_f32_le"));
             // Zero copy: float data are slices of the input, except where protocol 2 encoded them.
             let float = o.dtypes.get(key).is_some_and(|d| d.contains('f'));
             let want_borrowed = float && owned.protocol >= 3;
-            check(
-                vm.is_borrowed() == want_borrowed,
-                format!(
-                    "{split}/{key}: borrowed {} (protocol {}, dtype {:?})",
-                    vm.is_borrowed(),
-                    owned.protocol,
-                    o.dtypes.get(key)
-                ),
-            );
+            check(vm.is_borrowed() == want_borrowed, format!("{split}/{key}: borrowed {} (protocol {}, dtype {:?})", vm.is_borrowed(), owned.protocol, o.dtypes.get(key)));
             if vm.is_borrowed() {
                 let range = vm.bytes().as_ptr_range();
-                check(
-                    input_range.start <= range.start && range.end <= input_range.end,
-                    format!("{split}/{key}: borrowed bytes are not inside the input"),
-                );
+                check(input_range.start <= range.start && range.end <= input_range.end, format!("{split}/{key}: borrowed bytes are not inside the input"));
             }
         }
     }
@@ -176,33 +120,19 @@ fn compare(name: &str, input: &[u8], owned: &MoseiFile, view: &MoseiView<'_>) ->
 }
 
 fn same_outcome(path: &Path, opts: &ReadOptions, label: &str) -> (Vec<String>, bool) {
-    let name = format!(
-        "{} ({label})",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
-    );
+    let name = format!("{} ({label})", path.file_name().and_then(|n| n.to_str()).unwrap_or("?"));
     let input = std::fs::read(path).expect("fixture readable");
     let owned = read_mosei_bytes_with(&input, path, opts);
     let view = read_mosei_view(&input, path, opts);
     match (owned, view) {
         (Ok(owned), Ok(view)) => (compare(&name, &input, &owned, &view), true),
         (Err(o), Err(v)) => {
-            let same = (o.kind(), o.split(), o.key(), o.to_string())
-                == (v.kind(), v.split(), v.key(), v.to_string());
-            let errors = if same {
-                Vec::new()
-            } else {
-                vec![format!("{name}: error '{v}' != '{o}'")]
-            };
+            let same = (o.kind(), o.split(), o.key(), o.to_string()) == (v.kind(), v.split(), v.key(), v.to_string());
+            let errors = if same { Vec::new() } else { vec![format!("{name}: error '{v}' != '{o}'")] };
             (errors, false)
         }
-        (Ok(_), Err(v)) => (
-            vec![format!("{name}: only the view reader fails: {v}")],
-            true,
-        ),
-        (Err(o), Ok(_)) => (
-            vec![format!("{name}: only the owning reader fails: {o}")],
-            false,
-        ),
+        (Ok(_), Err(v)) => (vec![format!("{name}: only the view reader fails: {v}")], true),
+        (Err(o), Ok(_)) => (vec![format!("{name}: only the owning reader fails: {o}")], false),
     }
 }
 
@@ -210,10 +140,7 @@ fn same_outcome(path: &Path, opts: &ReadOptions, label: &str) -> (Vec<String>, b
 fn view_reader_matches_owning_reader_on_every_fixture() {
     let mut errors = Vec::new();
     let mut counted = Vec::new();
-    for (opts, label) in [
-        (ReadOptions::STRICT, "STRICT"),
-        (ReadOptions::VIDEO_ONLY, "VIDEO_ONLY"),
-    ] {
+    for (opts, label) in [(ReadOptions::STRICT, "STRICT"), (ReadOptions::VIDEO_ONLY, "VIDEO_ONLY")] {
         let (mut valid, mut broken) = (0, 0);
         for path in fixtures() {
             let (e, ok) = same_outcome(&path, &opts, label);
@@ -227,12 +154,7 @@ fn view_reader_matches_owning_reader_on_every_fixture() {
         counted.push((label, valid, broken));
     }
     println!("(options, loaded, refused): {counted:?}");
-    assert!(
-        errors.is_empty(),
-        "{} mismatches:\n{}",
-        errors.len(),
-        errors.join("\n")
-    );
+    assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.join("\n"));
     // STRICT: the complete fixtures load (the 6 of make_pickles.py, its two padding ones, and any
     // other complete pickle in the folder), the rest are refused; VIDEO_ONLY also loads the
     // video-only ones and the two whose defect it relaxes.
@@ -246,19 +168,9 @@ fn broken_fixtures_give_the_documented_errors_through_the_view_reader() {
     let path = fixture_dir().join("broken_wrong_shape.pkl");
     let input = std::fs::read(&path).expect("fixture readable");
     let err = read_mosei_view(&input, &path, &ReadOptions::STRICT).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "{}: split 'valid', key 'audio': expected a 3-d array (N, L, D), found shape (3, 3)",
-            path.display()
-        )
-    );
+    assert_eq!(err.to_string(), format!("{}: split 'valid', key 'audio': expected a 3-d array (N, L, D), found shape (3, 3)", path.display()));
     for (file, kind, pickle_kind) in [
-        (
-            "broken_forbidden_global.pkl",
-            "Pickle",
-            Some("ForbiddenGlobal"),
-        ),
+        ("broken_forbidden_global.pkl", "Pickle", Some("ForbiddenGlobal")),
         ("broken_out_of_band.pkl", "Pickle", Some("OutOfBandBuffer")),
         ("broken_truncated.pkl", "Pickle", Some("Truncated")),
         ("broken_nan_label.pkl", "NonFiniteLabel", None),
@@ -268,11 +180,7 @@ fn broken_fixtures_give_the_documented_errors_through_the_view_reader() {
         let input = std::fs::read(&path).expect("fixture readable");
         let err = read_mosei_view(&input, &path, &ReadOptions::STRICT).unwrap_err();
         assert_eq!(err.kind(), kind, "{file}: {err}");
-        assert_eq!(
-            err.pickle_error().map(|e| e.kind()),
-            pickle_kind,
-            "{file}: {err}"
-        );
+        assert_eq!(err.pickle_error().map(|e| e.kind()), pickle_kind, "{file}: {err}");
     }
 }
 
@@ -281,10 +189,7 @@ fn mapped_file_reads_like_the_file_reader() {
     let path = fixture_dir().join("mult_p4_defects.pkl");
     let map = MappedFile::open(&path).expect("maps");
     assert_eq!(map.path(), path.as_path());
-    assert_eq!(
-        map.bytes(),
-        std::fs::read(&path).expect("readable").as_slice()
-    );
+    assert_eq!(map.bytes(), std::fs::read(&path).expect("readable").as_slice());
     let mut scanned = 0;
     let view = read_mosei_view_with_progress(&map, &path, &ReadOptions::STRICT, |done| {
         assert!(done > scanned);
@@ -292,27 +197,15 @@ fn mapped_file_reads_like_the_file_reader() {
     })
     .expect("loads");
     let owned = read_mosei_file(&path).expect("loads");
-    let feature_bytes: usize = view
-        .splits
-        .iter()
-        .flat_map(|s| MODALITIES.iter().filter_map(|k| s.modality(k)))
-        .map(|v| v.bytes().len())
-        .sum();
-    assert_eq!(
-        scanned, feature_bytes as u64,
-        "progress covers every feature byte"
-    );
+    let feature_bytes: usize = view.splits.iter().flat_map(|s| MODALITIES.iter().filter_map(|k| s.modality(k))).map(|v| v.bytes().len()).sum();
+    assert_eq!(scanned, feature_bytes as u64, "progress covers every feature byte");
     assert!(compare("mult_p4_defects.pkl", &map, &owned, &view).is_empty());
     assert_eq!(inspect(&view).to_string(), inspect(&owned).to_string());
 
     let missing = Path::new("/nonexistent/mosei.pkl");
     let err = MappedFile::open(missing).unwrap_err();
     assert_eq!(err.kind(), "Io");
-    assert!(
-        err.to_string()
-            .starts_with("/nonexistent/mosei.pkl: cannot read the file"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("/nonexistent/mosei.pkl: cannot read the file"), "{err}");
 
     // An empty file maps (to nothing) and is refused like any truncated pickle.
     let empty = tempfile::NamedTempFile::new().expect("temp file");
@@ -329,10 +222,7 @@ fn load_view_leaves_float_arrays_in_the_input() {
     let owned = pickle::load(&input).expect("loads");
     assert_eq!(view.protocol, owned.protocol);
     let train = view.value.get("train").expect("train");
-    let vision = train
-        .get("vision")
-        .and_then(Value::as_array)
-        .expect("vision");
+    let vision = train.get("vision").and_then(Value::as_array).expect("vision");
     let ArrayData::Raw(raw) = &vision.data else {
         panic!("vision should be raw, is {:?}", vision.dtype);
     };
@@ -342,48 +232,23 @@ fn load_view_leaves_float_arrays_in_the_input() {
     let range = input.as_ptr_range();
     assert!(range.contains(&bytes.as_ptr()));
     // The same array, decoded by `load`, has the same shape and dtype.
-    let decoded = owned
-        .value
-        .get("train")
-        .and_then(|t| t.get("vision"))
-        .and_then(Value::as_array)
-        .expect("vision");
-    assert_eq!(
-        (&decoded.shape, decoded.dtype),
-        (&vision.shape, vision.dtype)
-    );
+    let decoded = owned.value.get("train").and_then(|t| t.get("vision")).and_then(Value::as_array).expect("vision");
+    assert_eq!((&decoded.shape, decoded.dtype), (&vision.shape, vision.dtype));
     assert_eq!(decoded.data.len(), raw.len);
     // Non-float values are decoded as usual: ids are strings in both.
-    assert_eq!(
-        train.get("id"),
-        owned.value.get("train").and_then(|t| t.get("id"))
-    );
+    assert_eq!(train.get("id"), owned.value.get("train").and_then(|t| t.get("id")));
 }
 
 /// `numpy.dtype(spec, False, True)` + BUILD `(3, order, None, None, None, -1, -1, 0)`, protocol-0
 /// globals (as in `tests/opcodes.rs`).
 fn dtype_ops(spec: &str, order: &str) -> Vec<u8> {
     let s = |t: &str| [&[0x8c, t.len() as u8][..], t.as_bytes()].concat();
-    [
-        b"cnumpy\ndtype\n".to_vec(),
-        s(spec),
-        b"\x89\x88\x87R(K\x03".to_vec(),
-        s(order),
-        b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb".to_vec(),
-    ]
-    .concat()
+    [b"cnumpy\ndtype\n".to_vec(), s(spec), b"\x89\x88\x87R(K\x03".to_vec(), s(order), b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb".to_vec()].concat()
 }
 
 /// `_reconstruct(ndarray, (0,), b'b')` + BUILD `(1, (2, 3), dtype, fortran, <raw_ops>)`.
 fn reconstruct(dtype: &[u8], fortran: bool, raw_ops: &[u8]) -> Vec<u8> {
-    [
-        &b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R(K\x01K\x02K\x03\x86"[..],
-        dtype,
-        if fortran { b"\x88" } else { b"\x89" },
-        raw_ops,
-        b"tb",
-    ]
-    .concat()
+    [&b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R(K\x01K\x02K\x03\x86"[..], dtype, if fortran { b"\x88" } else { b"\x89" }, raw_ops, b"tb"].concat()
 }
 
 #[test]
@@ -394,64 +259,13 @@ fn every_bytes_opcode_carrying_array_data_stays_in_the_input() {
     let with_len = |op: &[u8], len: Vec<u8>| [op, &len, &raw].concat();
     let f4 = dtype_ops("f4", "<");
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
-        (
-            "BINBYTES8",
-            reconstruct(
-                &f4,
-                false,
-                &with_len(b"\x8e", (n as u64).to_le_bytes().to_vec()),
-            ),
-            true,
-        ),
-        (
-            "BINBYTES",
-            reconstruct(
-                &f4,
-                false,
-                &with_len(b"B", (n as u32).to_le_bytes().to_vec()),
-            ),
-            true,
-        ),
-        (
-            "SHORT_BINBYTES",
-            reconstruct(&f4, false, &with_len(b"C", vec![n as u8])),
-            true,
-        ),
-        (
-            "BYTEARRAY8 (bytearray)",
-            reconstruct(
-                &f4,
-                false,
-                &with_len(b"\x96", (n as u64).to_le_bytes().to_vec()),
-            ),
-            true,
-        ),
-        (
-            "BINSTRING (Python 2)",
-            reconstruct(
-                &f4,
-                false,
-                &with_len(b"T", (n as u32).to_le_bytes().to_vec()),
-            ),
-            true,
-        ),
-        (
-            "SHORT_BINSTRING (Python 2)",
-            reconstruct(&f4, false, &with_len(b"U", vec![n as u8])),
-            true,
-        ),
-        (
-            "BINBYTES8 under _frombuffer, in a FRAME",
-            [
-                &b"cnumpy._core.numeric\n_frombuffer\n(\x8e"[..],
-                &(n as u64).to_le_bytes(),
-                &raw,
-                &f4,
-                b"K\x02K\x03\x86\x8c\x01CtR",
-            ]
-            .concat(),
-            true,
-        ),
+        ("BINBYTES8", reconstruct(&f4, false, &with_len(b"\x8e", (n as u64).to_le_bytes().to_vec())), true),
+        ("BINBYTES", reconstruct(&f4, false, &with_len(b"B", (n as u32).to_le_bytes().to_vec())), true),
+        ("SHORT_BINBYTES", reconstruct(&f4, false, &with_len(b"C", vec![n as u8])), true),
+        ("BYTEARRAY8 (bytearray)", reconstruct(&f4, false, &with_len(b"\x96", (n as u64).to_le_bytes().to_vec())), true),
+        ("BINSTRING (Python 2)", reconstruct(&f4, false, &with_len(b"T", (n as u32).to_le_bytes().to_vec())), true),
+        ("SHORT_BINSTRING (Python 2)", reconstruct(&f4, false, &with_len(b"U", vec![n as u8])), true),
+        ("BINBYTES8 under _frombuffer, in a FRAME", [&b"cnumpy._core.numeric\n_frombuffer\n(\x8e"[..], &(n as u64).to_le_bytes(), &raw, &f4, b"K\x02K\x03\x86\x8c\x01CtR"].concat(), true),
         (
             "protocol 2: _codecs.encode(latin-1 text)",
             reconstruct(
@@ -459,12 +273,8 @@ fn every_bytes_opcode_carrying_array_data_stays_in_the_input() {
                 false,
                 &[
                     &b"c_codecs\nencode\nX"[..],
-                    &(raw.iter().map(|&b| char::from(b)).collect::<String>().len() as u32)
-                        .to_le_bytes(),
-                    raw.iter()
-                        .map(|&b| char::from(b))
-                        .collect::<String>()
-                        .as_bytes(),
+                    &(raw.iter().map(|&b| char::from(b)).collect::<String>().len() as u32).to_le_bytes(),
+                    raw.iter().map(|&b| char::from(b)).collect::<String>().as_bytes(),
                     b"\x8c\x06latin1\x86R",
                 ]
                 .concat(),
@@ -489,11 +299,7 @@ fn every_bytes_opcode_carrying_array_data_stays_in_the_input() {
         };
         let bytes = view.raw(&buffer).expect("buffer");
         assert_eq!(bytes, raw.as_slice(), "{what}");
-        assert_eq!(
-            matches!(view.buffers[buffer.index], Cow::Borrowed(_)),
-            borrowed,
-            "{what}"
-        );
+        assert_eq!(matches!(view.buffers[buffer.index], Cow::Borrowed(_)), borrowed, "{what}");
         if borrowed {
             assert!(stream.as_ptr_range().contains(&bytes.as_ptr()), "{what}");
         }
@@ -507,10 +313,7 @@ fn every_bytes_opcode_carrying_array_data_stays_in_the_input() {
         };
         assert_eq!(bits(decoded), bits(&values), "{what}");
         let debug = format!("{view:?}");
-        assert!(
-            debug.ends_with("buffers: 1, buffer_bytes: 24 }"),
-            "{what}: Debug should summarise the buffers: {debug}"
-        );
+        assert!(debug.ends_with("buffers: 1, buffer_bytes: 24 }"), "{what}: Debug should summarise the buffers: {debug}");
     }
 
     // A length that does not match the shape is the same error in both modes.
@@ -524,11 +327,7 @@ fn every_bytes_opcode_carrying_array_data_stays_in_the_input() {
 // ---- write_f32_le on hand-made views ---------------------------------------------------------
 
 fn dtype(itemsize: usize, byte_order: ByteOrder) -> DType {
-    DType {
-        kind: DTypeKind::Float,
-        itemsize,
-        byte_order,
-    }
+    DType { kind: DTypeKind::Float, itemsize, byte_order }
 }
 
 /// A value for C index `i` exercising signs, fractions and every kind of non-finite value;
@@ -591,27 +390,18 @@ fn write_f32_le_handles_every_format_and_order_across_chunks() {
     for itemsize in [2, 4, 8] {
         for big in [false, true] {
             for fortran in [false, true] {
-                let order = if big {
-                    ByteOrder::Big
-                } else {
-                    ByteOrder::Little
-                };
+                let order = if big { ByteOrder::Big } else { ByteOrder::Little };
                 let mut bytes = vec![0u8; count * itemsize];
                 for i in 0..n {
                     for j in 0..l {
                         for k in 0..d {
                             let c = (i * l + j) * d + k;
                             let at = if fortran { i + n * (j + l * k) } else { c };
-                            bytes[at * itemsize..(at + 1) * itemsize].copy_from_slice(&encode(
-                                value_at(c),
-                                itemsize,
-                                big,
-                            ));
+                            bytes[at * itemsize..(at + 1) * itemsize].copy_from_slice(&encode(value_at(c), itemsize, big));
                         }
                     }
                 }
-                let view = ArrayView::new(shape, dtype(itemsize, order), fortran, &bytes[..])
-                    .expect("consistent view");
+                let view = ArrayView::new(shape, dtype(itemsize, order), fortran, &bytes[..]).expect("consistent view");
                 let what = format!("f{itemsize} big={big} fortran={fortran}");
                 assert!(view.is_borrowed(), "{what}");
                 let (values, counts) = written(&view);
@@ -628,16 +418,11 @@ fn write_f32_le_rounds_float64_like_the_owning_reader() {
     // Beyond the f32 range a float64 becomes +-inf when converted, so it is counted and zeroed.
     let values = [1e300f64, -1e300, 0.1, f64::MIN_POSITIVE, 3.0];
     let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let view = ArrayView::new([1, 1, 5], dtype(8, ByteOrder::Little), false, bytes)
-        .expect("consistent view");
+    let view = ArrayView::new([1, 1, 5], dtype(8, ByteOrder::Little), false, bytes).expect("consistent view");
     assert!(!view.is_borrowed());
     let (out, counts) = written(&view);
     assert_eq!(out, [0.0, 0.0, 0.1f64 as f32, 0.0, 3.0]);
-    assert_eq!(
-        (counts.nan, counts.pos_inf, counts.neg_inf),
-        (0, 1, 1),
-        "{counts:?}"
-    );
+    assert_eq!((counts.nan, counts.pos_inf, counts.neg_inf), (0, 1, 1), "{counts:?}");
 }
 
 #[test]
@@ -646,10 +431,7 @@ fn array_view_checks_its_parts() {
     assert!(ArrayView::new([2, 2, 2], f4, false, &[0u8; 32][..]).is_some());
     assert!(ArrayView::new([2, 2, 2], f4, false, &[0u8; 31][..]).is_none());
     assert!(ArrayView::new([usize::MAX, 2, 2], f4, false, &[0u8; 32][..]).is_none());
-    let int = DType {
-        kind: DTypeKind::Int,
-        ..f4
-    };
+    let int = DType { kind: DTypeKind::Int, ..f4 };
     assert!(ArrayView::new([2, 2, 2], int, false, &[0u8; 32][..]).is_none());
     let empty = ArrayView::new([0, 5, 3], f4, true, &[][..]).expect("empty");
     assert!(empty.is_empty());
@@ -662,10 +444,7 @@ fn array_view_checks_its_parts() {
     assert_eq!(counts.nan, 1);
     assert_eq!(out.len(), 12);
     let debug = format!("{one:?}");
-    assert!(
-        debug.contains("shape: [3]") && debug.contains("<f4"),
-        "{debug}"
-    );
+    assert!(debug.contains("shape: [3]") && debug.contains("<f4"), "{debug}");
 }
 
 #[test]

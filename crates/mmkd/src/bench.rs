@@ -72,7 +72,13 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    if n == 0 { f64::NAN } else if n % 2 == 1 { s[n / 2] } else { 0.5 * (s[n / 2 - 1] + s[n / 2]) }
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
 }
 
 /// A batch of `batch` synthetic clips at the preset's shapes, on `device`.
@@ -137,15 +143,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
             let ad = train.autodiff_device(&plain);
             let (shape, b) = batch_of(preset, batch, &ad);
             let teacher = build_teacher(TeacherKind::Complete, &shape, &model, &plain).valid();
-            let cfg = DistillConfig {
-                teacher_run: std::path::PathBuf::new(),
-                level: Level::AttentionMap,
-                method: Method::EdamS,
-                alpha: 1.0,
-                beta: 0.8,
-                temperature: 1.0,
-                orientation: Orientation::Literal,
-            };
+            let cfg =
+                DistillConfig { teacher_run: std::path::PathBuf::new(), level: Level::AttentionMap, method: Method::EdamS, alpha: 1.0, beta: 0.8, temperature: 1.0, orientation: Orientation::Literal };
             let (shape2, model2) = (shape.clone(), model.clone());
             let build = Box::new(move |d: &Device| build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape2, &model2, d));
             let task = crate::distill::DistillTask::new(cfg, teacher, crate::distill::distilled_pairs(StudentConfig::C5), build, batch, 1, plain.clone());
@@ -154,7 +153,19 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
     }
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let attention = if crate::model::fused_attention::enabled_for(&plain) { "fused" } else { "unfused" };
-    Ok(BenchResult { implementation: "mmkd", case, preset: preset.name(), batch, threads, attention, gradient_checkpointing: train.gradient_checkpointing, device: if crate::model::fused_attention::supported(&plain) { "flex" } else { "cuda" }, median_ms: median(&times), times_ms: times, peak_rss_mb: peak_rss_mb() })
+    Ok(BenchResult {
+        implementation: "mmkd",
+        case,
+        preset: preset.name(),
+        batch,
+        threads,
+        attention,
+        gradient_checkpointing: train.gradient_checkpointing,
+        device: if crate::model::fused_attention::supported(&plain) { "flex" } else { "cuda" },
+        median_ms: median(&times),
+        times_ms: times,
+        peak_rss_mb: peak_rss_mb(),
+    })
 }
 
 #[cfg(test)]

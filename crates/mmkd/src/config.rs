@@ -90,17 +90,7 @@ impl DataShape {
             Preset::Small => (10, 20, 20, 2000, 400, 1000),
             Preset::Paper => (50, 500, 500, 16_326, 1_871, 4_659),
         };
-        DataShape {
-            text_dim: 300,
-            audio_dim: 74,
-            video_dim: 35,
-            text_len,
-            audio_len,
-            video_len,
-            n_train,
-            n_valid,
-            n_test,
-        }
+        DataShape { text_dim: 300, audio_dim: 74, video_dim: 35, text_len, audio_len, video_len, n_train, n_valid, n_test }
     }
 }
 

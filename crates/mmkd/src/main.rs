@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = mmkd::cli::exit_code(&e);
             // Bad input: the one-line message; an internal failure: the whole chain of causes.
-            if code == 2 { eprintln!("error: {e}") } else { eprintln!("error: {e:#}") }
+            if code == 2 {
+                eprintln!("error: {e}")
+            } else {
+                eprintln!("error: {e:#}")
+            }
             ExitCode::from(code)
         }
     }

@@ -105,11 +105,7 @@ impl Predictor {
         let input = crate::input::NetInput { text: None, audio: None, video: video.to_device(&self.device), lengths: None };
         let probs = softmax(self.net.forward(&input, &TraceRequest::none()).logits, 1);
         let values: Vec<f32> = probs.into_data().try_to_vec().map_err(|e| anyhow::anyhow!("reading probabilities: {e:?}"))?;
-        Ok(values
-            .chunks_exact(NUM_CLASSES)
-            .enumerate()
-            .map(|(i, p)| Prediction::new(i.to_string(), f32::NAN, p.try_into().expect("NUM_CLASSES values")))
-            .collect())
+        Ok(values.chunks_exact(NUM_CLASSES).enumerate().map(|(i, p)| Prediction::new(i.to_string(), f32::NAN, p.try_into().expect("NUM_CLASSES values"))).collect())
     }
 }
 
@@ -171,16 +167,7 @@ pub fn predict(run: &Path, data_path: &Path, choice: SplitChoice, batch_size: us
             crate::model::Modality::Language => ((have.text_len, have.text_dim), (want.text_len, want.text_dim)),
         };
         if got != expect {
-            crate::bail_input!(
-                "{}: {} features are {} steps x {} dims per clip, but run {} was trained on {} x {}",
-                data_path.display(),
-                m.name(),
-                got.0,
-                got.1,
-                run.display(),
-                expect.0,
-                expect.1
-            );
+            crate::bail_input!("{}: {} features are {} steps x {} dims per clip, but run {} was trained on {} x {}", data_path.display(), m.name(), got.0, got.1, run.display(), expect.0, expect.1);
         }
     }
     let mut rows = Vec::new();

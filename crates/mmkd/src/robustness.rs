@@ -50,8 +50,7 @@ impl RobustnessRow {
 
 /// Every subset of the three modalities, from none missing to all missing.
 pub fn subsets() -> Vec<Vec<Modality>> {
-    let mut all: Vec<Vec<Modality>> =
-        (0u8..8).map(|bits| Modality::ALL.into_iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, m)| m).collect()).collect();
+    let mut all: Vec<Vec<Modality>> = (0u8..8).map(|bits| Modality::ALL.into_iter().enumerate().filter(|(i, _)| bits & (1 << i) != 0).map(|(_, m)| m).collect()).collect();
     all.sort_by_key(|s| s.len());
     all
 }
@@ -73,11 +72,7 @@ pub fn robustness(teacher: &Path, student: &Path, mode: MissingMode, fraction: f
     let mut rows = Vec::new();
     for missing in subsets() {
         let m = Missing { modalities: missing.clone(), mode, fraction, seed };
-        rows.push(RobustnessRow {
-            teacher: evaluate_run_with(teacher, Some(&dataset), Some(&m), device)?,
-            student: evaluate_run_with(student, Some(&dataset), Some(&m), device)?,
-            missing,
-        });
+        rows.push(RobustnessRow { teacher: evaluate_run_with(teacher, Some(&dataset), Some(&m), device)?, student: evaluate_run_with(student, Some(&dataset), Some(&m), device)?, missing });
     }
     Ok((format!("{} [{}]", dataset.name, dataset.source), rows))
 }
@@ -96,15 +91,7 @@ pub fn write_report(out: &Path, dataset: &str, how: &str, teacher: &Path, studen
     let mut csv = csv::Writer::from_writer(Vec::new());
     csv.write_record(["missing", "teacher_acc7", "teacher_f1", "student_acc7", "student_f1", "winner"])?;
     for r in rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
-            r.missing_label(),
-            pct(r.teacher.acc7),
-            pct(r.teacher.f1_weighted),
-            pct(r.student.acc7),
-            pct(r.student.f1_weighted),
-            r.winner()
-        ));
+        md.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r.missing_label(), pct(r.teacher.acc7), pct(r.teacher.f1_weighted), pct(r.student.acc7), pct(r.student.f1_weighted), r.winner()));
         csv.write_record([r.missing_label(), pct(r.teacher.acc7), pct(r.teacher.f1_weighted), pct(r.student.acc7), pct(r.student.f1_weighted), r.winner().to_string()])?;
     }
     let wins: Vec<String> = rows.iter().filter(|r| r.winner() == "teacher").map(|r| r.missing_label()).collect();

@@ -84,7 +84,29 @@ fn bad_input_exits_2_with_a_named_error() {
 fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
     let dir_guard = tempdir("study-lookup");
     let dir = dir_guard.path();
-    let args = ["study", "--preset", "smoke", "--seeds", "2", "--regime", "lookup", "--n-train", "200", "--rows", "c5-attention", "--teacher-seed", "1", "--teacher-epochs", "2", "--epochs", "1", "--jobs", "2", "--out", s(dir)];
+    let args = [
+        "study",
+        "--preset",
+        "smoke",
+        "--seeds",
+        "2",
+        "--regime",
+        "lookup",
+        "--n-train",
+        "200",
+        "--rows",
+        "c5-attention",
+        "--teacher-seed",
+        "1",
+        "--teacher-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        s(dir),
+    ];
     let out = mmkd(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The data, one teacher, two no-KD students and three distilled rows per seed.
@@ -432,10 +454,7 @@ fn sigkilled_run_resumes_to_the_same_result() {
     let out = mmkd(&["data", "synth", "--preset", "smoke", "--seed", "3", "--out", s(&data)]);
     assert!(out.status.success());
     let args = |run: &Path, checkpoint_secs: &str| -> Vec<String> {
-        ["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "6", "--seed", "5", "--out", s(run), "--checkpoint-secs", checkpoint_secs]
-            .iter()
-            .map(|a| a.to_string())
-            .collect()
+        ["train", "student", "--data", s(&data), "--preset", "smoke", "--epochs", "6", "--seed", "5", "--out", s(run), "--checkpoint-secs", checkpoint_secs].iter().map(|a| a.to_string()).collect()
     };
     // The uninterrupted run saves at epoch ends only: where checkpoints are taken changes nothing.
     let whole = dir.join("whole");
@@ -498,9 +517,7 @@ fn bad_input_corpus_exits_2_with_one_line() {
             assert!(!out.exists(), "{args:?}: {} must not be created", out.display());
         }
     };
-    let train = |data: &Path, out: &Path| -> Vec<String> {
-        ["train", "student", "--data", s(data), "--preset", "smoke", "--epochs", "1", "--out", s(out)].iter().map(|a| a.to_string()).collect()
-    };
+    let train = |data: &Path, out: &Path| -> Vec<String> { ["train", "student", "--data", s(data), "--preset", "smoke", "--epochs", "1", "--out", s(out)].iter().map(|a| a.to_string()).collect() };
 
     // Corrupted and truncated native files.
     let broken = fresh("broken");
@@ -652,7 +669,10 @@ fn sigkilled_distillation_resumes_to_the_same_result() {
     let dir = dir_guard.path();
     let (_, teacher) = trained(dir, &["teacher"]);
     let distill = |out: &Path| -> Vec<String> {
-        ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--checkpoint-secs", "0", "--out", s(out)].iter().map(|a| a.to_string()).collect()
+        ["distill", "--teacher", s(&teacher), "--config", "5", "--level", "final", "--method", "crd", "--epochs", "6", "--seed", "2", "--checkpoint-secs", "0", "--out", s(out)]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
     };
     let whole = dir.join("whole");
     assert!(mmkd(&args(&distill(&whole))).status.success());
@@ -683,7 +703,12 @@ fn sigkilled_study_resumes_run_by_run_from_any_directory() {
     assert!(killed, "the study finished before the kill");
     // Give the killed group's processes a moment to be gone, then start again from elsewhere.
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let out = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", s(&study)]).env("RAYON_NUM_THREADS", "1").current_dir(&elsewhere).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mmkd"))
+        .args(["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", s(&study)])
+        .env("RAYON_NUM_THREADS", "1")
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let done: usize = err.split(" already finished").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();

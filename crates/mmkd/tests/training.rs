@@ -136,7 +136,8 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) }, &data, 1);
         let build = scfg.clone();
-        let mut task = DistillTask::new(dcfg.clone(), teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let mut task =
+            DistillTask::new(dcfg.clone(), teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
         let run = dir.join(format!("{}-{}", level.name(), method.name()));
         fit(&run, &scfg, &data, &mut task, false, &device).unwrap();
         // The teacher inside the task is bit-identical to what it was before training.
@@ -154,7 +155,8 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         let still = DistillConfig { alpha: 0.0, beta: 0.0, ..dcfg.clone() };
         let still_cfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(still.clone()) }, &data, 1);
         let build = still_cfg.clone();
-        let mut still_task = DistillTask::new(still, teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
+        let mut still_task =
+            DistillTask::new(still, teacher.clone(), distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), 1, device.clone());
         let untrained = dir.join(format!("{}-{}-untrained", level.name(), method.name()));
         fit(&untrained, &still_cfg, &data, &mut still_task, false, &device).unwrap();
         assert_ne!(tensors(&run.join("last.safetensors")), tensors(&untrained.join("last.safetensors")), "{level:?}/{method:?}: the student must train");
@@ -196,7 +198,15 @@ fn edam_t_with_key_padding_mask_trains() {
 
 fn distill_task(teacher: &mmkd::model::MultimodalNet, dcfg: &mmkd::distill::DistillConfig, scfg: &RunConfig, data: &Dataset, device: &Device) -> mmkd::distill::DistillTask {
     let build = scfg.clone();
-    mmkd::distill::DistillTask::new(dcfg.clone(), teacher.clone(), mmkd::distill::distilled_pairs(mmkd::model::StudentConfig::C5), Box::new(move |d: &Device| build.build_net(d)), data.train.len(), scfg.train.seed, device.clone())
+    mmkd::distill::DistillTask::new(
+        dcfg.clone(),
+        teacher.clone(),
+        mmkd::distill::distilled_pairs(mmkd::model::StudentConfig::C5),
+        Box::new(move |d: &Device| build.build_net(d)),
+        data.train.len(),
+        scfg.train.seed,
+        device.clone(),
+    )
 }
 
 /// With alpha = 0 the loss is the KD term alone: attention-map distillation must move the

@@ -19,15 +19,7 @@ fn naive_nce(probs: &[f64], cols: usize, n_data: usize) -> f64 {
 }
 
 /// One direction of the bank loss in f64; returns (loss, Z used).
-fn naive_direction(
-    v: &[f64],
-    bank: &[f64],
-    contrast: &[usize],
-    dim: usize,
-    temperature: f64,
-    z: Option<f64>,
-    n_data: usize,
-) -> (f64, f64) {
+fn naive_direction(v: &[f64], bank: &[f64], contrast: &[usize], dim: usize, temperature: f64, z: Option<f64>, n_data: usize) -> (f64, f64) {
     let batch = v.len() / dim;
     let cols = contrast.len() / batch;
     let mut out = Vec::with_capacity(contrast.len());
@@ -46,12 +38,7 @@ fn naive_direction(
 /// The symmetric in-batch InfoNCE in f64.
 fn naive_in_batch(s: &[f64], t: &[f64], dims: [usize; 3], temperature: f64) -> f64 {
     let [g, b, d] = dims;
-    let logit = |gi: usize, i: usize, j: usize| -> f64 {
-        (0..d)
-            .map(|k| s[(gi * b + i) * d + k] * t[(gi * b + j) * d + k])
-            .sum::<f64>()
-            / temperature
-    };
+    let logit = |gi: usize, i: usize, j: usize| -> f64 { (0..d).map(|k| s[(gi * b + i) * d + k] * t[(gi * b + j) * d + k]).sum::<f64>() / temperature };
     let mut acc = 0.0;
     for gi in 0..g {
         for i in 0..b {
@@ -64,10 +51,7 @@ fn naive_in_batch(s: &[f64], t: &[f64], dims: [usize; 3], temperature: f64) -> f
 }
 
 fn small_config() -> CrdMemoryBankConfig {
-    CrdMemoryBankConfig::new(6)
-        .with_dim(4)
-        .with_nce_k(3)
-        .with_seed(11)
+    CrdMemoryBankConfig::new(6).with_dim(4).with_nce_k(3).with_seed(11)
 }
 
 #[test]
@@ -75,28 +59,15 @@ fn nce_loss_matches_naive_loop() {
     let dev = device();
     let probs = uniform(12, 1e-4, 0.5, 3);
     let got = values(nce_contrast_loss(tensor2(&probs, [3, 4], &dev), 10).unwrap())[0];
-    let want = naive_nce(
-        &probs
-            .iter()
-            .map(|&x| f64::from(x as f32))
-            .collect::<Vec<_>>(),
-        4,
-        10,
-    );
-    assert!(
-        (got - want).abs() < 1e-4 * want.abs().max(1.0),
-        "{got} vs {want}"
-    );
+    let want = naive_nce(&probs.iter().map(|&x| f64::from(x as f32)).collect::<Vec<_>>(), 4, 10);
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
 }
 
 #[test]
 fn nce_loss_rejects_rows_without_negatives() {
     let dev = device();
     let probs = tensor2(&[0.1, 0.2], [2, 1], &dev);
-    assert!(matches!(
-        nce_contrast_loss(probs, 10),
-        Err(LossError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(nce_contrast_loss(probs, 10), Err(LossError::ShapeMismatch { .. })));
 }
 
 #[test]
@@ -114,10 +85,7 @@ fn embed_outputs_unit_vectors_for_any_rank() {
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");
     }
     let wrong = tensor2(&uniform(12, -1.0, 1.0, 1), [3, 4], &dev);
-    assert!(matches!(
-        embed.forward(wrong),
-        Err(LossError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(embed.forward(wrong), Err(LossError::ShapeMismatch { .. })));
     assert!(CrdEmbedConfig::new(0).init(&dev).is_err());
 }
 
@@ -179,13 +147,7 @@ fn negatives_exclude_the_positive_stay_in_range_and_follow_the_seed() {
     assert_eq!(again.sample_contrast_indices(&positives).unwrap(), first);
     let mut other = CrdMemoryBank::new(&config.clone().with_seed(1), &dev).unwrap();
     assert_ne!(other.sample_contrast_indices(&positives).unwrap(), first);
-    assert_eq!(
-        bank.sample_contrast_indices(&[7]).unwrap_err(),
-        LossError::IndexOutOfRange {
-            index: 7,
-            n_data: 7
-        }
-    );
+    assert_eq!(bank.sample_contrast_indices(&[7]).unwrap_err(), LossError::IndexOutOfRange { index: 7, n_data: 7 });
 }
 
 /// Loss value, Z and the bank update against f64 loops, over two batches (Z set, then fixed),
@@ -199,12 +161,7 @@ fn bank_loss_z_and_update_match_naive_loops() {
 
 fn check_bank_against_naive(config: CrdMemoryBankConfig) {
     let dev = device();
-    let (n, dim, t, m) = (
-        config.n_data,
-        config.dim,
-        config.temperature,
-        config.momentum,
-    );
+    let (n, dim, t, m) = (config.n_data, config.dim, config.temperature, config.momentum);
     let mut bank = CrdMemoryBank::new(&config, &dev).unwrap();
     let mut s_bank = values(bank.student_bank());
     let mut t_bank = values(bank.teacher_bank());
@@ -213,21 +170,11 @@ fn check_bank_against_naive(config: CrdMemoryBankConfig) {
         let s = unit_rows(2, dim, 100 + step);
         let te = unit_rows(2, dim, 200 + step);
         let contrast = [1usize, 0, 2, 5, 4, 2, 1, 3];
-        let loss = bank
-            .loss_with_contrast_indices(
-                tensor2(&s, [2, dim], &dev),
-                tensor2(&te, [2, dim], &dev),
-                &contrast,
-            )
-            .unwrap();
+        let loss = bank.loss_with_contrast_indices(tensor2(&s, [2, dim], &dev), tensor2(&te, [2, dim], &dev), &contrast).unwrap();
         let (l1, z1) = naive_direction(&s, &t_bank, &contrast, dim, t, z.0, n);
         let (l2, z2) = naive_direction(&te, &s_bank, &contrast, dim, t, z.1, n);
         let got = values(loss)[0];
-        assert!(
-            (got - (l1 + l2)).abs() < 1e-4 * (l1 + l2).abs(),
-            "step {step}: {got} vs {}",
-            l1 + l2
-        );
+        assert!((got - (l1 + l2)).abs() < 1e-4 * (l1 + l2).abs(), "step {step}: {got} vs {}", l1 + l2);
         let (gz1, gz2) = bank.normalizers();
         let (gz1, gz2) = (gz1.unwrap(), gz2.unwrap());
         assert!((gz1 / z1 - 1.0).abs() < 1e-5 && (gz2 / z2 - 1.0).abs() < 1e-5);
@@ -240,24 +187,16 @@ fn check_bank_against_naive(config: CrdMemoryBankConfig) {
         // Expected update: rows 1 and 4 become normalize(m old + (1 - m) new); others stay.
         for (bank_vals, emb) in [(&mut s_bank, &s), (&mut t_bank, &te)] {
             for (b, row) in [1usize, 4].into_iter().enumerate() {
-                let mixed: Vec<f64> = (0..dim)
-                    .map(|d| m * bank_vals[row * dim + d] + (1.0 - m) * emb[b * dim + d])
-                    .collect();
+                let mixed: Vec<f64> = (0..dim).map(|d| m * bank_vals[row * dim + d] + (1.0 - m) * emb[b * dim + d]).collect();
                 let norm = mixed.iter().map(|x| x * x).sum::<f64>().sqrt();
                 for d in 0..dim {
                     bank_vals[row * dim + d] = mixed[d] / norm;
                 }
             }
         }
-        for (got, want) in [
-            (values(bank.student_bank()), &s_bank),
-            (values(bank.teacher_bank()), &t_bank),
-        ] {
+        for (got, want) in [(values(bank.student_bank()), &s_bank), (values(bank.teacher_bank()), &t_bank)] {
             for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-                assert!(
-                    (g - w).abs() < 1e-5,
-                    "step {step} bank entry {i}: {g} vs {w}"
-                );
+                assert!((g - w).abs() < 1e-5, "step {step} bank entry {i}: {g} vs {w}");
             }
         }
     }
@@ -272,15 +211,8 @@ fn repeated_index_in_a_batch_keeps_the_last_occurrence() {
     let old = values(bank.student_bank());
     let s = unit_rows(2, dim, 5);
     let te = unit_rows(2, dim, 6);
-    bank.loss(
-        tensor2(&s, [2, dim], &dev),
-        tensor2(&te, [2, dim], &dev),
-        &[2, 2],
-    )
-    .unwrap();
-    let mixed: Vec<f64> = (0..dim)
-        .map(|d| 0.5 * old[2 * dim + d] + 0.5 * s[dim + d])
-        .collect();
+    bank.loss(tensor2(&s, [2, dim], &dev), tensor2(&te, [2, dim], &dev), &[2, 2]).unwrap();
+    let mixed: Vec<f64> = (0..dim).map(|d| 0.5 * old[2 * dim + d] + 0.5 * s[dim + d]).collect();
     let norm = mixed.iter().map(|x| x * x).sum::<f64>().sqrt();
     let got = values(bank.student_bank());
     for d in 0..dim {
@@ -297,12 +229,7 @@ fn bank_gradients_reach_both_embeddings_and_match_finite_differences() {
     let (n, dim, t) = (config.n_data, config.dim, config.temperature);
     let mut bank = CrdMemoryBank::new(&config, &dev).unwrap();
     // First batch fixes Z.
-    bank.loss(
-        tensor2(&unit_rows(2, dim, 1), [2, dim], &dev),
-        tensor2(&unit_rows(2, dim, 2), [2, dim], &dev),
-        &[0, 5],
-    )
-    .unwrap();
+    bank.loss(tensor2(&unit_rows(2, dim, 1), [2, dim], &dev), tensor2(&unit_rows(2, dim, 2), [2, dim], &dev), &[0, 5]).unwrap();
     let (z1, z2) = bank.normalizers();
     let s_bank = values(bank.student_bank());
     let t_bank = values(bank.teacher_bank());
@@ -313,20 +240,10 @@ fn bank_gradients_reach_both_embeddings_and_match_finite_differences() {
     let contrast = [3usize, 1, 5, 0, 2, 2, 4, 1];
     let student = tensor2(&s, [2, dim], &dev).require_grad();
     let teacher = tensor2(&te, [2, dim], &dev).require_grad();
-    let loss = bank
-        .loss_with_contrast_indices(student.clone(), teacher.clone(), &contrast)
-        .unwrap();
+    let loss = bank.loss_with_contrast_indices(student.clone(), teacher.clone(), &contrast).unwrap();
     let grads = loss.backward();
-    let gs = values(
-        student
-            .grad(&grads)
-            .expect("student embedding gets a gradient"),
-    );
-    let gt = values(
-        teacher
-            .grad(&grads)
-            .expect("teacher embedding head trains too"),
-    );
+    let gs = values(student.grad(&grads).expect("student embedding gets a gradient"));
+    let gt = values(teacher.grad(&grads).expect("teacher embedding head trains too"));
 
     let h = 1e-6;
     for (x, g, bank_vals, z) in [(&s, &gs, &t_bank, z1), (&te, &gt, &s_bank, z2)] {
@@ -336,11 +253,7 @@ fn bank_gradients_reach_both_embeddings_and_match_finite_differences() {
             down[i] -= h;
             let f = |v: &[f64]| naive_direction(v, bank_vals, &contrast, dim, t, z, n).0;
             let fd = (f(&up) - f(&down)) / (2.0 * h);
-            assert!(
-                (g[i] - fd).abs() < 2e-3 * (1.0 + fd.abs()),
-                "entry {i}: {} vs {fd}",
-                g[i]
-            );
+            assert!((g[i] - fd).abs() < 2e-3 * (1.0 + fd.abs()), "entry {i}: {} vs {fd}", g[i]);
         }
     }
 }
@@ -351,12 +264,7 @@ fn state_round_trip_resumes_identically() {
     let config = small_config();
     let dim = config.dim;
     let mut bank = CrdMemoryBank::new(&config, &dev).unwrap();
-    let batch = |seed: u64| {
-        (
-            tensor2(&unit_rows(3, dim, seed), [3, dim], &dev),
-            tensor2(&unit_rows(3, dim, seed + 1), [3, dim], &dev),
-        )
-    };
+    let batch = |seed: u64| (tensor2(&unit_rows(3, dim, seed), [3, dim], &dev), tensor2(&unit_rows(3, dim, seed + 1), [3, dim], &dev));
     let (s, t) = batch(10);
     bank.loss(s, t, &[0, 1, 2]).unwrap();
     let state = bank.to_state().unwrap();
@@ -370,10 +278,7 @@ fn state_round_trip_resumes_identically() {
 
     let mut broken = state;
     broken.student_bank.pop();
-    assert!(matches!(
-        CrdMemoryBank::from_state(broken, &dev),
-        Err(LossError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(CrdMemoryBank::from_state(broken, &dev), Err(LossError::ShapeMismatch { .. })));
 }
 
 #[test]
@@ -385,33 +290,13 @@ fn bank_rejects_bad_input_without_touching_state() {
     let before = bank.to_state().unwrap();
     let s = tensor2(&unit_rows(2, dim, 1), [2, dim], &dev);
     let t = tensor2(&unit_rows(2, dim, 2), [2, dim], &dev);
-    assert!(matches!(
-        bank.loss(s.clone(), t.clone(), &[0, 6]),
-        Err(LossError::IndexOutOfRange {
-            index: 6,
-            n_data: 6
-        })
-    ));
-    assert!(matches!(
-        bank.loss(s.clone(), t.clone(), &[0]),
-        Err(LossError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(bank.loss(s.clone(), t.clone(), &[0, 6]), Err(LossError::IndexOutOfRange { index: 6, n_data: 6 })));
+    assert!(matches!(bank.loss(s.clone(), t.clone(), &[0]), Err(LossError::ShapeMismatch { .. })));
     let wide = tensor2(&unit_rows(2, dim + 1, 3), [2, dim + 1], &dev);
-    assert!(matches!(
-        bank.loss(wide, t, &[0, 1]),
-        Err(LossError::ShapeMismatch { .. })
-    ));
+    assert!(matches!(bank.loss(wide, t, &[0, 1]), Err(LossError::ShapeMismatch { .. })));
     assert_eq!(bank.to_state().unwrap(), before);
-    for bad in [
-        CrdMemoryBankConfig::new(1),
-        small_config().with_temperature(0.0),
-        small_config().with_momentum(1.5),
-        small_config().with_dim(0),
-    ] {
-        assert!(matches!(
-            CrdMemoryBank::new(&bad, &dev),
-            Err(LossError::InvalidConfig(_))
-        ));
+    for bad in [CrdMemoryBankConfig::new(1), small_config().with_temperature(0.0), small_config().with_momentum(1.5), small_config().with_dim(0)] {
+        assert!(matches!(CrdMemoryBank::new(&bad, &dev), Err(LossError::InvalidConfig(_))));
     }
 }
 
@@ -421,19 +306,9 @@ fn in_batch_loss_matches_naive_loop() {
     let dims = [2, 3, 4];
     let s = unit_rows(6, 4, 7);
     let t = unit_rows(6, 4, 8);
-    let got = values(
-        crd_in_batch_loss(
-            tensor3(&s, dims, &dev),
-            tensor3(&t, dims, &dev),
-            CRD_TEMPERATURE,
-        )
-        .unwrap(),
-    )[0];
+    let got = values(crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&t, dims, &dev), CRD_TEMPERATURE).unwrap())[0];
     let want = naive_in_batch(&s, &t, dims, CRD_TEMPERATURE);
-    assert!(
-        (got - want).abs() < 1e-4 * want.abs().max(1.0),
-        "{got} vs {want}"
-    );
+    assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
 }
 
 #[test]
@@ -441,26 +316,13 @@ fn in_batch_loss_prefers_matched_pairs_and_handles_a_batch_of_one() {
     let dev = device();
     let dims = [3, 4, 8];
     let s = unit_rows(12, 8, 9);
-    let matched =
-        values(crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&s, dims, &dev), 0.07).unwrap())
-            [0];
+    let matched = values(crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&s, dims, &dev), 0.07).unwrap())[0];
     let other = unit_rows(12, 8, 10);
-    let unmatched = values(
-        crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&other, dims, &dev), 0.07).unwrap(),
-    )[0];
+    let unmatched = values(crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&other, dims, &dev), 0.07).unwrap())[0];
     assert!(matched < unmatched, "{matched} vs {unmatched}");
-    let one = values(
-        crd_in_batch_loss(
-            tensor3(&s[..8], [1, 1, 8], &dev),
-            tensor3(&other[..8], [1, 1, 8], &dev),
-            0.07,
-        )
-        .unwrap(),
-    )[0];
+    let one = values(crd_in_batch_loss(tensor3(&s[..8], [1, 1, 8], &dev), tensor3(&other[..8], [1, 1, 8], &dev), 0.07).unwrap())[0];
     assert!(one.abs() < 1e-6);
-    assert!(
-        crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&s, [3, 8, 4], &dev), 0.07).is_err()
-    );
+    assert!(crd_in_batch_loss(tensor3(&s, dims, &dev), tensor3(&s, [3, 8, 4], &dev), 0.07).is_err());
 }
 
 #[test]
@@ -471,9 +333,7 @@ fn in_batch_gradient_matches_finite_differences() {
     let t = unit_rows(6, 4, 12);
     let student = tensor3(&s, dims, &dev).require_grad();
     let teacher = tensor3(&t, dims, &dev).require_grad();
-    let grads = crd_in_batch_loss(student.clone(), teacher.clone(), CRD_TEMPERATURE)
-        .unwrap()
-        .backward();
+    let grads = crd_in_batch_loss(student.clone(), teacher.clone(), CRD_TEMPERATURE).unwrap().backward();
     let gs = values(student.grad(&grads).expect("student gets a gradient"));
     assert!(teacher.grad(&grads).is_some());
     let h = 1e-6;
@@ -481,14 +341,8 @@ fn in_batch_gradient_matches_finite_differences() {
         let (mut up, mut down) = (s.clone(), s.clone());
         up[i] += h;
         down[i] -= h;
-        let fd = (naive_in_batch(&up, &t, dims, CRD_TEMPERATURE)
-            - naive_in_batch(&down, &t, dims, CRD_TEMPERATURE))
-            / (2.0 * h);
-        assert!(
-            (gs[i] - fd).abs() < 2e-3 * (1.0 + fd.abs()),
-            "entry {i}: {} vs {fd}",
-            gs[i]
-        );
+        let fd = (naive_in_batch(&up, &t, dims, CRD_TEMPERATURE) - naive_in_batch(&down, &t, dims, CRD_TEMPERATURE)) / (2.0 * h);
+        assert!((gs[i] - fd).abs() < 2e-3 * (1.0 + fd.abs()), "entry {i}: {} vs {fd}", gs[i]);
     }
 }
 
@@ -505,13 +359,9 @@ fn mosei_sized_bank_step_is_finite() {
     for step in 0..3u64 {
         let student = tensor2(&unit_rows(64, 128, 2 * step), [64, 128], &dev).require_grad();
         let teacher = tensor2(&unit_rows(64, 128, 2 * step + 1), [64, 128], &dev).require_grad();
-        let indices: Vec<usize> = (0..64)
-            .map(|i| (i * 251 + step as usize * 64) % 16_326)
-            .collect();
+        let indices: Vec<usize> = (0..64).map(|i| (i * 251 + step as usize * 64) % 16_326).collect();
         let start = std::time::Instant::now();
-        let loss = bank
-            .loss(student.clone(), teacher.clone(), &indices)
-            .unwrap();
+        let loss = bank.loss(student.clone(), teacher.clone(), &indices).unwrap();
         let grads = loss.backward();
         let value = values(loss)[0];
         let g = values(student.grad(&grads).unwrap());

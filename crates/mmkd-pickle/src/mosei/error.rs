@@ -31,9 +31,7 @@ pub enum MoseiError {
     },
 
     /// The top-level object is not a dict of splits.
-    #[error(
-        "{file}: expected a dict of splits (train, valid, test) at the top level, found {found}"
-    )]
+    #[error("{file}: expected a dict of splits (train, valid, test) at the top level, found {found}")]
     NotADict {
         /// The file, as named to the reader (control characters escaped).
         file: String,
@@ -146,9 +144,7 @@ pub enum MoseiError {
     },
 
     /// A key has a different number of samples than the split's reference key.
-    #[error(
-        "{file}: split '{split}', key '{key}': expected {expected} samples (as in '{reference}'), found {found}"
-    )]
+    #[error("{file}: split '{split}', key '{key}': expected {expected} samples (as in '{reference}'), found {found}")]
     CountMismatch {
         /// The file, as named to the reader (control characters escaped).
         file: String,
@@ -183,9 +179,7 @@ pub enum MoseiError {
     },
 
     /// A label is NaN or infinite (refused rather than repaired: it would train on a made-up target).
-    #[error(
-        "{file}: split '{split}', key '{key}': expected finite labels, found {value} at sample {index}"
-    )]
+    #[error("{file}: split '{split}', key '{key}': expected finite labels, found {value} at sample {index}")]
     NonFiniteLabel {
         /// The file, as named to the reader (control characters escaped).
         file: String,
@@ -200,9 +194,7 @@ pub enum MoseiError {
     },
 
     /// A valid-length entry is not a non-negative integer.
-    #[error(
-        "{file}: split '{split}', key '{key}': expected non-negative integer lengths, found {value} at sample {index}"
-    )]
+    #[error("{file}: split '{split}', key '{key}': expected non-negative integer lengths, found {value} at sample {index}")]
     BadLength {
         /// The file, as named to the reader (control characters escaped).
         file: String,
@@ -217,9 +209,7 @@ pub enum MoseiError {
     },
 
     /// A sample id is neither a string nor a number.
-    #[error(
-        "{file}: split '{split}', key '{key}': expected string or number ids, found {found} at sample {index}"
-    )]
+    #[error("{file}: split '{split}', key '{key}': expected string or number ids, found {found} at sample {index}")]
     BadId {
         /// The file, as named to the reader (control characters escaped).
         file: String,

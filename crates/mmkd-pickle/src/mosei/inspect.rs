@@ -6,10 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::padding::{PaddingCounts, PaddingSide};
-use super::{
-    FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData,
-    python_shape,
-};
+use super::{FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData, python_shape};
 
 /// What [`inspect`] reports about a file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -109,14 +106,7 @@ pub fn sentiment_class(score: f32) -> i8 {
 /// decoded file).
 pub fn inspect<A: FeatureArray>(file: &MoseiFile<A>) -> InspectReport {
     let splits: Vec<SplitReport> = file.splits.iter().map(split_report).collect();
-    InspectReport {
-        path: file.path.display().to_string(),
-        format: file.layout,
-        protocol: file.protocol,
-        padding: padding_report(&splits),
-        splits,
-        repairs: file.repairs.clone(),
-    }
+    InspectReport { path: file.path.display().to_string(), format: file.layout, protocol: file.protocol, padding: padding_report(&splits), splits, repairs: file.repairs.clone() }
 }
 
 /// The splits' padding counts summed per modality (a modality absent from every split is left out).
@@ -124,35 +114,15 @@ fn padding_report(splits: &[SplitReport]) -> Vec<ModalityPadding> {
     MODALITIES
         .iter()
         .filter_map(|&name| {
-            let counts = splits
-                .iter()
-                .flat_map(|s| s.modalities.iter().filter(|m| m.name == name))
-                .map(|m| m.padding)
-                .reduce(PaddingCounts::plus)?;
-            Some(ModalityPadding {
-                name: name.to_string(),
-                side: counts.side(),
-                counts,
-            })
+            let counts = splits.iter().flat_map(|s| s.modalities.iter().filter(|m| m.name == name)).map(|m| m.padding).reduce(PaddingCounts::plus)?;
+            Some(ModalityPadding { name: name.to_string(), side: counts.side(), counts })
         })
         .collect()
 }
 
 fn split_report<A: FeatureArray>(split: &SplitData<A>) -> SplitReport {
-    let modalities = MODALITIES
-        .iter()
-        .filter_map(|&name| Some((name, split.modality(name)?)))
-        .map(|(name, array)| modality_report(split, name, array))
-        .collect();
-    SplitReport {
-        name: split.name.clone(),
-        n: split.n(),
-        modalities,
-        labels: split
-            .labels
-            .as_deref()
-            .map(|labels| label_report(split, labels)),
-    }
+    let modalities = MODALITIES.iter().filter_map(|&name| Some((name, split.modality(name)?))).map(|(name, array)| modality_report(split, name, array)).collect();
+    SplitReport { name: split.name.clone(), n: split.n(), modalities, labels: split.labels.as_deref().map(|labels| label_report(split, labels)) }
 }
 
 fn label_report<A>(split: &SplitData<A>, labels: &[f32]) -> LabelReport {
@@ -160,25 +130,12 @@ fn label_report<A>(split: &SplitData<A>, labels: &[f32]) -> LabelReport {
     for &label in labels {
         *histogram.entry(sentiment_class(label)).or_default() += 1;
     }
-    let label_key = if split.dtypes.contains_key("regression_labels") {
-        "regression_labels"
-    } else {
-        "labels"
-    };
-    LabelReport {
-        dtype: split.dtypes.get(label_key).cloned().unwrap_or_default(),
-        min: labels.iter().copied().reduce(f32::min),
-        max: labels.iter().copied().reduce(f32::max),
-        histogram,
-    }
+    let label_key = if split.dtypes.contains_key("regression_labels") { "regression_labels" } else { "labels" };
+    LabelReport { dtype: split.dtypes.get(label_key).cloned().unwrap_or_default(), min: labels.iter().copied().reduce(f32::min), max: labels.iter().copied().reduce(f32::max), histogram }
 }
 
 fn modality_report<A: FeatureArray>(split: &SplitData<A>, name: &str, array: &A) -> ModalityReport {
-    let counts = split
-        .nonfinite
-        .get(name)
-        .copied()
-        .unwrap_or(NonFinite::default());
+    let counts = split.nonfinite.get(name).copied().unwrap_or(NonFinite::default());
     let lengths = match name {
         "audio" => split.audio_lengths.as_deref(),
         "vision" => split.vision_lengths.as_deref(),
@@ -191,94 +148,37 @@ fn modality_report<A: FeatureArray>(split: &SplitData<A>, name: &str, array: &A)
         nan: counts.nan,
         pos_inf: counts.pos_inf,
         neg_inf: counts.neg_inf,
-        lengths: lengths.and_then(|l| {
-            Some(LengthReport {
-                min: l.iter().copied().min()?,
-                max: l.iter().copied().max()?,
-            })
-        }),
+        lengths: lengths.and_then(|l| Some(LengthReport { min: l.iter().copied().min()?, max: l.iter().copied().max()? })),
         padding: PaddingCounts::of(&array.zero_frames()),
     }
 }
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{}: {} layout, pickle protocol {}",
-            self.path, self.format, self.protocol
-        )?;
-        writeln!(
-            f,
-            "split        n  modality shape              dtype       NaN     +inf     -inf  lengths"
-        )?;
+        writeln!(f, "{}: {} layout, pickle protocol {}", self.path, self.format, self.protocol)?;
+        writeln!(f, "split        n  modality shape              dtype       NaN     +inf     -inf  lengths")?;
         for split in &self.splits {
             for (i, m) in split.modalities.iter().enumerate() {
-                let (name, n) = if i == 0 {
-                    (split.name.as_str(), split.n.to_string())
-                } else {
-                    ("", String::new())
-                };
-                let lengths = m
-                    .lengths
-                    .map_or_else(|| "-".to_string(), |l| format!("{}..{}", l.min, l.max));
-                writeln!(
-                    f,
-                    "{:<6} {:>7}  {:<8} {:<18} {:<6} {:>8} {:>8} {:>8}  {}",
-                    name,
-                    n,
-                    m.name,
-                    python_shape(&m.shape),
-                    m.dtype,
-                    m.nan,
-                    m.pos_inf,
-                    m.neg_inf,
-                    lengths
-                )?;
+                let (name, n) = if i == 0 { (split.name.as_str(), split.n.to_string()) } else { ("", String::new()) };
+                let lengths = m.lengths.map_or_else(|| "-".to_string(), |l| format!("{}..{}", l.min, l.max));
+                writeln!(f, "{:<6} {:>7}  {:<8} {:<18} {:<6} {:>8} {:>8} {:>8}  {}", name, n, m.name, python_shape(&m.shape), m.dtype, m.nan, m.pos_inf, m.neg_inf, lengths)?;
             }
             let Some(labels) = &split.labels else {
                 writeln!(f, "{:<6} {:>7}  labels   absent", "", "")?;
                 continue;
             };
-            let classes: Vec<String> = labels
-                .histogram
-                .iter()
-                .map(|(c, n)| format!("{c}:{n}"))
-                .collect();
+            let classes: Vec<String> = labels.histogram.iter().map(|(c, n)| format!("{c}:{n}")).collect();
             let range = match (labels.min, labels.max) {
                 (Some(lo), Some(hi)) => format!("{lo:.2}..{hi:.2}"),
                 _ => "empty".to_string(),
             };
-            writeln!(
-                f,
-                "{:<6} {:>7}  labels   {} range {range}, classes {}",
-                "",
-                "",
-                labels.dtype,
-                classes.join(" ")
-            )?;
+            writeln!(f, "{:<6} {:>7}  labels   {} range {range}, classes {}", "", "", labels.dtype, classes.join(" "))?;
         }
-        writeln!(
-            f,
-            "padding (all-zero frames at the ends of each clip, all splits):"
-        )?;
-        writeln!(
-            f,
-            "modality side     start      end     both     none    empty"
-        )?;
+        writeln!(f, "padding (all-zero frames at the ends of each clip, all splits):")?;
+        writeln!(f, "modality side     start      end     both     none    empty")?;
         for m in &self.padding {
             let c = m.counts;
-            writeln!(
-                f,
-                "{:<8} {:<5} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                m.name,
-                m.side.to_string(),
-                c.start,
-                c.end,
-                c.both,
-                c.none,
-                c.empty
-            )?;
+            writeln!(f, "{:<8} {:<5} {:>8} {:>8} {:>8} {:>8} {:>8}", m.name, m.side.to_string(), c.start, c.end, c.both, c.none, c.empty)?;
         }
         if self.repairs.is_empty() {
             writeln!(f, "repairs: none")?;

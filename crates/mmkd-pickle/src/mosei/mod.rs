@@ -36,9 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use error::MoseiError;
-pub use inspect::{
-    InspectReport, LabelReport, LengthReport, ModalityPadding, ModalityReport, SplitReport, inspect,
-};
+pub use inspect::{InspectReport, LabelReport, LengthReport, ModalityPadding, ModalityReport, SplitReport, inspect};
 pub use padding::{ClipPadding, PaddingCounts, PaddingSide, ZeroFrameScan, ZeroFrames};
 
 pub use crate::view::{ArrayView, MappedFile, NonFinite};
@@ -117,9 +115,7 @@ impl FeatureArray for ArrayView<'_, 3> {
     fn zero_frames(&self) -> Vec<ZeroFrames> {
         let mut scan = ZeroFrameScan::new(ArrayView::shape(self));
         // Only the sink could fail to write, and a scan never does.
-        let _repaired = self
-            .write_f32_le(&mut scan, |_| {})
-            .expect("writing into a ZeroFrameScan cannot fail");
+        let _repaired = self.write_f32_le(&mut scan, |_| {}).expect("writing into a ZeroFrameScan cannot fail");
         scan.finish()
     }
 }
@@ -164,18 +160,10 @@ pub struct ReadOptions {
 
 impl ReadOptions {
     /// Everything required: what training needs, and what [`read_mosei_file`] uses.
-    pub const STRICT: ReadOptions = ReadOptions {
-        require_text_audio: true,
-        require_labels: true,
-        require_all_splits: true,
-    };
+    pub const STRICT: ReadOptions = ReadOptions { require_text_audio: true, require_labels: true, require_all_splits: true };
 
     /// Only `vision` (and one split) required: what `predict` with a video-only student needs.
-    pub const VIDEO_ONLY: ReadOptions = ReadOptions {
-        require_text_audio: false,
-        require_labels: false,
-        require_all_splits: false,
-    };
+    pub const VIDEO_ONLY: ReadOptions = ReadOptions { require_text_audio: false, require_labels: false, require_all_splits: false };
 }
 
 impl Default for ReadOptions {
@@ -249,11 +237,7 @@ pub struct Repair {
 
 impl fmt::Display for Repair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}: {} ({}x)",
-            self.split, self.key, self.what, self.count
-        )
+        write!(f, "{}/{}: {} ({}x)", self.split, self.key, self.what, self.count)
     }
 }
 
@@ -298,31 +282,16 @@ pub fn read_mosei_bytes(bytes: &[u8], path_for_messages: &Path) -> Result<MoseiF
 
 /// Reads a MulT or MMSA pickle from disk, requiring what `opts` says (see [`ReadOptions`]).
 pub fn read_mosei_file_with(path: &Path, opts: &ReadOptions) -> Result<MoseiFile, MoseiError> {
-    let bytes = std::fs::read(path).map_err(|source| MoseiError::Io {
-        file: file_name(path),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| MoseiError::Io { file: file_name(path), source })?;
     read_mosei_bytes_with(&bytes, path, opts)
 }
 
 /// Reads a MulT or MMSA pickle from memory, requiring what `opts` says (see [`ReadOptions`]);
 /// `path_for_messages` names it in errors and the result.
-pub fn read_mosei_bytes_with(
-    bytes: &[u8],
-    path_for_messages: &Path,
-    opts: &ReadOptions,
-) -> Result<MoseiFile, MoseiError> {
+pub fn read_mosei_bytes_with(bytes: &[u8], path_for_messages: &Path, opts: &ReadOptions) -> Result<MoseiFile, MoseiError> {
     let file = file_name(path_for_messages);
-    let decoded = pickle::load(bytes).map_err(|source| MoseiError::Pickle {
-        file: file.clone(),
-        source,
-    })?;
-    let tree = Tree {
-        file,
-        path: path_for_messages,
-        protocol: decoded.protocol,
-        value: decoded.value,
-    };
+    let decoded = pickle::load(bytes).map_err(|source| MoseiError::Pickle { file: file.clone(), source })?;
+    let tree = Tree { file, path: path_for_messages, protocol: decoded.protocol, value: decoded.value };
     read_tree(tree, opts, &mut Decode)
 }
 
@@ -332,38 +301,17 @@ pub fn read_mosei_bytes_with(
 /// reported exactly as by [`read_mosei_bytes_with`] with the same `opts`, with the same errors; the
 /// zeroing of non-finite features is counted here (one pass over the features, in file order) and
 /// applied by [`ArrayView::write_f32_le`].
-pub fn read_mosei_view<'a>(
-    map: &'a [u8],
-    path_for_messages: &Path,
-    opts: &ReadOptions,
-) -> Result<MoseiView<'a>, MoseiError> {
+pub fn read_mosei_view<'a>(map: &'a [u8], path_for_messages: &Path, opts: &ReadOptions) -> Result<MoseiView<'a>, MoseiError> {
     read_mosei_view_with_progress(map, path_for_messages, opts, |_| {})
 }
 
 /// [`read_mosei_view`], calling `progress` with the number of feature bytes scanned so far (for a
 /// large file read from disk, the scan for non-finite values is what takes time).
-pub fn read_mosei_view_with_progress<'a>(
-    map: &'a [u8],
-    path_for_messages: &Path,
-    opts: &ReadOptions,
-    progress: impl FnMut(u64),
-) -> Result<MoseiView<'a>, MoseiError> {
+pub fn read_mosei_view_with_progress<'a>(map: &'a [u8], path_for_messages: &Path, opts: &ReadOptions, progress: impl FnMut(u64)) -> Result<MoseiView<'a>, MoseiError> {
     let file = file_name(path_for_messages);
-    let decoded = pickle::load_view(map).map_err(|source| MoseiError::Pickle {
-        file: file.clone(),
-        source,
-    })?;
-    let tree = Tree {
-        file,
-        path: path_for_messages,
-        protocol: decoded.protocol,
-        value: decoded.value,
-    };
-    let mut decoder = ViewDecoder {
-        buffers: decoded.buffers,
-        scanned: 0,
-        progress,
-    };
+    let decoded = pickle::load_view(map).map_err(|source| MoseiError::Pickle { file: file.clone(), source })?;
+    let tree = Tree { file, path: path_for_messages, protocol: decoded.protocol, value: decoded.value };
+    let mut decoder = ViewDecoder { buffers: decoded.buffers, scanned: 0, progress };
     read_tree(tree, opts, &mut decoder)
 }
 
@@ -384,13 +332,7 @@ trait Decoder {
 
     /// The features of a numeric 3-d `array` (`shape` already checked), with their non-finite values
     /// counted. Non-numeric data is `UnsupportedDtype`, through [`numeric`].
-    fn features(
-        &mut self,
-        ctx: &Ctx<'_>,
-        key: &'static str,
-        array: NdArray,
-        shape: [usize; 3],
-    ) -> Result<(Self::Array, NonFinite), MoseiError>;
+    fn features(&mut self, ctx: &Ctx<'_>, key: &'static str, array: NdArray, shape: [usize; 3]) -> Result<(Self::Array, NonFinite), MoseiError>;
 
     /// `value` with its array decoded, for keys whose contents are read.
     fn decoded(&mut self, ctx: &Ctx<'_>, value: Value) -> Result<Value, MoseiError>;
@@ -402,13 +344,7 @@ struct Decode;
 impl Decoder for Decode {
     type Array = Array3;
 
-    fn features(
-        &mut self,
-        ctx: &Ctx<'_>,
-        key: &'static str,
-        array: NdArray,
-        shape: [usize; 3],
-    ) -> Result<(Array3, NonFinite), MoseiError> {
+    fn features(&mut self, ctx: &Ctx<'_>, key: &'static str, array: NdArray, shape: [usize; 3]) -> Result<(Array3, NonFinite), MoseiError> {
         let mut data = numeric(ctx, key, array)?;
         let mut counts = NonFinite::default();
         for x in &mut data {
@@ -448,27 +384,14 @@ impl<'a, P> ViewDecoder<'a, P> {
 fn inconsistent(ctx: &Ctx<'_>, dtype: &str, shape: &[usize]) -> MoseiError {
     MoseiError::Pickle {
         file: ctx.file.to_string(),
-        source: PickleError::BadArray {
-            pos: 0,
-            reason: format!(
-                "split '{}': the data of a {dtype} array of shape {} do not match it",
-                ctx.split,
-                python_shape(shape)
-            ),
-        },
+        source: PickleError::BadArray { pos: 0, reason: format!("split '{}': the data of a {dtype} array of shape {} do not match it", ctx.split, python_shape(shape)) },
     }
 }
 
 impl<'a, P: FnMut(u64)> Decoder for ViewDecoder<'a, P> {
     type Array = ArrayView<'a>;
 
-    fn features(
-        &mut self,
-        ctx: &Ctx<'_>,
-        key: &'static str,
-        array: NdArray,
-        shape: [usize; 3],
-    ) -> Result<(ArrayView<'a>, NonFinite), MoseiError> {
+    fn features(&mut self, ctx: &Ctx<'_>, key: &'static str, array: NdArray, shape: [usize; 3]) -> Result<(ArrayView<'a>, NonFinite), MoseiError> {
         let dtype = array.dtype;
         let view = match array.data {
             ArrayData::Raw(raw) => {
@@ -491,50 +414,24 @@ impl<'a, P: FnMut(u64)> Decoder for ViewDecoder<'a, P> {
         };
         if let ArrayData::Raw(raw) = array.data {
             let bytes = self.take(raw.index);
-            let data =
-                numpy::decode_elements(&array.dtype, raw.len, &bytes, 0).map_err(|source| {
-                    MoseiError::Pickle {
-                        file: ctx.file.to_string(),
-                        source,
-                    }
-                })?;
-            array.data = if raw.fortran_order {
-                numpy::reorder_fortran(data, &array.shape)
-            } else {
-                data
-            };
+            let data = numpy::decode_elements(&array.dtype, raw.len, &bytes, 0).map_err(|source| MoseiError::Pickle { file: ctx.file.to_string(), source })?;
+            array.data = if raw.fortran_order { numpy::reorder_fortran(data, &array.shape) } else { data };
         }
         Ok(Value::NdArray(array))
     }
 }
 
 /// Layouts, splits, validation and repairs: the same for every [`Decoder`].
-fn read_tree<D: Decoder>(
-    tree: Tree<'_>,
-    opts: &ReadOptions,
-    decoder: &mut D,
-) -> Result<MoseiFile<D::Array>, MoseiError> {
-    let Tree {
-        file,
-        path: path_for_messages,
-        protocol,
-        value,
-    } = tree;
+fn read_tree<D: Decoder>(tree: Tree<'_>, opts: &ReadOptions, decoder: &mut D) -> Result<MoseiFile<D::Array>, MoseiError> {
+    let Tree { file, path: path_for_messages, protocol, value } = tree;
     let Value::Dict(mut top) = value else {
-        return Err(MoseiError::NotADict {
-            file,
-            found: value.type_name(),
-        });
+        return Err(MoseiError::NotADict { file, found: value.type_name() });
     };
     let top_keys = key_list(&top);
     let mut layout = None;
     let mut splits = Vec::with_capacity(SPLITS.len());
     let mut repairs = Vec::new();
-    let missing_split = |split| MoseiError::MissingSplit {
-        file: file.clone(),
-        split,
-        found: top_keys.clone(),
-    };
+    let missing_split = |split| MoseiError::MissingSplit { file: file.clone(), split, found: top_keys.clone() };
     for split in SPLITS {
         let Some(value) = take_key(&mut top, split) else {
             if opts.require_all_splits {
@@ -543,48 +440,21 @@ fn read_tree<D: Decoder>(
             continue;
         };
         let Value::Dict(fields) = value else {
-            return Err(MoseiError::SplitNotADict {
-                file,
-                split,
-                found: value.type_name(),
-            });
+            return Err(MoseiError::SplitNotADict { file, split, found: value.type_name() });
         };
-        let ctx = Ctx {
-            file: &file,
-            split,
-            keys: key_list(&fields),
-        };
+        let ctx = Ctx { file: &file, split, keys: key_list(&fields) };
         // The first split decides; later splits must then have that layout's keys.
         let layout = match layout {
             Some(l) => l,
-            None => *layout.insert(detect_layout(&fields, opts).ok_or_else(|| {
-                MoseiError::UnknownLayout {
-                    file: file.clone(),
-                    split,
-                    found: ctx.keys.clone(),
-                }
-            })?),
+            None => *layout.insert(detect_layout(&fields, opts).ok_or_else(|| MoseiError::UnknownLayout { file: file.clone(), split, found: ctx.keys.clone() })?),
         };
-        splits.push(read_split(
-            &ctx,
-            layout,
-            opts,
-            fields,
-            decoder,
-            &mut repairs,
-        )?);
+        splits.push(read_split(&ctx, layout, opts, fields, decoder, &mut repairs)?);
     }
     if splits.is_empty() {
         // Only reachable with `require_all_splits: false`: nothing to read at all.
         return Err(missing_split(SPLITS[0]));
     }
-    Ok(MoseiFile {
-        path: path_for_messages.to_path_buf(),
-        layout: layout.unwrap_or(Layout::MulT),
-        protocol,
-        splits,
-        repairs,
-    })
+    Ok(MoseiFile { path: path_for_messages.to_path_buf(), layout: layout.unwrap_or(Layout::MulT), protocol, splits, repairs })
 }
 
 fn detect_layout(fields: &[(Value, Value)], opts: &ReadOptions) -> Option<Layout> {
@@ -611,76 +481,32 @@ struct Ctx<'f> {
 
 impl Ctx<'_> {
     fn missing(&self, key: &'static str) -> MoseiError {
-        MoseiError::MissingKey {
-            file: self.file.to_string(),
-            split: self.split,
-            key,
-            found: self.keys.clone(),
-        }
+        MoseiError::MissingKey { file: self.file.to_string(), split: self.split, key, found: self.keys.clone() }
     }
 
-    fn wrong_type(
-        &self,
-        key: &'static str,
-        expected: &'static str,
-        found: impl Into<String>,
-    ) -> MoseiError {
-        MoseiError::WrongType {
-            file: self.file.to_string(),
-            split: self.split,
-            key,
-            expected,
-            found: found.into(),
-        }
+    fn wrong_type(&self, key: &'static str, expected: &'static str, found: impl Into<String>) -> MoseiError {
+        MoseiError::WrongType { file: self.file.to_string(), split: self.split, key, expected, found: found.into() }
     }
 
     fn wrong_rank(&self, key: &'static str, expected: &'static str, shape: &[usize]) -> MoseiError {
-        MoseiError::WrongRank {
-            file: self.file.to_string(),
-            split: self.split,
-            key,
-            expected,
-            shape: python_shape(shape),
-        }
+        MoseiError::WrongRank { file: self.file.to_string(), split: self.split, key, expected, shape: python_shape(shape) }
     }
 
     fn count(&self, key: &'static str, expected: usize, found: usize) -> MoseiError {
-        MoseiError::CountMismatch {
-            file: self.file.to_string(),
-            split: self.split,
-            key,
-            reference: "vision",
-            expected,
-            found,
-        }
+        MoseiError::CountMismatch { file: self.file.to_string(), split: self.split, key, reference: "vision", expected, found }
     }
 
     fn repair(&self, repairs: &mut Vec<Repair>, key: &str, what: impl Into<String>, count: usize) {
         if count > 0 {
-            repairs.push(Repair {
-                split: self.split.to_string(),
-                key: key.to_string(),
-                what: what.into(),
-                count,
-            });
+            repairs.push(Repair { split: self.split.to_string(), key: key.to_string(), what: what.into(), count });
         }
     }
 }
 
-fn read_split<D: Decoder>(
-    ctx: &Ctx<'_>,
-    layout: Layout,
-    opts: &ReadOptions,
-    mut fields: Vec<(Value, Value)>,
-    decoder: &mut D,
-    repairs: &mut Vec<Repair>,
-) -> Result<SplitData<D::Array>, MoseiError> {
+fn read_split<D: Decoder>(ctx: &Ctx<'_>, layout: Layout, opts: &ReadOptions, mut fields: Vec<(Value, Value)>, decoder: &mut D, repairs: &mut Vec<Repair>) -> Result<SplitData<D::Array>, MoseiError> {
     let mut dtypes = BTreeMap::new();
     let mut nonfinite = BTreeMap::new();
-    let mut modality = |fields: &mut Vec<(Value, Value)>,
-                        decoder: &mut D,
-                        key: &'static str|
-     -> Result<D::Array, MoseiError> {
+    let mut modality = |fields: &mut Vec<(Value, Value)>, decoder: &mut D, key: &'static str| -> Result<D::Array, MoseiError> {
         let value = take_key(fields, key).ok_or_else(|| ctx.missing(key))?;
         let (array, dtype, counts) = features(ctx, key, value, decoder, repairs)?;
         dtypes.insert(key.to_string(), dtype);
@@ -694,27 +520,12 @@ fn read_split<D: Decoder>(
 
     // 'vision' first: it is the student's modality and the reference for the sample count.
     let vision = modality(&mut fields, decoder, "vision")?;
-    let audio = if wanted(&fields, "audio") {
-        Some(modality(&mut fields, decoder, "audio")?)
-    } else {
-        None
-    };
+    let audio = if wanted(&fields, "audio") { Some(modality(&mut fields, decoder, "audio")?) } else { None };
     // MMSA files always carry `text_bert`; only when `text` is absent too is there nothing to use.
-    if opts.require_text_audio
-        && layout == Layout::Mmsa
-        && !has(&fields, "text")
-        && has(&fields, "text_bert")
-    {
-        return Err(MoseiError::BertTokenIdsOnly {
-            file: ctx.file.to_string(),
-            split: ctx.split,
-        });
+    if opts.require_text_audio && layout == Layout::Mmsa && !has(&fields, "text") && has(&fields, "text_bert") {
+        return Err(MoseiError::BertTokenIdsOnly { file: ctx.file.to_string(), split: ctx.split });
     }
-    let text = if wanted(&fields, "text") {
-        Some(modality(&mut fields, decoder, "text")?)
-    } else {
-        None
-    };
+    let text = if wanted(&fields, "text") { Some(modality(&mut fields, decoder, "text")?) } else { None };
     let n = vision.shape()[0];
     for (key, array) in [("audio", &audio), ("text", &text)] {
         if let Some(array) = array
@@ -748,26 +559,20 @@ fn read_split<D: Decoder>(
         }
         None => {
             // MulT's own loader treats 'id' as optional; keep samples addressable anyway.
-            ctx.repair(
-                repairs,
-                "id",
-                format!("missing: synthesised as '{}/<index>'", ctx.split),
-                n,
-            );
+            ctx.repair(repairs, "id", format!("missing: synthesised as '{}/<index>'", ctx.split), n);
             (0..n).map(|i| format!("{}/{i}", ctx.split)).collect()
         }
     };
 
-    let mut lengths =
-        |key: &'static str, padded: usize| -> Result<Option<Vec<usize>>, MoseiError> {
-            let Some(value) = take_key(&mut fields, key) else {
-                return Ok(None);
-            };
-            let value = decoder.decoded(ctx, value)?;
-            let (lengths, dtype) = read_lengths(ctx, key, value, n, padded, repairs)?;
-            dtypes.insert(key.to_string(), dtype);
-            Ok(Some(lengths))
+    let mut lengths = |key: &'static str, padded: usize| -> Result<Option<Vec<usize>>, MoseiError> {
+        let Some(value) = take_key(&mut fields, key) else {
+            return Ok(None);
         };
+        let value = decoder.decoded(ctx, value)?;
+        let (lengths, dtype) = read_lengths(ctx, key, value, n, padded, repairs)?;
+        dtypes.insert(key.to_string(), dtype);
+        Ok(Some(lengths))
+    };
     // Lengths of an absent modality describe nothing: they are ignored like any other unused key.
     let audio_lengths = match &audio {
         Some(audio) => lengths("audio_lengths", audio.shape()[1])?,
@@ -775,18 +580,7 @@ fn read_split<D: Decoder>(
     };
     let vision_lengths = lengths("vision_lengths", vision.shape()[1])?;
 
-    Ok(SplitData {
-        name: ctx.split.to_string(),
-        text,
-        audio,
-        vision,
-        labels,
-        ids,
-        audio_lengths,
-        vision_lengths,
-        dtypes,
-        nonfinite,
-    })
+    Ok(SplitData { name: ctx.split.to_string(), text, audio, vision, labels, ids, audio_lengths, vision_lengths, dtypes, nonfinite })
 }
 
 /// A `(N, L, D)` feature array, with NaN and ±inf counted and zeroed ([`NonFinite::repair`]; by the
@@ -795,17 +589,10 @@ fn read_split<D: Decoder>(
 /// MulT's loader zeroes `-inf` in audio (COVAREP writes it for log-energies of silence); NaN and `+inf`
 /// occur in the same features and would poison any gradient, so every non-finite value in every
 /// modality is zeroed, and each kind is recorded as a [`Repair`].
-fn features<D: Decoder>(
-    ctx: &Ctx<'_>,
-    key: &'static str,
-    value: Value,
-    decoder: &mut D,
-    repairs: &mut Vec<Repair>,
-) -> Result<(D::Array, String, NonFinite), MoseiError> {
+fn features<D: Decoder>(ctx: &Ctx<'_>, key: &'static str, value: Value, decoder: &mut D, repairs: &mut Vec<Repair>) -> Result<(D::Array, String, NonFinite), MoseiError> {
     const EXPECTED: &str = "a 3-d array (N, L, D)";
     let array = expect_array(ctx, key, value, EXPECTED)?;
-    let shape = <[usize; 3]>::try_from(array.shape.as_slice())
-        .map_err(|_| ctx.wrong_rank(key, EXPECTED, &array.shape))?;
+    let shape = <[usize; 3]>::try_from(array.shape.as_slice()).map_err(|_| ctx.wrong_rank(key, EXPECTED, &array.shape))?;
     let dtype = array.dtype.to_string();
     let (features, counts) = decoder.features(ctx, key, *array, shape)?;
     ctx.repair(repairs, key, "NaN set to 0", counts.nan);
@@ -814,12 +601,7 @@ fn features<D: Decoder>(
     Ok((features, dtype, counts))
 }
 
-fn expect_array(
-    ctx: &Ctx<'_>,
-    key: &'static str,
-    value: Value,
-    expected: &'static str,
-) -> Result<Box<NdArray>, MoseiError> {
+fn expect_array(ctx: &Ctx<'_>, key: &'static str, value: Value, expected: &'static str) -> Result<Box<NdArray>, MoseiError> {
     match value {
         Value::NdArray(array) => Ok(array),
         other => Err(ctx.wrong_type(key, expected, other.type_name())),
@@ -828,41 +610,18 @@ fn expect_array(
 
 /// The elements of a numeric array as `f32`, moving rather than copying when they already are.
 fn numeric(ctx: &Ctx<'_>, key: &'static str, array: NdArray) -> Result<Vec<f32>, MoseiError> {
-    array
-        .into_f32()
-        .map_err(|array| MoseiError::UnsupportedDtype {
-            file: ctx.file.to_string(),
-            split: ctx.split,
-            key,
-            dtype: array.dtype.to_string(),
-        })
+    array.into_f32().map_err(|array| MoseiError::UnsupportedDtype { file: ctx.file.to_string(), split: ctx.split, key, dtype: array.dtype.to_string() })
 }
 
 /// Sentiment scores: NaN/inf refused, values outside [-3, 3] clipped (and recorded).
-fn read_labels(
-    ctx: &Ctx<'_>,
-    key: &'static str,
-    value: Value,
-    n: usize,
-    repairs: &mut Vec<Repair>,
-) -> Result<(Vec<f32>, String), MoseiError> {
+fn read_labels(ctx: &Ctx<'_>, key: &'static str, value: Value, n: usize, repairs: &mut Vec<Repair>) -> Result<(Vec<f32>, String), MoseiError> {
     let (labels, dtype) = match value {
         Value::NdArray(array) => {
             // One score per sample, possibly with trailing singleton axes (MulT writes (N, 1, 1)).
             let single = matches!(array.shape.as_slice(), [_] | [_, 1] | [_, 1, 1]);
             if !single {
-                let hint = if matches!(array.shape.as_slice(), [_, 4, 2]) {
-                    " (IEMOCAP's 4 emotions x 2 classes; 7-class sentiment needs MOSEI or MOSI)"
-                } else {
-                    ""
-                };
-                return Err(MoseiError::UnsupportedLabels {
-                    file: ctx.file.to_string(),
-                    split: ctx.split,
-                    key,
-                    shape: python_shape(&array.shape),
-                    hint,
-                });
+                let hint = if matches!(array.shape.as_slice(), [_, 4, 2]) { " (IEMOCAP's 4 emotions x 2 classes; 7-class sentiment needs MOSEI or MOSI)" } else { "" };
+                return Err(MoseiError::UnsupportedLabels { file: ctx.file.to_string(), split: ctx.split, key, shape: python_shape(&array.shape), hint });
             }
             let dtype = array.dtype.to_string();
             (numeric(ctx, key, *array)?, dtype)
@@ -876,9 +635,7 @@ fn read_labels(
                     _ => None,
                 })
                 .collect::<Option<Vec<f32>>>()
-                .ok_or_else(|| {
-                    ctx.wrong_type(key, "a list of numbers", "a list with non-numeric items")
-                })?;
+                .ok_or_else(|| ctx.wrong_type(key, "a list of numbers", "a list with non-numeric items"))?;
             (labels, "list".to_string())
         }
         other => return Err(ctx.wrong_type(key, "an array of scores", other.type_name())),
@@ -887,13 +644,7 @@ fn read_labels(
         return Err(ctx.count(key, n, labels.len()));
     }
     if let Some((index, &value)) = labels.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        return Err(MoseiError::NonFiniteLabel {
-            file: ctx.file.to_string(),
-            split: ctx.split,
-            key,
-            index,
-            value,
-        });
+        return Err(MoseiError::NonFiniteLabel { file: ctx.file.to_string(), split: ctx.split, key, index, value });
     }
     let (lo, hi) = LABEL_RANGE;
     let clipped = labels.iter().filter(|&&v| !(lo..=hi).contains(&v)).count();
@@ -911,18 +662,11 @@ fn read_ids(ctx: &Ctx<'_>, value: Value, n: usize) -> Result<(Vec<String>, Strin
             let NdArray { shape, data, .. } = *array;
             let parts: Vec<String> = match data {
                 ArrayData::Str(v) => v,
-                ArrayData::Bytes(v) => v
-                    .iter()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .collect(),
+                ArrayData::Bytes(v) => v.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect(),
                 ArrayData::I64(v) => v.iter().map(i64::to_string).collect(),
                 ArrayData::F32(v) => v.iter().map(f32::to_string).collect(),
                 ArrayData::Bool(v) => v.iter().map(bool::to_string).collect(),
-                ArrayData::Object(v) => v
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item)))
-                    .collect::<Result<_, _>>()?,
+                ArrayData::Object(v) => v.iter().enumerate().map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item))).collect::<Result<_, _>>()?,
                 // Decoded before it gets here (`Decoder::decoded`).
                 ArrayData::Raw(_) => {
                     return Err(ctx.wrong_type(KEY, "a decoded array", "raw array data"));
@@ -930,22 +674,14 @@ fn read_ids(ctx: &Ctx<'_>, value: Value, n: usize) -> Result<(Vec<String>, Strin
             };
             let ids = match shape.as_slice() {
                 [_] => parts,
-                [rows, cols] if *cols > 0 => parts
-                    .chunks(*cols)
-                    .take(*rows)
-                    .map(|row| row.join("_"))
-                    .collect(),
+                [rows, cols] if *cols > 0 => parts.chunks(*cols).take(*rows).map(|row| row.join("_")).collect(),
                 [rows, _] => vec![String::new(); *rows],
                 _ => return Err(ctx.wrong_rank(KEY, "a 1-d or 2-d array of ids", &shape)),
             };
             (ids, dtype)
         }
         Value::List(items) | Value::Tuple(items) => {
-            let ids = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item)))
-                .collect::<Result<Vec<_>, _>>()?;
+            let ids = items.iter().enumerate().map(|(i, item)| id_text(item).ok_or_else(|| bad_id(ctx, i, item))).collect::<Result<Vec<_>, _>>()?;
             (ids, "list".to_string())
         }
         other => return Err(ctx.wrong_type(KEY, "an array or list of ids", other.type_name())),
@@ -957,13 +693,7 @@ fn read_ids(ctx: &Ctx<'_>, value: Value, n: usize) -> Result<(Vec<String>, Strin
 }
 
 fn bad_id(ctx: &Ctx<'_>, index: usize, item: &Value) -> MoseiError {
-    MoseiError::BadId {
-        file: ctx.file.to_string(),
-        split: ctx.split,
-        key: "id",
-        index,
-        found: item.type_name(),
-    }
+    MoseiError::BadId { file: ctx.file.to_string(), split: ctx.split, key: "id", index, found: item.type_name() }
 }
 
 /// One id as text; a row of parts (tuple, list, 1-d array) is joined with `_`.
@@ -975,26 +705,15 @@ fn id_text(value: &Value) -> Option<String> {
         Value::Float(v) => Some(v.to_string()),
         Value::List(parts) | Value::Tuple(parts) => {
             // Only flat rows: a nested row is not an id.
-            let flat = parts
-                .iter()
-                .all(|p| !matches!(p, Value::List(_) | Value::Tuple(_) | Value::NdArray(_)));
+            let flat = parts.iter().all(|p| !matches!(p, Value::List(_) | Value::Tuple(_) | Value::NdArray(_)));
             if !flat {
                 return None;
             }
-            parts
-                .iter()
-                .map(id_text)
-                .collect::<Option<Vec<_>>>()
-                .map(|p| p.join("_"))
+            parts.iter().map(id_text).collect::<Option<Vec<_>>>().map(|p| p.join("_"))
         }
         Value::NdArray(array) if array.shape.len() <= 1 => match &array.data {
             ArrayData::Str(v) => Some(v.join("_")),
-            ArrayData::Bytes(v) => Some(
-                v.iter()
-                    .map(|b| String::from_utf8_lossy(b))
-                    .collect::<Vec<_>>()
-                    .join("_"),
-            ),
+            ArrayData::Bytes(v) => Some(v.iter().map(|b| String::from_utf8_lossy(b)).collect::<Vec<_>>().join("_")),
             _ => None,
         },
         _ => None,
@@ -1002,28 +721,10 @@ fn id_text(value: &Value) -> Option<String> {
 }
 
 /// MMSA's valid-length vectors: integers in `[0, padded]`; larger values are clamped (and recorded).
-fn read_lengths(
-    ctx: &Ctx<'_>,
-    key: &'static str,
-    value: Value,
-    n: usize,
-    padded: usize,
-    repairs: &mut Vec<Repair>,
-) -> Result<(Vec<usize>, String), MoseiError> {
-    let bad = |index: usize, value: String| MoseiError::BadLength {
-        file: ctx.file.to_string(),
-        split: ctx.split,
-        key,
-        index,
-        value,
-    };
-    let integral = |index: usize, v: f64| -> Result<usize, MoseiError> {
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 {
-            Ok(v as usize)
-        } else {
-            Err(bad(index, v.to_string()))
-        }
-    };
+fn read_lengths(ctx: &Ctx<'_>, key: &'static str, value: Value, n: usize, padded: usize, repairs: &mut Vec<Repair>) -> Result<(Vec<usize>, String), MoseiError> {
+    let bad = |index: usize, value: String| MoseiError::BadLength { file: ctx.file.to_string(), split: ctx.split, key, index, value };
+    let integral =
+        |index: usize, v: f64| -> Result<usize, MoseiError> { if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 { Ok(v as usize) } else { Err(bad(index, v.to_string())) } };
     let (lengths, dtype) = match value {
         Value::NdArray(array) => {
             if !matches!(array.shape.as_slice(), [_] | [_, 1]) {
@@ -1031,23 +732,10 @@ fn read_lengths(
             }
             let dtype = array.dtype.to_string();
             let lengths = match &array.data {
-                ArrayData::I64(v) => v
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| usize::try_from(x).map_err(|_| bad(i, x.to_string())))
-                    .collect::<Result<Vec<_>, _>>()?,
-                ArrayData::F32(v) => v
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &x)| integral(i, x.into()))
-                    .collect::<Result<Vec<_>, _>>()?,
+                ArrayData::I64(v) => v.iter().enumerate().map(|(i, &x)| usize::try_from(x).map_err(|_| bad(i, x.to_string()))).collect::<Result<Vec<_>, _>>()?,
+                ArrayData::F32(v) => v.iter().enumerate().map(|(i, &x)| integral(i, x.into())).collect::<Result<Vec<_>, _>>()?,
                 _ => {
-                    return Err(MoseiError::UnsupportedDtype {
-                        file: ctx.file.to_string(),
-                        split: ctx.split,
-                        key,
-                        dtype,
-                    });
+                    return Err(MoseiError::UnsupportedDtype { file: ctx.file.to_string(), split: ctx.split, key, dtype });
                 }
             };
             (lengths, dtype)
@@ -1070,16 +758,8 @@ fn read_lengths(
         return Err(ctx.count(key, n, lengths.len()));
     }
     let too_long = lengths.iter().filter(|&&len| len > padded).count();
-    ctx.repair(
-        repairs,
-        key,
-        format!("length clamped to the padded length {padded}"),
-        too_long,
-    );
-    Ok((
-        lengths.into_iter().map(|len| len.min(padded)).collect(),
-        dtype,
-    ))
+    ctx.repair(repairs, key, format!("length clamped to the padded length {padded}"), too_long);
+    Ok((lengths.into_iter().map(|len| len.min(padded)).collect(), dtype))
 }
 
 /// Removes and returns the value of a string key (the last one, as Python would have kept).
@@ -1102,11 +782,7 @@ fn key_list(pairs: &[(Value, Value)]) -> String {
     keys.dedup();
     let more = keys.len().saturating_sub(MAX_KEYS);
     keys.truncate(MAX_KEYS);
-    let mut list = if keys.is_empty() {
-        "none".to_string()
-    } else {
-        keys.join(", ")
-    };
+    let mut list = if keys.is_empty() { "none".to_string() } else { keys.join(", ") };
     if more > 0 {
         list.push_str(&format!(", ... ({more} more)"));
     }
@@ -1117,28 +793,11 @@ fn key_list(pairs: &[(Value, Value)]) -> String {
 pub(crate) fn python_shape(shape: &[usize]) -> String {
     match shape {
         [one] => format!("({one},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
     }
 }
 
 /// The path as it goes into messages: control characters escaped, so a message stays one line.
 pub(crate) fn file_name(path: &Path) -> String {
-    path.display()
-        .to_string()
-        .chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_debug().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    path.display().to_string().chars().flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect()
 }

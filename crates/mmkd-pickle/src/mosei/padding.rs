@@ -110,23 +110,13 @@ impl PaddingCounts {
 
     /// Both counts together (e.g. over the splits of a file).
     pub fn plus(self, other: PaddingCounts) -> PaddingCounts {
-        PaddingCounts {
-            start: self.start + other.start,
-            end: self.end + other.end,
-            both: self.both + other.both,
-            none: self.none + other.none,
-            empty: self.empty + other.empty,
-        }
+        PaddingCounts { start: self.start + other.start, end: self.end + other.end, both: self.both + other.both, none: self.none + other.none, empty: self.empty + other.empty }
     }
 
     /// `Start` when start-only clips outnumber end-only clips; otherwise `End`, MulT's assumption,
     /// which also breaks ties (a file without any padding keeps today's reading).
     pub fn side(&self) -> PaddingSide {
-        if self.start > self.end {
-            PaddingSide::Start
-        } else {
-            PaddingSide::End
-        }
+        if self.start > self.end { PaddingSide::Start } else { PaddingSide::End }
     }
 }
 
@@ -155,16 +145,7 @@ pub struct ZeroFrameScan {
 impl ZeroFrameScan {
     /// A scan of an array of shape `(N, L, D)`.
     pub fn new(shape: [usize; 3]) -> ZeroFrameScan {
-        ZeroFrameScan {
-            shape,
-            carry: Vec::with_capacity(4),
-            in_frame: 0,
-            frame_real: false,
-            in_clip: 0,
-            leading: None,
-            run: 0,
-            clips: Vec::with_capacity(shape[0]),
-        }
+        ZeroFrameScan { shape, carry: Vec::with_capacity(4), in_frame: 0, frame_real: false, in_clip: 0, leading: None, run: 0, clips: Vec::with_capacity(shape[0]) }
     }
 
     /// Feeds the next elements, in C order.
@@ -179,14 +160,7 @@ impl ZeroFrameScan {
         let [n, l, d] = self.shape;
         if l * d == 0 {
             // No element arrives, and a frame without features has no non-zero one: all empty.
-            return vec![
-                ZeroFrames {
-                    leading: l,
-                    trailing: l,
-                    frames: l
-                };
-                n
-            ];
+            return vec![ZeroFrames { leading: l, trailing: l, frames: l }; n];
         }
         self.clips
     }
@@ -211,11 +185,7 @@ impl ZeroFrameScan {
         self.in_clip += 1;
         if self.in_clip == self.shape[1] {
             let frames = self.shape[1];
-            self.clips.push(ZeroFrames {
-                leading: self.leading.unwrap_or(frames),
-                trailing: self.run,
-                frames,
-            });
+            self.clips.push(ZeroFrames { leading: self.leading.unwrap_or(frames), trailing: self.run, frames });
             self.in_clip = 0;
             self.leading = None;
             self.run = 0;
@@ -243,9 +213,7 @@ impl io::Write for ZeroFrameScan {
         let mut frames = rest.chunks_exact(frame_bytes);
         for frame in &mut frames {
             // Exactly 0.0 (either sign) is the only value whose bits without the sign are all zero.
-            self.frame_real = frame
-                .chunks_exact(4)
-                .any(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff != 0);
+            self.frame_real = frame.chunks_exact(4).any(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff != 0);
             self.end_frame();
         }
         let mut elements = frames.remainder().chunks_exact(4);
@@ -268,71 +236,33 @@ mod tests {
 
     /// Clips of 4 frames, 2 features, given as which frames are non-zero.
     fn array(clips: &[[bool; 4]]) -> Vec<f32> {
-        clips
-            .iter()
-            .flat_map(|c| {
-                c.iter()
-                    .flat_map(|&real| if real { [0.0, 1.5] } else { [-0.0, 0.0] })
-            })
-            .collect()
+        clips.iter().flat_map(|c| c.iter().flat_map(|&real| if real { [0.0, 1.5] } else { [-0.0, 0.0] })).collect()
     }
 
     #[test]
     fn classes_and_real_frames() {
-        let clips = [
-            [true, true, true, true],
-            [false, true, true, false],
-            [false, false, true, true],
-            [true, false, true, false],
-            [false, false, false, false],
-        ];
+        let clips = [[true, true, true, true], [false, true, true, false], [false, false, true, true], [true, false, true, false], [false, false, false, false]];
         let mut scan = ZeroFrameScan::new([clips.len(), 4, 2]);
         scan.push(&array(&clips));
         let found = scan.finish();
         let classes: Vec<ClipPadding> = found.iter().map(ZeroFrames::class).collect();
         use ClipPadding::*;
         assert_eq!(classes, [None, Both, Start, End, Empty]);
-        let ends: Vec<usize> = found
-            .iter()
-            .map(|z| z.real_frames(PaddingSide::End))
-            .collect();
-        let starts: Vec<usize> = found
-            .iter()
-            .map(|z| z.real_frames(PaddingSide::Start))
-            .collect();
+        let ends: Vec<usize> = found.iter().map(|z| z.real_frames(PaddingSide::End)).collect();
+        let starts: Vec<usize> = found.iter().map(|z| z.real_frames(PaddingSide::Start)).collect();
         // The interior zero frame of clip 3 is real either way.
         assert_eq!(ends, [4, 3, 4, 3, 0]);
         assert_eq!(starts, [4, 3, 2, 4, 0]);
         let counts = PaddingCounts::of(&found);
-        assert_eq!(
-            counts,
-            PaddingCounts {
-                start: 1,
-                end: 1,
-                both: 1,
-                none: 1,
-                empty: 1
-            }
-        );
-        assert_eq!(
-            counts.side(),
-            PaddingSide::End,
-            "a tie keeps MulT's end padding"
-        );
-        let more_start = counts.plus(PaddingCounts {
-            start: 1,
-            ..PaddingCounts::default()
-        });
+        assert_eq!(counts, PaddingCounts { start: 1, end: 1, both: 1, none: 1, empty: 1 });
+        assert_eq!(counts.side(), PaddingSide::End, "a tie keeps MulT's end padding");
+        let more_start = counts.plus(PaddingCounts { start: 1, ..PaddingCounts::default() });
         assert_eq!(more_start.side(), PaddingSide::Start);
     }
 
     #[test]
     fn bytes_split_anywhere_give_the_same_clips() {
-        let clips = [
-            [false, true, false, true],
-            [true, true, false, false],
-            [false; 4],
-        ];
+        let clips = [[false, true, false, true], [true, true, false, false], [false; 4]];
         let values = array(&clips);
         let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
         let mut whole = ZeroFrameScan::new([3, 4, 2]);
@@ -345,45 +275,14 @@ mod tests {
             }
             assert_eq!(scan.finish(), want, "pieces of {piece} bytes");
         }
-        assert_eq!(
-            want[0],
-            ZeroFrames {
-                leading: 1,
-                trailing: 0,
-                frames: 4
-            }
-        );
-        assert_eq!(
-            want[1],
-            ZeroFrames {
-                leading: 0,
-                trailing: 2,
-                frames: 4
-            }
-        );
-        assert_eq!(
-            want[2],
-            ZeroFrames {
-                leading: 4,
-                trailing: 4,
-                frames: 4
-            }
-        );
+        assert_eq!(want[0], ZeroFrames { leading: 1, trailing: 0, frames: 4 });
+        assert_eq!(want[1], ZeroFrames { leading: 0, trailing: 2, frames: 4 });
+        assert_eq!(want[2], ZeroFrames { leading: 4, trailing: 4, frames: 4 });
     }
 
     #[test]
     fn featureless_frames_are_empty_clips() {
         let scan = ZeroFrameScan::new([2, 3, 0]);
-        assert_eq!(
-            scan.finish(),
-            vec![
-                ZeroFrames {
-                    leading: 3,
-                    trailing: 3,
-                    frames: 3
-                };
-                2
-            ]
-        );
+        assert_eq!(scan.finish(), vec![ZeroFrames { leading: 3, trailing: 3, frames: 3 }; 2]);
     }
 }

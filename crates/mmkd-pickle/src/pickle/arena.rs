@@ -106,16 +106,8 @@ const CHUNK: usize = 1024;
 impl<'a> Arena<'a> {
     /// An arena holding the singletons, at the ids the `*_ID` constants and [`SMALL_INT`] give them.
     pub(super) fn with_singletons() -> Self {
-        let mut arena = Arena {
-            chunks: Vec::new(),
-            len: 0,
-        };
-        for node in [
-            Node::None,
-            Node::Bool(true),
-            Node::Bool(false),
-            Node::Tuple(Vec::new()),
-        ] {
+        let mut arena = Arena { chunks: Vec::new(), len: 0 };
+        for node in [Node::None, Node::Bool(true), Node::Bool(false), Node::Tuple(Vec::new())] {
             arena.push(node);
         }
         for v in 0..=255 {

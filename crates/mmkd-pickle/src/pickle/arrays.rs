@@ -17,29 +17,19 @@ impl<'a> Machine<'a> {
             Node::Array(_) => self.build_array(target, state),
             Node::Dtype(_) => self.build_dtype(target, state),
             // An OrderedDict's instance __dict__: nothing to set in practice.
-            Node::Dict(_)
-                if matches!(self.node(state), Node::None)
-                    || matches!(self.node(state), Node::Dict(d) if d.is_empty()) =>
-            {
-                Ok(())
-            }
+            Node::Dict(_) if matches!(self.node(state), Node::None) || matches!(self.node(state), Node::Dict(d) if d.is_empty()) => Ok(()),
             _ => Err(self.wrong_type("a numpy array or dtype to BUILD", target)),
         }
     }
 
     /// `ndarray.__setstate__((version, shape, dtype, is_fortran, raw))`; the oldest format has no version.
     fn build_array(&mut self, target: Id, state: Id) -> Result<()> {
-        let bad = |me: &Self, reason: &str| PickleError::BadArray {
-            pos: me.op_pos,
-            reason: reason.to_string(),
-        };
+        let bad = |me: &Self, reason: &str| PickleError::BadArray { pos: me.op_pos, reason: reason.to_string() };
         let Node::Tuple(items) = self.node(state) else {
             return Err(bad(self, "array state must be a tuple"));
         };
         let (shape, dtype, fortran, raw) = match items.as_slice() {
-            [_, shape, dtype, fortran, raw] | [shape, dtype, fortran, raw] => {
-                (*shape, *dtype, *fortran, *raw)
-            }
+            [_, shape, dtype, fortran, raw] | [shape, dtype, fortran, raw] => (*shape, *dtype, *fortran, *raw),
             _ => return Err(bad(self, "array state must have 4 or 5 items")),
         };
         let shape = self.shape(shape)?;
@@ -47,10 +37,7 @@ impl<'a> Machine<'a> {
             return Err(bad(self, "array state has no dtype"));
         };
         let dtype = *dtype;
-        let fortran = self
-            .int(fortran)
-            .ok_or_else(|| bad(self, "is_fortran must be a bool"))?
-            != 0;
+        let fortran = self.int(fortran).ok_or_else(|| bad(self, "is_fortran must be a bool"))? != 0;
         let data = if dtype.kind == DTypeKind::Object {
             self.object_elements(&shape, raw)?
         } else {
@@ -68,20 +55,11 @@ impl<'a> Machine<'a> {
     /// An object array's elements: a list of exactly as many objects as the shape holds.
     fn object_elements(&mut self, shape: &[usize], raw: Id) -> Result<ArrayStore<'a>> {
         let (Node::List(elements) | Node::Tuple(elements)) = self.node(raw) else {
-            return Err(PickleError::BadArray {
-                pos: self.op_pos,
-                reason: "an object array's data must be a list".to_string(),
-            });
+            return Err(PickleError::BadArray { pos: self.op_pos, reason: "an object array's data must be a list".to_string() });
         };
         let count = numpy::element_count(shape, self.op_pos)?;
         if elements.len() != count {
-            return Err(PickleError::BadArray {
-                pos: self.op_pos,
-                reason: format!(
-                    "shape {shape:?} needs {count} objects, found {}",
-                    elements.len()
-                ),
-            });
+            return Err(PickleError::BadArray { pos: self.op_pos, reason: format!("shape {shape:?} needs {count} objects, found {}", elements.len()) });
         }
         let elements = elements.clone();
         self.charge(elements.len() * size_of::<Id>())?;
@@ -93,34 +71,18 @@ impl<'a> Machine<'a> {
         let Node::Dtype(mut dtype) = *self.node(target) else {
             return Err(self.wrong_type("a dtype", target));
         };
-        let unsupported = |reason| PickleError::UnsupportedDtype {
-            dtype: dtype.to_string(),
-            reason,
-        };
+        let unsupported = |reason| PickleError::UnsupportedDtype { dtype: dtype.to_string(), reason };
         let Node::Tuple(items) = self.node(state) else {
             return Err(unsupported("dtype state must be a tuple"));
         };
         if !(8..=9).contains(&items.len()) {
-            return Err(unsupported(
-                "only dtype state versions 3 and 4 (numpy >= 1.0) are supported",
-            ));
+            return Err(unsupported("only dtype state versions 3 and 4 (numpy >= 1.0) are supported"));
         }
         let item = |i: usize| items.get(i).copied().unwrap_or(NONE_ID);
-        let byte_order = self
-            .text(item(1))
-            .ok_or_else(|| unsupported("byte order must be a string"))?;
+        let byte_order = self.text(item(1)).ok_or_else(|| unsupported("byte order must be a string"))?;
         let structured = (2..=4).any(|i| !matches!(self.node(item(i)), Node::None));
-        let elsize = self
-            .int(item(5))
-            .ok_or_else(|| unsupported("element size must be an int"))?;
-        numpy::apply_dtype_state(
-            &mut dtype,
-            DtypeState {
-                byte_order: &byte_order,
-                structured,
-                elsize,
-            },
-        )?;
+        let elsize = self.int(item(5)).ok_or_else(|| unsupported("element size must be an int"))?;
+        numpy::apply_dtype_state(&mut dtype, DtypeState { byte_order: &byte_order, structured, elsize })?;
         if let Some(node) = self.nodes.get_mut(target) {
             *node = Node::Dtype(dtype);
         }
@@ -156,28 +118,16 @@ impl<'a> Machine<'a> {
 
     /// A shape tuple: non-negative ints, at most numpy's maximum number of dimensions.
     fn shape(&self, id: Id) -> Result<Vec<usize>> {
-        let bad = |reason: String| PickleError::BadArray {
-            pos: self.op_pos,
-            reason,
-        };
+        let bad = |reason: String| PickleError::BadArray { pos: self.op_pos, reason };
         let (Node::Tuple(dims) | Node::List(dims)) = self.node(id) else {
-            return Err(bad(format!(
-                "the shape must be a tuple, found {}",
-                self.node(id).type_name()
-            )));
+            return Err(bad(format!("the shape must be a tuple, found {}", self.node(id).type_name())));
         };
         if dims.len() > numpy::MAX_DIMS {
-            return Err(bad(format!(
-                "{} dimensions (numpy allows {})",
-                dims.len(),
-                numpy::MAX_DIMS
-            )));
+            return Err(bad(format!("{} dimensions (numpy allows {})", dims.len(), numpy::MAX_DIMS)));
         }
         dims.iter()
             .map(|&d| {
-                let v = self
-                    .int(d)
-                    .ok_or_else(|| bad("shape entries must be ints".into()))?;
+                let v = self.int(d).ok_or_else(|| bad("shape entries must be ints".into()))?;
                 usize::try_from(v).map_err(|_| bad(format!("negative dimension {v}")))
             })
             .collect()
@@ -185,13 +135,7 @@ impl<'a> Machine<'a> {
 
     /// The elements of an array from the bytes object `raw`: decoded, charging the result against the
     /// data budget first, or in [`Mode::View`] (float arrays only) checked and kept as they are.
-    fn array_store(
-        &mut self,
-        dtype: &DType,
-        shape: &[usize],
-        fortran: bool,
-        raw: Id,
-    ) -> Result<ArrayStore<'a>> {
+    fn array_store(&mut self, dtype: &DType, shape: &[usize], fortran: bool, raw: Id) -> Result<ArrayStore<'a>> {
         let count = numpy::element_count(shape, self.op_pos)?;
         if self.mode == Mode::View && dtype.kind == DTypeKind::Float {
             return self.raw_store(dtype, count, fortran, raw);
@@ -208,27 +152,12 @@ impl<'a> Machine<'a> {
         // Only charge what the buffer can actually hold: a count the data cannot back fails below.
         let backed = count.min(self.bytes(raw).map_or(0, <[u8]>::len));
         self.charge(backed.saturating_mul(per_element).saturating_mul(copies))?;
-        let data = numpy::decode_elements(
-            dtype,
-            count,
-            self.bytes(raw).unwrap_or_default(),
-            self.op_pos,
-        )?;
-        Ok(ArrayStore::Plain(if fortran {
-            numpy::reorder_fortran(data, shape)
-        } else {
-            data
-        }))
+        let data = numpy::decode_elements(dtype, count, self.bytes(raw).unwrap_or_default(), self.op_pos)?;
+        Ok(ArrayStore::Plain(if fortran { numpy::reorder_fortran(data, shape) } else { data }))
     }
 
     /// [`Mode::View`]'s float elements: checked like decoded ones, then kept as the stream's bytes.
-    fn raw_store(
-        &mut self,
-        dtype: &DType,
-        count: usize,
-        fortran: bool,
-        raw: Id,
-    ) -> Result<ArrayStore<'a>> {
+    fn raw_store(&mut self, dtype: &DType, count: usize, fortran: bool, raw: Id) -> Result<ArrayStore<'a>> {
         // A slice of the input costs nothing; bytes the stream had to encode (protocol 2) are
         // copied, which is charged like any derived data.
         let owned_len = match self.node(raw) {
@@ -237,10 +166,7 @@ impl<'a> Machine<'a> {
                 matches!(b, Cow::Owned(_)).then_some(b.len())
             }
             _ => {
-                return Err(PickleError::BadArray {
-                    pos: self.op_pos,
-                    reason: "array data must be bytes".into(),
-                });
+                return Err(PickleError::BadArray { pos: self.op_pos, reason: "array data must be bytes".into() });
             }
         };
         if let Some(len) = owned_len {

@@ -62,19 +62,12 @@ impl<'a> Machine<'a> {
     fn resolve(&mut self, module: &str, name: &str) -> Result<Id> {
         match globals::position(module, name) {
             Some(index) => self.alloc(Node::Global(index as u8)),
-            None => Err(PickleError::ForbiddenGlobal {
-                module: shown(module),
-                name: shown(name),
-            }),
+            None => Err(PickleError::ForbiddenGlobal { module: shown(module), name: shown(name) }),
         }
     }
 
     pub(super) fn bad_call(&self, callable: Callable, reason: impl Into<String>) -> PickleError {
-        PickleError::BadCall {
-            callable: globals::callable_name(callable),
-            pos: self.op_pos,
-            reason: reason.into(),
-        }
+        PickleError::BadCall { callable: globals::callable_name(callable), pos: self.op_pos, reason: reason.into() }
     }
 
     fn call(&mut self, callable: Id, args: Id) -> Result<Id> {
@@ -96,20 +89,14 @@ impl<'a> Machine<'a> {
         let args: Vec<Id> = all_args.clone();
         match function {
             Callable::Reconstruct => self.call_reconstruct(&args),
-            Callable::NdArrayType => Err(self.bad_call(
-                function,
-                "only usable as the first argument of _reconstruct",
-            )),
+            Callable::NdArrayType => Err(self.bad_call(function, "only usable as the first argument of _reconstruct")),
             Callable::Dtype => self.call_dtype(&args),
             Callable::Scalar => self.call_scalar(&args),
             Callable::FromBuffer => self.call_frombuffer(&args),
             Callable::CodecsEncode => self.call_codecs_encode(&args),
             Callable::OrderedDict => {
                 if !args.is_empty() {
-                    return Err(self.bad_call(
-                        function,
-                        "only the empty constructor is supported (items follow with SETITEMS)",
-                    ));
+                    return Err(self.bad_call(function, "only the empty constructor is supported (items follow with SETITEMS)"));
                 }
                 self.alloc(Node::Dict(Vec::new()))
             }
@@ -126,17 +113,10 @@ impl<'a> Machine<'a> {
             _ => false,
         };
         if !args.first().is_some_and(|&a| is_ndarray(a)) {
-            return Err(self.bad_call(
-                Callable::Reconstruct,
-                "the first argument must be numpy.ndarray (subclasses are not supported)",
-            ));
+            return Err(self.bad_call(Callable::Reconstruct, "the first argument must be numpy.ndarray (subclasses are not supported)"));
         }
         let placeholder = numpy::parse_dtype_spec("i1")?;
-        self.alloc(Node::Array(Box::new(ArrayNode {
-            shape: vec![0],
-            dtype: placeholder,
-            data: ArrayStore::Plain(ArrayData::I64(Vec::new())),
-        })))
+        self.alloc(Node::Array(Box::new(ArrayNode { shape: vec![0], dtype: placeholder, data: ArrayStore::Plain(ArrayData::I64(Vec::new())) })))
     }
 
     /// `numpy.dtype(spec, align, copy)`: only the spec matters; BUILD sets the byte order.
@@ -165,9 +145,7 @@ impl<'a> Machine<'a> {
         if dtype.kind == DTypeKind::Object {
             return Ok(*payload); // An object scalar is the object itself.
         }
-        let raw = self
-            .bytes(*payload)
-            .ok_or_else(|| self.bad_call(function, "the value must be bytes"))?;
+        let raw = self.bytes(*payload).ok_or_else(|| self.bad_call(function, "the value must be bytes"))?;
         let element = numpy::decode_elements(&dtype, 1, raw, self.op_pos)?;
         let node = scalar_node(element);
         self.alloc(node)
@@ -181,9 +159,7 @@ impl<'a> Machine<'a> {
             _ => return Err(self.bad_call(function, "the first argument must be a str")),
         };
         let encoding = match args.get(1) {
-            Some(&e) => self
-                .text(e)
-                .ok_or_else(|| self.bad_call(function, "the encoding must be a str"))?,
+            Some(&e) => self.text(e).ok_or_else(|| self.bad_call(function, "the encoding must be a str"))?,
             None => Cow::Borrowed("utf-8"),
         };
         let bytes = self.encode(function, &text, &encoding)?;
@@ -201,9 +177,7 @@ impl<'a> Machine<'a> {
                     Node::Str(s) => s.clone(),
                     _ => return Err(self.bad_call(function, "expects (str, encoding)")),
                 };
-                let encoding = self
-                    .text(*e)
-                    .ok_or_else(|| self.bad_call(function, "the encoding must be a str"))?;
+                let encoding = self.text(*e).ok_or_else(|| self.bad_call(function, "the encoding must be a str"))?;
                 let bytes = self.encode(function, &text, &encoding)?;
                 self.alloc(Node::Bytes(Cow::Owned(bytes)))
             }
@@ -235,16 +209,12 @@ impl<'a> Machine<'a> {
     fn encode(&mut self, function: Callable, text: &str, encoding: &str) -> Result<Vec<u8>> {
         self.charge(text.len())?;
         match encoding.to_ascii_lowercase().replace('_', "-").as_str() {
-            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1" => text
-                .chars()
-                .map(|c| u8::try_from(u32::from(c)).ok())
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| self.bad_call(function, "text has characters outside Latin-1")),
+            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1" => {
+                text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect::<Option<Vec<u8>>>().ok_or_else(|| self.bad_call(function, "text has characters outside Latin-1"))
+            }
             "utf-8" | "utf8" => Ok(text.as_bytes().to_vec()),
             "ascii" if text.is_ascii() => Ok(text.as_bytes().to_vec()),
-            other => {
-                Err(self.bad_call(function, format!("unsupported encoding '{}'", shown(other))))
-            }
+            other => Err(self.bad_call(function, format!("unsupported encoding '{}'", shown(other)))),
         }
     }
 }

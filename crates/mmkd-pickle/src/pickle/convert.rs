@@ -21,12 +21,7 @@ impl<'a> Machine<'a> {
     /// the last, against the data budget.
     pub(super) fn build_value(&mut self, root: Id) -> Result<(Value, Vec<Cow<'a, [u8]>>)> {
         let mut remaining = self.count_references(root);
-        let mut convert = Convert {
-            remaining: &mut remaining,
-            budget: self.budget,
-            max_depth: self.limits.max_depth,
-            buffers: Vec::new(),
-        };
+        let mut convert = Convert { remaining: &mut remaining, budget: self.budget, max_depth: self.limits.max_depth, buffers: Vec::new() };
         let value = convert.value(&mut self.nodes, root, 0, false)?;
         Ok((value, convert.buffers))
     }
@@ -46,11 +41,7 @@ impl<'a> Machine<'a> {
                 Node::Dict(pairs) => pairs.as_slice(),
                 _ => &[],
             };
-            let children = node
-                .children()
-                .iter()
-                .copied()
-                .chain(dict_children.iter().flat_map(|&(k, v)| [k, v]));
+            let children = node.children().iter().copied().chain(dict_children.iter().flat_map(|&(k, v)| [k, v]));
             for child in children {
                 if let Some(r) = refs.get_mut(child as usize) {
                     if *r == 0 {
@@ -79,17 +70,9 @@ impl<'a> Convert<'_, 'a> {
     /// Converts object `id`. `copying` is set below an object that is being copied: everything under
     /// it is copied too and the visit counts are left alone, since they count moving visits only
     /// (each edge of the object graph is walked exactly once in moving mode).
-    fn value(
-        &mut self,
-        nodes: &mut Arena<'a>,
-        id: Id,
-        depth: usize,
-        copying: bool,
-    ) -> Result<Value> {
+    fn value(&mut self, nodes: &mut Arena<'a>, id: Id, depth: usize, copying: bool) -> Result<Value> {
         if depth > self.max_depth {
-            return Err(PickleError::TooDeep {
-                limit: self.max_depth,
-            });
+            return Err(PickleError::TooDeep { limit: self.max_depth });
         }
         let last_visit = !copying
             && self.remaining.get_mut(id as usize).is_some_and(|r| {
@@ -121,10 +104,7 @@ impl<'a> Convert<'_, 'a> {
             Node::Dict(pairs) => {
                 let mut out = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
-                    out.push((
-                        self.value(nodes, k, depth, copying)?,
-                        self.value(nodes, v, depth, copying)?,
-                    ));
+                    out.push((self.value(nodes, k, depth, copying)?, self.value(nodes, v, depth, copying)?));
                 }
                 Value::Dict(out)
             }
@@ -133,22 +113,12 @@ impl<'a> Convert<'_, 'a> {
             Node::Array(array) => self.array(nodes, *array, depth, copying)?,
             Node::Taken => {
                 // Only reachable if the visit counts were wrong; report it rather than guess.
-                return Err(PickleError::Malformed {
-                    what: "object graph",
-                    pos: 0,
-                    detail: "object used after being moved".into(),
-                });
+                return Err(PickleError::Malformed { what: "object graph", pos: 0, detail: "object used after being moved".into() });
             }
         })
     }
 
-    fn values(
-        &mut self,
-        nodes: &mut Arena<'a>,
-        ids: &[Id],
-        depth: usize,
-        copying: bool,
-    ) -> Result<Vec<Value>> {
+    fn values(&mut self, nodes: &mut Arena<'a>, ids: &[Id], depth: usize, copying: bool) -> Result<Vec<Value>> {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             out.push(self.value(nodes, id, depth, copying)?);
@@ -158,13 +128,7 @@ impl<'a> Convert<'_, 'a> {
 
     /// An array's elements: as decoded, converted from arena objects, or (raw) moved to
     /// [`Convert::buffers`] and referred to by index.
-    fn array(
-        &mut self,
-        nodes: &mut Arena<'a>,
-        array: ArrayNode<'a>,
-        depth: usize,
-        copying: bool,
-    ) -> Result<Value> {
+    fn array(&mut self, nodes: &mut Arena<'a>, array: ArrayNode<'a>, depth: usize, copying: bool) -> Result<Value> {
         let ArrayNode { shape, dtype, data } = array;
         let data = match data {
             ArrayStore::Plain(d) => d,
@@ -172,11 +136,7 @@ impl<'a> Convert<'_, 'a> {
             ArrayStore::Raw { bytes, fortran } => {
                 let len = bytes.len().checked_div(dtype.itemsize).unwrap_or(0);
                 self.buffers.push(bytes);
-                ArrayData::Raw(RawBuffer {
-                    index: self.buffers.len() - 1,
-                    len,
-                    fortran_order: fortran,
-                })
+                ArrayData::Raw(RawBuffer { index: self.buffers.len() - 1, len, fortran_order: fortran })
             }
         };
         Ok(Value::NdArray(Box::new(NdArray { shape, dtype, data })))
@@ -218,10 +178,7 @@ fn copy_node<'a>(node: &Node<'a>) -> Node<'a> {
             data: match &a.data {
                 ArrayStore::Plain(d) => ArrayStore::Plain(d.clone()),
                 ArrayStore::Objects(v) => ArrayStore::Objects(v.clone()),
-                ArrayStore::Raw { bytes, fortran } => ArrayStore::Raw {
-                    bytes: bytes.clone(),
-                    fortran: *fortran,
-                },
+                ArrayStore::Raw { bytes, fortran } => ArrayStore::Raw { bytes: bytes.clone(), fortran: *fortran },
             },
         })),
         Node::Taken => Node::Taken,
@@ -233,12 +190,8 @@ fn array_bytes(array: &ArrayNode<'_>) -> usize {
         ArrayStore::Plain(ArrayData::F32(v)) => v.len() * size_of::<f32>(),
         ArrayStore::Plain(ArrayData::I64(v)) => v.len() * size_of::<i64>(),
         ArrayStore::Plain(ArrayData::Bool(v)) => v.len(),
-        ArrayStore::Plain(ArrayData::Bytes(v)) => {
-            v.iter().map(|b| b.len() + size_of::<Vec<u8>>()).sum()
-        }
-        ArrayStore::Plain(ArrayData::Str(v)) => {
-            v.iter().map(|s| s.len() + size_of::<String>()).sum()
-        }
+        ArrayStore::Plain(ArrayData::Bytes(v)) => v.iter().map(|b| b.len() + size_of::<Vec<u8>>()).sum(),
+        ArrayStore::Plain(ArrayData::Str(v)) => v.iter().map(|s| s.len() + size_of::<String>()).sum(),
         ArrayStore::Plain(ArrayData::Object(v)) => v.len() * size_of::<Value>(),
         ArrayStore::Plain(ArrayData::Raw(_)) => 0, // Never stored in the arena.
         ArrayStore::Objects(v) => v.len() * (size_of::<Value>() + size_of::<Id>()),

@@ -204,11 +204,7 @@ impl PickleError {
 /// Escapes control characters and shortens text taken from a file before it goes into a message.
 pub fn shown(text: &str) -> String {
     const MAX_CHARS: usize = 60;
-    let mut out: String = text
-        .chars()
-        .take(MAX_CHARS)
-        .flat_map(char::escape_debug)
-        .collect();
+    let mut out: String = text.chars().take(MAX_CHARS).flat_map(char::escape_debug).collect();
     if text.chars().nth(MAX_CHARS).is_some() {
         out.push_str("...");
     }

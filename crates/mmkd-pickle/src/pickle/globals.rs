@@ -34,23 +34,14 @@ const fn g(module: &'static str, name: &'static str) -> GlobalName {
 /// The globals a stream may name, with the function each stands for. Every entry is a pure data
 /// constructor; nothing here can reach the file system, a shell or an import.
 pub(super) static ALLOWED: [(GlobalName, Callable); 18] = [
-    (
-        g("numpy.core.multiarray", "_reconstruct"),
-        Callable::Reconstruct,
-    ),
-    (
-        g("numpy._core.multiarray", "_reconstruct"),
-        Callable::Reconstruct,
-    ),
+    (g("numpy.core.multiarray", "_reconstruct"), Callable::Reconstruct),
+    (g("numpy._core.multiarray", "_reconstruct"), Callable::Reconstruct),
     (g("numpy", "ndarray"), Callable::NdArrayType),
     (g("numpy", "dtype"), Callable::Dtype),
     (g("numpy.core.multiarray", "scalar"), Callable::Scalar),
     (g("numpy._core.multiarray", "scalar"), Callable::Scalar),
     (g("numpy.core.numeric", "_frombuffer"), Callable::FromBuffer),
-    (
-        g("numpy._core.numeric", "_frombuffer"),
-        Callable::FromBuffer,
-    ),
+    (g("numpy._core.numeric", "_frombuffer"), Callable::FromBuffer),
     (g("_codecs", "encode"), Callable::CodecsEncode),
     (g("collections", "OrderedDict"), Callable::OrderedDict),
     (g("builtins", "bytearray"), Callable::ByteArray),
@@ -70,9 +61,7 @@ pub fn allowed_globals() -> impl Iterator<Item = &'static GlobalName> {
 
 /// The index in [`ALLOWED`] of `module.name`, if it is allowed.
 pub(super) fn position(module: &str, name: &str) -> Option<usize> {
-    ALLOWED
-        .iter()
-        .position(|(g, _)| g.module == module && g.name == name)
+    ALLOWED.iter().position(|(g, _)| g.module == module && g.name == name)
 }
 
 /// What the global at `index` in [`ALLOWED`] stands for.
@@ -87,8 +76,5 @@ pub(super) fn global_name(index: u8) -> Option<&'static GlobalName> {
 
 /// The first name that stands for `callable`, for messages.
 pub(super) fn callable_name(callable: Callable) -> String {
-    ALLOWED
-        .iter()
-        .find(|(_, c)| *c == callable)
-        .map_or_else(String::new, |(g, _)| g.to_string())
+    ALLOWED.iter().find(|(_, c)| *c == callable).map_or_else(String::new, |(g, _)| g.to_string())
 }

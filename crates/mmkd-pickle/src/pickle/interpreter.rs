@@ -22,12 +22,7 @@ impl<'a> Machine<'a> {
                 return self.pop();
             }
             // The groups are disjoint, so the order they are tried in does not matter.
-            let done = self.framing_op(op)?
-                || self.scalar_op(op)?
-                || self.string_op(op)?
-                || self.container_op(op)?
-                || self.memo_op(op)?
-                || self.call_op(op)?;
+            let done = self.framing_op(op)? || self.scalar_op(op)? || self.string_op(op)? || self.container_op(op)? || self.memo_op(op)? || self.call_op(op)?;
             if !done {
                 return Err(self.refused(op));
             }
@@ -48,12 +43,7 @@ impl<'a> Machine<'a> {
                 // FRAME only groups opcodes for buffered reading; its length is checked, not used.
                 let len = self.u64("FRAME")?;
                 if len > self.remaining() as u64 {
-                    return Err(PickleError::Truncated {
-                        what: "FRAME",
-                        pos: self.op_pos,
-                        needed: len,
-                        available: self.remaining(),
-                    });
+                    return Err(PickleError::Truncated { what: "FRAME", pos: self.op_pos, needed: len, available: self.remaining() });
                 }
             }
             MARK => {
@@ -120,8 +110,7 @@ impl<'a> Machine<'a> {
     /// INT, LONG and FLOAT, whose value is written out in decimal. Protocol 0 spells booleans as
     /// INT `00` and `01`.
     fn text_number_op(&mut self, op: u8) -> Result<()> {
-        let not_an_int =
-            |line: &str| format!("'{}' is not an integer that fits 64 bits", shown(line));
+        let not_an_int = |line: &str| format!("'{}' is not an integer that fits 64 bits", shown(line));
         match op {
             INT => {
                 let line = self.line("INT")?;
@@ -129,28 +118,19 @@ impl<'a> Machine<'a> {
                     "00" => self.push(FALSE_ID),
                     "01" => self.push(TRUE_ID),
                     _ => {
-                        let v = line
-                            .trim()
-                            .parse()
-                            .map_err(|_| self.malformed("INT", not_an_int(line)))?;
+                        let v = line.trim().parse().map_err(|_| self.malformed("INT", not_an_int(line)))?;
                         self.push_int(v)
                     }
                 }
             }
             LONG => {
                 let line = self.line("LONG")?;
-                let v = line
-                    .trim()
-                    .trim_end_matches('L')
-                    .parse()
-                    .map_err(|_| self.malformed("LONG", not_an_int(line)))?;
+                let v = line.trim().trim_end_matches('L').parse().map_err(|_| self.malformed("LONG", not_an_int(line)))?;
                 self.push_int(v)
             }
             _ => {
                 let line = self.line("FLOAT")?;
-                let v = line.trim().parse().map_err(|_| {
-                    self.malformed("FLOAT", format!("'{}' is not a float", shown(line)))
-                })?;
+                let v = line.trim().parse().map_err(|_| self.malformed("FLOAT", format!("'{}' is not a float", shown(line))))?;
                 self.push_new(Node::Float(v))
             }
         }
@@ -268,17 +248,11 @@ impl<'a> Machine<'a> {
     /// The error for an opcode no group runs: known but refused (with the reason), or unknown.
     fn refused(&self, op: u8) -> PickleError {
         match op {
-            PERSID | BINPERSID => self
-                .unsupported("persistent ids need the writer's own loader (torch files use them)"),
+            PERSID | BINPERSID => self.unsupported("persistent ids need the writer's own loader (torch files use them)"),
             INST | OBJ => self.unsupported("it creates arbitrary class instances"),
             EXT1..=EXT4 => self.unsupported("the copyreg extension registry is not available"),
-            STRING | UNICODE => self.unsupported(
-                "protocol-0 quoted strings are not supported; re-save with protocol 2 or later",
-            ),
-            _ => PickleError::UnknownOpcode {
-                op,
-                pos: self.op_pos,
-            },
+            STRING | UNICODE => self.unsupported("protocol-0 quoted strings are not supported; re-save with protocol 2 or later"),
+            _ => PickleError::UnknownOpcode { op, pos: self.op_pos },
         }
     }
 
@@ -302,8 +276,7 @@ impl<'a> Machine<'a> {
         // It fits an i64 when every byte past the eighth is sign extension of the eighth.
         let (low, high) = bytes.split_at(bytes.len().min(8));
         let eighth_sign = low.get(7).map(|&b| b & 0x80 != 0);
-        let fits =
-            high.is_empty() || (high.iter().all(|&b| b == fill) && eighth_sign == Some(negative));
+        let fits = high.is_empty() || (high.iter().all(|&b| b == fill) && eighth_sign == Some(negative));
         if !fits {
             return self.push_new(Node::BigInt(bytes));
         }
@@ -316,15 +289,9 @@ impl<'a> Machine<'a> {
 
     fn pairs(&self, items: &[Id]) -> Result<Vec<(Id, Id)>> {
         if !items.len().is_multiple_of(2) {
-            return Err(self.malformed(
-                opcodes::name(self.op),
-                format!("odd number of items ({}) for key/value pairs", items.len()),
-            ));
+            return Err(self.malformed(opcodes::name(self.op), format!("odd number of items ({}) for key/value pairs", items.len())));
         }
-        Ok(items
-            .chunks_exact(2)
-            .filter_map(|kv| Some((*kv.first()?, *kv.get(1)?)))
-            .collect())
+        Ok(items.chunks_exact(2).filter_map(|kv| Some((*kv.first()?, *kv.get(1)?))).collect())
     }
 
     fn extend_list(&mut self, items: &[Id]) -> Result<()> {

@@ -24,13 +24,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_stack: 1 << 20,
-            max_memo: 1 << 22,
-            max_nodes: 1 << 26,
-            max_depth: 100,
-            data_factor: 16,
-        }
+        Limits { max_stack: 1 << 20, max_memo: 1 << 22, max_nodes: 1 << 26, max_depth: 100, data_factor: 16 }
     }
 }
 
@@ -45,21 +39,13 @@ pub(super) struct Budget {
 impl Budget {
     /// The budget for an input of `input_len` bytes (see [`Limits::data_factor`]).
     pub(super) fn new(input_len: usize, limits: &Limits) -> Self {
-        let total = input_len
-            .saturating_mul(limits.data_factor)
-            .saturating_add(64 << 10);
+        let total = input_len.saturating_mul(limits.data_factor).saturating_add(64 << 10);
         Budget { left: total, total }
     }
 
     /// Reserves `bytes` of derived data, before allocating it.
     pub(super) fn charge(&mut self, bytes: usize) -> Result<()> {
-        self.left = self
-            .left
-            .checked_sub(bytes)
-            .ok_or(PickleError::LimitExceeded {
-                what: "data derived from the input (bytes)",
-                limit: self.total,
-            })?;
+        self.left = self.left.checked_sub(bytes).ok_or(PickleError::LimitExceeded { what: "data derived from the input (bytes)", limit: self.total })?;
         Ok(())
     }
 }

@@ -64,15 +64,9 @@ impl<'a> Machine<'a> {
 
     pub(super) fn alloc(&mut self, node: Node<'a>) -> Result<Id> {
         if self.nodes.len() >= self.max_nodes {
-            return Err(PickleError::LimitExceeded {
-                what: "objects",
-                limit: self.max_nodes,
-            });
+            return Err(PickleError::LimitExceeded { what: "objects", limit: self.max_nodes });
         }
-        let id = Id::try_from(self.nodes.len()).map_err(|_| PickleError::LimitExceeded {
-            what: "objects",
-            limit: self.max_nodes,
-        })?;
+        let id = Id::try_from(self.nodes.len()).map_err(|_| PickleError::LimitExceeded { what: "objects", limit: self.max_nodes })?;
         self.nodes.push(node);
         Ok(id)
     }
@@ -81,9 +75,7 @@ impl<'a> Machine<'a> {
     pub(super) fn text(&self, id: Id) -> Option<Cow<'a, str>> {
         match self.node(id) {
             Node::Str(s) => Some(s.clone()),
-            Node::Bytes(b) if b.len() <= 64 => {
-                Some(Cow::Owned(b.iter().map(|&c| char::from(c)).collect()))
-            }
+            Node::Bytes(b) if b.len() <= 64 => Some(Cow::Owned(b.iter().map(|&c| char::from(c)).collect())),
             _ => None,
         }
     }
@@ -109,10 +101,7 @@ impl<'a> Machine<'a> {
     /// Room for one more stack item or MARK.
     pub(super) fn check_stack_room(&self) -> Result<()> {
         if self.stack.len() + self.marks.len() >= self.limits.max_stack {
-            return Err(PickleError::LimitExceeded {
-                what: "stack depth",
-                limit: self.limits.max_stack,
-            });
+            return Err(PickleError::LimitExceeded { what: "stack depth", limit: self.limits.max_stack });
         }
         Ok(())
     }
@@ -164,46 +153,25 @@ impl<'a> Machine<'a> {
 
     /// Everything pushed since the last MARK, which is closed.
     pub(super) fn pop_mark(&mut self) -> Result<Vec<Id>> {
-        let mark = self.marks.pop().ok_or(PickleError::MissingMark {
-            opcode: opcodes::name(self.op),
-            pos: self.op_pos,
-        })?;
+        let mark = self.marks.pop().ok_or(PickleError::MissingMark { opcode: opcodes::name(self.op), pos: self.op_pos })?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
     // ---- errors about the current opcode -----------------------------------------------------------
 
     pub(super) fn malformed(&self, what: &'static str, detail: String) -> PickleError {
-        PickleError::Malformed {
-            what,
-            pos: self.op_pos,
-            detail,
-        }
+        PickleError::Malformed { what, pos: self.op_pos, detail }
     }
 
     pub(super) fn underflow(&self, needed: usize) -> PickleError {
-        PickleError::StackUnderflow {
-            opcode: opcodes::name(self.op),
-            pos: self.op_pos,
-            needed,
-        }
+        PickleError::StackUnderflow { opcode: opcodes::name(self.op), pos: self.op_pos, needed }
     }
 
     pub(super) fn wrong_type(&self, expected: &'static str, found: Id) -> PickleError {
-        PickleError::WrongType {
-            opcode: opcodes::name(self.op),
-            pos: self.op_pos,
-            expected,
-            found: self.node(found).type_name(),
-        }
+        PickleError::WrongType { opcode: opcodes::name(self.op), pos: self.op_pos, expected, found: self.node(found).type_name() }
     }
 
     pub(super) fn unsupported(&self, why: &'static str) -> PickleError {
-        PickleError::UnsupportedOpcode {
-            op: self.op,
-            name: opcodes::name(self.op),
-            pos: self.op_pos,
-            why,
-        }
+        PickleError::UnsupportedOpcode { op: self.op, name: opcodes::name(self.op), pos: self.op_pos, why }
     }
 }

@@ -48,28 +48,20 @@ impl Machine<'_> {
     /// The decimal key of PUT and GET.
     fn memo_key(&mut self, what: &'static str) -> Result<u32> {
         let line = self.line(what)?;
-        line.trim()
-            .parse()
-            .map_err(|_| self.malformed(what, format!("'{}' is not a memo index", shown(line))))
+        line.trim().parse().map_err(|_| self.malformed(what, format!("'{}' is not a memo index", shown(line))))
     }
 
     fn memo_put(&mut self, key: u32) -> Result<()> {
         let top = self.top()?;
         if self.memo.len() >= self.limits.max_memo && !self.memo.contains_key(&key) {
-            return Err(PickleError::LimitExceeded {
-                what: "memo entries",
-                limit: self.limits.max_memo,
-            });
+            return Err(PickleError::LimitExceeded { what: "memo entries", limit: self.limits.max_memo });
         }
         self.memo.insert(key, top);
         Ok(())
     }
 
     fn memo_get(&mut self, key: u32) -> Result<()> {
-        let id = *self.memo.get(&key).ok_or(PickleError::MissingMemo {
-            key: key.into(),
-            pos: self.op_pos,
-        })?;
+        let id = *self.memo.get(&key).ok_or(PickleError::MissingMemo { key: key.into(), pos: self.op_pos })?;
         self.push(id)
     }
 }

@@ -12,19 +12,12 @@ use super::value::{ArrayData, ByteOrder, DType, DTypeKind};
 pub const MAX_DIMS: usize = 64;
 
 /// The byte order numpy means by `=` on the machine reading the file.
-const NATIVE: ByteOrder = if cfg!(target_endian = "big") {
-    ByteOrder::Big
-} else {
-    ByteOrder::Little
-};
+const NATIVE: ByteOrder = if cfg!(target_endian = "big") { ByteOrder::Big } else { ByteOrder::Little };
 
 /// Parses the first argument of `numpy.dtype(...)` as numpy writes it when pickling (`'f4'`, `'U5'`,
 /// `'O8'`, `'b1'`), also accepting an explicit byte-order prefix (`'<f8'`) and the one-letter aliases.
 pub fn parse_dtype_spec(spec: &str) -> Result<DType, PickleError> {
-    let unsupported = |reason| PickleError::UnsupportedDtype {
-        dtype: shown(spec),
-        reason,
-    };
+    let unsupported = |reason| PickleError::UnsupportedDtype { dtype: shown(spec), reason };
     let (order, rest) = match spec.chars().next() {
         Some('<') => (Some(ByteOrder::Little), &spec[1..]),
         Some('>') => (Some(ByteOrder::Big), &spec[1..]),
@@ -33,9 +26,7 @@ pub fn parse_dtype_spec(spec: &str) -> Result<DType, PickleError> {
         _ => (None, spec),
     };
     let mut chars = rest.chars();
-    let code = chars
-        .next()
-        .ok_or_else(|| unsupported("empty dtype string"))?;
+    let code = chars.next().ok_or_else(|| unsupported("empty dtype string"))?;
     let digits = chars.as_str();
     let size: Option<usize> = if digits.is_empty() {
         None
@@ -59,21 +50,14 @@ pub fn parse_dtype_spec(spec: &str) -> Result<DType, PickleError> {
         ('l' | 'q', None) => (DTypeKind::Int, 8),
         ('L' | 'Q', None) => (DTypeKind::UInt, 8),
         // `U` counts characters, `S`/`a` bytes; the BUILD state's elsize (in bytes) normally overrides it.
-        ('U', n) => (
-            DTypeKind::Unicode,
-            n.unwrap_or(0)
-                .checked_mul(4)
-                .ok_or_else(|| unsupported("too wide"))?,
-        ),
+        ('U', n) => (DTypeKind::Unicode, n.unwrap_or(0).checked_mul(4).ok_or_else(|| unsupported("too wide"))?),
         ('S' | 'a', n) => (DTypeKind::Bytes, n.unwrap_or(0)),
         ('O', Some(4 | 8) | None) => (DTypeKind::Object, 8),
         ('c' | 'F' | 'D' | 'G', _) => return Err(unsupported("complex numbers are not supported")),
         ('M' | 'm', _) => return Err(unsupported("datetimes are not supported")),
         ('V', _) => return Err(unsupported("void/structured dtypes are not supported")),
         ('f', Some(_)) => {
-            return Err(unsupported(
-                "only float16, float32 and float64 are supported",
-            ));
+            return Err(unsupported("only float16, float32 and float64 are supported"));
         }
         _ => return Err(unsupported("unknown dtype code")),
     };
@@ -85,11 +69,7 @@ pub fn parse_dtype_spec(spec: &str) -> Result<DType, PickleError> {
     } else {
         ByteOrder::NotApplicable
     };
-    Ok(DType {
-        kind,
-        itemsize,
-        byte_order,
-    })
+    Ok(DType { kind, itemsize, byte_order })
 }
 
 fn itemsize_needs_order(kind: DTypeKind, itemsize: usize) -> bool {
@@ -112,10 +92,7 @@ pub struct DtypeState<'s> {
 pub fn apply_dtype_state(dtype: &mut DType, state: DtypeState<'_>) -> Result<(), PickleError> {
     let name = dtype.to_string();
     if state.structured {
-        return Err(PickleError::UnsupportedDtype {
-            dtype: name,
-            reason: "structured and sub-array dtypes are not supported",
-        });
+        return Err(PickleError::UnsupportedDtype { dtype: name, reason: "structured and sub-array dtypes are not supported" });
     }
     let order = match state.byte_order {
         "<" => ByteOrder::Little,
@@ -123,10 +100,7 @@ pub fn apply_dtype_state(dtype: &mut DType, state: DtypeState<'_>) -> Result<(),
         "=" => NATIVE,
         "|" => ByteOrder::NotApplicable,
         _ => {
-            return Err(PickleError::UnsupportedDtype {
-                dtype: name,
-                reason: "unknown byte-order character",
-            });
+            return Err(PickleError::UnsupportedDtype { dtype: name, reason: "unknown byte-order character" });
         }
     };
     if itemsize_needs_order(dtype.kind, dtype.itemsize) && order != ByteOrder::NotApplicable {
@@ -134,15 +108,9 @@ pub fn apply_dtype_state(dtype: &mut DType, state: DtypeState<'_>) -> Result<(),
     }
     // numpy writes -1 for fixed-size types and the real width for the flexible ones.
     if matches!(dtype.kind, DTypeKind::Bytes | DTypeKind::Unicode) {
-        let elsize = usize::try_from(state.elsize).map_err(|_| PickleError::UnsupportedDtype {
-            dtype: name.clone(),
-            reason: "negative string width",
-        })?;
+        let elsize = usize::try_from(state.elsize).map_err(|_| PickleError::UnsupportedDtype { dtype: name.clone(), reason: "negative string width" })?;
         if dtype.kind == DTypeKind::Unicode && elsize % 4 != 0 {
-            return Err(PickleError::UnsupportedDtype {
-                dtype: name,
-                reason: "unicode width not a multiple of 4 bytes",
-            });
+            return Err(PickleError::UnsupportedDtype { dtype: name, reason: "unicode width not a multiple of 4 bytes" });
         }
         dtype.itemsize = elsize;
     }
@@ -151,49 +119,24 @@ pub fn apply_dtype_state(dtype: &mut DType, state: DtypeState<'_>) -> Result<(),
 
 /// Number of elements of `shape`, or an error when the product overflows.
 pub fn element_count(shape: &[usize], pos: usize) -> Result<usize, PickleError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| PickleError::BadArray {
-            pos,
-            reason: format!("shape {shape:?} has too many elements"),
-        })
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| PickleError::BadArray { pos, reason: format!("shape {shape:?} has too many elements") })
 }
 
 /// Checks that `raw` holds exactly `count` elements of `dtype`, the check every array passes before
 /// its data are used (decoded by [`decode_elements`], or kept as a view by `load_view`).
-pub fn check_data_len(
-    dtype: &DType,
-    count: usize,
-    raw: &[u8],
-    pos: usize,
-) -> Result<(), PickleError> {
+pub fn check_data_len(dtype: &DType, count: usize, raw: &[u8], pos: usize) -> Result<(), PickleError> {
     if dtype.kind == DTypeKind::Object {
-        return Err(PickleError::BadArray {
-            pos,
-            reason: "object arrays carry a list, not raw bytes".into(),
-        });
+        return Err(PickleError::BadArray { pos, reason: "object arrays carry a list, not raw bytes".into() });
     }
     if dtype.itemsize == 0 {
         // Zero-width strings would let a tiny file declare billions of elements.
-        return if count == 0 {
-            Ok(())
-        } else {
-            Err(PickleError::BadArray {
-                pos,
-                reason: format!("dtype {dtype} has zero-width elements"),
-            })
-        };
+        return if count == 0 { Ok(()) } else { Err(PickleError::BadArray { pos, reason: format!("dtype {dtype} has zero-width elements") }) };
     }
     let expected = count.checked_mul(dtype.itemsize);
     if expected != Some(raw.len()) {
         return Err(PickleError::BadArray {
             pos,
-            reason: format!(
-                "{count} elements of {dtype} need {} bytes of data, found {}",
-                expected.map_or_else(|| "too many".to_string(), |n| n.to_string()),
-                raw.len()
-            ),
+            reason: format!("{count} elements of {dtype} need {} bytes of data, found {}", expected.map_or_else(|| "too many".to_string(), |n| n.to_string()), raw.len()),
         });
     }
     Ok(())
@@ -203,12 +146,7 @@ pub fn check_data_len(
 ///
 /// The length check comes first, so no allocation is ever sized from `shape` alone: every element has
 /// its bytes in `raw`, which is part of the input.
-pub fn decode_elements(
-    dtype: &DType,
-    count: usize,
-    raw: &[u8],
-    pos: usize,
-) -> Result<ArrayData, PickleError> {
+pub fn decode_elements(dtype: &DType, count: usize, raw: &[u8], pos: usize) -> Result<ArrayData, PickleError> {
     check_data_len(dtype, count, raw, pos)?;
     if dtype.itemsize == 0 {
         return Ok(match dtype.kind {
@@ -227,39 +165,22 @@ pub fn decode_elements(
         (DTypeKind::Int, n @ (1 | 2 | 4 | 8)) => {
             let shift = 64 - 8 * n as u32;
             // Sign-extend by shifting the value to the top of the word and back.
-            ArrayData::I64(
-                chunks
-                    .map(|c| ((word_n(c, big) << shift) as i64) >> shift)
-                    .collect(),
-            )
+            ArrayData::I64(chunks.map(|c| ((word_n(c, big) << shift) as i64) >> shift).collect())
         }
         (DTypeKind::UInt, 1 | 2 | 4 | 8) => {
-            let values = chunks
-                .map(|c| i64::try_from(word_n(c, big)))
-                .collect::<Result<Vec<i64>, _>>()
-                .map_err(|_| PickleError::BadArray {
-                    pos,
-                    reason: "uint64 value above the i64 range".into(),
-                })?;
+            let values =
+                chunks.map(|c| i64::try_from(word_n(c, big))).collect::<Result<Vec<i64>, _>>().map_err(|_| PickleError::BadArray { pos, reason: "uint64 value above the i64 range".into() })?;
             ArrayData::I64(values)
         }
         (DTypeKind::Bool, 1) => ArrayData::Bool(raw.iter().map(|&b| b != 0).collect()),
         (DTypeKind::Bytes, _) => ArrayData::Bytes(chunks.map(|c| trim_nuls(c).to_vec()).collect()),
         (DTypeKind::Unicode, _) => {
-            let strings = chunks
-                .map(|c| ucs4_to_string(c, big))
-                .collect::<Option<Vec<String>>>()
-                .ok_or_else(|| PickleError::BadArray {
-                    pos,
-                    reason: "unicode array holds an invalid code point".into(),
-                })?;
+            let strings =
+                chunks.map(|c| ucs4_to_string(c, big)).collect::<Option<Vec<String>>>().ok_or_else(|| PickleError::BadArray { pos, reason: "unicode array holds an invalid code point".into() })?;
             ArrayData::Str(strings)
         }
         _ => {
-            return Err(PickleError::UnsupportedDtype {
-                dtype: dtype.to_string(),
-                reason: "unsupported element size",
-            });
+            return Err(PickleError::UnsupportedDtype { dtype: dtype.to_string(), reason: "unsupported element size" });
         }
     })
 }
@@ -345,11 +266,7 @@ fn fixed<const N: usize>(chunk: &[u8]) -> [u8; N] {
 /// Reads an element of 1 to 8 bytes as an unsigned word (callers pass `chunks_exact` pieces).
 fn word_n(chunk: &[u8], big: bool) -> u64 {
     let fold = |acc: u64, &b: &u8| (acc << 8) | u64::from(b);
-    if big {
-        chunk.iter().fold(0, fold)
-    } else {
-        chunk.iter().rev().fold(0, fold)
-    }
+    if big { chunk.iter().fold(0, fold) } else { chunk.iter().rev().fold(0, fold) }
 }
 
 fn trim_nuls(bytes: &[u8]) -> &[u8] {
@@ -359,10 +276,7 @@ fn trim_nuls(bytes: &[u8]) -> &[u8] {
 
 /// One `U` element: UCS-4 code units with NUL padding at the end (numpy strips it on read).
 fn ucs4_to_string(chunk: &[u8], big: bool) -> Option<String> {
-    let mut units: Vec<u32> = chunk
-        .chunks_exact(4)
-        .map(|c| word_n(c, big) as u32)
-        .collect();
+    let mut units: Vec<u32> = chunk.chunks_exact(4).map(|c| word_n(c, big) as u32).collect();
     while units.last() == Some(&0) {
         units.pop();
     }
@@ -481,15 +395,9 @@ mod tests {
     #[test]
     fn integer_sign_extension_and_order() {
         let d = parse_dtype_spec(">i2").unwrap();
-        assert_eq!(
-            decode_elements(&d, 2, &[0xff, 0xfe, 0x00, 0x05], 0).unwrap(),
-            ArrayData::I64(vec![-2, 5])
-        );
+        assert_eq!(decode_elements(&d, 2, &[0xff, 0xfe, 0x00, 0x05], 0).unwrap(), ArrayData::I64(vec![-2, 5]));
         let d = parse_dtype_spec("<i4").unwrap();
-        assert_eq!(
-            decode_elements(&d, 1, &[0xff, 0xff, 0xff, 0xff], 0).unwrap(),
-            ArrayData::I64(vec![-1])
-        );
+        assert_eq!(decode_elements(&d, 1, &[0xff, 0xff, 0xff, 0xff], 0).unwrap(), ArrayData::I64(vec![-1]));
         let d = parse_dtype_spec("<u8").unwrap();
         assert!(decode_elements(&d, 1, &[0xff; 8], 0).is_err());
         assert!(decode_elements(&d, 2, &[0; 8], 0).is_err());

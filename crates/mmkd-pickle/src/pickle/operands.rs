@@ -12,16 +12,8 @@ impl<'a> Machine<'a> {
     /// The next `n` bytes.
     pub(super) fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {
         let available = self.remaining();
-        let truncated = PickleError::Truncated {
-            what,
-            pos: self.op_pos,
-            needed: n,
-            available,
-        };
-        let Some(end) = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.pos.checked_add(n))
-        else {
+        let truncated = PickleError::Truncated { what, pos: self.op_pos, needed: n, available };
+        let Some(end) = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)) else {
             return Err(truncated);
         };
         let bytes = self.input.get(self.pos..end).ok_or(truncated)?;
@@ -60,16 +52,10 @@ impl<'a> Machine<'a> {
     pub(super) fn line(&mut self, what: &'static str) -> Result<&'a str> {
         let rest = self.input.get(self.pos..).unwrap_or_default();
         let Some(len) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(PickleError::Truncated {
-                what,
-                pos: self.op_pos,
-                needed: rest.len() as u64 + 1,
-                available: rest.len(),
-            });
+            return Err(PickleError::Truncated { what, pos: self.op_pos, needed: rest.len() as u64 + 1, available: rest.len() });
         };
         let bytes = self.take(len as u64 + 1, what)?;
         let text = bytes.get(..len).unwrap_or_default();
-        std::str::from_utf8(text)
-            .map_err(|_| self.malformed(what, "argument is not UTF-8 text".into()))
+        std::str::from_utf8(text).map_err(|_| self.malformed(what, "argument is not UTF-8 text".into()))
     }
 }

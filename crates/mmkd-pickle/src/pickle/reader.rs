@@ -25,10 +25,7 @@ pub fn load_with_limits(input: &[u8], limits: &Limits) -> Result<Pickle> {
     let mut machine = Machine::new(input, limits.clone(), Mode::Decode);
     let root = machine.run()?;
     let (value, _) = machine.build_value(root)?;
-    Ok(Pickle {
-        protocol: machine.protocol,
-        value,
-    })
+    Ok(Pickle { protocol: machine.protocol, value })
 }
 
 /// A pickle decoded by [`load_view`]: float arrays are [`super::ArrayData::Raw`] entries of `value`
@@ -52,10 +49,7 @@ impl std::fmt::Debug for PickleView<'_> {
             .field("protocol", &self.protocol)
             .field("value", &self.value)
             .field("buffers", &self.buffers.len())
-            .field(
-                "buffer_bytes",
-                &self.buffers.iter().map(|b| b.len()).sum::<usize>(),
-            )
+            .field("buffer_bytes", &self.buffers.iter().map(|b| b.len()).sum::<usize>())
             .finish()
     }
 }
@@ -80,11 +74,7 @@ pub fn load_view_with_limits<'a>(input: &'a [u8], limits: &Limits) -> Result<Pic
     let mut machine = Machine::new(input, limits.clone(), Mode::View);
     let root = machine.run()?;
     let (value, buffers) = machine.build_value(root)?;
-    Ok(PickleView {
-        protocol: machine.protocol,
-        value,
-        buffers,
-    })
+    Ok(PickleView { protocol: machine.protocol, value, buffers })
 }
 
 /// Whether float arrays are decoded ([`load`]) or kept as the input's bytes ([`load_view`]).

@@ -82,9 +82,7 @@ impl Value {
     pub fn as_text(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
             Value::Str(s) => Some(std::borrow::Cow::Borrowed(s)),
-            Value::Bytes(b) => Some(std::borrow::Cow::Owned(
-                b.iter().map(|&c| char::from(c)).collect(),
-            )),
+            Value::Bytes(b) => Some(std::borrow::Cow::Owned(b.iter().map(|&c| char::from(c)).collect())),
             _ => None,
         }
     }
@@ -101,11 +99,7 @@ impl Value {
     /// Looks up a string key in a dict; the last pair with that key wins, as in Python.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Dict(pairs) => pairs
-                .iter()
-                .rev()
-                .find(|(k, _)| k.is_key(key))
-                .map(|(_, v)| v),
+            Value::Dict(pairs) => pairs.iter().rev().find(|(k, _)| k.is_key(key)).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -177,10 +171,7 @@ impl DType {
 
     /// Whether the elements are bools, integers or floats.
     pub fn is_numeric(&self) -> bool {
-        matches!(
-            self.kind,
-            DTypeKind::Bool | DTypeKind::Int | DTypeKind::UInt | DTypeKind::Float
-        )
+        matches!(self.kind, DTypeKind::Bool | DTypeKind::Int | DTypeKind::UInt | DTypeKind::Float)
     }
 }
 

@@ -65,7 +65,14 @@ pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
     }
     println!("key detector (attention scoring each video frame linearly by its content; the best event share an attention with video keys reaches without knowing when):");
     for d in &detector {
-        println!("  {:<62} event share {:.3} against {:.3} uniform ({:.2}x, sharpness {})", d.rows, d.event_share, d.uniform_event_share, d.event_share / d.uniform_event_share.max(1e-12), d.sharpness);
+        println!(
+            "  {:<62} event share {:.3} against {:.3} uniform ({:.2}x, sharpness {})",
+            d.rows,
+            d.event_share,
+            d.uniform_event_share,
+            d.event_share / d.uniform_event_share.max(1e-12),
+            d.sharpness
+        );
     }
     Ok(())
 }
@@ -110,15 +117,7 @@ pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
     } else {
         println!("{} ({})\nsource: {}", path.display(), dataset.name, dataset.source);
         for s in &splits {
-            println!(
-                "  {:5}  n={:6}  text {}  audio {}  video {}  classes -3..3: {}",
-                s["split"].as_str().unwrap_or(""),
-                s["n"],
-                s["text"],
-                s["audio"],
-                s["video"],
-                s["label_histogram"]
-            );
+            println!("  {:5}  n={:6}  text {}  audio {}  video {}  classes -3..3: {}", s["split"].as_str().unwrap_or(""), s["n"], s["text"], s["audio"], s["video"], s["label_histogram"]);
         }
         if let Some(padding) = padding.as_ref().and_then(|p| p.as_object()) {
             println!("padding in the pickle (all-zero frames at the ends of each clip, all splits):");
@@ -130,4 +129,3 @@ pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
     }
     Ok(())
 }
-

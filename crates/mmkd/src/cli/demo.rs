@@ -159,7 +159,6 @@ pub(crate) fn print_params(preset: Preset, teacher: TeacherKind, config: Student
     Ok(())
 }
 
-
 /// `demo`: synthesise data, train the complete teacher and the student without KD, compare.
 pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>) -> Result<()> {
     let t0 = Instant::now();
@@ -220,4 +219,3 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
     println!("total {:.0}s", t0.elapsed().as_secs_f64());
     Ok(())
 }
-

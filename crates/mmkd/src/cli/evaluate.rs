@@ -88,7 +88,14 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
     if let Some(e) = &events
         && (e.test.len() != dataset.test.len() || e.video_len != dataset.shape.video_len)
     {
-        crate::bail_input!("{}: events.json describes {} test clips of {} frames, the dataset has {} of {}", data_dir.display(), e.test.len(), e.video_len, dataset.test.len(), dataset.shape.video_len);
+        crate::bail_input!(
+            "{}: events.json describes {} test clips of {} frames, the dataset has {} of {}",
+            data_dir.display(),
+            e.test.len(),
+            e.video_len,
+            dataset.test.len(),
+            dataset.shape.video_len
+        );
     }
     let dev = device();
     let net = crate::train::Run::open(run)?.load_best(&dev)?;

@@ -57,7 +57,7 @@ fn open_device(kind: DeviceKind) -> Result<Device> {
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => crate::bail_input!("--device cuda: this mmkd was built without the cuda feature (cargo build -p mmkd --features cuda; bench/cuda-offline.sh sets up the build)"),
     }
-    }
+}
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
@@ -244,7 +244,6 @@ pub(crate) enum ReferenceCmd {
     },
 }
 
-
 #[derive(Subcommand)]
 pub(crate) enum DataCmd {
     /// Generate the synthetic MOSEI-shaped dataset (docs/DATA.md).
@@ -285,7 +284,6 @@ pub(crate) enum DataCmd {
     },
 }
 
-
 #[derive(Subcommand)]
 pub(crate) enum TrainCmd {
     Teacher {
@@ -304,7 +302,6 @@ pub(crate) enum TrainCmd {
         streams: StudentStreams,
     },
 }
-
 
 /// The kind of device commands run on (`--device`, flex unless told otherwise).
 pub(crate) fn device_kind() -> DeviceKind {

@@ -115,7 +115,6 @@ fn fit_or_dry_run<T: crate::train::TrainTask>(flags: &RunFlags, cfg: &RunConfig,
     Ok(outcome)
 }
 
-
 #[derive(Args, Clone)]
 pub(crate) struct CommonTrain {
     /// Dataset directory (`mmkd data synth` or `mmkd data convert`).
@@ -149,26 +148,53 @@ pub(crate) struct CommonTrain {
     pub(crate) branch_dropout: Option<f64>,
 }
 
-
 /// Preset plus command-line overrides, with the data's shape and fingerprint.
 pub(crate) fn run_config(common: &CommonTrain, role: RunRole, dataset: &data::Dataset) -> Result<RunConfig> {
     let mut model = ModelConfig::for_preset(common.preset);
     let mut train = TrainConfig::for_preset(common.preset);
     let run = &common.run;
-    if let Some(v) = run.epochs { train.epochs = v; }
-    if let Some(v) = run.seed { train.seed = v; }
-    if let Some(v) = run.batch_size { train.batch_size = v.max(1); }
-    if let Some(v) = run.lr { train.lr = v; }
-    if let Some(v) = run.checkpoint_secs { train.checkpoint_secs = v; }
-    if run.gradient_checkpointing { train.gradient_checkpointing = true; }
-    if let Some(v) = common.grad_clip { train.grad_clip = (v > 0.0).then_some(v); }
-    if let Some(v) = common.d_model { model.d_model = v; }
-    if let Some(v) = common.layers { model.layers = v; }
-    if let Some(v) = common.heads { model.heads = v; }
-    if let Some(v) = common.causal_mask { model.causal_mask = v; }
-    if let Some(v) = common.temporal_width_2d { model.temporal_width_2d = v; }
-    if let Some(v) = common.key_padding_mask { model.key_padding_mask = v; }
-    if let Some(v) = common.branch_dropout { model.branch_dropout = v; }
+    if let Some(v) = run.epochs {
+        train.epochs = v;
+    }
+    if let Some(v) = run.seed {
+        train.seed = v;
+    }
+    if let Some(v) = run.batch_size {
+        train.batch_size = v.max(1);
+    }
+    if let Some(v) = run.lr {
+        train.lr = v;
+    }
+    if let Some(v) = run.checkpoint_secs {
+        train.checkpoint_secs = v;
+    }
+    if run.gradient_checkpointing {
+        train.gradient_checkpointing = true;
+    }
+    if let Some(v) = common.grad_clip {
+        train.grad_clip = (v > 0.0).then_some(v);
+    }
+    if let Some(v) = common.d_model {
+        model.d_model = v;
+    }
+    if let Some(v) = common.layers {
+        model.layers = v;
+    }
+    if let Some(v) = common.heads {
+        model.heads = v;
+    }
+    if let Some(v) = common.causal_mask {
+        model.causal_mask = v;
+    }
+    if let Some(v) = common.temporal_width_2d {
+        model.temporal_width_2d = v;
+    }
+    if let Some(v) = common.key_padding_mask {
+        model.key_padding_mask = v;
+    }
+    if let Some(v) = common.branch_dropout {
+        model.branch_dropout = v;
+    }
     Ok(RunConfig {
         role,
         preset: common.preset,
@@ -222,13 +248,7 @@ pub(crate) fn distill(args: DistillArgs) -> Result<Outcome> {
     };
     let needed = crate::distill::teacher_for_config(args.config);
     if kind != needed {
-        crate::bail_input!(
-            "{}: configuration {} distils the {} teacher, but this run is the {} teacher",
-            args.teacher.display(),
-            args.config,
-            needed.name(),
-            kind.name()
-        );
+        crate::bail_input!("{}: configuration {} distils the {} teacher, but this run is the {} teacher", args.teacher.display(), args.config, needed.name(), kind.name());
     }
     let dcfg = DistillConfig {
         teacher_run: std::path::absolute(&args.teacher).unwrap_or_else(|_| args.teacher.clone()),
@@ -302,4 +322,3 @@ pub(crate) fn strip_lengths(mut d: data::Dataset) -> data::Dataset {
     d.test.lengths = None;
     d
 }
-

@@ -114,12 +114,7 @@ impl Batch {
     /// The first `n` rows (at least one) on the plain device: for the frozen teacher and probes.
     pub fn first_rows_plain(&self, n: usize) -> Batch {
         let n = n.min(self.indices.len()).max(1);
-        Batch {
-            input: self.input.first_rows_plain(n),
-            classes: self.classes.clone().inner().narrow(0, 0, n),
-            scores: self.scores[..n].to_vec(),
-            indices: self.indices[..n].to_vec(),
-        }
+        Batch { input: self.input.first_rows_plain(n), classes: self.classes.clone().inner().narrow(0, 0, n), scores: self.scores[..n].to_vec(), indices: self.indices[..n].to_vec() }
     }
 }
 
@@ -228,11 +223,7 @@ pub struct PredictionData {
 /// the data does not hold are skipped (at least one must remain); otherwise each is required.
 pub fn load_for_prediction(path: &std::path::Path, names: &[&str], present_only: bool) -> anyhow::Result<PredictionData> {
     if path.is_dir() {
-        let names: Vec<&str> = if present_only {
-            names.iter().copied().filter(|n| path.join(format!("{n}.safetensors")).exists()).collect()
-        } else {
-            names.to_vec()
-        };
+        let names: Vec<&str> = if present_only { names.iter().copied().filter(|n| path.join(format!("{n}.safetensors")).exists()).collect() } else { names.to_vec() };
         if names.is_empty() {
             crate::bail_input!("{}: holds none of the splits train, valid, test", path.display());
         }

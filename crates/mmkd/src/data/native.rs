@@ -63,8 +63,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 
 fn write_split(path: &Path, split: &Split, shape: &DataShape) -> Result<()> {
     let n = split.len();
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        vec![("video".into(), Dtype::F32, vec![n, shape.video_len, shape.video_dim], f32_bytes(&split.video))];
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![("video".into(), Dtype::F32, vec![n, shape.video_len, shape.video_dim], f32_bytes(&split.video))];
     if let Some(text) = &split.text {
         owned.push(("text".into(), Dtype::F32, vec![n, shape.text_len, shape.text_dim], f32_bytes(text)));
     }
@@ -81,10 +80,7 @@ fn write_split(path: &Path, split: &Split, shape: &DataShape) -> Result<()> {
             owned.push((name.into(), Dtype::I64, vec![n], v.iter().flat_map(|&x| (x as i64).to_le_bytes()).collect()));
         }
     }
-    let views: Vec<(String, TensorView)> = owned
-        .iter()
-        .map(|(name, dt, shape, bytes)| Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?)))
-        .collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView)> = owned.iter().map(|(name, dt, shape, bytes)| Ok((name.clone(), TensorView::new(*dt, shape.clone(), bytes)?))).collect::<Result<_>>()?;
     let mut meta = HashMap::new();
     meta.insert("ids".to_string(), serde_json::to_string(&split.ids)?);
     let bytes = safetensors::tensor::serialize(views, &Some(meta))?;
@@ -203,9 +199,7 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
     if n != expected_n {
         bail_input!("{}: field '{count_field}': expected {expected_n} samples (manifest), found {n}", file.display());
     }
-    let optional = |field: &str, dims: &[usize]| -> Result<Option<Vec<f32>>> {
-        if st.tensor(field).is_err() { Ok(None) } else { read_f32(&st, &file, field, dims).map(Some) }
-    };
+    let optional = |field: &str, dims: &[usize]| -> Result<Option<Vec<f32>>> { if st.tensor(field).is_err() { Ok(None) } else { read_f32(&st, &file, field, dims).map(Some) } };
     let text = optional("text", &[n, shape.text_len, shape.text_dim])?;
     let audio = optional("audio", &[n, shape.audio_len, shape.audio_dim])?;
     let video = read_f32(&st, &file, "video", &[n, shape.video_len, shape.video_dim])?;
@@ -223,9 +217,7 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
         read_lengths(&st, &file, "lengths_audio", n, shape.audio_len)?,
         read_lengths(&st, &file, "lengths_video", n, shape.video_len)?,
     ) {
-        (Some(text), Some(audio), Some(video)) => {
-            Some(Lengths { text, audio, video, full: [shape.text_len, shape.audio_len, shape.video_len] })
-        }
+        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [shape.text_len, shape.audio_len, shape.video_len] }),
         (None, None, None) => None,
         _ => bail_input!("{}: lengths: expected all of lengths_text/audio/video or none", file.display()),
     };

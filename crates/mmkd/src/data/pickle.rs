@@ -94,11 +94,9 @@ fn move_padding_to_end(a: &mut Array3, lengths: &[usize]) {
 
 /// Every modality of a split has the first split's lengths and dims (either reader's arrays).
 fn check_shapes<A: FeatureArray>(file: &Path, s: &SplitData<A>, shape: &DataShape) -> Result<()> {
-    for (key, a, len, dim) in [
-        ("text", s.text.as_ref(), shape.text_len, shape.text_dim),
-        ("audio", s.audio.as_ref(), shape.audio_len, shape.audio_dim),
-        ("vision", Some(&s.vision), shape.video_len, shape.video_dim),
-    ] {
+    for (key, a, len, dim) in
+        [("text", s.text.as_ref(), shape.text_len, shape.text_dim), ("audio", s.audio.as_ref(), shape.audio_len, shape.audio_dim), ("vision", Some(&s.vision), shape.video_len, shape.video_dim)]
+    {
         if let Some(a) = a
             && (a.shape()[1] != len || a.shape()[2] != dim)
         {
@@ -196,15 +194,7 @@ pub fn load_pickle(path: &Path) -> Result<(Dataset, MoseiFile)> {
     };
     let (train, valid, test) = (take("train")?, take("valid")?, take("test")?);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("mosei").to_string();
-    let dataset = Dataset {
-        name: stem,
-        source: format!("{} pickle {}", file.layout, path.display()),
-        synthetic: false,
-        shape,
-        train,
-        valid,
-        test,
-    };
+    let dataset = Dataset { name: stem, source: format!("{} pickle {}", file.layout, path.display()), synthetic: false, shape, train, valid, test };
     Ok((dataset, file))
 }
 

@@ -239,11 +239,7 @@ pub fn key_detector_probes(dataset: &Dataset, events: &Events, half_window: usiz
             let grid = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
             let ratio = |(s, u): (f64, f64)| s / u.max(1e-12);
             // Each sharpness evaluated once on the validation split; ties keep the last, as before.
-            let (sharpness, _) = grid
-                .into_iter()
-                .map(|a| (a, ratio(detector_shares(&valid, &events.valid, burst, a, causal))))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .expect("a non-empty grid");
+            let (sharpness, _) = grid.into_iter().map(|a| (a, ratio(detector_shares(&valid, &events.valid, burst, a, causal)))).max_by(|a, b| a.1.total_cmp(&b.1)).expect("a non-empty grid");
             let (event_share, uniform_event_share) = detector_shares(&test, &events.test, burst, sharpness, causal);
             KeyDetectorProbe { rows, event_share, uniform_event_share, sharpness }
         })

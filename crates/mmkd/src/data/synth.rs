@@ -131,16 +131,7 @@ impl SynthParams {
             // share on causal rows, so no attention, the teacher's included, could reach
             // issue 9's 3x there by recognising the event; at 2.0 that ceiling is 4.7x. See
             // docs/DATA.md, "Regimes", and docs/DECISIONS.md.
-            Regime::Lookup => SynthParams {
-                regime,
-                distractors_avoid_event: true,
-                text_amp: 0.15,
-                audio_amp: 0.15,
-                video_global_amp: 0.15,
-                video_event_amp: 3.0,
-                video_marker_amp: 2.0,
-                ..content
-            },
+            Regime::Lookup => SynthParams { regime, distractors_avoid_event: true, text_amp: 0.15, audio_amp: 0.15, video_global_amp: 0.15, video_event_amp: 3.0, video_marker_amp: 2.0, ..content },
         }
     }
 }
@@ -235,9 +226,7 @@ struct Clip {
 
 fn clip(seed: u64, split: u64, index: usize, shape: &DataShape, p: &SynthParams, dirs: &Directions) -> Clip {
     // One stream per clip: the dataset does not depend on generation order or thread count.
-    let mut rng = ChaCha8Rng::seed_from_u64(
-        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (split << 56) ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
-    );
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (split << 56) ^ (index as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let normal = Normal::new(0.0f64, 1.0).expect("valid normal");
     let s = draw_score(&mut rng) as f64;
     let (lt, la, lv) = (shape.text_len, shape.audio_len, shape.video_len);
@@ -304,12 +293,7 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
     let chunk = n.div_ceil(threads.max(1)).max(1);
     let parts: Vec<Vec<Clip>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                scope.spawn(move || (start..(start + chunk).min(n)).map(|i| clip(seed, code, i, shape, p, dirs)).collect())
-            })
-            .collect();
+        let handles: Vec<_> = (0..n).step_by(chunk).map(|start| scope.spawn(move || (start..(start + chunk).min(n)).map(|i| clip(seed, code, i, shape, p, dirs)).collect())).collect();
         handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect()
     });
     let mut text = Vec::with_capacity(n * shape.text_len * shape.text_dim);
@@ -340,13 +324,7 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
 /// Where every clip's event is, for `DIR/events.json`.
 pub fn events(latents: &[Vec<Latent>; 3], shape: &DataShape, p: &SynthParams) -> super::events::Events {
     let starts = |l: &Vec<Latent>| l.iter().map(|x| x.event_frame).collect();
-    super::events::Events {
-        burst_frames: p.burst_frames.clamp(1, shape.video_len),
-        video_len: shape.video_len,
-        train: starts(&latents[0]),
-        valid: starts(&latents[1]),
-        test: starts(&latents[2]),
-    }
+    super::events::Events { burst_frames: p.burst_frames.clamp(1, shape.video_len), video_len: shape.video_len, train: starts(&latents[0]), valid: starts(&latents[1]), test: starts(&latents[2]) }
 }
 
 /// The whole synthetic dataset for a preset and seed.

@@ -5,10 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Result, anyhow};
 use burn::prelude::*;
-use mmkd_losses::{
-    CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamUpsampler, EdamUpsamplerConfig,
-    crd_in_batch_loss, edam_loss,
-};
+use mmkd_losses::{CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamUpsampler, EdamUpsamplerConfig, crd_in_batch_loss, edam_loss};
 
 use super::{DistillConfig, Level, Method};
 use crate::data::Batch;
@@ -81,7 +78,15 @@ struct Widths {
 
 impl DistillTask {
     /// A task with no memory bank yet (`init_with` creates it when CRD needs one).
-    pub fn new(cfg: DistillConfig, teacher: MultimodalNet, pairs: Vec<(TransformerId, TransformerId)>, build_student: Box<dyn Fn(&Device) -> MultimodalNet>, n_train: usize, seed: u64, plain: Device) -> Self {
+    pub fn new(
+        cfg: DistillConfig,
+        teacher: MultimodalNet,
+        pairs: Vec<(TransformerId, TransformerId)>,
+        build_student: Box<dyn Fn(&Device) -> MultimodalNet>,
+        n_train: usize,
+        seed: u64,
+        plain: Device,
+    ) -> Self {
         DistillTask { cfg, teacher, pairs, build_student, n_train, seed, bank: None, plain }
     }
 
@@ -174,11 +179,7 @@ impl DistillTask {
         match (self.cfg.method, self.cfg.level) {
             (Method::Crd, Level::Final | Level::Penultimate) => {
                 let TeacherSide::Outputs(t_out) = teacher else { anyhow::bail!("the {} level needs the teacher's whole output", self.cfg.level.name()) };
-                let (s, t) = if self.cfg.level == Level::Final {
-                    (s_out.logits.clone(), t_out.logits.clone())
-                } else {
-                    (s_out.penultimate.clone(), t_out.penultimate.clone())
-                };
+                let (s, t) = if self.cfg.level == Level::Final { (s_out.logits.clone(), t_out.logits.clone()) } else { (s_out.penultimate.clone(), t_out.penultimate.clone()) };
                 let se = model.crd_student[0].forward(s).map_err(loss_err)?;
                 let te = model.crd_teacher[0].forward(t).map_err(loss_err)?;
                 let bank = self.bank.as_mut().ok_or_else(|| anyhow!("CRD memory bank not initialised"))?;
@@ -188,9 +189,7 @@ impl DistillTask {
                 // Per layer and per row (query position), in-batch negatives: groups = layers x rows.
                 let mut total: Option<Tensor<1>> = None;
                 for (p, (tid, sid)) in self.pairs.iter().enumerate() {
-                    let pick = |tr: &LayerTrace| -> Tensor<3> {
-                        if level == Level::AttentionMap { tr.map.clone().expect("probed map") } else { tr.post_attention.clone().expect("probed output") }
-                    };
+                    let pick = |tr: &LayerTrace| -> Tensor<3> { if level == Level::AttentionMap { tr.map.clone().expect("probed map") } else { tr.post_attention.clone().expect("probed output") } };
                     let s_layers: Vec<Tensor<3>> = student_traces(sid).iter().map(pick).collect();
                     let t_layers: Vec<Tensor<3>> = teacher_traces(tid).iter().map(pick).collect();
                     // [B, L*rows, w] -> [L*rows, B, w]
@@ -202,7 +201,10 @@ impl DistillTask {
                     let se = model.crd_student[p].forward(s).map_err(loss_err)?;
                     let te = model.crd_teacher[p].forward(t).map_err(loss_err)?;
                     let l = crd_in_batch_loss(se, te, mmkd_losses::CRD_TEMPERATURE).map_err(loss_err)?;
-                    total = Some(match total { Some(acc) => acc + l, None => l });
+                    total = Some(match total {
+                        Some(acc) => acc + l,
+                        None => l,
+                    });
                 }
                 Ok(total.ok_or_else(|| anyhow!("no pairs to distil"))?.div_scalar(self.pairs.len() as f64))
             }
@@ -224,5 +226,3 @@ impl DistillTask {
         }
     }
 }
-
-

@@ -290,10 +290,7 @@ mod tests {
         assert_eq!(mean_row_kl(&a, &Map { rows: 2, cols: 3, data: vec![1.0 / 3.0; 6] }), None);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("compare.png");
-        let panels = vec![vec![
-            Panel { title: "teacher".into(), map: &a, caption: String::new() },
-            Panel { title: "student".into(), map: &b, caption: "KL to teacher 0.210".into() },
-        ]];
+        let panels = vec![vec![Panel { title: "teacher".into(), map: &a, caption: String::new() }, Panel { title: "student".into(), map: &b, caption: "KL to teacher 0.210".into() }]];
         draw_comparison(&path, "V<-A, clip 0", "audio", "video", &panels, Some((2, 4, 8))).unwrap();
         let img = image::open(&path).unwrap().to_rgb8();
         let (w, h) = img.dimensions();

@@ -96,15 +96,9 @@ pub fn evaluate_predictions(dataset: &str, split: &str, probs: &[[f32; NUM_CLASS
     assert_eq!(probs.len(), scores.len(), "one prediction per label");
     let n = scores.len();
     let truth: Vec<usize> = scores.iter().map(|&y| labels::class_of(y)).collect();
-    let pred: Vec<usize> = probs
-        .iter()
-        .map(|p| p.iter().enumerate().fold(0, |best, (i, v)| if *v > p[best] { i } else { best }))
-        .collect();
+    let pred: Vec<usize> = probs.iter().map(|p| p.iter().enumerate().fold(0, |best, (i, v)| if *v > p[best] { i } else { best })).collect();
     // The expected score under the predicted distribution: a regression output for MAE/corr.
-    let expected: Vec<f64> = probs
-        .iter()
-        .map(|p| p.iter().enumerate().map(|(c, v)| *v as f64 * labels::score_of(c) as f64).sum())
-        .collect();
+    let expected: Vec<f64> = probs.iter().map(|p| p.iter().enumerate().map(|(c, v)| *v as f64 * labels::score_of(c) as f64).sum()).collect();
     let y: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
 
     let acc7 = truth.iter().zip(&pred).filter(|(t, p)| t == p).count() as f64 / n.max(1) as f64;
@@ -129,22 +123,7 @@ pub fn evaluate_predictions(dataset: &str, split: &str, probs: &[[f32; NUM_CLASS
     for (&t, &p) in truth.iter().zip(&pred) {
         confusion[t][p] += 1;
     }
-    EvalReport {
-        dataset: dataset.to_string(),
-        split: split.to_string(),
-        n,
-        acc7,
-        f1_weighted,
-        f1_macro,
-        mae,
-        corr,
-        acc2,
-        f1_binary,
-        acc2_nonzero,
-        f1_binary_nonzero,
-        majority_rate,
-        confusion,
-    }
+    EvalReport { dataset: dataset.to_string(), split: split.to_string(), n, acc7, f1_weighted, f1_macro, mae, corr, acc2, f1_binary, acc2_nonzero, f1_binary_nonzero, majority_rate, confusion }
 }
 
 impl std::fmt::Display for EvalReport {

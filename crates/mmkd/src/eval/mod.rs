@@ -2,7 +2,7 @@
 
 pub mod event_share;
 pub mod maps;
-pub mod plots;
 pub mod metrics;
+pub mod plots;
 
 pub use metrics::{EvalReport, evaluate_predictions};

@@ -34,9 +34,7 @@ pub fn save_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(&Drawing
     }
     let mut png = Vec::new();
     use image::ImageEncoder;
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, width, height, image::ColorType::Rgb8)
-        .map_err(|e| anyhow!("encoding {}: {e}", path.display()))?;
+    image::codecs::png::PngEncoder::new(&mut png).write_image(&rgb, width, height, image::ColorType::Rgb8).map_err(|e| anyhow!("encoding {}: {e}", path.display()))?;
     crate::error::write_atomic(path, &png)
 }
 
@@ -83,21 +81,9 @@ pub fn draw_panels(path: &Path, panels: &[Panel]) -> Result<()> {
         for (panel, area) in panels.iter().zip(root.split_evenly((1, panels.len().max(1)))) {
             let xs = range(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)));
             let ys = range(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)));
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.title, (FONT, 16))
-                .margin(8)
-                .x_label_area_size(36)
-                .y_label_area_size(52)
-                .build_cartesian_2d(xs.0..xs.1, ys.0..ys.1)
-                .map_err(|e| err(&e))?;
-            chart
-                .configure_mesh()
-                .x_desc(panel.x_label.as_str())
-                .y_desc(panel.y_label.as_str())
-                .label_style((FONT, 12))
-                .axis_desc_style((FONT, 13))
-                .draw()
-                .map_err(|e| err(&e))?;
+            let mut chart =
+                ChartBuilder::on(&area).caption(&panel.title, (FONT, 16)).margin(8).x_label_area_size(36).y_label_area_size(52).build_cartesian_2d(xs.0..xs.1, ys.0..ys.1).map_err(|e| err(&e))?;
+            chart.configure_mesh().x_desc(panel.x_label.as_str()).y_desc(panel.y_label.as_str()).label_style((FONT, 12)).axis_desc_style((FONT, 13)).draw().map_err(|e| err(&e))?;
             for (curve, colour) in panel.curves.iter().zip(colours.iter().cycle()) {
                 let points: Vec<(f64, f64)> = curve.points.iter().copied().filter(|p| p.1.is_finite()).collect();
                 let style = ShapeStyle::from(*colour).stroke_width(2);
@@ -108,13 +94,7 @@ pub fn draw_panels(path: &Path, panels: &[Panel]) -> Result<()> {
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
             }
             if panel.curves.len() > 1 {
-                chart
-                    .configure_series_labels()
-                    .label_font((FONT, 12))
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(|e| err(&e))?;
+                chart.configure_series_labels().label_font((FONT, 12)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(&e))?;
             }
         }
         Ok(())

@@ -78,23 +78,11 @@ impl CrossModalAttentionConfig {
     /// each third is uniform in +-sqrt(6 / (d + 3d)); the output projection is Xavier-uniform
     /// over `[d, d]`; every bias starts at zero.
     pub fn init(&self, device: &Device) -> CrossModalAttention {
-        assert!(
-            self.d_model.is_multiple_of(self.heads),
-            "d_model ({}) must be divisible by heads ({})",
-            self.d_model,
-            self.heads
-        );
+        assert!(self.d_model.is_multiple_of(self.heads), "d_model ({}) must be divisible by heads ({})", self.d_model, self.heads);
         let d = self.d_model;
         let in_bound = (6.0 / (d + 3 * d) as f64).sqrt();
         let in_proj = || zero_bias(LinearConfig::new(d, d).with_initializer(Initializer::Uniform { min: -in_bound, max: in_bound }).init(device));
-        CrossModalAttention {
-            query: in_proj(),
-            key: in_proj(),
-            value: in_proj(),
-            output: xavier_linear(d, d, device),
-            dropout: DropoutConfig::new(self.dropout).init(),
-            heads: self.heads,
-        }
+        CrossModalAttention { query: in_proj(), key: in_proj(), value: in_proj(), output: xavier_linear(d, d, device), dropout: DropoutConfig::new(self.dropout).init(), heads: self.heads }
     }
 }
 
@@ -123,14 +111,7 @@ impl CrossModalAttention {
     /// `query`: [B, Lq, d]; `key`, `value`: [B, Lk, d] (MulT feeds them separately: in training
     /// they carry different embedding-dropout masks); `mask`: true where attention is
     /// forbidden, broadcastable to [B, heads, Lq, Lk] (given as [B or 1, 1, Lq or 1, Lk]).
-    pub fn forward(
-        &self,
-        query: Tensor<3>,
-        key: Tensor<3>,
-        value: Tensor<3>,
-        mask: Option<Tensor<4, Bool>>,
-        probe: Probe,
-    ) -> (Tensor<3>, LayerTrace) {
+    pub fn forward(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>, mask: Option<Tensor<4, Bool>>, probe: Probe) -> (Tensor<3>, LayerTrace) {
         let [b, lq, d] = query.dims();
         let lk = key.dims()[1];
         let h = self.heads;
@@ -181,11 +162,7 @@ impl CrossModalAttention {
         let mut trace = LayerTrace::default();
         if let Some(t) = probe.map_temperature {
             // With t == 1 this is the attention itself; otherwise eq. 11 on the same scores.
-            let tempered = if (t - 1.0).abs() < f32::EPSILON {
-                probs.clone()
-            } else {
-                softmax(scores.div_scalar(t as f64), 3)
-            };
+            let tempered = if (t - 1.0).abs() < f32::EPSILON { probs.clone() } else { softmax(scores.div_scalar(t as f64), 3) };
             trace.map = Some(tempered.mean_dim(1).squeeze_dim(1));
         }
 
@@ -248,7 +225,8 @@ mod tests {
             device.seed(99);
             let q = q.clone().require_grad();
             let probe = Probe { map_temperature: Some(1.0), post_attention: false };
-            let (out, trace) = if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
+            let (out, trace) =
+                if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
             let grads = ((out.clone() * w.clone()).sum() + trace.map.clone().unwrap().sum()).backward();
             (to_vec(out), to_vec(q.grad(&grads).unwrap()))
         };
@@ -270,7 +248,9 @@ mod tests {
         let device = Device::flex();
         let d = 64;
         let attn = CrossModalAttentionConfig::new(d, 8).init(&device);
-        for (layer, bound) in [(&attn.query, (6.0 / (4 * d) as f64).sqrt()), (&attn.key, (6.0 / (4 * d) as f64).sqrt()), (&attn.value, (6.0 / (4 * d) as f64).sqrt()), (&attn.output, (6.0 / (2 * d) as f64).sqrt())] {
+        for (layer, bound) in
+            [(&attn.query, (6.0 / (4 * d) as f64).sqrt()), (&attn.key, (6.0 / (4 * d) as f64).sqrt()), (&attn.value, (6.0 / (4 * d) as f64).sqrt()), (&attn.output, (6.0 / (2 * d) as f64).sqrt())]
+        {
             let w = to_vec(layer.weight.val());
             let max = w.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
             // 4,096 uniform draws: the largest lies within 0.2 % of the bound, almost surely.
@@ -289,23 +269,24 @@ mod tests {
         let mask = crate::model::masks::future_mask(4, 4, &device).unsqueeze_dims::<4>(&[0, 1]);
         let probe = Probe { map_temperature: Some(1.0), post_attention: false };
         for fused in [true, false] {
-        let (out, trace) = if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
-        let map = to_vec(trace.map.unwrap());
-        for i in 0..4 {
-            let row = &map[i * 4..i * 4 + 4];
-            let s: f32 = row.iter().sum();
-            assert!((s - 1.0).abs() < 1e-5);
-            for (j, p) in row.iter().enumerate() {
-                if j > i {
-                    assert_eq!(*p, 0.0, "future key {j} of query {i} must get no weight");
+            let (out, trace) =
+                if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
+            let map = to_vec(trace.map.unwrap());
+            for i in 0..4 {
+                let row = &map[i * 4..i * 4 + 4];
+                let s: f32 = row.iter().sum();
+                assert!((s - 1.0).abs() < 1e-5);
+                for (j, p) in row.iter().enumerate() {
+                    if j > i {
+                        assert_eq!(*p, 0.0, "future key {j} of query {i} must get no weight");
+                    }
                 }
             }
-        }
-        let causal: Vec<Vec<bool>> = (0..4).map(|i| (0..4).map(|j| j > i).collect()).collect();
-        let (ref_out, _) = naive_attention(&attn, &q, &kv, Some(&causal), 1.0);
-        for (a, b) in to_vec(out).iter().zip(&ref_out) {
-            assert!((*a as f64 - b).abs() < 1e-5);
-        }
+            let causal: Vec<Vec<bool>> = (0..4).map(|i| (0..4).map(|j| j > i).collect()).collect();
+            let (ref_out, _) = naive_attention(&attn, &q, &kv, Some(&causal), 1.0);
+            for (a, b) in to_vec(out).iter().zip(&ref_out) {
+                assert!((*a as f64 - b).abs() < 1e-5);
+            }
         }
     }
 }

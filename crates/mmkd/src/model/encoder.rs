@@ -87,9 +87,7 @@ impl CrossModalEncoderConfig {
         let d = self.d_model;
         let layers = (0..self.layers)
             .map(|_| EncoderLayer {
-                attention: CrossModalAttentionConfig::new(d, self.heads)
-                    .with_dropout(self.attn_dropout)
-                    .init(device),
+                attention: CrossModalAttentionConfig::new(d, self.heads).with_dropout(self.attn_dropout).init(device),
                 attn_norm: LayerNormConfig::new(d).init(device),
                 ffn_norm: LayerNormConfig::new(d).init(device),
                 // MulT's `Linear` helper: Xavier-uniform weights, zero biases.
@@ -163,13 +161,7 @@ impl CrossModalEncoder {
     /// self-attention over `queries`; `key_lengths`: per-sample valid key counts when key padding
     /// is masked. Returns the encoded queries [B, Lq, d] and one trace per layer (empty unless
     /// probed).
-    pub fn forward(
-        &self,
-        queries: Tensor<3>,
-        keys_values: Option<Tensor<3>>,
-        key_lengths: Option<&[usize]>,
-        probe: Probe,
-    ) -> (Tensor<3>, Vec<LayerTrace>) {
+    pub fn forward(&self, queries: Tensor<3>, keys_values: Option<Tensor<3>>, key_lengths: Option<&[usize]>, probe: Probe) -> (Tensor<3>, Vec<LayerTrace>) {
         let [b, lq, _] = queries.dims();
         let lk = keys_values.as_ref().map_or(lq, |kv| kv.dims()[1]);
         let device = queries.device();
@@ -240,7 +232,11 @@ mod tests {
         let fd = |is_q: bool, i: usize, eps: f32| -> f64 {
             let shifted = |sign: f32| {
                 let (mut q2, mut k2) = (q.clone(), kv.clone());
-                if is_q { q2[i] += sign * eps } else { k2[i] += sign * eps }
+                if is_q {
+                    q2[i] += sign * eps
+                } else {
+                    k2[i] += sign * eps
+                }
                 loss_at(&q2, &k2)
             };
             (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64)

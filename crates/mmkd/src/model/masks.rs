@@ -8,18 +8,13 @@ use burn::tensor::{Bool, TensorData};
 /// (`torch.triu(-inf, 1 + abs(dim2 - dim1))` in MulT's `buffered_future_mask`). [Lq, Lk].
 pub fn future_mask(lq: usize, lk: usize, device: &Device) -> Tensor<2, Bool> {
     let offset = 1 + lq.abs_diff(lk) as i64;
-    let data: Vec<bool> = (0..lq)
-        .flat_map(|i| (0..lk).map(move |j| j as i64 - i as i64 >= offset))
-        .collect();
+    let data: Vec<bool> = (0..lq).flat_map(|i| (0..lk).map(move |j| j as i64 - i as i64 >= offset)).collect();
     Tensor::from_data(TensorData::new(data, [lq, lk]), device)
 }
 
 /// Key padding mask from lengths: key j of sample b is forbidden when j >= lengths[b]. [B, Lk].
 pub fn key_padding_mask(lengths: &[usize], lk: usize, device: &Device) -> Tensor<2, Bool> {
-    let data: Vec<bool> = lengths
-        .iter()
-        .flat_map(|&len| (0..lk).map(move |j| j >= len.max(1)))
-        .collect();
+    let data: Vec<bool> = lengths.iter().flat_map(|&len| (0..lk).map(move |j| j >= len.max(1))).collect();
     Tensor::from_data(TensorData::new(data, [lengths.len(), lk]), device)
 }
 

@@ -50,15 +50,12 @@ pub fn naive_attention(attn: &CrossModalAttention, q: &Tensor<3>, kv: &Tensor<3>
             let mut concat = vec![0.0; d];
             for hi in 0..h {
                 let sl = hi * dh..(hi + 1) * dh;
-                let scores: Vec<f64> = (0..lk)
-                    .map(|j| {
-                        if forbidden.is_some_and(|f| f[i][j]) {
-                            f64::NEG_INFINITY
-                        } else {
-                            qs[i][sl.clone()].iter().zip(&ks[j][sl.clone()]).map(|(a, b)| a * b).sum::<f64>() / (dh as f64).sqrt()
-                        }
-                    })
-                    .collect();
+                let scores: Vec<f64> =
+                    (0..lk)
+                        .map(|j| {
+                            if forbidden.is_some_and(|f| f[i][j]) { f64::NEG_INFINITY } else { qs[i][sl.clone()].iter().zip(&ks[j][sl.clone()]).map(|(a, b)| a * b).sum::<f64>() / (dh as f64).sqrt() }
+                        })
+                        .collect();
                 let softmax = |temp: f64| -> Vec<f64> {
                     let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| ((s - m) / temp).exp()).collect();
@@ -143,7 +140,13 @@ pub fn naive_encoder(enc: &super::encoder::CrossModalEncoder, x: &Rows, kv: Opti
                     .map(|c| {
                         let (i, sin) = if c < half { (c, true) } else { (c - half, false) };
                         let angle = (p + 1) as f64 * (-(i as f64) * scale).exp();
-                        let pos = if padding { 0.0 } else if sin { angle.sin() } else { angle.cos() };
+                        let pos = if padding {
+                            0.0
+                        } else if sin {
+                            angle.sin()
+                        } else {
+                            angle.cos()
+                        };
                         r[c] * (d as f64).sqrt() + pos
                     })
                     .collect()

@@ -1,9 +1,9 @@
 //! The study: every run of Table 1 over several seeds, executed as independent `mmkd`
 //! processes (a small pool, or any batch system via `--plan`), then one report.
 
+pub mod dry_run;
 pub mod pictures;
 pub mod plan;
-pub mod dry_run;
 pub mod progress;
 pub mod report;
 pub mod slurm;
@@ -150,7 +150,11 @@ pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
                         let started = log.start(&name);
                         let result = execute(&exe, run, &logs, jobs > 1);
                         let error = result.as_ref().err().map(|e| e.to_string());
-                        if run.phase == 0 { log.finish_data_step(&name, started, error) } else { log.finish(&name, started, error) }
+                        if run.phase == 0 {
+                            log.finish_data_step(&name, started, error)
+                        } else {
+                            log.finish(&name, started, error)
+                        }
                         if let Err(e) = result {
                             failures.lock().expect("failure lock").push(e.to_string());
                         }
@@ -182,12 +186,7 @@ pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result
     let root = opts.out.join("dry-run");
     let logs = root.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let kinds: Vec<&PlannedRun> = opts
-        .rows
-        .rows()
-        .into_iter()
-        .filter_map(|row| runs.iter().find(|r| r.row == Some(row)))
-        .collect();
+    let kinds: Vec<&PlannedRun> = opts.rows.rows().into_iter().filter_map(|row| runs.iter().find(|r| r.row == Some(row))).collect();
     let log = StudyLog::open(&opts.out, kinds.len() + runs.iter().filter(|r| r.phase == 0 && !is_finished(r)).count(), 1)?;
     std::fs::create_dir_all(opts.out.join("logs"))?;
     for data_step in runs.iter().filter(|r| r.phase == 0 && !is_finished(r)) {
@@ -293,7 +292,16 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
     }
     for r in &attention {
         let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
-            (Some(d), Some([lo, hi])) => format!("Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})", if lo > 0.0 { "a firm gain" } else if hi < 0.0 { "a firm loss" } else { "not firm: the interval contains 0" }),
+            (Some(d), Some([lo, hi])) => format!(
+                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})",
+                if lo > 0.0 {
+                    "a firm gain"
+                } else if hi < 0.0 {
+                    "a firm loss"
+                } else {
+                    "not firm: the interval contains 0"
+                }
+            ),
             (Some(d), None) => format!("Acc-7 {d:+.2} points vs no KD (one seed: no interval)"),
             _ => "no paired no-KD runs".to_string(),
         };
@@ -305,8 +313,18 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
                 match (r.event_share_diff_mean, r.event_share_diff_ci95) {
                     (Some(d), Some([lo, hi])) => format!(
                         ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
-                        if r.event_share_compared.len() < r.event_transformers.len() { format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", ")) } else { String::new() },
-                        if lo > 0.0 { "a firm rise" } else if hi < 0.0 { "a firm fall" } else { "not firm" }
+                        if r.event_share_compared.len() < r.event_transformers.len() {
+                            format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", "))
+                        } else {
+                            String::new()
+                        },
+                        if lo > 0.0 {
+                            "a firm rise"
+                        } else if hi < 0.0 {
+                            "a firm fall"
+                        } else {
+                            "not firm"
+                        }
                     ),
                     _ => String::new(),
                 },
@@ -333,7 +351,10 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
             let out = study.join("report-maps");
             std::fs::create_dir_all(&out)?;
             pictures::compare_with_teacher(&out, &dataset, events.as_ref(), d.temperature, config, d, &maps, baseline.exists().then_some(baseline.as_path()))?;
-            s += &format!("\n## Maps of the best attention-level student ({}, seed {seed})\n\nThe first test clip; teacher, distilled student and student without KD share one colour scale; the red outline marks the true event's key steps; under each student map its mean row KL divergence to the teacher's.\n\n", label(r));
+            s += &format!(
+                "\n## Maps of the best attention-level student ({}, seed {seed})\n\nThe first test clip; teacher, distilled student and student without KD share one colour scale; the red outline marks the true event's key steps; under each student map its mean row KL divergence to the teacher's.\n\n",
+                label(r)
+            );
             for (_, s_id) in crate::distill::distilled_pairs(config) {
                 let name = format!("compare-{}.png", s_id.to_string().replace("<-", "_from_"));
                 if out.join(&name).exists() {
@@ -348,7 +369,14 @@ fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&L
         s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
     }
     if let Some(l) = latency {
-        s += &format!("- Inference latency on {} (batch {}, median): teacher {:.2} ms, student {:.2} ms ({:.0} % of the teacher).\n", l.device, l.batch, l.teacher_ms, l.student_ms, 100.0 * l.student_ms / l.teacher_ms);
+        s += &format!(
+            "- Inference latency on {} (batch {}, median): teacher {:.2} ms, student {:.2} ms ({:.0} % of the teacher).\n",
+            l.device,
+            l.batch,
+            l.teacher_ms,
+            l.student_ms,
+            100.0 * l.student_ms / l.teacher_ms
+        );
     }
     s += "\n## The table\n\n";
     s += table.split_once("\n\n").map_or(table, |(_, rest)| rest);

@@ -63,7 +63,6 @@ pub fn compare_with_teacher(
     Ok(())
 }
 
-
 /// Acc-7 per row as horizontal bars (mean over seeds) with whiskers at the 95 % t-interval of
 /// the mean (none with one seed), the student without KD as a dashed reference line.
 pub fn draw_acc7_bars(path: &Path, rows: &[(String, &TableRow)]) -> Result<()> {
@@ -103,13 +102,23 @@ pub fn draw_acc7_bars(path: &Path, rows: &[(String, &TableRow)]) -> Result<()> {
             .map_err(|e| err(&e))?;
         for (i, (_, r)) in rows.iter().enumerate() {
             let y = (n - 1 - i) as f64;
-            let colour = if r.role == "teacher" { RGBColor(120, 120, 120) } else if r.level == "none" { RGBColor(220, 120, 0) } else { BLUE };
+            let colour = if r.role == "teacher" {
+                RGBColor(120, 120, 120)
+            } else if r.level == "none" {
+                RGBColor(220, 120, 0)
+            } else {
+                BLUE
+            };
             chart.draw_series(std::iter::once(Rectangle::new([(x0, y + 0.2), (r.acc7_mean, y + 0.8)], colour.mix(0.6).filled()))).map_err(|e| err(&e))?;
             if let Some(h) = half_width(r) {
                 let (a, b) = (r.acc7_mean - h, r.acc7_mean + h);
                 let style = BLACK.stroke_width(2);
                 chart
-                    .draw_series([PathElement::new(vec![(a, y + 0.5), (b, y + 0.5)], style), PathElement::new(vec![(a, y + 0.3), (a, y + 0.7)], style), PathElement::new(vec![(b, y + 0.3), (b, y + 0.7)], style)])
+                    .draw_series([
+                        PathElement::new(vec![(a, y + 0.5), (b, y + 0.5)], style),
+                        PathElement::new(vec![(a, y + 0.3), (a, y + 0.7)], style),
+                        PathElement::new(vec![(b, y + 0.3), (b, y + 0.7)], style),
+                    ])
                     .map_err(|e| err(&e))?;
             }
         }

@@ -333,17 +333,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                 RowSpec::StudentNoKd => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
                 RowSpec::Distilled { config, level, method } => {
                     let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), opts.teacher_seed_for(seed));
-                    vec![
-                        "distill".to_string(),
-                        "--teacher".into(),
-                        s(&teacher),
-                        "--config".into(),
-                        config.to_string(),
-                        "--level".into(),
-                        level.name().into(),
-                        "--method".into(),
-                        method.name().into(),
-                    ]
+                    vec!["distill".to_string(), "--teacher".into(), s(&teacher), "--config".into(), config.to_string(), "--level".into(), level.name().into(), "--method".into(), method.name().into()]
                 }
             };
             args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
@@ -361,11 +351,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
 
 /// Quote an argument for a POSIX shell.
 pub fn shell_quote(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) { a.to_string() } else { format!("'{}'", a.replace('\'', r"'\''")) }
 }
 
 /// The run's shell command line, every argument quoted as needed.
@@ -396,7 +382,10 @@ mod tests {
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
         assert_eq!(table1_rows().len(), 19);
         let names: Vec<String> = RowSet::Attention.rows().iter().map(|r| r.slug()).collect();
-        assert_eq!(names, ["student-c5-nokd", "teacher-complete", "student-c1-attention-map-edam-s", "student-c5-attention-map-crd", "student-c5-attention-map-edam-s", "student-c5-attention-map-edam-t"]);
+        assert_eq!(
+            names,
+            ["student-c5-nokd", "teacher-complete", "student-c1-attention-map-edam-s", "student-c5-attention-map-crd", "student-c5-attention-map-edam-s", "student-c5-attention-map-edam-t"]
+        );
         assert_eq!(RowSet::C5Attention.rows().len(), 5);
         assert!(!RowSet::C5Attention.rows().iter().any(|r| r.slug().starts_with("student-c1")));
         let line = command_line("mmkd", &p[p.len() - 1]);

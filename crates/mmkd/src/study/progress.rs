@@ -93,7 +93,11 @@ impl StudyLog {
         let (done, eta) = {
             let mut f = self.finished.lock().expect("finished lock");
             let mut untimed = self.untimed.lock().expect("untimed lock");
-            if timed { f.push(secs) } else { *untimed += 1 }
+            if timed {
+                f.push(secs)
+            } else {
+                *untimed += 1
+            }
             let done = f.len() + *untimed;
             (done, eta_secs(&f, self.total.saturating_sub(done), self.jobs))
         };

@@ -113,7 +113,12 @@ type StudyData = BTreeMap<std::path::PathBuf, Option<(crate::data::Dataset, crat
 
 /// The attention-map statistics of a run's best checkpoint on its own data
 /// (`EVENT_SHARE_CLIPS` test clips), computed once per run; `None` when the data has no events.
-fn run_map_stats<'a>(dir: &Path, cfg: &RunConfig, data: &mut StudyData, cache: &'a mut BTreeMap<std::path::PathBuf, Option<Vec<crate::eval::maps::MapStats>>>) -> Result<Option<&'a [crate::eval::maps::MapStats]>> {
+fn run_map_stats<'a>(
+    dir: &Path,
+    cfg: &RunConfig,
+    data: &mut StudyData,
+    cache: &'a mut BTreeMap<std::path::PathBuf, Option<Vec<crate::eval::maps::MapStats>>>,
+) -> Result<Option<&'a [crate::eval::maps::MapStats]>> {
     if !cache.contains_key(dir) {
         if !data.contains_key(&cfg.data) {
             let loaded = match crate::data::events::Events::load(&cfg.data)? {
@@ -154,8 +159,8 @@ fn event_share(stats: &[crate::eval::maps::MapStats], ids: &[crate::model::Trans
 /// beyond that the Cornish-Fisher expansion around the normal quantile (error below 1e-4).
 pub fn t_quantile_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450,
-        2.119905, 2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+        12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024,
+        2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
     ];
     match df {
         0 => f64::NAN,
@@ -207,11 +212,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// Whether the data at `path` is mmkd's synthetic data: its manifest says so; a pickle never
 /// is; `None` when the data is not there to ask.
 fn is_synthetic(path: &Path) -> Option<bool> {
-    if path.is_dir() {
-        crate::data::native::read_manifest(path).ok().map(|m| m.synthetic)
-    } else {
-        path.exists().then_some(false)
-    }
+    if path.is_dir() { crate::data::native::read_manifest(path).ok().map(|m| m.synthetic) } else { path.exists().then_some(false) }
 }
 
 /// The line that names a table's data: its name and source, its fingerprint, and whether it is
@@ -267,7 +268,14 @@ pub fn check_runs_against_plan(study: &Path) -> Result<()> {
         if let (Some(want), Some(got)) = (&data_fingerprint, &cfg.dataset_fingerprint)
             && want != got
         {
-            crate::bail_input!("{}: trained on dataset {} ({}), but the study's data {} is {}", dir.display(), cfg.dataset, crate::data::identity::short(got), opts.as_ref().map_or(String::new(), |o| o.data_dir().display().to_string()), crate::data::identity::short(want));
+            crate::bail_input!(
+                "{}: trained on dataset {} ({}), but the study's data {} is {}",
+                dir.display(),
+                cfg.dataset,
+                crate::data::identity::short(got),
+                opts.as_ref().map_or(String::new(), |o| o.data_dir().display().to_string()),
+                crate::data::identity::short(want)
+            );
         }
         match &first {
             None => first = Some((dir.clone(), cfg)),
@@ -278,7 +286,15 @@ pub fn check_runs_against_plan(study: &Path) -> Result<()> {
                 if let (Some(a), Some(b)) = (&cfg.dataset_fingerprint, &cfg0.dataset_fingerprint)
                     && a != b
                 {
-                    crate::bail_input!("{}: trained on dataset {} ({}), but {} on {} ({})", dir.display(), cfg.dataset, crate::data::identity::short(a), dir0.display(), cfg0.dataset, crate::data::identity::short(b));
+                    crate::bail_input!(
+                        "{}: trained on dataset {} ({}), but {} on {} ({})",
+                        dir.display(),
+                        cfg.dataset,
+                        crate::data::identity::short(a),
+                        dir0.display(),
+                        cfg0.dataset,
+                        crate::data::identity::short(b)
+                    );
                 }
             }
         }
@@ -332,13 +348,7 @@ fn describe(row: &RowSpec) -> (String, Option<crate::model::StudentConfig>, Stri
     match row {
         RowSpec::Teacher(k) => ("teacher".into(), None, k.name().into(), "none".into(), "none".into()),
         RowSpec::StudentNoKd => ("student".into(), Some(crate::model::StudentConfig::C5), "complete".into(), "none".into(), "none".into()),
-        RowSpec::Distilled { config, level, method } => (
-            "student".into(),
-            Some(*config),
-            row.teacher().map(|t| t.name()).unwrap_or("complete").into(),
-            level.name().into(),
-            method.name().into(),
-        ),
+        RowSpec::Distilled { config, level, method } => ("student".into(), Some(*config), row.teacher().map(|t| t.name()).unwrap_or("complete").into(), level.name().into(), method.name().into()),
     }
 }
 
@@ -443,12 +453,7 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     // Distilled rows against the student without KD, paired by seed.
     if let Some(base) = rows.iter().find(|r| r.role == "student" && r.level == "none").cloned() {
         for r in rows.iter_mut().filter(|r| r.role == "student" && r.level != "none") {
-            let diffs: Vec<f64> = r
-                .seeds
-                .iter()
-                .zip(&r.acc7_per_seed)
-                .filter_map(|(seed, acc)| base.seeds.iter().position(|s| s == seed).map(|i| acc - base.acc7_per_seed[i]))
-                .collect();
+            let diffs: Vec<f64> = r.seeds.iter().zip(&r.acc7_per_seed).filter_map(|(seed, acc)| base.seeds.iter().position(|s| s == seed).map(|i| acc - base.acc7_per_seed[i])).collect();
             if !diffs.is_empty() {
                 let (m, ci) = paired_t_interval(&diffs);
                 r.acc7_diff_mean = Some(m);
@@ -472,8 +477,28 @@ pub fn row_label(r: &TableRow) -> String {
 pub fn to_csv(rows: &[TableRow]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
-        "role", "config", "teacher", "level", "method", "acc7_mean", "acc7_std", "f1_mean", "f1_std", "f1_macro_mean", "mae_mean", "corr_mean", "acc2_mean",
-        "f1_binary_mean", "params", "n_seeds", "seeds", "dataset", "paper_mosei_acc7", "paper_mosei_f1", "acc7_diff_mean", "acc7_diff_ci95_low",
+        "role",
+        "config",
+        "teacher",
+        "level",
+        "method",
+        "acc7_mean",
+        "acc7_std",
+        "f1_mean",
+        "f1_std",
+        "f1_macro_mean",
+        "mae_mean",
+        "corr_mean",
+        "acc2_mean",
+        "f1_binary_mean",
+        "params",
+        "n_seeds",
+        "seeds",
+        "dataset",
+        "paper_mosei_acc7",
+        "paper_mosei_f1",
+        "acc7_diff_mean",
+        "acc7_diff_ci95_low",
         "acc7_diff_ci95_high",
     ];
     w.write_record(header).expect("writing to memory");
@@ -511,7 +536,10 @@ pub fn to_csv(rows: &[TableRow]) -> String {
 
 /// TABLE.md: the table in the paper's order (the complete teacher repeated above config 5).
 pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
-    let mut s = format!("# Table 1 reproduced\n\n{} Our columns are mean +- sample std over seeds (test split). The paper's columns are its CMU-MOSEI results, for reference only; they were not produced here.\n\n", dataset_line(rows));
+    let mut s = format!(
+        "# Table 1 reproduced\n\n{} Our columns are mean +- sample std over seeds (test split). The paper's columns are its CMU-MOSEI results, for reference only; they were not produced here.\n\n",
+        dataset_line(rows)
+    );
     let with_events = rows.iter().any(|r| r.event_share_mean.is_some());
     s += "| network | ours Acc-7 % | vs no KD (95 % CI) | CI excludes 0 |";
     if with_events {
@@ -525,7 +553,17 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     let mut printed_complete = false;
     let line = |r: &TableRow, label: String| -> String {
         let (vs, excludes) = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
-            (Some(d), Some([lo, hi])) => (format!("{d:+.2} [{lo:+.2}, {hi:+.2}]"), if lo > 0.0 { "yes (gain)" } else if hi < 0.0 { "yes (loss)" } else { "no" }.to_string()),
+            (Some(d), Some([lo, hi])) => (
+                format!("{d:+.2} [{lo:+.2}, {hi:+.2}]"),
+                if lo > 0.0 {
+                    "yes (gain)"
+                } else if hi < 0.0 {
+                    "yes (loss)"
+                } else {
+                    "no"
+                }
+                .to_string(),
+            ),
             (Some(d), None) => (format!("{d:+.2}"), "-".to_string()),
             _ => ("-".to_string(), "-".to_string()),
         };
@@ -537,7 +575,16 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
             };
             let over = if r.event_share_compared.len() < r.event_transformers.len() { format!(" in {}", r.event_share_compared.join(", ")) } else { String::new() };
             l += &match (r.event_share_diff_mean, r.event_share_diff_ci95) {
-                (Some(d), Some([lo, hi])) => format!(" {d:+.3} [{lo:+.3}, {hi:+.3}]{}{over} |", if lo > 0.0 { " (firm rise)" } else if hi < 0.0 { " (firm fall)" } else { "" }),
+                (Some(d), Some([lo, hi])) => format!(
+                    " {d:+.3} [{lo:+.3}, {hi:+.3}]{}{over} |",
+                    if lo > 0.0 {
+                        " (firm rise)"
+                    } else if hi < 0.0 {
+                        " (firm fall)"
+                    } else {
+                        ""
+                    }
+                ),
                 (Some(d), None) => format!(" {d:+.3}{over} |"),
                 _ => " - |".to_string(),
             };
@@ -573,7 +620,9 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     }
     s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); an effect is called firm only where the interval excludes 0.\n";
     if with_events {
-        s += &format!("\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention; the mean of per-seed differences to the student without KD with its 95 % t-interval; and the teacher's own share in the teacher transformers the row distils (what there was to pass on).\n");
+        s += &format!(
+            "\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention; the mean of per-seed differences to the student without KD with its 95 % t-interval; and the teacher's own share in the teacher transformers the row distils (what there was to pass on).\n"
+        );
     }
     s
 }

@@ -182,7 +182,14 @@ prev=""
         s += &format!("# {}: {} run(s). {}\n", r.name, r.tasks, r.basis);
         let gres = if r.gpus > 0 { format!(" --gres=gpu:{}", r.gpus) } else { String::new() };
         let job = format!("mmkd-{}", r.plan_file.trim_end_matches(".txt"));
-        s += &format!("prev=$(submit {} {job} \"$prev\"{gres} --cpus-per-task={} --mem={}G --time={})\necho \"submitted {}: job $prev\"\n", r.plan_file, r.cpus, r.mem_gb, slurm_time(r.time_minutes), r.name);
+        s += &format!(
+            "prev=$(submit {} {job} \"$prev\"{gres} --cpus-per-task={} --mem={}G --time={})\necho \"submitted {}: job $prev\"\n",
+            r.plan_file,
+            r.cpus,
+            r.mem_gb,
+            slurm_time(r.time_minutes),
+            r.name
+        );
     }
     s += &format!("echo \"when the last array has finished: mmkd study --collect {}\"\n", out.display());
     s

@@ -108,13 +108,7 @@ pub struct EpochProgress {
 
 /// Save a resumable state: model and optimizer in `resume-EEEE[-bBBBBB]/`, then commit it by
 /// renaming `resume.json` over the old one, then drop the old folder.
-pub fn save_resume<M: Module + Clone>(
-    run: &Path,
-    model: &M,
-    optim: &ModuleOptimizer,
-    mut state: ResumeState,
-    save_extra: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub fn save_resume<M: Module + Clone>(run: &Path, model: &M, optim: &ModuleOptimizer, mut state: ResumeState, save_extra: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let folder = match &state.within_epoch {
         Some(p) => format!("resume-{:04}-b{:06}", state.epoch, p.batches),
         None => format!("resume-{:04}", state.epoch),
@@ -158,10 +152,7 @@ pub fn save_bank(dir: &Path, state: &mmkd_losses::CrdMemoryState) -> Result<()> 
     let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let (sb, tb) = (bytes(&state.student_bank), bytes(&state.teacher_bank));
     let shape = vec![state.config.n_data, state.config.dim];
-    let views = vec![
-        ("student_bank".to_string(), TensorView::new(Dtype::F32, shape.clone(), &sb)?),
-        ("teacher_bank".to_string(), TensorView::new(Dtype::F32, shape, &tb)?),
-    ];
+    let views = vec![("student_bank".to_string(), TensorView::new(Dtype::F32, shape.clone(), &sb)?), ("teacher_bank".to_string(), TensorView::new(Dtype::F32, shape, &tb)?)];
     write_atomic(&dir.join("crd_bank.safetensors"), &safetensors::tensor::serialize(views, &None)?)?;
     let mut meta = state.clone();
     meta.student_bank = Vec::new();
@@ -175,9 +166,7 @@ pub fn load_bank(dir: &Path) -> Result<mmkd_losses::CrdMemoryState> {
     let mut state: mmkd_losses::CrdMemoryState = serde_json::from_str(&std::fs::read_to_string(dir.join("crd_bank.json"))?)?;
     let bytes = std::fs::read(dir.join("crd_bank.safetensors"))?;
     let st = SafeTensors::deserialize(&bytes)?;
-    let read = |name: &str| -> Result<Vec<f32>> {
-        Ok(st.tensor(name)?.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-    };
+    let read = |name: &str| -> Result<Vec<f32>> { Ok(st.tensor(name)?.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()) };
     state.student_bank = read("student_bank")?;
     state.teacher_bank = read("teacher_bank")?;
     Ok(state)

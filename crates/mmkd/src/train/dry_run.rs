@@ -61,12 +61,7 @@ pub struct DryRunReport {
 /// cannot be read.
 pub fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -121,8 +116,7 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
         })
         .collect();
     checkpoint::save_safetensors(&net, &run.join("best.safetensors"))?;
-    let (train_batches, valid_batches, test_batches) =
-        (dataset.train.len().div_ceil(tc.batch_size), dataset.valid.len().div_ceil(tc.batch_size), dataset.test.len().div_ceil(tc.batch_size));
+    let (train_batches, valid_batches, test_batches) = (dataset.train.len().div_ceil(tc.batch_size), dataset.valid.len().div_ceil(tc.batch_size), dataset.test.len().div_ceil(tc.batch_size));
     let (step, eval) = (median(&times[1..]), median(&eval_times));
     let report = DryRunReport {
         run: run.file_name().and_then(|n| n.to_str()).unwrap_or("run").to_string(),

@@ -58,11 +58,7 @@ pub fn attention_kept(cfg: &ModelConfig, mapped: &std::collections::BTreeSet<Tra
     let fused = crate::model::fused_attention::enabled_for(device);
     let (cfg, mapped) = (cfg.clone(), mapped.clone());
     move |id| {
-        if fused {
-            AttentionKept::Fused { map: mapped.contains(&id), dropout: crate::model::network::attention_dropout(&cfg, id) > 0.0 }
-        } else {
-            AttentionKept::Unfused
-        }
+        if fused { AttentionKept::Fused { map: mapped.contains(&id), dropout: crate::model::network::attention_dropout(&cfg, id) > 0.0 } } else { AttentionKept::Unfused }
     }
 }
 

@@ -241,21 +241,13 @@ fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
         return Ok(());
     }
     let text = std::fs::read_to_string(&path)?;
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<EpochLog>(l).map(|e| e.epoch <= keep_epochs).unwrap_or(false))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let kept: String = text.lines().filter(|l| serde_json::from_str::<EpochLog>(l).map(|e| e.epoch <= keep_epochs).unwrap_or(false)).map(|l| format!("{l}\n")).collect();
     write_atomic(&path, kept.as_bytes())
 }
 
 fn progress(len: usize, prefix: String) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} ETA {eta}").expect("valid template").progress_chars("=> "));
     bar.set_prefix(prefix);
     bar
 }
@@ -322,12 +314,7 @@ impl ProgressLog {
         let secs = self.start.elapsed().as_secs_f64();
         let done_here = batch.saturating_sub(self.batches_before).max(1);
         let eta = secs / done_here as f64 * (batches - batch) as f64;
-        eprintln!(
-            "epoch {}/{epochs}  batch {batch}/{batches}  loss {loss:.4}  {:.1} clips/s  epoch ETA {:.0} s",
-            epoch + 1,
-            clips.saturating_sub(self.clips_before) as f64 / secs.max(1e-9),
-            eta
-        );
+        eprintln!("epoch {}/{epochs}  batch {batch}/{batches}  loss {loss:.4}  {:.1} clips/s  epoch ETA {:.0} s", epoch + 1, clips.saturating_sub(self.clips_before) as f64 / secs.max(1e-9), eta);
     }
 }
 

@@ -6,8 +6,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 
 use crate::config::DataShape;
-use crate::data::{Batch, Split, epoch_order};
 use crate::data::labels::NUM_CLASSES;
+use crate::data::{Batch, Split, epoch_order};
 use crate::model::{MultimodalNet, TraceRequest};
 
 /// A trainable objective. `Model` holds every trained parameter (the network and, for

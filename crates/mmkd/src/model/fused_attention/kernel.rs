@@ -287,7 +287,19 @@ const STATS: usize = 4;
 /// a map, adds `weight * softmax(s / t)` of every row into `map` (`[Lq, Lk]`, this sample's).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward_pair(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+fn forward_pair(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<MaskView>,
+    drop: Option<DropView>,
+    scale: f32,
+    map: Option<(MapSpec, &mut [f32])>,
+    weight: f32,
+    d: &Dims,
+    b: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let (lq, lk, dh) = (d.lq, d.lk, d.dh);
     let qb = gather_rows(q, d, lq, b, h);
     let kt = gather_transposed(k, d, lk, b, h);
@@ -512,14 +524,41 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn forward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &mut [f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>) {
+fn forward_pair_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: Option<MaskView>,
+    drop: Option<DropView>,
+    scale: f32,
+    map: Option<(MapSpec, &mut [f32])>,
+    weight: f32,
+    d: &Dims,
+    b: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>) {
     forward_pair(q, k, v, mask, drop, scale, map, weight, d, b, h)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-fn backward_pair_avx2(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &[f32])>, weight: f32, d: &Dims, b: usize, h: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn backward_pair_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    stats: &[f32],
+    grad: &[f32],
+    mask: Option<MaskView>,
+    drop: Option<DropView>,
+    scale: f32,
+    map: Option<(MapSpec, &[f32])>,
+    weight: f32,
+    d: &Dims,
+    b: usize,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     backward_pair(q, k, v, out, stats, grad, mask, drop, scale, map, weight, d, b, h)
 }
 
@@ -579,7 +618,19 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], mask: Option<MaskView>, drop: Op
 /// The backward pass, given the forward's output and statistics, the gradient of the output
 /// and, when the forward returned a map, the map's spec and gradient (`[B, Lq, Lk]`).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(q: &[f32], k: &[f32], v: &[f32], out: &[f32], stats: &[f32], grad: &[f32], mask: Option<MaskView>, drop: Option<DropView>, scale: f32, map: Option<(MapSpec, &[f32])>, d: Dims) -> Backward {
+pub fn backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    stats: &[f32],
+    grad: &[f32],
+    mask: Option<MaskView>,
+    drop: Option<DropView>,
+    scale: f32,
+    map: Option<(MapSpec, &[f32])>,
+    d: Dims,
+) -> Backward {
     check_sizes(q, k, v, &d);
     check_drop(drop, &d);
     assert_eq!(out.len(), q.len(), "fused attention backward: output size");
@@ -716,7 +767,9 @@ mod tests {
 
     fn check_against_naive() {
         // lk = 13 and 37 exercise the vector remainders; dh = 3 is not a multiple of anything.
-        for (case, d) in [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }, Dims { batch: 3, lq: 6, lk: 6, heads: 1, dh: 16 }].into_iter().enumerate() {
+        for (case, d) in
+            [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }, Dims { batch: 3, lq: 6, lk: 6, heads: 1, dh: 16 }].into_iter().enumerate()
+        {
             let q = pseudo_random(d.batch * d.lq * d.heads * d.dh, 1 + case as u64);
             let k = pseudo_random(d.batch * d.lk * d.heads * d.dh, 2 + case as u64);
             let v = pseudo_random(d.batch * d.lk * d.heads * d.dh, 3 + case as u64);

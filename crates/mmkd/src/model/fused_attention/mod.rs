@@ -45,7 +45,16 @@ pub trait FusedAttentionBackend: Backend {
     /// (`[B, Lq, H * dh]`) and the map (`[B, Lq, Lk]`) side by side, `[B, Lq, H * dh + Lk]`
     /// (one tensor, so one backward receives both gradients).
     /// The map is taken before dropout (as on the unfused path).
-    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64, temperature: f64) -> FloatTensor<Self>;
+    fn fused_attention_with_map(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        keep: BoolTensor<Self>,
+        dropout: f64,
+        scale: f64,
+        temperature: f64,
+    ) -> FloatTensor<Self>;
 }
 
 /// Whether `device` runs the fused op (flex, with or without autodiff).
@@ -106,13 +115,30 @@ pub fn fused_attention(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask:
 
 /// `fused_attention` with the head-averaged map at `temperature`: returns the output
 /// `[B, Lq, H, dh]` and the map `[B, Lq, Lk]` (rows sum to one).
-pub fn fused_attention_with_map(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>, mask: Option<Tensor<4, Bool>>, dropout: Option<AttentionDropout>, scale: f64, temperature: f64) -> (Tensor<4>, Tensor<3>) {
+pub fn fused_attention_with_map(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    mask: Option<Tensor<4, Bool>>,
+    dropout: Option<AttentionDropout>,
+    scale: f64,
+    temperature: f64,
+) -> (Tensor<4>, Tensor<3>) {
     let [b, lq, h, dh] = query.dims();
     let lk = key.dims()[1];
     let device = query.device();
     let mask = mask.unwrap_or_else(|| no_mask(lk, &device));
     let (keep, rate) = dropout_parts(dropout, &device);
-    let joined = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention_with_map(query.into_dispatch(), key.into_dispatch(), value.into_dispatch(), mask.into_dispatch(), keep, rate, scale, temperature);
+    let joined = <burn::backend::Dispatch as FusedAttentionBackend>::fused_attention_with_map(
+        query.into_dispatch(),
+        key.into_dispatch(),
+        value.into_dispatch(),
+        mask.into_dispatch(),
+        keep,
+        rate,
+        scale,
+        temperature,
+    );
     let joined = Tensor::<3>::from_dispatch(joined);
     let out = joined.clone().narrow(2, 0, h * dh).reshape([b, lq, h, dh]);
     let map = joined.narrow(2, h * dh, lk);
@@ -280,7 +306,19 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
                 (Cow::Owned(o), Cow::Owned(g), Some((spec, gm)))
             }
         };
-        let b = kernel::backward(&q, &k, &v, &o, &st, &g, mask.as_ref().map(HostMask::view), s.drop.as_ref().map(HostDrop::view), s.scale as f32, grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())), d);
+        let b = kernel::backward(
+            &q,
+            &k,
+            &v,
+            &o,
+            &st,
+            &g,
+            mask.as_ref().map(HostMask::view),
+            s.drop.as_ref().map(HostDrop::view),
+            s.scale as f32,
+            grad_map.as_ref().map(|(spec, gm)| (*spec, gm.as_slice())),
+            d,
+        );
         if let Some(node) = node_q {
             grads.register::<Flex>(node.id, flex_tensor(b.d_query, [d.batch, d.lq, d.heads, d.dh]));
         }
@@ -295,7 +333,16 @@ impl Backward<Flex, 3> for FusedAttentionBackward {
 
 /// The forward with its backward registered (both ops of the trait share it).
 #[allow(clippy::too_many_arguments)]
-fn tracked<C: CheckpointStrategy>(query: FloatTensor<Autodiff<Flex, C>>, key: FloatTensor<Autodiff<Flex, C>>, value: FloatTensor<Autodiff<Flex, C>>, mask: FlexTensor, keep: FlexTensor, dropout: f64, scale: f64, map: Option<MapSpec>) -> FloatTensor<Autodiff<Flex, C>> {
+fn tracked<C: CheckpointStrategy>(
+    query: FloatTensor<Autodiff<Flex, C>>,
+    key: FloatTensor<Autodiff<Flex, C>>,
+    value: FloatTensor<Autodiff<Flex, C>>,
+    mask: FlexTensor,
+    keep: FlexTensor,
+    dropout: f64,
+    scale: f64,
+    map: Option<MapSpec>,
+) -> FloatTensor<Autodiff<Flex, C>> {
     let nodes = [query.node(), key.node(), value.node()];
     let (q, k, v) = (query.into_primitive(), key.into_primitive(), value.into_primitive());
     let drop = HostDrop::new(&keep, dropout, &dims_of(&q, &k));
@@ -315,7 +362,16 @@ impl<C: CheckpointStrategy> FusedAttentionBackend for Autodiff<Flex, C> {
         tracked::<C>(query, key, value, mask, keep, dropout, scale, None)
     }
 
-    fn fused_attention_with_map(query: FloatTensor<Self>, key: FloatTensor<Self>, value: FloatTensor<Self>, mask: BoolTensor<Self>, keep: BoolTensor<Self>, dropout: f64, scale: f64, temperature: f64) -> FloatTensor<Self> {
+    fn fused_attention_with_map(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        mask: BoolTensor<Self>,
+        keep: BoolTensor<Self>,
+        dropout: f64,
+        scale: f64,
+        temperature: f64,
+    ) -> FloatTensor<Self> {
         tracked::<C>(query, key, value, mask, keep, dropout, scale, Some(MapSpec { temperature: temperature as f32 }))
     }
 }
