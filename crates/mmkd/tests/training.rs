@@ -278,3 +278,53 @@ fn resumed_distillation_matches_an_uninterrupted_run() {
         assert_eq!(tensors(&full.join("last.safetensors")), tensors(&part.join("last.safetensors")), "{}: final weights", method.name());
     }
 }
+
+/// Every parameter's gradient of every tensor, in visiting order.
+struct CollectGrads<'a> {
+    grads: &'a burn::optim::GradientsParams,
+    out: Vec<Vec<f32>>,
+}
+
+impl burn::module::ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::prelude::Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            self.out.push(g.into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+}
+
+/// `--gradient-checkpointing` recomputes activations in the backward instead of keeping them;
+/// the gradients must be the same (dropout included: a recomputed forward must not draw new
+/// masks), element by element up to float rounding.
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tiny_data();
+    let grads_with = |checkpointing: bool| -> (f32, Vec<Vec<f32>>) {
+        let mut cfg = config(RunRole::Teacher { teacher: mmkd::model::TeacherKind::Complete }, &data, 1);
+        cfg.train.gradient_checkpointing = checkpointing;
+        let ad = cfg.train.autodiff_device(&Device::flex());
+        ad.seed(11);
+        let net = cfg.build_net(&ad);
+        let rows: Vec<usize> = (0..16).collect();
+        let batch = data.train.batch(&data.shape, &rows, &ad);
+        let logits = net.forward(&batch.input, &mmkd::model::TraceRequest::none()).logits;
+        let loss = mmkd::train::cross_entropy(logits, batch.classes.clone());
+        let value: f32 = loss.clone().into_scalar();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &net);
+        let mut visitor = CollectGrads { grads: &grads, out: Vec::new() };
+        net.visit(&mut visitor);
+        (value, visitor.out)
+    };
+    let (loss_plain, plain) = grads_with(false);
+    let (loss_ckpt, ckpt) = grads_with(true);
+    assert_eq!(loss_plain, loss_ckpt, "the same forward");
+    assert_eq!(plain.len(), ckpt.len());
+    assert!(plain.len() > 20, "every parameter tensor has a gradient: {}", plain.len());
+    for (i, (a, b)) in plain.iter().zip(&ckpt).enumerate() {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(y.abs()) + 1e-7, "tensor {i}: {x} vs {y}");
+        }
+    }
+}
