@@ -1,5 +1,6 @@
 //! Distillation: which transformer pairs each student configuration distils, at which level,
-//! with which method, and the training task that adds `beta * L_KD` to `alpha * CE`.
+//! with which method, and `DistillTask`, which computes `alpha * CE + beta * L_KD` (its
+//! `TrainTask` implementation, which plugs it into the loop, is in `train/distill.rs`).
 //!
 //! The teacher is frozen by construction: it is a `valid()` copy on the plain (non-autodiff)
 //! device, outside the trained module, so it has no gradient and no optimizer state, and runs

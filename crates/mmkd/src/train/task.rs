@@ -27,8 +27,9 @@ pub trait TrainTask {
     /// The network that is evaluated and saved as `best.safetensors`.
     fn net(model: &Self::Model) -> &MultimodalNet;
 
-    /// The trained network's transformers whose attention maps the loss reads: they keep
-    /// `[B, heads, Lq, Lk]` tensors for the backward (the memory estimate counts them).
+    /// The trained network's transformers whose attention maps the loss reads: each keeps its
+    /// head-averaged `[B, Lq, Lk]` map for the backward with the fused op (per-head tensors on
+    /// the unfused path); the memory estimate (`memory::attention_kept`) counts them.
     fn mapped_transformers(&self) -> std::collections::BTreeSet<crate::model::TransformerId> {
         Default::default()
     }

@@ -12,7 +12,8 @@
 //!
 //! Layout: queries `[B, Lq, H, dh]`, keys and values `[B, Lk, H, dh]` (what the projections
 //! give before heads are split, so no transpose is needed), output `[B, Lq, H, dh]`, statistics
-//! `[B, H, Lq, 2]` (row max, row sum of `exp(s - max)`).
+//! `[B, H, Lq, 4]` (row max and row sum of `exp(s - max)`, then the same at the map's
+//! temperature, `STATS`).
 
 use rayon::prelude::*;
 

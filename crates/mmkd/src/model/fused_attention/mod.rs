@@ -4,12 +4,13 @@
 //! unfused decomposition, so training through it keeps every `[B, H, Lq, Lk]` score, probability
 //! and their gradients (at MOSEI lengths 500 x 500 that is what made the paper's teacher step
 //! need more than 24 GB). `FusedAttentionBackend::fused_attention` is one op with a hand-written
-//! backward (`kernel.rs`): the autodiff graph holds its inputs, its output and two numbers per
-//! query row, and the backward recomputes the scores row by row.
+//! backward (`kernel.rs`): the autodiff graph holds its inputs, its output and four numbers per
+//! query row and head (the softmax's row maximum and sum, and the same at the map's
+//! temperature), and the backward recomputes the scores row by row.
 //!
-//! Implemented for `Flex` and `Autodiff<Flex>`; `supported` says whether a device can use it,
-//! and `CrossModalAttention` keeps the unfused path for every other case (maps requested,
-//! attention dropout in training, other backends).
+//! Implemented for `Flex` and `Autodiff<Flex>`; `supported` says whether a device can use it.
+//! Maps at any temperature and attention dropout run inside the op; `CrossModalAttention` keeps
+//! the unfused path only for other backends and for `MMKD_FUSED_ATTENTION=0`.
 
 mod kernel;
 
