@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod distill;
+pub mod durable;
 pub mod error;
 pub mod eval;
 pub mod input;

@@ -127,7 +127,7 @@ pub fn example_student_run(dir: &Path) -> Result<std::path::PathBuf> {
         dataset_fingerprint: None,
         device: None,
     };
-    crate::error::write_atomic(&run.join(crate::train::files::CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    crate::durable::write_atomic(&run.join(crate::train::files::CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
     checkpoint::save_safetensors(&cfg.build_net(&Device::flex()), &run.join(crate::train::files::BEST_WEIGHTS))?;
     Ok(run)
 }

@@ -115,7 +115,7 @@ pub fn read_tensors(path: &Path) -> Result<Outputs> {
 pub fn write_tensors(path: &Path, tensors: &Outputs) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors.iter().map(|(k, (shape, v))| (k.clone(), shape.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let views = bytes.iter().map(|(k, shape, b)| Ok((k.clone(), TensorView::new(Dtype::F32, shape.clone(), b)?))).collect::<Result<Vec<_>>>()?;
-    crate::error::write_atomic(path, &safetensors::tensor::serialize(views, &None)?)
+    crate::durable::write_atomic(path, &safetensors::tensor::serialize(views, &None)?)
 }
 
 fn build(case: &Case, device: &Device) -> MultimodalNet {

@@ -101,10 +101,10 @@ pub fn write_report(out: &Path, dataset: &str, how: &str, teacher: &Path, studen
         if wins.is_empty() { "never".into() } else { wins.join("; ") },
         if loses.is_empty() { "never".into() } else { loses.join("; ") }
     ));
-    crate::error::write_atomic(&out.join("ROBUSTNESS.md"), md.as_bytes())?;
-    crate::error::write_atomic(&out.join("robustness.csv"), &csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    crate::durable::write_atomic(&out.join("ROBUSTNESS.md"), md.as_bytes())?;
+    crate::durable::write_atomic(&out.join("robustness.csv"), &csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let json = serde_json::json!({"dataset": dataset, "missing_replaced_by": how, "teacher": teacher, "student": student, "rows": rows});
-    crate::error::write_atomic(&out.join("robustness.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    crate::durable::write_atomic(&out.join("robustness.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(md)
 }
 

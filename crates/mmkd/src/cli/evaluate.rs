@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::{MissingArgs, device};
 use crate::data;
-use crate::error::write_atomic;
+use crate::durable::write_atomic;
 use crate::predict::{Format, SplitChoice};
 use crate::train::{RunConfig, evaluate_run_with};
 

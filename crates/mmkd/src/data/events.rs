@@ -37,7 +37,7 @@ impl Events {
 
     /// Write `DIR/events.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        crate::error::write_atomic(&dir.join(EVENTS_FILE), serde_json::to_string(self)?.as_bytes())
+        crate::durable::write_atomic(&dir.join(EVENTS_FILE), serde_json::to_string(self)?.as_bytes())
     }
 
     /// Read `DIR/events.json`; `None` when the dataset has none (real data).

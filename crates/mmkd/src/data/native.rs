@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{Dataset, Lengths, Split};
 use crate::bail_input;
 use crate::config::DataShape;
-use crate::error::write_atomic;
+use crate::durable::write_atomic;
 
 /// The manifest's `format` value.
 pub const FORMAT: &str = "mmkd-dataset";

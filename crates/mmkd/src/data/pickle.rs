@@ -308,7 +308,7 @@ pub fn convert_streaming(path: &Path, out: &Path, mut progress: impl FnMut(&str,
             specs.push(TensorSpec::new(name, Dtype::I64, vec![n]));
         }
         let metadata = std::collections::BTreeMap::from([("ids".to_string(), serde_json::to_string(&split.ids)?)]);
-        crate::error::write_atomic_with(&out.join(format!("{}.safetensors", split.name)), |tmp| {
+        crate::durable::write_atomic_with(&out.join(format!("{}.safetensors", split.name)), |tmp| {
             let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
             let mut writer = StreamWriter::new(file, specs, &metadata)?;
             for (name, array, real, side) in features {

@@ -35,7 +35,7 @@ pub fn save_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(&Drawing
     let mut png = Vec::new();
     use image::ImageEncoder;
     image::codecs::png::PngEncoder::new(&mut png).write_image(&rgb, width, height, image::ColorType::Rgb8).map_err(|e| anyhow!("encoding {}: {e}", path.display()))?;
-    crate::error::write_atomic(path, &png)
+    crate::durable::write_atomic(path, &png)
 }
 
 /// One line of a chart.

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 
 use crate::config::{DataShape, ModelConfig};
-use crate::error::write_atomic;
+use crate::durable::write_atomic;
 use crate::model::{StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
 use crate::train::dry_run::{DRY_RUN_FILE, DryRunReport};
 use plan::{PlannedRun, RowSpec, STUDY_FILE, StudyOptions, command_line};

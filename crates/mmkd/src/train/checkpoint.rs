@@ -12,7 +12,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{write_atomic, write_atomic_with};
+use crate::durable::{write_atomic, write_atomic_with};
 
 /// Names in weight files stay those of the first layout (`branches.N.`, `flat.N.`), which the
 /// PyTorch reference and every earlier checkpoint use; in memory Burn names the body enum's
@@ -31,7 +31,7 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', r"\.")
 }
 
-/// Save a module's weights as safetensors, atomically (`error::write_atomic_with`).
+/// Save a module's weights as safetensors, atomically (`durable::write_atomic_with`).
 pub fn save_safetensors<M: Module>(module: &M, path: &Path) -> Result<()> {
     write_atomic_with(path, |tmp| {
         let mut store = saved_names(SafetensorsStore::from_file(tmp));

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::task::TrainTask;
 use super::{RunConfig, checkpoint};
 use crate::data::{Dataset, epoch_order};
-use crate::error::write_atomic;
+use crate::durable::write_atomic;
 use crate::model::TraceRequest;
 
 /// The file a dry run writes into its run folder.

@@ -24,7 +24,7 @@ use super::plateau::ReduceLrOnPlateau;
 use super::task::{TrainTask, predict};
 use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use crate::data::{Dataset, epoch_order};
-use crate::error::write_atomic;
+use crate::durable::write_atomic;
 use crate::eval::{EvalReport, evaluate_predictions};
 use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, build_teacher};
 
