@@ -9,26 +9,28 @@ use serde::{Deserialize, Serialize};
 pub const NUM_CLASSES: usize = 7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-/// One input modality. `Language` is the text stream (named "text" in files and messages).
+/// One input modality. The paper's L (language) is `Text`, as in files and messages; the
+/// teacher of the language branch keeps its name (`TeacherKind::Language`).
 pub enum Modality {
     /// Facial features (MOSEI: Facet, 35 per frame).
     Video,
     /// Acoustic features (MOSEI: COVAREP, 74 per frame).
     Audio,
     /// Word embeddings (MOSEI: GloVe, 300 per word).
-    Language,
+    #[serde(alias = "Language")]
+    Text,
 }
 
 impl Modality {
     /// Every modality, in mmkd's order V, A, L (MulT writes L, A, V; only the head's concatenation order differs, see docs/DECISIONS.md).
-    pub const ALL: [Modality; 3] = [Modality::Video, Modality::Audio, Modality::Language];
+    pub const ALL: [Modality; 3] = [Modality::Video, Modality::Audio, Modality::Text];
 
     /// The paper's letter (V, A, L).
     pub fn letter(self) -> char {
         match self {
             Modality::Video => 'V',
             Modality::Audio => 'A',
-            Modality::Language => 'L',
+            Modality::Text => 'L',
         }
     }
 
@@ -37,16 +39,16 @@ impl Modality {
         match self {
             Modality::Video => "video",
             Modality::Audio => "audio",
-            Modality::Language => "text",
+            Modality::Text => "text",
         }
     }
 
     /// The two other modalities, in the order of `ALL` (V, A, L minus self).
     pub fn others(self) -> [Modality; 2] {
         match self {
-            Modality::Video => [Modality::Audio, Modality::Language],
-            Modality::Audio => [Modality::Video, Modality::Language],
-            Modality::Language => [Modality::Video, Modality::Audio],
+            Modality::Video => [Modality::Audio, Modality::Text],
+            Modality::Audio => [Modality::Video, Modality::Text],
+            Modality::Text => [Modality::Video, Modality::Audio],
         }
     }
 }
@@ -69,7 +71,7 @@ impl Lengths {
     /// Lengths of modality `m` mapped onto a stream of `out_len` steps (ceil of the ratio).
     pub fn scaled(&self, m: Modality, out_len: usize) -> Vec<usize> {
         let (v, full) = match m {
-            Modality::Language => (&self.text, self.full[0]),
+            Modality::Text => (&self.text, self.full[0]),
             Modality::Audio => (&self.audio, self.full[1]),
             Modality::Video => (&self.video, self.full[2]),
         };
@@ -108,7 +110,7 @@ impl NetInput {
         match m {
             Modality::Video => Some(&self.video),
             Modality::Audio => self.audio.as_ref(),
-            Modality::Language => self.text.as_ref(),
+            Modality::Text => self.text.as_ref(),
         }
     }
 

@@ -164,7 +164,7 @@ pub fn predict(run: &Path, data_path: &Path, choice: SplitChoice, batch_size: us
         let (got, expect) = match m {
             crate::model::Modality::Video => ((have.video_len, have.video_dim), (want.video_len, want.video_dim)),
             crate::model::Modality::Audio => ((have.audio_len, have.audio_dim), (want.audio_len, want.audio_dim)),
-            crate::model::Modality::Language => ((have.text_len, have.text_dim), (want.text_len, want.text_dim)),
+            crate::model::Modality::Text => ((have.text_len, have.text_dim), (want.text_len, want.text_dim)),
         };
         if got != expect {
             crate::bail_input!("{}: {} features are {} steps x {} dims per clip, but run {} was trained on {} x {}", data_path.display(), m.name(), got.0, got.1, run.display(), expect.0, expect.1);

@@ -24,7 +24,7 @@ fn teachers_give_logits_penultimate_and_maps_of_the_right_shapes() {
     let len = |m: Modality| match m {
         Modality::Video => shape.video_len,
         Modality::Audio => shape.audio_len,
-        Modality::Language => shape.text_len,
+        Modality::Text => shape.text_len,
     };
     for kind in [TeacherKind::Complete, TeacherKind::Video, TeacherKind::Audio, TeacherKind::Language] {
         let net = build_teacher(kind, &shape, &cfg, &device);
@@ -58,7 +58,7 @@ fn traces_alone_equal_the_full_forward_traces() {
     let batch = data.train.batch(&shape, &[0, 1, 2], &device);
     let teacher = build_teacher(TeacherKind::Complete, &shape, &cfg, &device);
     let student = build_student(mmkd::model::StudentConfig::C5, StudentStreams::Downsampled, &shape, &cfg, &device);
-    use Modality::{Audio as A, Language as L, Video as V};
+    use Modality::{Audio as A, Text as L, Video as V};
     for (net, ids) in [
         (&teacher, vec![TransformerId::cross(V, A), TransformerId::cross(V, L)]),
         (&teacher, vec![TransformerId::Temporal(V), TransformerId::cross(L, A)]),
@@ -104,7 +104,7 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
                     let l = |m| match m {
                         Modality::Video => shape.video_len,
                         Modality::Audio => la,
-                        Modality::Language => ll,
+                        Modality::Text => ll,
                     };
                     assert_eq!(layers[0].map.as_ref().unwrap().dims(), [2, l(queries), l(keys)], "config {config} {id}");
                 }
@@ -119,7 +119,7 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
 
 #[test]
 fn student_transformers_follow_section_4_2() {
-    use Modality::{Audio as A, Language as L, Video as V};
+    use Modality::{Audio as A, Text as L, Video as V};
     let c = TransformerId::cross;
     let body = |k: u8| mmkd::model::StudentConfig::try_from(k).unwrap().body().transformers();
     assert_eq!(body(2), vec![c(V, V), c(A, V), c(L, V)]);

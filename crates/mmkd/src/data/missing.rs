@@ -66,7 +66,7 @@ impl Missing {
             let (len, dim) = match m {
                 Modality::Video => (shape.video_len, shape.video_dim),
                 Modality::Audio => (shape.audio_len, shape.audio_dim),
-                Modality::Language => (shape.text_len, shape.text_dim),
+                Modality::Text => (shape.text_len, shape.text_dim),
             };
             let seed = self.seed.wrapping_mul(31).wrapping_add(k as u64);
             let stats = |train: &Split| feature_stats(modality(train, m), dim);
@@ -105,7 +105,7 @@ fn modality(split: &Split, m: Modality) -> &[f32] {
     match m {
         Modality::Video => &split.video,
         Modality::Audio => split.audio.as_deref().unwrap_or(&[]),
-        Modality::Language => split.text.as_deref().unwrap_or(&[]),
+        Modality::Text => split.text.as_deref().unwrap_or(&[]),
     }
 }
 
@@ -113,7 +113,7 @@ fn modality_mut(split: &mut Split, m: Modality) -> Option<&mut Vec<f32>> {
     match m {
         Modality::Video => Some(&mut split.video),
         Modality::Audio => split.audio.as_mut(),
-        Modality::Language => split.text.as_mut(),
+        Modality::Text => split.text.as_mut(),
     }
 }
 
@@ -140,7 +140,7 @@ pub fn parse_modalities(list: &str) -> Result<Vec<Modality>, String> {
         let m = match name.to_ascii_lowercase().as_str() {
             "video" | "vision" | "v" => Modality::Video,
             "audio" | "a" => Modality::Audio,
-            "text" | "language" | "l" => Modality::Language,
+            "text" | "language" | "l" => Modality::Text,
             other => return Err(format!("unknown modality '{other}' (use video, audio, text)")),
         };
         if !out.contains(&m) {
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn zeros_touch_only_the_named_modalities() {
         let (s, shape) = (split(3, &shape()), shape());
-        let m = Missing { modalities: vec![Modality::Audio, Modality::Language], mode: MissingMode::Zeros, fraction: 0.0, seed: 1 };
+        let m = Missing { modalities: vec![Modality::Audio, Modality::Text], mode: MissingMode::Zeros, fraction: 0.0, seed: 1 };
         let out = m.apply(&s, &shape, &s);
         assert!(out.audio.unwrap().iter().all(|&x| x == 0.0) && out.text.unwrap().iter().all(|&x| x == 0.0));
         assert_eq!(out.video, s.video);
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn parses_lists_and_refuses_unknown_names() {
-        assert_eq!(parse_modalities("audio, text").unwrap(), vec![Modality::Audio, Modality::Language]);
+        assert_eq!(parse_modalities("audio, text").unwrap(), vec![Modality::Audio, Modality::Text]);
         assert!(parse_modalities("smell").unwrap_err().contains("smell"));
     }
 }

@@ -47,7 +47,7 @@ impl Split {
         match m {
             Modality::Video => true,
             Modality::Audio => self.audio.is_some(),
-            Modality::Language => self.text.is_some(),
+            Modality::Text => self.text.is_some(),
         }
     }
 

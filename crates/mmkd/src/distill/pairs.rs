@@ -16,7 +16,7 @@ pub fn teacher_for_config(config: StudentConfig) -> TeacherKind {
 
 /// (teacher transformer, student transformer) pairs.
 pub fn distilled_pairs(config: StudentConfig) -> Vec<(TransformerId, TransformerId)> {
-    use Modality::{Audio as A, Language as L, Video as V};
+    use Modality::{Audio as A, Text as L, Video as V};
     let c = TransformerId::cross;
     let same = |ids: Vec<TransformerId>| ids.into_iter().map(|id| (id, id)).collect();
     match config {

@@ -43,7 +43,7 @@ impl std::str::FromStr for TransformerId {
         let letter = |c: &str| match c {
             "V" => Ok(Modality::Video),
             "A" => Ok(Modality::Audio),
-            "L" => Ok(Modality::Language),
+            "L" => Ok(Modality::Text),
             _ => Err(format!("unknown modality '{c}' in transformer name '{s}' (use V, A or L)")),
         };
         if let Some((k, q)) = s.split_once("<-") {

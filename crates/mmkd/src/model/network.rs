@@ -170,7 +170,7 @@ fn stream_index(m: Modality) -> usize {
     match m {
         Modality::Video => 0,
         Modality::Audio => 1,
-        Modality::Language => 2,
+        Modality::Text => 2,
     }
 }
 
@@ -185,7 +185,7 @@ pub fn attention_dropout(cfg: &ModelConfig, id: TransformerId) -> f64 {
 }
 
 fn keys_dropout(cfg: &ModelConfig, keys: Modality) -> f64 {
-    if keys == Modality::Language { cfg.attn_dropout_text } else { cfg.attn_dropout_other }
+    if keys == Modality::Text { cfg.attn_dropout_text } else { cfg.attn_dropout_other }
 }
 
 fn encoder_config(cfg: &ModelConfig, keys: Modality, width: usize) -> CrossModalEncoderConfig {
@@ -383,7 +383,7 @@ impl TeacherKind {
             TeacherKind::Complete => Modality::ALL.to_vec(),
             TeacherKind::Video => vec![Modality::Video],
             TeacherKind::Audio => vec![Modality::Audio],
-            TeacherKind::Language => vec![Modality::Language],
+            TeacherKind::Language => vec![Modality::Text],
         })
     }
 }
@@ -422,7 +422,7 @@ impl StudentConfig {
 
     /// The student's body.
     pub fn body(self) -> BodySpec {
-        use Modality::{Audio as A, Language as L, Video as V};
+        use Modality::{Audio as A, Text as L, Video as V};
         let c = TransformerId::cross;
         match self {
             StudentConfig::C1 => BodySpec::Branches(Modality::ALL.to_vec()),
@@ -469,7 +469,7 @@ pub fn build_teacher(kind: TeacherKind, shape: &DataShape, cfg: &ModelConfig, de
     let front = vec![
         StreamConv::new(Modality::Video, shape.video_dim, d, k, shape.video_len, shape.video_len, device),
         StreamConv::new(Modality::Audio, shape.audio_dim, d, k, shape.audio_len, shape.audio_len, device),
-        StreamConv::new(Modality::Language, shape.text_dim, d, k, shape.text_len, shape.text_len, device),
+        StreamConv::new(Modality::Text, shape.text_dim, d, k, shape.text_len, shape.text_len, device),
     ];
     MultimodalNet::new(front, kind.body(), cfg, device)
 }
