@@ -53,16 +53,17 @@ impl Modality {
     }
 }
 
-/// Per-sample valid lengths of each modality.
+/// Per-sample valid lengths of each modality, in `Modality::ALL`'s order (V, A, T), as the
+/// networks' streams are.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lengths {
-    /// Valid text steps per sample.
-    pub text: Vec<usize>,
-    /// Valid audio frames per sample.
-    pub audio: Vec<usize>,
     /// Valid video frames per sample.
     pub video: Vec<usize>,
-    /// Full (padded) lengths in the order text, audio, video, to rescale lengths onto a
+    /// Valid audio frames per sample.
+    pub audio: Vec<usize>,
+    /// Valid text steps per sample.
+    pub text: Vec<usize>,
+    /// Full (padded) lengths in the order video, audio, text, to rescale lengths onto a
     /// downsampled stream.
     pub full: [usize; 3],
 }
@@ -71,9 +72,9 @@ impl Lengths {
     /// Lengths of modality `m` mapped onto a stream of `out_len` steps (ceil of the ratio).
     pub fn scaled(&self, m: Modality, out_len: usize) -> Vec<usize> {
         let (v, full) = match m {
-            Modality::Text => (&self.text, self.full[0]),
+            Modality::Video => (&self.video, self.full[0]),
             Modality::Audio => (&self.audio, self.full[1]),
-            Modality::Video => (&self.video, self.full[2]),
+            Modality::Text => (&self.text, self.full[2]),
         };
         v.iter().map(|&l| (l * out_len).div_ceil(full.max(1)).clamp(1, out_len)).collect()
     }

@@ -136,7 +136,7 @@ fn inputs(dir: &Path, case: &Case) -> Result<Split> {
     let s = &case.shape;
     let as_lengths = |v: Option<Vec<f32>>| v.map(|v| v.into_iter().map(|x| x as usize).collect::<Vec<_>>());
     let lengths = match (as_lengths(take("lengths_text")), as_lengths(take("lengths_audio")), as_lengths(take("lengths_video"))) {
-        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [s.text_len, s.audio_len, s.video_len] }),
+        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [s.video_len, s.audio_len, s.text_len] }),
         _ => None,
     };
     let n = labels.len();

@@ -176,7 +176,7 @@ fn edam_t_with_key_padding_mask_trains() {
     for split in [&mut data.train, &mut data.valid, &mut data.test] {
         let n = split.len();
         let varied = |full: usize| (0..n).map(|i| full - (i % 3).min(full - 1)).collect::<Vec<_>>();
-        split.lengths = Some(Lengths { text: varied(s.text_len), audio: varied(s.audio_len), video: varied(s.video_len), full: [s.text_len, s.audio_len, s.video_len] });
+        split.lengths = Some(Lengths { text: varied(s.text_len), audio: varied(s.audio_len), video: varied(s.video_len), full: [s.video_len, s.audio_len, s.text_len] });
     }
     let device = Device::flex();
     device.seed(4);

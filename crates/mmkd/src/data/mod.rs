@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn lengths_scale_onto_downsampled_streams() {
-        let l = Lengths { text: vec![5], audio: vec![10, 20], video: vec![7, 20], full: [10, 20, 20] };
+        let l = Lengths { video: vec![7, 20], audio: vec![10, 20], text: vec![5], full: [20, 20, 10] };
         assert_eq!(l.scaled(Modality::Video, 5), vec![2, 5]);
         assert_eq!(l.scaled(Modality::Audio, 20), vec![10, 20]);
     }

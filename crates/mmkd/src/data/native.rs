@@ -217,7 +217,7 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
         read_lengths(&st, &file, "lengths_audio", n, shape.audio_len)?,
         read_lengths(&st, &file, "lengths_video", n, shape.video_len)?,
     ) {
-        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [shape.text_len, shape.audio_len, shape.video_len] }),
+        (Some(text), Some(audio), Some(video)) => Some(Lengths { text, audio, video, full: [shape.video_len, shape.audio_len, shape.text_len] }),
         (None, None, None) => None,
         _ => bail_input!("{}: lengths: expected all of lengths_text/audio/video or none", file.display()),
     };
@@ -281,7 +281,7 @@ mod tests {
         let dir_guard = tempdir("native-rt");
         let dir = dir_guard.path();
         let mut d = tiny();
-        d.test.lengths = Some(Lengths { text: vec![1, 2, 3, 6], audio: vec![12; 4], video: vec![5; 4], full: [6, 12, 12] });
+        d.test.lengths = Some(Lengths { text: vec![1, 2, 3, 6], audio: vec![12; 4], video: vec![5; 4], full: [12, 12, 6] });
         save(&d, dir, serde_json::json!({"k": 1})).unwrap();
         let back = load(dir).unwrap();
         assert_eq!(back.train, d.train);

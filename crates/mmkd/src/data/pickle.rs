@@ -120,7 +120,7 @@ fn lengths_of<A: FeatureArray>(s: &SplitData<A>, shape: &DataShape, zeros: &Moda
         text,
         audio: audio.into_iter().map(|l| l.min(shape.audio_len)).collect(),
         video: video.into_iter().map(|l| l.min(shape.video_len)).collect(),
-        full: [shape.text_len, shape.audio_len, shape.video_len],
+        full: [shape.video_len, shape.audio_len, shape.text_len],
     }
 }
 
