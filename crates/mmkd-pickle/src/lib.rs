@@ -28,3 +28,8 @@ pub use mosei::{
 };
 pub use pickle::{PickleError, Value};
 pub use view::{ArrayView, MappedFile};
+
+/// The path as it goes into messages: control characters escaped, so a message stays one line.
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.display().to_string().chars().flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect()
+}

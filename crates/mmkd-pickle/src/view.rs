@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::mosei::{MoseiError, file_name};
+use crate::file_name;
 use crate::pickle::numpy::FloatFormat;
 use crate::pickle::{ByteOrder, DType, DTypeKind};
 
@@ -283,8 +283,9 @@ pub struct MappedFile {
 
 impl MappedFile {
     /// Maps `path` read-only. Errors name the file, like every reader error.
-    pub fn open(path: &Path) -> Result<MappedFile, MoseiError> {
-        let io = |source| MoseiError::Io { file: file_name(path), source };
+    pub fn open(path: &Path) -> std::io::Result<MappedFile> {
+        // The message names the file, as the readers' errors do; the kind stays the system's.
+        let io = |source: std::io::Error| std::io::Error::new(source.kind(), format!("{}: cannot read the file: {source}", file_name(path)));
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: memmap2 cannot rule out that the file changes while it is mapped (see the type's
         // documentation). The mapping is read-only, nothing in this process writes to the file, and

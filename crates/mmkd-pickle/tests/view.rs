@@ -204,7 +204,7 @@ fn mapped_file_reads_like_the_file_reader() {
 
     let missing = Path::new("/nonexistent/mosei.pkl");
     let err = MappedFile::open(missing).unwrap_err();
-    assert_eq!(err.kind(), "Io");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "the system's kind, with the file named in the message");
     assert!(err.to_string().starts_with("/nonexistent/mosei.pkl: cannot read the file"), "{err}");
 
     // An empty file maps (to nothing) and is refused like any truncated pickle.

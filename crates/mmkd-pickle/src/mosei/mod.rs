@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub(crate) use crate::file_name;
+
 use serde::Serialize;
 
 pub use error::MoseiError;
@@ -795,9 +797,4 @@ pub(crate) fn python_shape(shape: &[usize]) -> String {
         [one] => format!("({one},)"),
         _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
     }
-}
-
-/// The path as it goes into messages: control characters escaped, so a message stays one line.
-pub(crate) fn file_name(path: &Path) -> String {
-    path.display().to_string().chars().flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect()
 }

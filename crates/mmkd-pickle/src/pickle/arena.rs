@@ -41,7 +41,7 @@ pub(super) enum ArrayStore<'a> {
     Plain(ArrayData),
     /// Elements of an object array, still as arena objects.
     Objects(Vec<Id>),
-    /// [`super::reader::Mode::View`]: the float elements as the stream stored them (length already
+    /// [`super::machine::Mode::View`]: the float elements as the stream stored them (length already
     /// checked).
     Raw {
         bytes: Cow<'a, [u8]>,

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use super::arena::{ArrayNode, ArrayStore, Id, NONE_ID, Node};
 use super::globals::Callable;
 use super::machine::Machine;
+use super::machine::Mode;
 use super::numpy::{self, DtypeState};
-use super::reader::Mode;
 use super::{DType, DTypeKind, PickleError, Result, Value};
 
 impl<'a> Machine<'a> {

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use super::arena::{Arena, Id, NONE_NODE, Node, SMALL_INT};
 use super::limits::{Budget, Limits};
-use super::reader::Mode;
 use super::{PickleError, Result, opcodes};
 
 pub(super) struct Machine<'a> {
@@ -174,4 +173,15 @@ impl<'a> Machine<'a> {
     pub(super) fn unsupported(&self, why: &'static str) -> PickleError {
         PickleError::UnsupportedOpcode { op: self.op, name: opcodes::name(self.op), pos: self.op_pos, why }
     }
+}
+
+/// Whether float arrays are decoded (`reader::load`) or kept as the input's bytes
+/// (`reader::load_view`). Here, beside the machine that holds it, so that `arrays` and `reader`
+/// do not import each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Floats decoded into owned arrays.
+    Decode,
+    /// Floats kept as borrowed bytes of the input.
+    View,
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::machine::Machine;
+use super::machine::{Machine, Mode};
 use super::{Limits, RawBuffer, Result, Value};
 
 /// A decoded pickle.
@@ -75,11 +75,4 @@ pub fn load_view_with_limits<'a>(input: &'a [u8], limits: &Limits) -> Result<Pic
     let root = machine.run()?;
     let (value, buffers) = machine.build_value(root)?;
     Ok(PickleView { protocol: machine.protocol, value, buffers })
-}
-
-/// Whether float arrays are decoded ([`load`]) or kept as the input's bytes ([`load_view`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    Decode,
-    View,
 }
