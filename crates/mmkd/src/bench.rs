@@ -14,6 +14,7 @@ use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use crate::data::Batch;
 use crate::distill::{DistillConfig, Level, Method, Orientation};
 use crate::model::{MultimodalNet, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+use crate::train::dry_run::median;
 use crate::train::{SupervisedTask, TrainTask};
 
 /// One measurement of the benchmark.
@@ -66,19 +67,6 @@ fn peak_rss_mb() -> f64 {
         return f64::NAN;
     }
     usage.ru_maxrss as f64 / 1024.0 // kB on Linux
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        0.5 * (s[n / 2 - 1] + s[n / 2])
-    }
 }
 
 /// A batch of `batch` synthetic clips at the preset's shapes, on `device`.

@@ -278,7 +278,7 @@ pub(crate) fn distill(args: DistillArgs) -> Result<Outcome> {
     if !dataset.shape.same_inputs(&teacher_cfg.shape) {
         crate::bail_input!("dataset {}: dims/lengths {:?} differ from those the teacher was trained on {:?}", dataset.name, dataset.shape, teacher_cfg.shape);
     }
-    let streams = if args.method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
+    let streams = args.method.student_streams();
     // The student makes A_S and L_S from video by a Conv1D that can only shorten: where the
     // loss compares them row by row with the teacher's audio and text streams, those cannot be
     // longer than the video.

@@ -187,24 +187,6 @@ pub fn dataset_name(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(path.file_stem().and_then(|s| s.to_str()).unwrap_or("mosei").to_string())
 }
 
-/// The shape of a MulT/MMSA pickle without loading it: the file is memory-mapped and read as
-/// views (dims and lengths of its training split, every split's size).
-pub fn pickle_shape(path: &std::path::Path) -> anyhow::Result<DataShape> {
-    let map = match mmkd_pickle::MappedFile::open(path) {
-        Ok(m) => m,
-        Err(e) => crate::bail_input!("{e}"),
-    };
-    let file = match mmkd_pickle::read_mosei_view(&map, path, &mmkd_pickle::ReadOptions::STRICT) {
-        Ok(f) => f,
-        Err(e) => crate::bail_input!("{e}"),
-    };
-    let n = |name: &str| file.split(name).map_or(0, |s| s.n());
-    let train = file.split("train").expect("the strict reader guarantees the three splits");
-    let dims = |a: Option<&mmkd_pickle::ArrayView>| a.map_or([0, 0, 0], mmkd_pickle::FeatureArray::shape);
-    let ([_, text_len, text_dim], [_, audio_len, audio_dim], [_, video_len, video_dim]) = (dims(train.text.as_ref()), dims(train.audio.as_ref()), mmkd_pickle::FeatureArray::shape(&train.vision));
-    Ok(DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") })
-}
-
 /// The splits `mmkd predict` reads, with the dataset's description.
 #[derive(Clone, Debug)]
 pub struct PredictionData {

@@ -156,6 +156,20 @@ fn shape_of<A: FeatureArray>(first: &SplitData<A>, file: &MoseiFile<A>) -> DataS
     DataShape { text_dim, audio_dim, video_dim, text_len, audio_len, video_len, n_train: n("train"), n_valid: n("valid"), n_test: n("test") }
 }
 
+/// The shape of a MulT/MMSA pickle without loading it: the file is memory-mapped and read as
+/// views (`shape_of`, as the loaders and the converter take it).
+pub fn pickle_shape(path: &Path) -> Result<DataShape> {
+    let map = match MappedFile::open(path) {
+        Ok(m) => m,
+        Err(e) => bail_input!("{e}"),
+    };
+    let file: MoseiView = match read_mosei_view_with_progress(&map, path, &ReadOptions::STRICT, |_| {}) {
+        Ok(f) => f,
+        Err(e) => bail_input!("{e}"),
+    };
+    Ok(shape_of(file.split("train").expect("the strict reader guarantees the three splits"), &file))
+}
+
 /// Read the named splits of a pickle for prediction: text, audio and labels may be absent.
 pub fn load_pickle_for_prediction(path: &Path, names: &[&str], present_only: bool) -> Result<super::PredictionData> {
     let file = match read_mosei_file_with(path, &ReadOptions::VIDEO_ONLY) {

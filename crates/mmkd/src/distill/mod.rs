@@ -53,6 +53,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// How the student distilled with this method makes `A_S` and `L_S`: EDAM-T upsamples the
+    /// teacher's maps to the student's full video length, the others compare at the teacher's
+    /// lengths.
+    pub fn student_streams(self) -> crate::model::StudentStreams {
+        match self {
+            Method::EdamT => crate::model::StudentStreams::FullLength,
+            Method::Crd | Method::EdamS => crate::model::StudentStreams::Downsampled,
+        }
+    }
+
     /// The method's name on the command line and in run names (`crd`, `edam-s`, `edam-t`).
     pub fn name(self) -> &'static str {
         match self {

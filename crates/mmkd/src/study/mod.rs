@@ -43,7 +43,7 @@ fn planned_shape(opts: &StudyOptions) -> Result<DataShape> {
             let shape = DataShape::for_preset(opts.preset);
             DataShape { n_train: n_train.unwrap_or(shape.n_train), ..shape }
         }
-        plan::StudyData::Pickle { file } => crate::data::pickle_shape(file)?,
+        plan::StudyData::Pickle { file } => crate::data::pickle::pickle_shape(file)?,
         plan::StudyData::Native { .. } => crate::data::native::read_manifest(&dir)?.shape,
     })
 }

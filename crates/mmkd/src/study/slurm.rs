@@ -48,10 +48,7 @@ pub fn row_step_bytes(row: &RowSpec, shape: &DataShape, model: &ModelConfig, bat
     let net = match row {
         RowSpec::Teacher(kind) => build_teacher(*kind, shape, model, &plain),
         RowSpec::StudentNoKd => build_student(crate::model::StudentConfig::C5, StudentStreams::Downsampled, shape, model, &plain),
-        RowSpec::Distilled { config, method, .. } => {
-            let streams = if *method == crate::distill::Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
-            build_student(*config, streams, shape, model, &plain)
-        }
+        RowSpec::Distilled { config, method, .. } => build_student(*config, method.student_streams(), shape, model, &plain),
     };
     let mapped: Vec<TransformerId> = match row {
         RowSpec::Distilled { config, level: crate::distill::Level::AttentionMap, .. } => crate::distill::distilled_pairs(*config).into_iter().map(|(_, s)| s).collect(),

@@ -346,7 +346,8 @@ pub(super) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
 /// Before anything is written: a step that cannot fit is refused with the estimate (of host
 /// memory, so only where the step runs on the CPU). Returns the estimate, bytes.
 pub(super) fn refuse_unfitting_step<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &T, device: &Device) -> Result<u64> {
-    let net = cfg.build_net(device);
+    // The estimate needs the network's shapes only: build it on the CPU, never on a GPU.
+    let net = cfg.build_net(&Device::flex());
     let batch = cfg.train.batch_size.min(dataset.train.len()).max(1);
     let kept = super::memory::attention_kept(&cfg.model, &task.mapped_transformers(), device);
     if crate::model::fused_attention::supported(device)
