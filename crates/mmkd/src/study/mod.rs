@@ -186,7 +186,10 @@ pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result
     let root = opts.out.join("dry-run");
     let logs = root.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let kinds: Vec<&PlannedRun> = opts.rows.rows().into_iter().filter_map(|row| runs.iter().find(|r| r.row == Some(row))).collect();
+    // One run of each kind, teachers first: a distillation dry run reads its teacher's dry-run
+    // weights.
+    let mut kinds: Vec<&PlannedRun> = opts.rows.rows().into_iter().filter_map(|row| runs.iter().find(|r| r.row == Some(row))).collect();
+    kinds.sort_by_key(|r| r.phase);
     let log = StudyLog::open(&opts.out, kinds.len() + runs.iter().filter(|r| r.phase == 0 && !is_finished(r)).count(), 1)?;
     std::fs::create_dir_all(opts.out.join("logs"))?;
     for data_step in runs.iter().filter(|r| r.phase == 0 && !is_finished(r)) {
@@ -196,10 +199,7 @@ pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result
         log.finish_data_step(&name, started, result.as_ref().err().map(|e| e.to_string()));
         result?;
     }
-    // Teachers first: a distillation dry run reads its teacher's dry-run weights.
-    let mut ordered = kinds.clone();
-    ordered.sort_by_key(|r| r.phase);
-    for run in ordered {
+    for run in kinds {
         let row = run.row.expect("study rows");
         let dir = root.join(row.slug());
         let mut args = replace_flag(&run.args, "--out", &dir.display().to_string());
