@@ -77,8 +77,77 @@ pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `data inspect`: a pickle file through mmkd-pickle, a native directory through the loader.
+/// `data csd`: four computational sequences to a native dataset.
+pub(crate) fn csd(opts: data::csd::BuildOptions) -> Result<()> {
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    let summary = data::csd::build_native(&opts, |phase, done, total| {
+        if last.elapsed().as_secs() >= 2 || done == total {
+            last = Instant::now();
+            eprintln!("{phase}: {done} / {total} videos");
+        }
+    })?;
+    for (file, n) in summary.videos_dropped.iter().filter(|(_, n)| **n > 0) {
+        eprintln!("dropped {n} videos of the {file} file: not in all four files");
+    }
+    if summary.videos_in_no_fold > 0 {
+        eprintln!("dropped {} videos in no fold", summary.videos_in_no_fold);
+    }
+    if summary.fold_videos_missing > 0 {
+        eprintln!("{} videos of the folds are in none of the files", summary.fold_videos_missing);
+    }
+    if summary.segments_skipped > 0 {
+        eprintln!("skipped {} labels segments shorter than the SDK's epsilon ({} s)", summary.segments_skipped, data::csd::EPSILON);
+    }
+    for (m, n) in &summary.clips_without {
+        eprintln!("dropped {n} segments with no {m} row");
+    }
+    for (m, n) in &summary.nonfinite_zeroed {
+        eprintln!("wrote {n} non-finite {m} values as 0");
+    }
+    let s = summary.shape.as_ref().expect("build_native sets the shape");
+    println!(
+        "wrote {} / {} / {} clips (text {}x{}, audio {}x{}, video {}x{}, align {}) to {} in {:.1}s",
+        s.n_train,
+        s.n_valid,
+        s.n_test,
+        s.text_len,
+        s.text_dim,
+        s.audio_len,
+        s.audio_dim,
+        s.video_len,
+        s.video_dim,
+        opts.align.name(),
+        opts.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Whether `path` is an HDF5 file (a computational sequence), by its signature.
+fn is_hdf5(path: &Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == b"\x89HDF\r\n\x1a\n"
+}
+
+/// `data inspect`: a .csd through the HDF5 reader, a pickle file through mmkd-pickle, a native
+/// directory through the loader.
 pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
+    if path.is_file() && (is_hdf5(path) || path.extension().is_some_and(|e| e == "csd")) {
+        let mut last = Instant::now();
+        let report = data::csd::inspect(path, |done, total| {
+            if last.elapsed().as_secs() >= 2 {
+                last = Instant::now();
+                eprintln!("inspect: {done} / {total} videos");
+            }
+        })?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
     if path.is_file() {
         let file = match mmkd_pickle::read_mosei_file(path) {
             Ok(f) => f,

@@ -269,8 +269,8 @@ pub(crate) enum DataCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Describe a dataset (native directory or MulT/MMSA pickle): format, splits, shapes,
-    /// dtypes, label histogram, NaN and infinite values.
+    /// Describe a dataset (native directory, MulT/MMSA pickle, or one SDK computational
+    /// sequence .csd): format, splits, shapes, dtypes, label histogram, NaN and infinite values.
     Inspect {
         path: PathBuf,
         #[arg(long)]
@@ -282,6 +282,59 @@ pub(crate) enum DataCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Build a native dataset from CMU-MultimodalSDK computational sequences (.csd), aligned
+    /// as the SDK's `mmdataset.align(labels)` does, one video at a time (docs/DATA.md).
+    Csd(CsdArgs),
+}
+
+/// `data csd`.
+#[derive(Args)]
+pub(crate) struct CsdArgs {
+    /// Labels sequence: 7 columns (sentiment, six emotions; "All Labels") or sentiment alone.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Word vectors (e.g. glove_vectors).
+    #[arg(long)]
+    text: PathBuf,
+    /// Acoustic features (e.g. COVAREP).
+    #[arg(long)]
+    audio: PathBuf,
+    /// Visual features (e.g. FACET 4.2 or OpenFace).
+    #[arg(long)]
+    video: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// `mosei` (the SDK's standard folds, shipped with mmkd) or a JSON file
+    /// {"train": [ids], "valid": [ids], "test": [ids]}. Videos in no fold are dropped and counted.
+    #[arg(long, default_value = "mosei")]
+    folds: String,
+    /// Steps kept per clip: TEXT,AUDIO,VIDEO (first steps kept, zeros after).
+    #[arg(long, default_value = "50,500,500", value_parser = crate::data::csd::build::parse_lengths)]
+    lengths: [usize; 3],
+    /// none: frames as they are (the paper's unaligned data); words: audio and video averaged
+    /// over each word first (the SDK's "aligned" MOSEI).
+    #[arg(long, value_enum, default_value = "none")]
+    align: crate::data::csd::Align,
+    /// Write NaN and infinite feature values as 0 and count them, instead of refusing the data.
+    #[arg(long)]
+    zero_nonfinite: bool,
+}
+
+impl CsdArgs {
+    fn into_options(self) -> crate::data::csd::BuildOptions {
+        let folds = if self.folds == "mosei" { crate::data::csd::Folds::Mosei } else { crate::data::csd::Folds::File(self.folds.into()) };
+        crate::data::csd::BuildOptions {
+            labels: self.labels,
+            text: self.text,
+            audio: self.audio,
+            video: self.video,
+            out: self.out,
+            folds,
+            lengths: self.lengths,
+            align: self.align,
+            zero_nonfinite: self.zero_nonfinite,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -327,6 +380,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCmd::Probes { dir, json }) => data::probes(&dir, json),
         Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
+        Command::Data(DataCmd::Csd(args)) => data::csd(args.into_options()),
         Command::Train(TrainCmd::Teacher { common, branch }) => {
             println!("{}", train::train_one(&common, RunRole::Teacher { teacher: branch })?);
             Ok(())

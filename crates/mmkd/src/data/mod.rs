@@ -1,6 +1,8 @@
 //! Data: the in-memory dataset, labels, batches, the native on-disk format, the synthetic
-//! MOSEI-shaped generator and the converter from the published MOSEI pickles.
+//! MOSEI-shaped generator, the converter from the published MOSEI pickles and the builder from the
+//! SDK's computational sequences (`.csd`).
 
+pub mod csd;
 pub mod events;
 pub mod identity;
 pub mod labels;

@@ -1,0 +1,55 @@
+//! The documents quote their data files (issue 19: "a check in CI holds the documents to the
+//! data"): each claim below is formatted from a committed data file exactly as the document
+//! writes it, and must appear there. Rerunning a benchmark and forgetting the document (or the
+//! other way round) fails here.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn json(rel: &str) -> serde_json::Value {
+    serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn assert_quoted(doc: &str, text: &str, claim: &str, data: &str) {
+    assert!(text.contains(claim), "{doc} must quote {data} as:\n{claim}\n(rerun the benchmark's formatting, or fix the document)");
+}
+
+/// docs/DATA.md, "mmkd against the SDK": the table rows and the clip count from
+/// bench/results/csd-mosei-sized-2026-12-03.json.
+#[test]
+fn data_md_quotes_the_csd_benchmark() {
+    let (doc, data) = ("docs/DATA.md", "bench/results/csd-mosei-sized-2026-12-03.json");
+    let text = read(doc);
+    let bench = json(data);
+    for mode in ["none", "words"] {
+        let e = &bench[mode];
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("{data}: {mode}: {v} is not a number"));
+        let (m, s) = (&e["mmkd"], &e["sdk"]);
+        assert_eq!(s["completed"], true, "{data}: the SDK's {mode} run must have finished for a ratio");
+        let row = format!(
+            "| `--align {mode}` | {:.1} s | {:.2} GB | {:.1} s | {:.1} GB | {:.2}x | {:.0}x |",
+            f(&m["wall_s"]),
+            f(&m["peak_rss_mb"]) / 1024.0,
+            f(&s["wall_s"]),
+            f(&s["peak_rss_mb"]) / 1024.0,
+            f(&e["speedup"]),
+            f(&e["memory_ratio"])
+        );
+        assert_quoted(doc, &text, &row, data);
+        let clips = s["summary"]["clips"].as_u64().unwrap();
+        assert_quoted(doc, &text, &format!("{},{:03} clips", clips / 1000, clips % 1000), data);
+        for m in ["text", "audio", "video"] {
+            let agree = &e["agree"][m];
+            assert!(agree["clips"] == true && agree["cut_rows"] == true, "{data}: {mode} {m}: mmkd and the SDK disagree: {agree}");
+            let bound = if mode == "none" { 1e-13 } else { 4e-7 };
+            assert!(f(&agree["cut_sum_rel_diff"]) <= bound, "{data}: {mode} {m}: the document says the sums agree to {bound}");
+        }
+    }
+}
