@@ -36,6 +36,7 @@ pub mod distill;
 pub mod durable;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod input;
 pub mod model;
 pub mod predict;

@@ -53,3 +53,20 @@ fn data_md_quotes_the_csd_benchmark() {
         }
     }
 }
+
+/// README.md and bench/README.md quote reference/results/onnx-check-small-2026-12-03.json: the
+/// worst difference between ONNX Runtime and `mmkd predict`, and the latency row.
+#[test]
+fn readmes_quote_the_onnx_check() {
+    let data = "reference/results/onnx-check-small-2026-12-03.json";
+    let check = json(data);
+    let worst = check["worst_max_abs_diff"].as_f64().unwrap();
+    assert!(worst <= 4e-7, "{data}: README.md says ONNX Runtime agrees with mmkd predict to within 4e-7, the data says {worst}");
+    assert_quoted("README.md", &read("README.md"), "to within 4e-7 for every student configuration", data);
+    let networks = check["networks"].as_object().unwrap();
+    assert_eq!(networks.len(), 11, "{data}: five configurations in two stream modes and the teacher");
+    let latency = &check["latency_b1_one_thread_ms"];
+    let (ort, mmkd) = (latency["onnxruntime_student_c5"].as_f64().unwrap(), latency["mmkd_bench_student_infer"].as_f64().unwrap());
+    let row = format!("| `small` preset | {ort:.3} ms | {mmkd:.3} ms | {:.2}x |", mmkd / ort);
+    assert_quoted("bench/README.md", &read("bench/README.md"), &row, data);
+}

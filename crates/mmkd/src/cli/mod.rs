@@ -67,6 +67,16 @@ pub(crate) enum Command {
     /// Train a teacher or a student (without distillation).
     #[command(subcommand)]
     Train(TrainCmd),
+    /// Export a run's best checkpoint as an ONNX graph (opset 17, dynamic batch): inputs
+    /// `video` (a teacher also `audio`, `text`) [N, length, features], outputs `logits` and
+    /// `probs` [N, 7] for the scores -3..3.
+    Export {
+        run: PathBuf,
+        #[arg(long, value_enum, default_value = "onnx")]
+        format: ExportFormat,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run the study of Table 1 over seeds and write TABLE.md, table.csv, table.json.
     Study {
         #[arg(long, value_enum, default_value = "small")]
@@ -244,6 +254,13 @@ pub(crate) enum ReferenceCmd {
     },
 }
 
+/// What `mmkd export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// ONNX (opset 17), for ONNX Runtime and other ONNX readers.
+    Onnx,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum DataCmd {
     /// Generate the synthetic MOSEI-shaped dataset (docs/DATA.md).
@@ -387,6 +404,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(TrainCmd::Student { common, config, streams }) => {
             println!("{}", train::train_one(&common, RunRole::Student { config, streams, distill: None })?);
+            Ok(())
+        }
+        Command::Export { run, format: ExportFormat::Onnx, out } => {
+            let run = crate::train::Run::open(&run)?;
+            let model = crate::export::export_run(&run, &out)?;
+            let graph = model.graph.as_ref().expect("export writes a graph");
+            println!("wrote {} ({} nodes, {} initializers, opset {}) from {}", out.display(), graph.node.len(), graph.initializer.len(), crate::export::OPSET, run.dir().display());
             Ok(())
         }
         Command::Study { preset, seeds, out, jobs, epochs, data, plan, collect } => demo::study(preset, seeds, out, jobs, epochs, data, plan, collect),
