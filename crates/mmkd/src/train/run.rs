@@ -477,14 +477,9 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
             checkpoint::save_safetensors(&net, &run.join(files::BEST_WEIGHTS))?;
         }
         checkpoint::save_safetensors(&net, &run.join(files::LAST_WEIGHTS))?;
-        checkpoint::save_resume(
-            run,
-            &model,
-            &optim,
-            ResumeState { epoch: epoch + 1, within_epoch: None, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() },
-            |dir| task.save_extra(dir),
-        )?;
-        last_save = Instant::now();
+        // The epoch's line goes into the log before the state that says the epoch is done: a
+        // kill between the two resumes inside this epoch, and resuming drops lines past the
+        // saved epoch (`rewrite_metrics`), so the line is neither lost nor doubled.
         let log = EpochLog {
             epoch: epoch + 1,
             lr,
@@ -497,6 +492,14 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         };
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(run.join(files::METRICS))?;
         writeln!(f, "{}", serde_json::to_string(&log)?)?;
+        checkpoint::save_resume(
+            run,
+            &model,
+            &optim,
+            ResumeState { epoch: epoch + 1, within_epoch: None, plateau: plateau.clone(), best_val_loss: best_val, best_epoch, folder: String::new() },
+            |dir| task.save_extra(dir),
+        )?;
+        last_save = Instant::now();
         draw_curves(run)?;
         eprintln!(
             "epoch {:>3}/{}  train loss {:.4}  val loss {:.4}  val Acc-7 {:5.2} %  lr {:.2e}  {:.1}s{}",
