@@ -25,6 +25,11 @@ if [ -z "${MMKD:-}" ]; then
 fi
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
+# The machine's anchor first (issue 21): the backend's f32 GEMM peak at this thread count; every
+# mmkd line then carries gflops and fraction_of_peak.
+MMKD_PEAK_GFLOPS=$(RAYON_NUM_THREADS=$threads "$MMKD" bench --case gemm --steps 10 | "$python" -c 'import json, sys; print(json.load(sys.stdin)["gflops"])')
+export MMKD_PEAK_GFLOPS
+echo "f32 GEMM peak at $threads threads: $MMKD_PEAK_GFLOPS GFLOP/s" >&2
 read -r -a cases <<< "${CASES:-teacher-train:64 student-train:64 teacher-infer:1 student-infer:1 teacher-infer:64 student-infer:64}"
 for round in $(seq 1 "$rounds"); do
   for c in "${cases[@]}"; do

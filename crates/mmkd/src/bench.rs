@@ -30,7 +30,14 @@ pub enum Case {
     TeacherInfer,
     /// Config-5 student, inference.
     StudentInfer,
+    /// The machine's anchor: one f32 matrix product of `GEMM_SIZE` squared matrices through the
+    /// backend (2 n^3 operations), on every thread the process may use.
+    Gemm,
 }
+
+/// The side of the square matrices of `Case::Gemm` (1024: 2.1 GFLOP a step, large enough for
+/// the backend's blocked kernel to reach its peak, small enough to time in a second).
+pub const GEMM_SIZE: usize = 1024;
 
 /// What one `mmkd bench` run measured.
 #[derive(Clone, Debug, Serialize)]
@@ -58,6 +65,36 @@ pub struct BenchResult {
     pub times_ms: Vec<f64>,
     /// Peak resident memory of this process (MB, `getrusage`), the case's own when run alone.
     pub peak_rss_mb: f64,
+    /// Floating-point operations of one step (matrix products and convolutions, counted from the
+    /// networks' shapes: `model::params::forward_flops`; a training step as three forward passes).
+    pub flops_per_step: f64,
+    /// `flops_per_step` over the median step time, in GFLOP/s.
+    pub gflops: f64,
+    /// `gflops` over the GEMM peak given in `MMKD_PEAK_GFLOPS` (bench/run.sh measures it first
+    /// with `--case gemm`); absent without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_peak: Option<f64>,
+}
+
+/// Floating-point operations of one step of `case` at `batch` clips.
+pub fn flops_per_step(case: Case, preset: Preset, batch: usize) -> f64 {
+    let device = Device::flex();
+    let shape = DataShape::for_preset(preset);
+    let model = ModelConfig::for_preset(preset);
+    let teacher = || build_teacher(TeacherKind::Complete, &shape, &model, &device);
+    let student = || build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape, &model, &device);
+    let forward = crate::model::params::forward_flops;
+    match case {
+        Case::Gemm => 2.0 * (GEMM_SIZE as f64).powi(3),
+        Case::TeacherInfer => forward(&teacher(), batch, None),
+        Case::StudentInfer => forward(&student(), batch, None),
+        Case::TeacherTrain => 3.0 * forward(&teacher(), batch, None),
+        Case::StudentTrain => {
+            // The frozen teacher runs only the transformers it is distilled from, forward only.
+            let taught: Vec<_> = crate::distill::distilled_pairs(StudentConfig::C5).into_iter().map(|(_, t)| t).collect();
+            3.0 * forward(&student(), batch, None) + forward(&teacher(), batch, Some(&taught))
+        }
+    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -106,6 +143,16 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
         Ok(())
     };
     match case {
+        Case::Gemm => {
+            plain.seed(0);
+            let a = Tensor::<2>::random([GEMM_SIZE, GEMM_SIZE], burn::tensor::Distribution::Uniform(-1.0, 1.0), &plain);
+            let b = Tensor::<2>::random([GEMM_SIZE, GEMM_SIZE], burn::tensor::Distribution::Uniform(-1.0, 1.0), &plain);
+            time(&mut || {
+                // Reading one number back waits for the product.
+                let _: f32 = a.clone().matmul(b.clone()).slice([0..1, 0..1]).into_scalar();
+                Ok(())
+            })?;
+        }
         Case::TeacherInfer | Case::StudentInfer => {
             let (shape, b) = batch_of(preset, batch, &plain);
             let net: MultimodalNet = if case == Case::TeacherInfer {
@@ -139,6 +186,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
             time_training(task, &b, &ad, &train, &mut time)?;
         }
     }
+    let flops = flops_per_step(case, preset, batch);
+    let gflops = flops / (median(&times) / 1e3) / 1e9;
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let attention = if crate::model::fused_attention::enabled_for(&plain) { "fused" } else { "unfused" };
     Ok(BenchResult {
@@ -151,6 +200,9 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
         gradient_checkpointing: train.gradient_checkpointing,
         device: if crate::model::fused_attention::supported(&plain) { "flex" } else { "cuda" },
         median_ms: median(&times),
+        flops_per_step: flops,
+        gflops,
+        fraction_of_peak: std::env::var("MMKD_PEAK_GFLOPS").ok().and_then(|v| v.parse::<f64>().ok()).filter(|p| *p > 0.0).map(|p| gflops / p),
         times_ms: times,
         peak_rss_mb: peak_rss_mb(),
     })
@@ -162,11 +214,17 @@ mod tests {
 
     #[test]
     fn every_case_runs_on_the_smoke_preset_and_reports_its_steps() {
-        for case in [Case::TeacherTrain, Case::StudentTrain, Case::TeacherInfer, Case::StudentInfer] {
+        for case in [Case::TeacherTrain, Case::StudentTrain, Case::TeacherInfer, Case::StudentInfer, Case::Gemm] {
             let r = run_case(case, Preset::Smoke, 2, 2, false, &Device::flex()).unwrap();
             assert_eq!(r.times_ms.len(), 2, "{case:?}");
             assert!(r.median_ms > 0.0 && r.peak_rss_mb > 1.0, "{r:?}");
+            assert!(r.flops_per_step > 0.0 && (r.gflops - r.flops_per_step / r.median_ms / 1e6).abs() < 1e-9 * r.gflops.max(1.0), "{r:?}");
         }
+        // Training counts three forward passes; the distilled student adds its teacher's traces.
+        let infer = flops_per_step(Case::StudentInfer, Preset::Smoke, 4);
+        assert!(flops_per_step(Case::StudentTrain, Preset::Smoke, 4) > 3.0 * infer);
+        assert_eq!(flops_per_step(Case::TeacherTrain, Preset::Smoke, 4), 3.0 * flops_per_step(Case::TeacherInfer, Preset::Smoke, 4));
+        assert_eq!(flops_per_step(Case::Gemm, Preset::Smoke, 1), 2.0 * 1024f64.powi(3));
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
