@@ -70,3 +70,36 @@ fn readmes_quote_the_onnx_check() {
     let row = format!("| `small` preset | {ort:.3} ms | {mmkd:.3} ms | {:.2}x |", mmkd / ort);
     assert_quoted("bench/README.md", &read("bench/README.md"), &row, data);
 }
+
+/// bench/NOTES.md quotes bench/results/devbox-2cpu-24g-peak-2026-12-03.json: the GEMM peak and
+/// every row of the table.
+#[test]
+fn notes_quote_the_peak_table() {
+    let (doc, data) = ("bench/NOTES.md", "bench/results/devbox-2cpu-24g-peak-2026-12-03.json");
+    let text = read(doc);
+    let peak = json(data);
+    assert_quoted(doc, &text, &format!("**{:.1} GFLOP/s**", peak["gemm_peak_gflops"].as_f64().unwrap()), data);
+    let names = |case: &str| match case {
+        "teacher-train" => "complete teacher, train step",
+        "student-train" => "config-5 student + EDAM-S, train step",
+        "teacher-infer" => "complete teacher, inference",
+        "student-infer" => "config-5 student, inference",
+        other => panic!("{data}: unknown case {other}"),
+    };
+    let cases = peak["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 10);
+    for r in cases {
+        let f = |k: &str| r[k].as_f64().unwrap();
+        let row = format!(
+            "| {}, `{}`, B = {} | {:.2} ms | {:.3} | {:.1} | {:.1} % |",
+            names(r["case"].as_str().unwrap()),
+            r["preset"].as_str().unwrap(),
+            r["batch"],
+            f("median_ms"),
+            f("flops_per_step") / 1e9,
+            f("gflops"),
+            100.0 * f("fraction_of_peak")
+        );
+        assert_quoted(doc, &text, &row, data);
+    }
+}
