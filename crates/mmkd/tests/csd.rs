@@ -105,6 +105,8 @@ fn data_csd_gives_the_sdks_clips_in_both_modes_and_layouts() {
             assert!(err.contains("dropped 1 videos in no fold"), "{err}");
             let manifest = native::read_manifest(&out).unwrap();
             assert!(!manifest.synthetic);
+            let log = std::fs::read_to_string(out.join("csd.log")).unwrap();
+            assert!(log.contains("write: ") && log.contains(&format!("skipped {skipped} labels segments")) && log.contains("wrote 8 / 4 / 4 clips"), "{log}");
             assert_eq!(manifest.provenance["align"], mode);
             assert!(manifest.source.contains("COVAREP") && manifest.source.contains(&format!("align {mode}")), "{}", manifest.source);
         }
@@ -173,6 +175,8 @@ fn broken_sequences_are_refused_naming_file_video_and_field() {
         let folds = fixtures().join("folds.json");
         refused(build(&good, Some(&bad.join(file)), &out, &["--folds", s(&folds)]), needles);
         assert!(!out.join("manifest.json").exists(), "{file}: no dataset may be left behind");
+        let log = std::fs::read_to_string(out.join("csd.log")).unwrap();
+        assert!(log.contains("error: ") && log.contains(file), "{file}: the log records the failure: {log}");
     }
     // Folds naming a video no file has (a typo), a bad --lengths, a missing file.
     let tmp = tempfile::tempdir().unwrap();

@@ -77,36 +77,66 @@ pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `data csd`: four computational sequences to a native dataset.
+/// `data csd`: four computational sequences to a native dataset. Progress and the summary go to
+/// the terminal and to `OUT/csd.log` (appended, with times), which also records a failure.
 pub(crate) fn csd(opts: data::csd::BuildOptions) -> Result<()> {
     let t0 = Instant::now();
+    std::fs::create_dir_all(&opts.out).map_err(|e| crate::error::input_error(format!("{}: {e}", opts.out.display())))?;
+    let log_path = opts.out.join("csd.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| crate::error::input_error(format!("{}: {e}", log_path.display())))?;
+    let log = std::cell::RefCell::new(log);
+    // The log is a convenience: a full disk shows up when the dataset is written.
+    let write_log = |line: &str| {
+        let _ = std::io::Write::write_all(&mut *log.borrow_mut(), format!("[{:8.1} s] {line}\n", t0.elapsed().as_secs_f64()).as_bytes());
+    };
+    let say = |line: String| {
+        eprintln!("{line}");
+        write_log(&line);
+    };
+    say(format!(
+        "data csd: labels {}, text {}, audio {}, video {}, align {}, lengths {:?}",
+        opts.labels.display(),
+        opts.text.display(),
+        opts.audio.display(),
+        opts.video.display(),
+        opts.align.name(),
+        opts.lengths
+    ));
     let mut last = Instant::now();
-    let summary = data::csd::build_native(&opts, |phase, done, total| {
+    let result = data::csd::build_native(&opts, |phase, done, total| {
         if last.elapsed().as_secs() >= 2 || done == total {
             last = Instant::now();
-            eprintln!("{phase}: {done} / {total} videos");
+            say(format!("{phase}: {done} / {total} videos"));
         }
-    })?;
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // The terminal gets the error from main, once.
+            write_log(&format!("error: {e}"));
+            return Err(e);
+        }
+    };
     for (file, n) in summary.videos_dropped.iter().filter(|(_, n)| **n > 0) {
-        eprintln!("dropped {n} videos of the {file} file: not in all four files");
+        say(format!("dropped {n} videos of the {file} file: not in all four files"));
     }
     if summary.videos_in_no_fold > 0 {
-        eprintln!("dropped {} videos in no fold", summary.videos_in_no_fold);
+        say(format!("dropped {} videos in no fold", summary.videos_in_no_fold));
     }
     if summary.fold_videos_missing > 0 {
-        eprintln!("{} videos of the folds are in none of the files", summary.fold_videos_missing);
+        say(format!("{} videos of the folds are in none of the files", summary.fold_videos_missing));
     }
     if summary.segments_skipped > 0 {
-        eprintln!("skipped {} labels segments shorter than the SDK's epsilon ({} s)", summary.segments_skipped, data::csd::EPSILON);
+        say(format!("skipped {} labels segments shorter than the SDK's epsilon ({} s)", summary.segments_skipped, data::csd::EPSILON));
     }
     for (m, n) in &summary.clips_without {
-        eprintln!("dropped {n} segments with no {m} row");
+        say(format!("dropped {n} segments with no {m} row"));
     }
     for (m, n) in &summary.nonfinite_zeroed {
-        eprintln!("wrote {n} non-finite {m} values as 0");
+        say(format!("wrote {n} non-finite {m} values as 0"));
     }
     let s = summary.shape.as_ref().expect("build_native sets the shape");
-    println!(
+    let done = format!(
         "wrote {} / {} / {} clips (text {}x{}, audio {}x{}, video {}x{}, align {}) to {} in {:.1}s",
         s.n_train,
         s.n_valid,
@@ -121,6 +151,8 @@ pub(crate) fn csd(opts: data::csd::BuildOptions) -> Result<()> {
         opts.out.display(),
         t0.elapsed().as_secs_f64()
     );
+    write_log(&done);
+    println!("{done}");
     Ok(())
 }
 

@@ -44,7 +44,7 @@ pub struct TimeOrdered {
     /// Intervals, sorted by start (stable).
     pub intervals: Vec<[f64; 2]>,
     /// Row-major features in the same order (empty when only intervals were read).
-    pub features: Vec<f64>,
+    pub features: Vec<f32>,
     /// Feature columns.
     pub dim: usize,
     /// The longest row, for the search window (`overlapping`).
@@ -52,8 +52,12 @@ pub struct TimeOrdered {
 }
 
 impl TimeOrdered {
-    /// `seq`'s rows sorted stably by start, as the SDK's `__get_relevant_entries`.
-    pub fn new(seq: &Sequence) -> TimeOrdered {
+    /// `seq`'s rows sorted stably by start, as the SDK's `__get_relevant_entries` (without a
+    /// copy when they already are, as in every MOSEI file).
+    pub fn new(seq: Sequence) -> TimeOrdered {
+        if seq.intervals.is_sorted_by(|a, b| a[0] <= b[0]) {
+            return TimeOrdered::from_sorted(seq.intervals, seq.features, seq.dim);
+        }
         let mut order: Vec<usize> = (0..seq.rows()).collect();
         order.sort_by(|&a, &b| seq.intervals[a][0].total_cmp(&seq.intervals[b][0]));
         let intervals: Vec<[f64; 2]> = order.iter().map(|&i| seq.intervals[i]).collect();
@@ -61,13 +65,13 @@ impl TimeOrdered {
         TimeOrdered::from_sorted(intervals, features, seq.dim)
     }
 
-    fn from_sorted(intervals: Vec<[f64; 2]>, features: Vec<f64>, dim: usize) -> TimeOrdered {
+    fn from_sorted(intervals: Vec<[f64; 2]>, features: Vec<f32>, dim: usize) -> TimeOrdered {
         let longest = intervals.iter().map(|[s, e]| e - s).fold(0.0, f64::max);
         TimeOrdered { intervals, features, dim, longest }
     }
 
     /// Row `i`'s features.
-    pub fn row(&self, i: usize) -> &[f64] {
+    pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.dim..(i + 1) * self.dim]
     }
 
@@ -112,16 +116,15 @@ impl TimeOrdered {
             if !self.features.is_empty() {
                 let mut sum = vec![0.0f64; self.dim];
                 for (i, _) in &hits {
-                    for (acc, x) in sum.iter_mut().zip(self.row(*i)) {
-                        *acc += x;
+                    for (acc, &x) in sum.iter_mut().zip(self.row(*i)) {
+                        *acc += x as f64;
                     }
                 }
-                features.extend(sum.iter().map(|s| s / hits.len() as f64));
+                features.extend(sum.iter().map(|s| (s / hits.len() as f64) as f32));
             }
         }
         // The SDK gathers the collapsed rows word by word and sorts them by start again.
-        let seq = Sequence { intervals, features, dim: self.dim };
-        TimeOrdered::new(&seq)
+        TimeOrdered::new(Sequence { intervals, features, dim: self.dim })
     }
 }
 
@@ -134,14 +137,14 @@ pub fn is_segment(segment: [f64; 2]) -> bool {
 mod tests {
     use super::*;
 
-    fn seq(intervals: &[[f64; 2]], features: &[f64]) -> Sequence {
+    fn seq(intervals: &[[f64; 2]], features: &[f32]) -> Sequence {
         Sequence { intervals: intervals.to_vec(), features: features.to_vec(), dim: 1 }
     }
 
     /// Hand-worked cases of the SDK's rule, including its epsilon of 1e-3 s.
     #[test]
     fn intersection_follows_the_sdk_rule() {
-        let rows = TimeOrdered::new(&seq(&[[0.0, 1.0], [1.0, 2.0], [1.9995, 3.0], [2.0, 2.0005], [0.5, 4.0]], &[]));
+        let rows = TimeOrdered::new(seq(&[[0.0, 1.0], [1.0, 2.0], [1.9995, 3.0], [2.0, 2.0005], [0.5, 4.0]], &[]));
         // Sorted by start: [0,1], [0.5,4], [1,2], [1.9995,3], [2,2.0005].
         let hits = rows.overlapping([1.0, 2.0]);
         let got: Vec<(usize, [f64; 2])> = hits;
@@ -150,14 +153,14 @@ mod tests {
         // the end, clips to [2,2] (dropped).
         assert_eq!(got, vec![(1, [1.0, 2.0]), (2, [1.0, 2.0])]);
         // A row overlapping by 0.002 s is kept, clipped.
-        let rows = TimeOrdered::new(&seq(&[[0.0, 1.002]], &[]));
+        let rows = TimeOrdered::new(seq(&[[0.0, 1.002]], &[]));
         assert_eq!(rows.overlapping([1.0, 2.0]), vec![(0, [1.0, 1.002])]);
     }
 
     /// Out-of-order rows are sorted stably by start; equal starts keep file order.
     #[test]
     fn rows_are_put_in_time_order_stably() {
-        let rows = TimeOrdered::new(&seq(&[[2.0, 3.0], [0.0, 1.0], [2.0, 2.5]], &[20.0, 0.0, 25.0]));
+        let rows = TimeOrdered::new(seq(&[[2.0, 3.0], [0.0, 1.0], [2.0, 2.5]], &[20.0, 0.0, 25.0]));
         assert_eq!(rows.intervals, vec![[0.0, 1.0], [2.0, 3.0], [2.0, 2.5]]);
         assert_eq!(rows.features, vec![0.0, 20.0, 25.0]);
     }
@@ -176,7 +179,7 @@ mod tests {
                 [s, s + next() * next() * 3.0]
             })
             .collect();
-        let rows = TimeOrdered::new(&seq(&intervals, &[]));
+        let rows = TimeOrdered::new(seq(&intervals, &[]));
         for _ in 0..300 {
             let s = next() * 21.0 - 0.5;
             let reference = [s, s + next() * 4.0];
@@ -195,7 +198,7 @@ mod tests {
     /// Collapsing to words: clipped [min, max] and the mean, words without rows left out.
     #[test]
     fn collapse_averages_over_each_word() {
-        let frames = TimeOrdered::new(&seq(&[[0.0, 0.1], [0.1, 0.2], [0.2, 0.3], [0.6, 0.7]], &[1.0, 2.0, 6.0, 10.0]));
+        let frames = TimeOrdered::new(seq(&[[0.0, 0.1], [0.1, 0.2], [0.2, 0.3], [0.6, 0.7]], &[1.0, 2.0, 6.0, 10.0]));
         let words = [[0.05, 0.25], [0.3, 0.6], [0.6, 0.6], [0.65, 0.9]];
         let got = frames.collapse_to(&words);
         // Word 1 has [0.05,0.1], [0.1,0.2], [0.2,0.25]: mean of 1, 2, 6 = 3. Word 2 touches

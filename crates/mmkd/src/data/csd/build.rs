@@ -140,7 +140,7 @@ pub fn clip_id(video: &str, segment: usize) -> String {
 
 /// One modality of one video, in time order as the alignment sees it: its own rows with
 /// `Align::None` and for text; for audio and video with `Align::Words`, one row per word.
-fn modality_rows(seq: &Sequence, m: usize, words: Option<&Sequence>, align: Align) -> TimeOrdered {
+fn modality_rows(seq: Sequence, m: usize, words: Option<&Sequence>, align: Align) -> TimeOrdered {
     let own = TimeOrdered::new(seq);
     match (align, m, words) {
         (Align::Words, 1 | 2, Some(words)) => own.collapse_to(&words.intervals),
@@ -194,14 +194,15 @@ pub fn build_native(opts: &BuildOptions, mut progress: impl FnMut(&str, usize, u
             if *labels_dim.get_or_insert(labels.dim) != labels.dim {
                 bail_input!("{shown}: video \"{video}\": field \"features\": {} columns, but earlier videos have {}", labels.dim, labels_dim.unwrap_or(0));
             }
-            let seqs: Vec<Sequence> = files[1..].iter().map(|f| f.read(video, false)).collect::<Result<_>>()?;
+            let mut seqs: Vec<Sequence> = files[1..].iter().map(|f| f.read(video, false)).collect::<Result<_>>()?;
             for (m, seq) in seqs.iter().enumerate() {
                 let (dim, first) = dims[m].get_or_insert_with(|| (seq.dim, video.clone()));
                 if *dim != seq.dim {
                     bail_input!("{}: video \"{video}\": field \"features\": {} columns, but video \"{first}\" has {dim}", files[m + 1].path().display(), seq.dim);
                 }
             }
-            let ordered: Vec<TimeOrdered> = (0..3).map(|m| modality_rows(&seqs[m], m, Some(&seqs[0]), opts.align)).collect();
+            let words = Sequence { intervals: seqs[0].intervals.clone(), features: Vec::new(), dim: seqs[0].dim };
+            let ordered: Vec<TimeOrdered> = seqs.drain(..).enumerate().map(|(m, seq)| modality_rows(seq, m, Some(&words), opts.align)).collect();
             let mut clips = Vec::new();
             for (i, &interval) in labels.intervals.iter().enumerate() {
                 if !is_segment(interval) {
@@ -219,7 +220,7 @@ pub fn build_native(opts: &BuildOptions, mut progress: impl FnMut(&str, usize, u
                     complete = false;
                 }
                 if complete {
-                    clips.push(Clip { segment: i, interval, label: label as f32, rows });
+                    clips.push(Clip { segment: i, interval, label, rows });
                 }
             }
             splits[s].push(VideoClips { id: video.clone(), clips });
@@ -265,7 +266,7 @@ pub fn build_native(opts: &BuildOptions, mut progress: impl FnMut(&str, usize, u
                     }
                     let seq = files[m + 1].read(&v.id, true)?;
                     let words = if opts.align == Align::Words && m > 0 { Some(files[1].read(&v.id, false)?) } else { None };
-                    let ordered = modality_rows(&seq, m, words.as_ref(), opts.align);
+                    let ordered = modality_rows(seq, m, words.as_ref(), opts.align);
                     for clip in &v.clips {
                         let hits = ordered.overlapping(clip.interval);
                         anyhow::ensure!(
@@ -279,7 +280,6 @@ pub fn build_native(opts: &BuildOptions, mut progress: impl FnMut(&str, usize, u
                         let mut buf = Vec::with_capacity(opts.lengths[m] * dims[m] * 4);
                         for (row, _) in hits.iter().take(opts.lengths[m]) {
                             for (c, &x) in ordered.row(*row).iter().enumerate() {
-                                let x = x as f32;
                                 let x = if x.is_finite() {
                                     x
                                 } else if opts.zero_nonfinite {

@@ -34,8 +34,9 @@ pub struct CsdFile {
 pub struct Sequence {
     /// `[start, end]` in seconds, one per row; finite, `start <= end` (checked on reading).
     pub intervals: Vec<[f64; 2]>,
-    /// Row-major `rows x dim`, widened to f64 (empty when only the intervals were read).
-    pub features: Vec<f64>,
+    /// Row-major `rows x dim` as float32, what the native format stores (float64 files are
+    /// rounded once, here; empty when only the intervals were read).
+    pub features: Vec<f32>,
     /// Feature columns.
     pub dim: usize,
 }
@@ -47,7 +48,7 @@ impl Sequence {
     }
 
     /// Row `i` of the features.
-    pub fn row(&self, i: usize) -> &[f64] {
+    pub fn row(&self, i: usize) -> &[f32] {
         &self.features[i * self.dim..(i + 1) * self.dim]
     }
 }
@@ -231,7 +232,7 @@ impl CsdFile {
         let layout = self.check_shapes(video, &features, &intervals)?;
         let flat = read_f64(&intervals).map_err(|e| crate::error::input_error(format!("{shown}: video \"{video}\": field \"intervals\": {e}")))?;
         let rows = flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
-        let values = if with_features { read_f64(&features).map_err(|e| crate::error::input_error(format!("{shown}: video \"{video}\": field \"features\": {e}")))? } else { Vec::new() };
+        let values = if with_features { read_f32(&features).map_err(|e| crate::error::input_error(format!("{shown}: video \"{video}\": field \"features\": {e}")))? } else { Vec::new() };
         if flat.len() != 2 * layout.rows || (with_features && values.len() != layout.rows * layout.dim) {
             bail_input!(
                 "{shown}: video \"{video}\": the stored values do not fill the declared shapes ({} interval values for {} rows, {} feature values for {} x {})",
@@ -254,10 +255,28 @@ fn float_name(dtype: &Datatype) -> Option<&'static str> {
     }
 }
 
-/// A float dataset's values, widened to f64, in row-major order.
+/// A float dataset's values, widened to f64, in row-major order (the intervals).
 fn read_f64(dataset: &Dataset) -> std::result::Result<Vec<f64>, hdf5_reader::error::Error> {
     Ok(match dataset.dtype() {
         Datatype::FloatingPoint { size: 4, .. } => dataset.read_array::<f32>()?.iter().map(|&x| x as f64).collect(),
-        _ => dataset.read_array::<f64>()?.iter().copied().collect(),
+        _ => read_native::<f64>(dataset)?,
     })
+}
+
+/// A float dataset's values as f32, in row-major order (the features): float32 is read straight
+/// into the result, float64 rounded.
+fn read_f32(dataset: &Dataset) -> std::result::Result<Vec<f32>, hdf5_reader::error::Error> {
+    Ok(match dataset.dtype() {
+        Datatype::FloatingPoint { size: 4, .. } => read_native::<f32>(dataset)?,
+        _ => dataset.read_array::<f64>()?.iter().map(|&x| x as f32).collect(),
+    })
+}
+
+/// Read into one buffer of the element type, without an intermediate array (the caller checked
+/// that the declared size is one the file can hold).
+fn read_native<T: hdf5_reader::H5Type + Default + Clone>(dataset: &Dataset) -> std::result::Result<Vec<T>, hdf5_reader::error::Error> {
+    let n = usize::try_from(dataset.num_elements()?).map_err(|_| hdf5_reader::error::Error::InvalidData("dataset too large".into()))?;
+    let mut values = vec![T::default(); n];
+    dataset.read_into(&mut values)?;
+    Ok(values)
 }
