@@ -500,14 +500,18 @@ fn for_units<T: Send, F: Fn(usize) -> T + Sync + Send>(units: usize, d: &Dims, f
     if units > 1 && d.batch * d.heads * d.lq * d.lk >= PARALLEL_MIN_SCORES { (0..units).into_par_iter().map(f).collect() } else { (0..units).map(f).collect() }
 }
 
-/// Tests set this to run the baseline (SSE2) code on a processor that has AVX2.
 #[cfg(test)]
-static FORCE_BASELINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    /// A test sets this to run the baseline (SSE2) code on a processor that has AVX2. Per
+    /// thread, so that it reaches only the test's own (single-threaded: below
+    /// `PARALLEL_MIN_SCORES`) kernel calls and never a test running beside it.
+    static FORCE_BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Whether this processor runs the AVX2 + FMA copies of the pair kernels (checked once).
 fn has_avx2_fma() -> bool {
     #[cfg(test)]
-    if FORCE_BASELINE.load(std::sync::atomic::Ordering::SeqCst) {
+    if FORCE_BASELINE.with(|f| f.get()) {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -760,10 +764,10 @@ mod tests {
     #[test]
     fn matches_naive_attention_with_and_without_masks() {
         for baseline in [false, true] {
-            FORCE_BASELINE.store(baseline, std::sync::atomic::Ordering::SeqCst);
+            FORCE_BASELINE.with(|f| f.set(baseline));
             check_against_naive();
         }
-        FORCE_BASELINE.store(false, std::sync::atomic::Ordering::SeqCst);
+        FORCE_BASELINE.with(|f| f.set(false));
     }
 
     fn check_against_naive() {
@@ -771,6 +775,8 @@ mod tests {
         for (case, d) in
             [Dims { batch: 2, lq: 5, lk: 13, heads: 2, dh: 3 }, Dims { batch: 3, lq: 9, lk: 37, heads: 3, dh: 8 }, Dims { batch: 3, lq: 6, lk: 6, heads: 1, dh: 16 }].into_iter().enumerate()
         {
+            // Single-threaded sizes: `FORCE_BASELINE` is per thread.
+            assert!(d.batch * d.heads * d.lq * d.lk < PARALLEL_MIN_SCORES);
             let q = pseudo_random(d.batch * d.lq * d.heads * d.dh, 1 + case as u64);
             let k = pseudo_random(d.batch * d.lk * d.heads * d.dh, 2 + case as u64);
             let v = pseudo_random(d.batch * d.lk * d.heads * d.dh, 3 + case as u64);
