@@ -17,8 +17,8 @@ pub fn event_frames(start: usize, width: usize, video_len: usize, len: usize) ->
 }
 
 /// Sums over the rows of one clip's map: attention mass on the event, and the share uniform
-/// attention over the row's visible keys (probability > 0; masked keys are exactly 0) would put
-/// there. Divide both by `rows` for the means.
+/// attention over the row's visible keys (those its masks let it see) would put there. Divide
+/// both by `rows` for the means.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct EventMass {
     /// Sum over rows of the mass on the event frames.
@@ -48,12 +48,15 @@ impl EventMass {
     }
 }
 
-/// The event mass of one clip's map (`rows x cols`, row-major, rows summing to one).
-pub fn event_mass(map: &[f32], cols: usize, events: &Range<usize>) -> EventMass {
+/// The event mass of one clip's map (`rows x cols`, row-major, rows summing to one);
+/// `visible(row, col)` says which keys the row's masks let it see. Visibility comes from the
+/// masks, not from `p > 0`: a peaked row can underflow to exactly 0 on keys it may see, which
+/// would shrink its uniform baseline.
+pub fn event_mass(map: &[f32], cols: usize, events: &Range<usize>, visible: impl Fn(usize, usize) -> bool) -> EventMass {
     let mut mass = EventMass::default();
-    for row in map.chunks_exact(cols.max(1)) {
-        let visible = row.iter().filter(|&&p| p > 0.0).count();
-        let visible_events = row[events.clone()].iter().filter(|&&p| p > 0.0).count();
+    for (r, row) in map.chunks_exact(cols.max(1)).enumerate() {
+        let visible_events = events.clone().filter(|&c| visible(r, c)).count();
+        let visible = (0..row.len()).filter(|&c| visible(r, c)).count();
         mass.share += row[events.clone()].iter().map(|&p| p as f64).sum::<f64>();
         mass.uniform_share += if visible == 0 { 0.0 } else { visible_events as f64 / visible as f64 };
         mass.rows += 1;
@@ -82,24 +85,30 @@ mod tests {
     fn all_mass_on_the_event_gives_one_and_uniform_gives_the_uniform_share() {
         let events = 1..3;
         // Two rows of 4 keys, all mass on the event frames.
+        let all = |_: usize, _: usize| true;
         let peaked = [0.0, 0.5, 0.5, 0.0, 0.0, 1.0, 0.0, 0.0];
-        let m = event_mass(&peaked, 4, &events);
+        let m = event_mass(&peaked, 4, &events, all);
         assert_eq!(m.mean_share(), 1.0);
+        // The uniform baseline comes from the masks, not from p > 0: the peaked rows see all 4
+        // keys, so uniform attention would put 2 of 4 on the event (the old rule said 1 and
+        // then 2 of 2 and 1 of 1).
+        assert!((m.mean_uniform_share() - 0.5).abs() < 1e-12);
         // Uniform over all 4 keys: 2 of 4 frames are the event.
         let uniform = [0.25f32; 8];
-        let m = event_mass(&uniform, 4, &events);
+        let m = event_mass(&uniform, 4, &events, all);
         assert!((m.mean_share() - 0.5).abs() < 1e-7);
         assert!((m.mean_uniform_share() - 0.5).abs() < 1e-12);
         // A causal row that sees keys 0..2 only (1 of 2 visible keys is the event), uniform.
         let causal = [0.5, 0.5, 0.0, 0.0];
-        let m = event_mass(&causal, 4, &events);
+        let m = event_mass(&causal, 4, &events, |_, c| c < 2);
         assert!((m.mean_share() - 0.5).abs() < 1e-7 && (m.mean_uniform_share() - 0.5).abs() < 1e-12);
         // A row that sees no event frame: uniform share 0, whatever it does.
         let blind = [1.0, 0.0, 0.0, 0.0];
-        assert_eq!(event_mass(&blind, 4, &(1..3)).mean_share(), 0.0);
+        assert_eq!(event_mass(&blind, 4, &(1..3), |_, c| c < 1).mean_share(), 0.0);
+        assert_eq!(event_mass(&blind, 4, &(1..3), |_, c| c < 1).mean_uniform_share(), 0.0);
         let mut total = EventMass::default();
-        total.add(event_mass(&peaked, 4, &events));
-        total.add(event_mass(&uniform, 4, &events));
+        total.add(event_mass(&peaked, 4, &events, all));
+        total.add(event_mass(&uniform, 4, &events, all));
         assert_eq!(total.rows, 4);
         assert!((total.mean_share() - 0.75).abs() < 1e-7);
     }

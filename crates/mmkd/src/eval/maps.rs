@@ -78,11 +78,12 @@ pub fn attention_maps(
             let count = (b * rows) as f64;
             // Every stream spans the clip's whole duration, so the key columns map onto
             // video time by their number alone.
+            let visibility = net.key_visibility(id, rows, cols, batch.input.lengths.as_ref());
             let event = events.map(|e| {
                 let mut mass = super::event_share::EventMass::default();
                 for (clip, map) in v.chunks_exact(rows * cols).enumerate() {
                     let frames = super::event_share::event_frames(e.starts[clip], e.width, shape.video_len, cols);
-                    mass.add(super::event_share::event_mass(map, cols, &frames));
+                    mass.add(super::event_share::event_mass(map, cols, &frames, |r, c| visibility.visible(clip, r, c)));
                 }
                 mass
             });

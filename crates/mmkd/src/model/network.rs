@@ -334,6 +334,50 @@ impl MultimodalNet {
     }
 }
 
+/// Which keys the query rows of one transformer may see, from the masks its forward pass applies
+/// (MulT's future mask when on; the key padding mask when on and the batch has lengths): what
+/// "visible" means for the uniform baseline of the event share, whatever the softmax made of
+/// the visible keys (a peaked row can underflow to exactly 0 on keys it may see).
+pub struct KeyVisibility {
+    /// Keys `j` with `j - i >= offset` are hidden from query `i` (MulT's `1 + |Lk - Lq|`).
+    future_offset: Option<i64>,
+    /// Valid keys per clip (at least 1), when padding is masked.
+    key_lengths: Option<Vec<usize>>,
+}
+
+impl KeyVisibility {
+    /// Whether query `row` of clip `clip` may attend to key `col`.
+    pub fn visible(&self, clip: usize, row: usize, col: usize) -> bool {
+        let future = self.future_offset.is_some_and(|offset| col as i64 - row as i64 >= offset);
+        let padded = self.key_lengths.as_ref().is_some_and(|lens| col >= lens[clip].max(1));
+        !(future || padded)
+    }
+}
+
+impl MultimodalNet {
+    /// The encoder of transformer `id`, when the network has it.
+    pub fn encoder(&self, id: TransformerId) -> Option<&CrossModalEncoder> {
+        let ids = self.spec.transformers();
+        let encoders: Vec<&CrossModalEncoder> = match &self.body {
+            Body::Branches(branches) => branches.iter().flat_map(|b| b.cross.iter().chain(std::iter::once(&b.temporal))).collect(),
+            Body::Flat(encoders) => encoders.iter().collect(),
+        };
+        ids.iter().position(|&i| i == id).and_then(|k| encoders.get(k).copied())
+    }
+
+    /// What the masks of transformer `id` let its `lq` query rows see of its `lk` keys, for the
+    /// clips whose `lengths` are given (as `forward` computes its masks).
+    pub fn key_visibility(&self, id: TransformerId, lq: usize, lk: usize, lengths: Option<&crate::input::Lengths>) -> KeyVisibility {
+        let causal = self.encoder(id).is_some_and(|e| e.causal_mask);
+        let keys = match id {
+            TransformerId::Cross { keys, .. } => keys,
+            TransformerId::Temporal(q) => q,
+        };
+        let conv = &self.front[stream_index(keys)];
+        KeyVisibility { future_offset: causal.then(|| 1 + lq.abs_diff(lk) as i64), key_lengths: lengths.filter(|_| self.key_padding_mask).map(|l| l.scaled(conv.source, conv.out_len)) }
+    }
+}
+
 /// Branch dropout: per clip, each branch's last step is kept whole or zeroed whole. Burn's
 /// `Dropout` on a [batch, branches] tensor of ones draws the mask, so the rule for when it acts
 /// (training, an autodiff device) and its seeding are those of every other dropout.
