@@ -156,16 +156,10 @@ pub(crate) fn csd(opts: data::csd::BuildOptions) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` is an HDF5 file (a computational sequence), by its signature.
-fn is_hdf5(path: &Path) -> bool {
-    let mut head = [0u8; 8];
-    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == b"\x89HDF\r\n\x1a\n"
-}
-
 /// `data inspect`: a .csd through the HDF5 reader, a pickle file through mmkd-pickle, a native
 /// directory through the loader.
 pub(crate) fn inspect(path: &Path, json: bool) -> Result<()> {
-    if path.is_file() && (is_hdf5(path) || path.extension().is_some_and(|e| e == "csd")) {
+    if path.is_file() && (data::csd::read::is_hdf5(path) || path.extension().is_some_and(|e| e == "csd")) {
         let mut last = Instant::now();
         let report = data::csd::inspect(path, |done, total| {
             if last.elapsed().as_secs() >= 2 {

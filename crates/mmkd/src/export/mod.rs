@@ -407,14 +407,7 @@ pub fn export_run(run: &crate::train::Run, out: &Path) -> Result<ModelProto> {
         ("mmkd_run", run.dir().display().to_string()),
         ("mmkd_role", serde_json::to_string(&cfg.role)?),
         ("classes", format!("sentiment scores {} (probs and logits in this order)", scores.join(","))),
-        (
-            "inputs",
-            net.inputs()
-                .iter()
-                .map(|&m| format!("{} [N, {}, {}]", input_name(m), dims.iter().find(|(d, _)| *d == m).map_or(0, |d| d.1[0]), dims.iter().find(|(d, _)| *d == m).map_or(0, |d| d.1[1])))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
+        ("inputs", dims.iter().filter(|(m, _)| net.inputs().contains(m)).map(|(m, [len, dim])| format!("{} [N, {len}, {dim}]", input_name(*m))).collect::<Vec<_>>().join("; ")),
     ];
     let model = to_onnx(&net, &dims, &metadata)?;
     crate::durable::write_atomic(out, &model.encode_to_vec())?;

@@ -64,6 +64,12 @@ pub struct FeatureLayout {
     pub dtype: &'static str,
 }
 
+/// Whether `path` starts with HDF5's signature (a computational sequence, or another HDF5 file).
+pub fn is_hdf5(path: &Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && &head == SIGNATURE
+}
+
 impl CsdFile {
     /// Open `path`: check that it is HDF5, find the root group (the first top-level group in
     /// name order, as the SDK's `list(h5handle.keys())[0]`) and its `data` group.
