@@ -162,7 +162,7 @@ pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
     let rows: Vec<usize> = (0..split.len()).collect();
     let batch = split.batch(&case.shape, &rows, &plain);
     let mut out = Outputs::new();
-    let all: std::collections::BTreeSet<_> = net.spec.transformers().into_iter().collect();
+    let all: std::collections::BTreeSet<_> = net.transformers().into_iter().collect();
     // One pass per map temperature; post-attention outputs do not depend on it.
     let temperatures: Vec<Option<f32>> = if case.temperatures.is_empty() { vec![None] } else { case.temperatures.iter().map(|&t| Some(t)).collect() };
     for t in temperatures {

@@ -28,7 +28,7 @@ fn teachers_give_logits_penultimate_and_maps_of_the_right_shapes() {
     };
     for kind in [TeacherKind::Complete, TeacherKind::Video, TeacherKind::Audio, TeacherKind::Language] {
         let net = build_teacher(kind, &shape, &cfg, &device);
-        let ids = net.spec.transformers();
+        let ids = net.transformers();
         assert_eq!(ids.len(), if kind == TeacherKind::Complete { 9 } else { 3 });
         let out = net.forward(&batch.input, &all_probed(ids.clone()));
         let branches = if kind == TeacherKind::Complete { 3 } else { 1 };
@@ -91,7 +91,7 @@ fn students_of_all_five_configurations_see_video_only_with_both_stream_modes() {
     for config in mmkd::model::StudentConfig::ALL {
         for streams in [StudentStreams::Downsampled, StudentStreams::FullLength] {
             let net = build_student(config, streams, &shape, &cfg, &device);
-            let ids = net.spec.transformers();
+            let ids = net.transformers();
             assert_eq!(ids.len(), if config == mmkd::model::StudentConfig::C1 { 9 } else { 3 });
             let out = net.forward(&batch.input, &all_probed(ids));
             assert_eq!(out.logits.dims(), [2, 7]);

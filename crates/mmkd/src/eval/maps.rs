@@ -59,7 +59,7 @@ pub fn attention_maps(
     }
     let idx: Vec<usize> = (0..n.min(split.len())).collect();
     let batch = split.batch(shape, &idx, device);
-    let request = TraceRequest { probe: Probe { map_temperature: Some(temperature), post_attention: false }, transformers: net.spec.transformers().into_iter().collect() };
+    let request = TraceRequest { probe: Probe { map_temperature: Some(temperature), post_attention: false }, transformers: net.transformers().into_iter().collect() };
     let out = net.forward(&batch.input, &request);
     let mut stats = Vec::new();
     let mut first = BTreeMap::new();

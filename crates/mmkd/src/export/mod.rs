@@ -24,8 +24,8 @@ use prost::Message;
 
 use crate::bail_input;
 use crate::model::encoder::CrossModalEncoder;
-use crate::model::network::{Body, BodySpec, MultimodalNet, StreamConv};
-use crate::model::{Modality, TransformerId, masks};
+use crate::model::network::{Body, MultimodalNet, StreamConv};
+use crate::model::{CrossSides, Modality, masks};
 use onnx_proto::tensor_shape_proto::{Dimension, dimension};
 use onnx_proto::{
     AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto, type_proto,
@@ -322,8 +322,8 @@ pub fn to_onnx(net: &MultimodalNet, input_dims: &[(Modality, [usize; 2])], metad
         (streams[i].clone(), net.front[i].out_len)
     };
     let mut lasts = Vec::new();
-    match (&net.body, &net.spec) {
-        (Body::Branches(branches), _) => {
+    match &net.body {
+        Body::Branches(branches) => {
             for branch in branches {
                 let q = branch.query;
                 let (qs, lq) = stream(q);
@@ -341,11 +341,9 @@ pub fn to_onnx(net: &MultimodalNet, input_dims: &[(Modality, [usize; 2])], metad
                 lasts.push(g.last_step(&h, lq));
             }
         }
-        (Body::Flat(encoders), BodySpec::Flat(ids)) => {
-            for (enc, id) in encoders.iter().zip(ids) {
-                let TransformerId::Cross { keys, queries } = *id else {
-                    bail_input!("a flat body holds cross-modal transformers only");
-                };
+        Body::Flat(flat) => {
+            for t in flat {
+                let (enc, CrossSides { keys, queries }) = (&t.encoder, t.sides);
                 let (qs, lq) = stream(queries);
                 // One stream on both sides is self-attention (as MultimodalNet::forward).
                 let h = if keys == queries {
@@ -357,7 +355,6 @@ pub fn to_onnx(net: &MultimodalNet, input_dims: &[(Modality, [usize; 2])], metad
                 lasts.push(g.last_step(&h, lq));
             }
         }
-        (Body::Flat(_), BodySpec::Branches(_)) => bail_input!("the network's body does not match its spec"),
     }
     let refs: Vec<&str> = lasts.iter().map(String::as_str).collect();
     let x = if refs.len() == 1 { lasts[0].clone() } else { g.op("Concat", &refs, vec![("axis", Attr::Int(1))]) };

@@ -15,5 +15,5 @@ pub(crate) mod test_util;
 
 pub use attention::{LayerTrace, Probe};
 pub use encoder::{CrossModalEncoder, CrossModalEncoderConfig};
-pub use modality::{Modality, TransformerId};
-pub use network::{Body, BodySpec, MultimodalNet, NetOutput, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+pub use modality::{CrossSides, Modality, TransformerId};
+pub use network::{Body, BodySpec, FlatTransformer, MultimodalNet, NetOutput, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};

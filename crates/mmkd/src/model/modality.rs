@@ -21,6 +21,23 @@ pub enum TransformerId {
     Temporal(Modality),
 }
 
+/// The two sides of a cross-modal transformer `keys <- queries`: what a flat body's transformers
+/// are (a flat body has no temporal transformer, and this type cannot name one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CrossSides {
+    /// The modality giving keys and values.
+    pub keys: Modality,
+    /// The modality giving queries.
+    pub queries: Modality,
+}
+
+impl CrossSides {
+    /// The transformer's name.
+    pub const fn id(self) -> TransformerId {
+        TransformerId::Cross { keys: self.keys, queries: self.queries }
+    }
+}
+
 impl TransformerId {
     /// The cross-modal transformer `keys <- queries`.
     pub const fn cross(keys: Modality, queries: Modality) -> Self {

@@ -14,7 +14,7 @@ use burn::prelude::*;
 use super::attention::{LayerTrace, Probe};
 use super::encoder::{CrossModalEncoder, CrossModalEncoderConfig};
 use super::head::MultHead;
-use super::modality::{Modality, TransformerId};
+use super::modality::{CrossSides, Modality, TransformerId};
 use crate::config::{DataShape, ModelConfig};
 pub use crate::input::NUM_CLASSES;
 use crate::input::NetInput;
@@ -115,8 +115,8 @@ pub enum StudentStreams {
 pub enum BodySpec {
     /// MulT branches, one per query modality listed.
     Branches(Vec<Modality>),
-    /// Transformers side by side; their last steps are concatenated.
-    Flat(Vec<TransformerId>),
+    /// Cross-modal transformers side by side; their last steps are concatenated.
+    Flat(Vec<CrossSides>),
 }
 
 impl BodySpec {
@@ -130,18 +130,29 @@ impl BodySpec {
                     [TransformerId::cross(k1, q), TransformerId::cross(k2, q), TransformerId::Temporal(q)]
                 })
                 .collect(),
-            BodySpec::Flat(ids) => ids.clone(),
+            BodySpec::Flat(sides) => sides.iter().map(|s| s.id()).collect(),
         }
     }
 }
 
-/// The trained transformers of a network's body, in the layout `BodySpec` names.
+/// One transformer of a flat body, with the streams it reads.
+#[derive(Module, Debug)]
+pub struct FlatTransformer {
+    /// The transformer.
+    pub encoder: CrossModalEncoder,
+    /// Which streams give its keys and its queries.
+    #[module(skip)]
+    pub sides: CrossSides,
+}
+
+/// The trained transformers of a network's body; each part carries the modalities it reads,
+/// so the layout (`MultimodalNet::spec`) is read from the body, never kept beside it.
 #[derive(Module, Debug)]
 pub enum Body {
     /// MulT branches, one per query modality.
     Branches(Vec<Branch>),
-    /// Transformers side by side, in the order of `BodySpec::Flat`.
-    Flat(Vec<CrossModalEncoder>),
+    /// Cross-modal transformers side by side.
+    Flat(Vec<FlatTransformer>),
 }
 
 /// A teacher or a student: front end, body, head.
@@ -156,9 +167,6 @@ pub struct MultimodalNet {
     /// Branch dropout on the last steps before the head (`ModelConfig::branch_dropout`); a
     /// flat body's transformers count as branches.
     pub branch_dropout: Dropout,
-    /// What `body` holds, by transformer name.
-    #[module(skip)]
-    pub spec: BodySpec,
     /// Whether keys past a clip's length are masked (`ModelConfig::key_padding_mask`). Lengths
     /// in a batch are ignored otherwise: data converted from a pickle carries lengths, and a
     /// network trained without the mask must see the same inputs when it is evaluated.
@@ -218,19 +226,26 @@ impl MultimodalNet {
                 let n = branches.len();
                 (Body::Branches(branches), n * width)
             }
-            BodySpec::Flat(ids) => {
-                let flat: Vec<CrossModalEncoder> = ids
-                    .iter()
-                    .map(|id| match *id {
-                        TransformerId::Cross { keys, .. } => encoder_config(cfg, keys, d).init(device),
-                        TransformerId::Temporal(_) => panic!("a flat body has no temporal transformers"),
-                    })
-                    .collect();
-                (Body::Flat(flat), ids.len() * d)
+            BodySpec::Flat(sides) => {
+                let flat: Vec<FlatTransformer> = sides.iter().map(|&s| FlatTransformer { encoder: encoder_config(cfg, s.keys, d).init(device), sides: s }).collect();
+                (Body::Flat(flat), sides.len() * d)
             }
         };
         let head = MultHead::new(head_dim, NUM_CLASSES, cfg.out_dropout, device);
-        MultimodalNet { front, body, head, branch_dropout: DropoutConfig::new(cfg.branch_dropout).init(), spec, key_padding_mask: cfg.key_padding_mask }
+        MultimodalNet { front, body, head, branch_dropout: DropoutConfig::new(cfg.branch_dropout).init(), key_padding_mask: cfg.key_padding_mask }
+    }
+
+    /// What the body holds: its branches' query modalities, or its flat transformers' sides.
+    pub fn spec(&self) -> BodySpec {
+        match &self.body {
+            Body::Branches(branches) => BodySpec::Branches(branches.iter().map(|b| b.query).collect()),
+            Body::Flat(flat) => BodySpec::Flat(flat.iter().map(|t| t.sides).collect()),
+        }
+    }
+
+    /// Every transformer of the body, in `BodySpec::transformers`' order.
+    pub fn transformers(&self) -> Vec<TransformerId> {
+        self.spec().transformers()
     }
 
     /// Length of the stream that plays modality `m` (a student's `A_S` comes from video but
@@ -290,8 +305,8 @@ impl MultimodalNet {
         };
         let stream = |m: Modality| streams[stream_index(m)].clone();
         let mut lasts = Vec::new();
-        match (&self.body, &self.spec) {
-            (Body::Branches(branches), _) => {
+        match &self.body {
+            Body::Branches(branches) => {
                 for branch in branches {
                     let q = branch.query;
                     let temporal = needed(TransformerId::Temporal(q));
@@ -312,19 +327,18 @@ impl MultimodalNet {
                     lasts.push(last_step(run(&branch.temporal, TransformerId::Temporal(q), h, None, q)));
                 }
             }
-            (Body::Flat(encoders), BodySpec::Flat(ids)) => {
-                for (enc, &id) in encoders.iter().zip(ids) {
-                    if !needed(id) {
+            Body::Flat(flat) => {
+                for t in flat {
+                    let CrossSides { keys, queries } = t.sides;
+                    if !needed(t.sides.id()) {
                         continue;
                     }
-                    let TransformerId::Cross { keys, queries } = id else { unreachable!("flat bodies hold cross transformers only") };
                     // One stream on both sides (the student's `V<-V`) is self-attention; see
                     // docs/DECISIONS.md.
                     let keys_values = (keys != queries).then(|| stream(keys));
-                    lasts.push(last_step(run(enc, id, stream(queries), keys_values, keys)));
+                    lasts.push(last_step(run(&t.encoder, t.sides.id(), stream(queries), keys_values, keys)));
                 }
             }
-            (Body::Flat(_), BodySpec::Branches(_)) => unreachable!("`new` builds the body from its spec"),
         }
         if traces_only {
             return (None, traces);
@@ -357,10 +371,10 @@ impl KeyVisibility {
 impl MultimodalNet {
     /// The encoder of transformer `id`, when the network has it.
     pub fn encoder(&self, id: TransformerId) -> Option<&CrossModalEncoder> {
-        let ids = self.spec.transformers();
+        let ids = self.transformers();
         let encoders: Vec<&CrossModalEncoder> = match &self.body {
             Body::Branches(branches) => branches.iter().flat_map(|b| b.cross.iter().chain(std::iter::once(&b.temporal))).collect(),
-            Body::Flat(encoders) => encoders.iter().collect(),
+            Body::Flat(flat) => flat.iter().map(|t| &t.encoder).collect(),
         };
         ids.iter().position(|&i| i == id).and_then(|k| encoders.get(k).copied())
     }
@@ -467,7 +481,7 @@ impl StudentConfig {
     /// The student's body.
     pub fn body(self) -> BodySpec {
         use Modality::{Audio as A, Text as L, Video as V};
-        let c = TransformerId::cross;
+        let c = |keys, queries| CrossSides { keys, queries };
         match self {
             StudentConfig::C1 => BodySpec::Branches(Modality::ALL.to_vec()),
             StudentConfig::C2 => BodySpec::Flat(vec![c(V, V), c(A, V), c(L, V)]),

@@ -32,7 +32,7 @@ pub fn count(net: &MultimodalNet) -> ParamCount {
     let front = net.front.iter().map(|c| c.num_params()).sum();
     let mut transformers = BTreeMap::new();
     let mut reduce = 0;
-    let ids = net.spec.transformers();
+    let ids = net.transformers();
     match &net.body {
         Body::Branches(branches) => {
             let mut i = 0;
@@ -46,9 +46,9 @@ pub fn count(net: &MultimodalNet) -> ParamCount {
                 reduce += b.reduce.as_ref().map_or(0, |r| r.num_params());
             }
         }
-        Body::Flat(encoders) => {
-            for (enc, id) in encoders.iter().zip(&ids) {
-                transformers.insert(id.to_string(), enc.num_params());
+        Body::Flat(flat) => {
+            for t in flat {
+                transformers.insert(t.sides.id().to_string(), t.encoder.num_params());
             }
         }
     }
@@ -107,14 +107,10 @@ pub fn forward_flops(net: &MultimodalNet, batch: usize, only: Option<&[Transform
                 }
             }
         }
-        Body::Flat(encoders) => {
-            for (enc, &id) in encoders.iter().zip(&net.spec.transformers()) {
-                if let TransformerId::Cross { keys, queries } = id
-                    && needed(id)
-                {
-                    flops += encoder_flops(enc, batch, len(queries), len(keys));
-                    head_in += enc.d_model;
-                }
+        Body::Flat(flat) => {
+            for t in flat.iter().filter(|t| needed(t.sides.id())) {
+                flops += encoder_flops(&t.encoder, batch, len(t.sides.queries), len(t.sides.keys));
+                head_in += t.encoder.d_model;
             }
         }
     }
@@ -163,7 +159,6 @@ mod tests {
         let front: f64 = student.front.iter().map(|c| 2.0 * b * c.out_len as f64 * c.conv.weight.val().dims().iter().product::<usize>() as f64).sum();
         // Config 5: V<-V (self), A_S<-V_S... as its spec lists; count from the spec.
         let body: f64 = student
-            .spec
             .transformers()
             .iter()
             .map(|id| match *id {

@@ -16,19 +16,17 @@ use crate::durable::{write_atomic, write_atomic_with};
 
 /// Names in weight files stay those of the first layout (`branches.N.`, `flat.N.`), which the
 /// PyTorch reference and every earlier checkpoint use; in memory Burn names the body enum's
-/// variant (`body.Branches.N.`). Saving maps one way, loading the other.
-const SAVED_NAMES: [(&str, &str); 2] = [("body.Branches.", "branches."), ("body.Flat.", "flat.")];
+/// variant (`body.Branches.N.`) and a flat transformer's encoder field (`body.Flat.N.encoder.`).
+/// Saving maps one way, loading the other (regular expressions; `$1` is the index).
+const SAVED_NAMES: [(&str, &str, &str, &str); 2] =
+    [(r"^body\.Branches\.", "branches.", r"^branches\.", "body.Branches."), (r"^body\.Flat\.(\d+)\.encoder\.", "flat.$1.", r"^flat\.(\d+)\.", "body.Flat.$1.encoder.")];
 
 fn saved_names(store: SafetensorsStore) -> SafetensorsStore {
-    SAVED_NAMES.iter().fold(store, |s, (memory, file)| s.with_key_remapping(format!("^{}", regex_escape(memory)), *file))
+    SAVED_NAMES.iter().fold(store, |s, (memory, file, _, _)| s.with_key_remapping(*memory, *file))
 }
 
 fn memory_names(store: SafetensorsStore) -> SafetensorsStore {
-    SAVED_NAMES.iter().fold(store, |s, (memory, file)| s.with_key_remapping(format!("^{}", regex_escape(file)), *memory))
-}
-
-fn regex_escape(s: &str) -> String {
-    s.replace('.', r"\.")
+    SAVED_NAMES.iter().fold(store, |s, (_, _, file, memory)| s.with_key_remapping(*file, *memory))
 }
 
 /// Save a module's weights as safetensors, atomically (`durable::write_atomic_with`).

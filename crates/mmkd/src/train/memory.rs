@@ -35,8 +35,7 @@ pub enum AttentionKept {
 fn floats_per_sample(net: &MultimodalNet, cfg: &ModelConfig, kept: &dyn Fn(TransformerId) -> AttentionKept) -> u64 {
     let len = |m| net.stream_len(m) as u64;
     let (heads, d) = (cfg.heads as u64, cfg.d_model as u64);
-    net.spec
-        .transformers()
+    net.transformers()
         .into_iter()
         .map(|id| {
             let (lq, lk) = match id {
@@ -129,7 +128,7 @@ mod tests {
         let net = build_teacher(TeacherKind::Complete, &shape, &cfg, &device);
         let none = std::collections::BTreeSet::new();
         let kept = attention_kept(&cfg, &none, &device);
-        for id in net.spec.transformers() {
+        for id in net.transformers() {
             let text_keys = id.to_string().starts_with('L');
             assert_eq!(kept(id), AttentionKept::Fused { map: false, dropout: text_keys }, "{id}");
         }
