@@ -9,7 +9,7 @@ use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use mmkd::data::Dataset;
 use mmkd::data::synth::{SynthParams, generate};
 use mmkd::model::{StudentStreams, TeacherKind};
-use mmkd::train::run::EpochLog;
+use mmkd::train::EpochLog;
 use mmkd::train::{RunConfig, RunRole, SupervisedTask, checkpoint, fit};
 
 /// The backend's random generator is process-wide: tests that seed it must not interleave.

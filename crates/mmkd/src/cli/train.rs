@@ -104,7 +104,7 @@ impl std::fmt::Display for Outcome {
 /// Train `task` into `--out` (`fit`), or only dry-run it with `--dry-run N`.
 fn fit_or_dry_run<T: crate::train::TrainTask>(flags: &RunFlags, cfg: &RunConfig, dataset: &data::Dataset, task: &mut T, device: &Device) -> Result<Outcome> {
     if flags.force {
-        crate::train::run::clear_run(&flags.out)?;
+        crate::train::clear_run(&flags.out)?;
     }
     let t0 = Instant::now();
     let outcome = match flags.dry_run {

@@ -78,8 +78,8 @@ pub fn median(v: &[f64]) -> f64 {
 /// Train `batches` timed batches (after one warm-up batch) of the run `cfg` describes into
 /// `run`, time one validation batch of inference, and write `RUN/dry-run.json`.
 pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, batches: usize, device: &Device) -> Result<DryRunReport> {
-    let step_memory = super::run::refuse_unfitting_step(run, cfg, dataset, task, device)?;
-    super::run::prepare_run_dir(run)?;
+    let step_memory = super::fit::refuse_unfitting_step(run, cfg, dataset, task, device)?;
+    super::folder::prepare_run_dir(run)?;
     write_atomic(&run.join("config.json"), serde_json::to_string_pretty(cfg)?.as_bytes())?;
     let tc = &cfg.train;
     let ad = tc.autodiff_device(device);
@@ -93,7 +93,7 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
     for b in 0..=batches.max(1) {
         let idx = &order[b % order.len()];
         let t = Instant::now();
-        ad.seed(super::run::batch_seed(tc.seed, 0, b));
+        ad.seed(super::fit::batch_seed(tc.seed, 0, b));
         let batch = dataset.train.batch(shape, idx, &ad);
         let (loss, _) = task.train_loss(&model, &batch)?;
         // Reading the loss waits for the device; a queued backward is waited for by the next

@@ -6,13 +6,17 @@
 //! a distillation step (a frozen teacher beside the trained student) is an ordinary function.
 
 pub mod checkpoint;
+pub mod curves;
 pub mod distill;
 pub mod dry_run;
+pub mod fit;
+pub mod folder;
 pub mod memory;
 pub mod plateau;
-pub mod run;
+mod progress;
 pub mod step;
 pub mod task;
 
-pub use run::{Run, RunConfig, RunRole, evaluate_run, evaluate_run_with, files, fit};
+pub use fit::fit;
+pub use folder::{EpochLog, Run, RunConfig, RunRole, clear_run, evaluate_run, evaluate_run_with, files};
 pub use task::{SupervisedTask, TrainTask, cross_entropy, predict};

@@ -1,4 +1,4 @@
-//! What a training run optimises. The loop in `run.rs` is generic over a `TrainTask`: the
+//! What a training run optimises. The loop in `fit.rs` is generic over a `TrainTask`: the
 //! supervised task here trains a network on labels; distillation adds a frozen teacher and a
 //! distillation term in its own task.
 
