@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::device;
-use super::train::{CommonTrain, RunFlags, check_branch_dropout, train_one};
 use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
+use crate::train::launch::{Outcome, RecipeOverrides, RunTarget, TrainSpec, check_branch_dropout, train_run};
 use crate::train::{RunRole, evaluate_run};
 
 /// What a study trains on and which of its runs it makes.
@@ -165,40 +165,24 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
     let data_dir = out.join("data");
     let dataset = super::data::synth_to(preset, seed, crate::data::synth::Regime::Content, None, &data_dir)?;
     eprintln!("synthesised {} in {:.1}s -> {}", dataset.name, t0.elapsed().as_secs_f64(), data_dir.display());
-    let common = |name: &str| CommonTrain {
+    let spec = |name: &str, role: RunRole| TrainSpec {
+        role,
         data: data_dir.clone(),
         preset,
-        run: RunFlags {
-            out: out.join(name),
-            resume: out.join(name).join("resume.json").exists(),
-            force: false,
-            epochs,
-            seed: Some(seed),
-            batch_size: None,
-            lr: None,
-            checkpoint_secs: None,
-            gradient_checkpointing: false,
-            dry_run: None,
-        },
-        d_model: None,
-        layers: None,
-        heads: None,
-        causal_mask: None,
-        grad_clip: None,
-        temporal_width_2d: None,
-        key_padding_mask: None,
-        branch_dropout: None,
+        target: RunTarget { resume: out.join(name).join(crate::train::files::RESUME).exists(), ..RunTarget::new(out.join(name)) },
+        recipe: RecipeOverrides { epochs, seed: Some(seed), ..Default::default() },
+        model: Default::default(),
     };
     let t1 = Instant::now();
     // A finished run (from an earlier demo) is evaluated again, not retrained.
     let train_or_eval = |name: &str, role: RunRole| -> Result<crate::eval::EvalReport> {
-        let c = common(name);
-        if c.run.out.join("eval.json").exists() {
-            return evaluate_run(&c.run.out, None, &device());
+        let spec = spec(name, role);
+        if spec.target.out.join(crate::train::files::EVAL).exists() {
+            return evaluate_run(&spec.target.out, None, &device());
         }
-        match train_one(&c, role)? {
-            super::train::Outcome::Trained(report) => Ok(report),
-            super::train::Outcome::DryRun(_) => unreachable!("the demo never dry-runs"),
+        match train_run(&spec, &device(), super::device_kind())? {
+            Outcome::Trained(report) => Ok(report),
+            Outcome::DryRun(_) => unreachable!("the demo never dry-runs"),
         }
     };
     let teacher = train_or_eval("teacher-complete", RunRole::Teacher { teacher: TeacherKind::Complete })?;

@@ -399,11 +399,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
         Command::Data(DataCmd::Csd(args)) => data::csd(args.into_options()),
         Command::Train(TrainCmd::Teacher { common, branch }) => {
-            println!("{}", train::train_one(&common, RunRole::Teacher { teacher: branch })?);
+            println!("{}", crate::train::launch::train_run(&common.spec(RunRole::Teacher { teacher: branch }), &device(), device_kind())?);
             Ok(())
         }
         Command::Train(TrainCmd::Student { common, config, streams }) => {
-            println!("{}", train::train_one(&common, RunRole::Student { config, streams, distill: None })?);
+            println!("{}", crate::train::launch::train_run(&common.spec(RunRole::Student { config, streams, distill: None }), &device(), device_kind())?);
             Ok(())
         }
         Command::Export { run, format: ExportFormat::Onnx, out } => {
@@ -415,7 +415,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Study { preset, seeds, out, jobs, epochs, data, plan, collect } => demo::study(preset, seeds, out, jobs, epochs, data, plan, collect),
         Command::Distill(args) => {
-            println!("{}", train::distill(args)?);
+            println!("{}", crate::train::launch::distill_run(&args.spec(), &device(), device_kind())?);
             Ok(())
         }
         Command::Eval { run, data, out, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), out.as_deref(), json, &list, &missing),

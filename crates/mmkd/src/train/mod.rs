@@ -11,6 +11,7 @@ pub mod distill;
 pub mod dry_run;
 pub mod fit;
 pub mod folder;
+pub mod launch;
 pub mod memory;
 pub mod plateau;
 mod progress;
