@@ -1,15 +1,16 @@
-//! Converts a MulT/MMSA pickle to mmkd's native dataset format while holding almost nothing in
-//! memory: the pickle is memory-mapped, read as views (`read_mosei_view`) and each feature array is
-//! streamed into its safetensors file (`safetensors_stream`) chunk by chunk.
+//! Converts a MulT/MMSA pickle to plain safetensors while holding almost nothing in memory: the
+//! pickle is memory-mapped, read as views (`read_mosei_view`) and each feature array is streamed into
+//! its safetensors file (`safetensors_stream`) chunk by chunk.
 //!
 //! ```text
 //! cargo run --release -p mmkd-pickle --example convert_stream -- PICKLE OUT_DIR [--video-only] [--owning]
 //! ```
 //!
-//! writes `OUT_DIR/{train,valid,test}.safetensors` (those present) with `text`, `audio`, `video`
-//! (from `vision`) as F32 `[N, L, D]`, `labels` as F32 `[N]` and the ids as JSON in the metadata
-//! (`"ids"`), which is mmkd's native layout (lengths are not written), plus `manifest.json` when every
-//! split is complete. Progress goes to stderr every two seconds, then the elapsed time and the
+//! writes one self-describing file per split, `OUT_DIR/{train,valid,test}.safetensors` (those
+//! present), with the pickle's own names: `text`, `audio`, `vision` as F32 `[N, L, D]` (after the
+//! reader's repairs), `labels` as F32 `[N]` (clipped to [-3, 3]) and the ids as a JSON list in the
+//! metadata under `"ids"` (lengths are not written). Nothing else: to get mmkd's dataset from a pickle,
+//! use `mmkd data convert`. Progress goes to stderr every two seconds, then the elapsed time and the
 //! process's peak resident memory.
 //!
 //! `--owning` reads with the decoding reader (`read_mosei_file_with`) instead, for comparing the
@@ -83,13 +84,13 @@ impl Features for Array3 {
     }
 }
 
-/// The feature tensors of a split, by their native names.
+/// The feature tensors of a split, by the pickle's names.
 fn tensors<A>(split: &SplitData<A>) -> Vec<(&'static str, &A)> {
-    [("text", split.text.as_ref()), ("audio", split.audio.as_ref()), ("video", Some(&split.vision))].into_iter().filter_map(|(name, array)| Some((name, array?))).collect()
+    [("text", split.text.as_ref()), ("audio", split.audio.as_ref()), ("vision", Some(&split.vision))].into_iter().filter_map(|(name, array)| Some((name, array?))).collect()
 }
 
 /// Writes every split of `file` to `out_dir`; returns the bytes written.
-fn write_native<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<u64> {
+fn write_splits<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<u64> {
     let total: u64 = file
         .splits
         .iter()
@@ -134,39 +135,6 @@ fn write_native<A: Features>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<
     Ok(done)
 }
 
-/// mmkd's `manifest.json` (format `mmkd-dataset`, version 1), when every split is complete.
-fn write_manifest<A: FeatureArray>(file: &MoseiFile<A>, out_dir: &Path) -> io::Result<bool> {
-    let complete = file.splits.len() == 3 && file.splits.iter().all(|s| s.text.is_some() && s.audio.is_some() && s.labels.is_some());
-    let (Some(train), true) = (file.split("train"), complete) else {
-        return Ok(false);
-    };
-    let [_, text_len, text_dim] = train.text.as_ref().map_or([0; 3], |a| a.shape());
-    let [_, audio_len, audio_dim] = train.audio.as_ref().map_or([0; 3], |a| a.shape());
-    let [_, video_len, video_dim] = train.vision.shape();
-    let n = |name: &str| file.split(name).map_or(0, |s| s.n());
-    let manifest = serde_json::json!({
-        "format": "mmkd-dataset",
-        "version": 1,
-        "name": file.path.file_stem().and_then(|s| s.to_str()).unwrap_or("mosei"),
-        "source": file.path.display().to_string(),
-        "synthetic": false,
-        "shape": {
-            "text_dim": text_dim, "audio_dim": audio_dim, "video_dim": video_dim,
-            "text_len": text_len, "audio_len": audio_len, "video_len": video_len,
-            "n_train": n("train"), "n_valid": n("valid"), "n_test": n("test"),
-        },
-        "provenance": {
-            "converter": "mmkd-pickle example convert_stream",
-            "layout": file.layout.to_string(),
-            "pickle_protocol": file.protocol,
-            "repairs": file.repairs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        },
-    });
-    let text = serde_json::to_string_pretty(&manifest).map_err(io::Error::other)?;
-    std::fs::write(out_dir.join("manifest.json"), text)?;
-    Ok(true)
-}
-
 /// A `/proc/self/status` field such as `VmHWM` (peak resident set size), where /proc exists.
 fn status(field: &str) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -195,8 +163,7 @@ fn run(pickle: &Path, out_dir: &Path, opts: &ReadOptions, owning: bool) -> Resul
         let file = read_mosei_file_with(pickle, opts).map_err(|e| error(&e))?;
         eprintln!("read in {:.1} s, peak RSS {}", started.elapsed().as_secs_f64(), peak_rss().unwrap_or_default());
         eprint!("{}", inspect(&file));
-        let written = write_native(&file, out_dir).map_err(|e| error(&e))?;
-        write_manifest(&file, out_dir).map_err(|e| error(&e))?;
+        let written = write_splits(&file, out_dir).map_err(|e| error(&e))?;
         print_resident("after writing");
         written
     } else {
@@ -206,8 +173,7 @@ fn run(pickle: &Path, out_dir: &Path, opts: &ReadOptions, owning: bool) -> Resul
         let view = read_mosei_view_with_progress(&map, pickle, opts, |done| scan.update(done)).map_err(|e| error(&e))?;
         eprintln!("read and scanned in {:.1} s, peak RSS {}", started.elapsed().as_secs_f64(), peak_rss().unwrap_or_default());
         eprint!("{}", inspect(&view));
-        let written = write_native(&view, out_dir).map_err(|e| error(&e))?;
-        write_manifest(&view, out_dir).map_err(|e| error(&e))?;
+        let written = write_splits(&view, out_dir).map_err(|e| error(&e))?;
         print_resident("after writing (the map is still open)");
         written
     };

@@ -5,8 +5,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::context::python_shape;
 use super::padding::{PaddingCounts, PaddingSide};
-use super::{FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, NonFinite, Repair, SplitData, python_shape};
+use super::types::{FeatureArray, LABEL_RANGE, Layout, MODALITIES, MoseiFile, Repair, SplitData};
+use crate::view::NonFinite;
 
 /// What [`inspect`] reports about a file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
