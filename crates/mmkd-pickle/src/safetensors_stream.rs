@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 
-/// The element types this writer declares (what mmkd's native format uses).
+/// The element types this writer declares: features and labels as `F32`, integer data as `I64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
     /// Little-endian `f32`.
