@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use serde::Serialize;
 
+use crate::choice::Choice;
 use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use crate::data::Batch;
 use crate::distill::{DistillConfig, Level, Method, Orientation};
@@ -18,7 +19,7 @@ use crate::train::dry_run::median;
 use crate::train::{SupervisedTask, TrainTask};
 
 /// One measurement of the benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Case {
     /// Complete teacher: forward, cross-entropy, backward, global clipping, Adam.
@@ -34,6 +35,13 @@ pub enum Case {
     /// backend (2 n^3 operations), on every thread the process may use.
     Gemm,
 }
+crate::choice::impl_choice!(Case {
+    TeacherTrain => "teacher-train", "Complete teacher: forward, cross-entropy, backward, global clipping, Adam";
+    StudentTrain => "student-train", "Config-5 student distilled with EDAM-S on the attention maps (the frozen teacher's forward included): forward, `CE + L_KD`, backward, clipping, Adam";
+    TeacherInfer => "teacher-infer", "Complete teacher, inference (no autodiff, dropout off)";
+    StudentInfer => "student-infer", "Config-5 student, inference";
+    Gemm => "gemm", "The machine's anchor: one f32 matrix product of `GEMM_SIZE` squared matrices through the backend (2 n^3 operations), on every thread the process may use";
+});
 
 /// The side of the square matrices of `Case::Gemm` (1024: 2.1 GFLOP a step, large enough for
 /// the backend's blocked kernel to reach its peak, small enough to time in a second).

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The named presets. `smoke` is for tests (seconds), `small` for the README's main job on a
 /// 2-core CPU (minutes), `paper` is the paper's setting on CMU-MOSEI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// Tests: lengths 6/12/12, 96/32/48 clips, d = 16, 1 layer, 2 heads, 2 epochs.
@@ -17,20 +17,14 @@ pub enum Preset {
     /// The paper: MOSEI's lengths (50/500/500) and splits, d = 64, 4 layers, 8 heads, 100 epochs.
     Paper,
 }
-
-impl Preset {
-    /// Lower-case name, as on the command line and in `config.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Smoke => "smoke",
-            Preset::Small => "small",
-            Preset::Paper => "paper",
-        }
-    }
-}
+crate::choice::impl_choice!(Preset {
+    Smoke => "smoke", "Tests: lengths 6/12/12, 96/32/48 clips, d = 16, 1 layer, 2 heads, 2 epochs";
+    Small => "small", "README's CPU job: lengths 10/20/20, 2,000/400/1,000 clips, d = 32, 2 layers, 4 heads";
+    Paper => "paper", "The paper: MOSEI's lengths (50/500/500) and splits, d = 64, 4 layers, 8 heads, 100 epochs";
+});
 
 /// The compute devices a command can run on (`--device`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     /// Burn's flex backend on the CPU (fused attention, nothing to install).
@@ -38,16 +32,10 @@ pub enum DeviceKind {
     /// The first NVIDIA GPU through Burn's CUDA backend (unfused attention).
     Cuda,
 }
-
-impl DeviceKind {
-    /// Lower-case name, as on the command line and in `config.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            DeviceKind::Flex => "flex",
-            DeviceKind::Cuda => "cuda",
-        }
-    }
-}
+crate::choice::impl_choice!(DeviceKind {
+    Flex => "flex", "Burn's flex backend on the CPU (fused attention, nothing to install)";
+    Cuda => "cuda", "The first NVIDIA GPU through Burn's CUDA backend (unfused attention)";
+});
 
 /// Shape of a MOSEI-like dataset: feature dims, sequence lengths and split sizes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

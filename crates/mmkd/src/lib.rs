@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod choice;
 pub mod cli;
 pub mod config;
 pub mod data;

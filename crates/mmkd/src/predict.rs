@@ -18,7 +18,7 @@ use crate::model::TraceRequest;
 use crate::train::{RunConfig, checkpoint};
 
 /// Which splits to predict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitChoice {
     /// The test split.
     Test,
@@ -29,15 +29,25 @@ pub enum SplitChoice {
     /// Every split the data holds, in the order train, valid, test.
     All,
 }
+crate::choice::impl_choice!(SplitChoice {
+    Test => "test", "The test split";
+    Valid => "valid", "The validation split";
+    Train => "train", "The training split";
+    All => "all", "Every split the data holds, in the order train, valid, test";
+});
 
 /// Output format of `mmkd predict`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Comma-separated, with a header row.
     Csv,
     /// One JSON object per line.
     Jsonl,
 }
+crate::choice::impl_choice!(Format {
+    Csv => "csv", "Comma-separated, with a header row";
+    Jsonl => "jsonl", "One JSON object per line";
+});
 
 /// One clip's prediction.
 #[derive(Clone, Debug, Serialize)]

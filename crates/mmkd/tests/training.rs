@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::prelude::*;
+use mmkd::choice::Choice;
 use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use mmkd::data::Dataset;
 use mmkd::data::synth::{SynthParams, generate};

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use crate::choice::Choice;
 use crate::config::{DataShape, Preset};
 use crate::data::{self, labels, native, synth};
 

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::device;
+use crate::choice::Choice;
 use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
 use crate::train::launch::{Outcome, RecipeOverrides, RunTarget, TrainSpec, check_branch_dropout, train_run};

@@ -1,6 +1,7 @@
 //! The command line: argument types (clap) and one function per command. `main.rs` only parses
 //! and calls `run`; everything here is testable in process (`Cli::try_parse_from` + `run`).
 
+mod choices;
 mod data;
 mod demo;
 mod evaluate;

@@ -13,7 +13,7 @@ use crate::config::DataShape;
 use crate::input::Modality;
 
 /// What replaces a missing modality's features.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissingMode {
     /// All features 0 (with MulT's positions, an all-zero frame also loses its position).
@@ -23,6 +23,11 @@ pub enum MissingMode {
     /// A fraction of the time steps of each clip set to 0, the rest kept.
     Steps,
 }
+crate::choice::impl_choice!(MissingMode {
+    Zeros => "zeros", "All features 0 (with MulT's positions, an all-zero frame also loses its position)";
+    Noise => "noise", "Gaussian noise with each feature's mean and standard deviation on the training split";
+    Steps => "steps", "A fraction of the time steps of each clip set to 0, the rest kept";
+});
 
 /// Which modalities are missing, and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

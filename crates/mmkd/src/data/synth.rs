@@ -20,6 +20,7 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use super::{Dataset, Split};
+use crate::choice::Choice;
 use crate::config::{DataShape, Preset};
 
 /// MOSEI-like class shares for -3..=3 (majority class 0 at 41 %, as in MOSEI's test split where
@@ -27,7 +28,7 @@ use crate::config::{DataShape, Preset};
 pub const CLASS_SHARES: [f64; 7] = [0.02, 0.06, 0.15, 0.41, 0.26, 0.08, 0.02];
 
 /// Where the generator puts the label information (docs/DATA.md, "Regimes").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Regime {
     /// Mostly in clip-level content (text strongest): the original default.
@@ -37,16 +38,10 @@ pub enum Regime {
     /// clip-level content is weak in every modality.
     Lookup,
 }
-
-impl Regime {
-    /// Lower-case name, as in manifests and reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Regime::Content => "content",
-            Regime::Lookup => "lookup",
-        }
-    }
-}
+crate::choice::impl_choice!(Regime {
+    Content => "content", "Mostly in clip-level content (text strongest): the original default";
+    Lookup => "lookup", "Cleanly only in the video event, whose time only audio and text mark strongly; clip-level content is weak in every modality";
+});
 
 /// Amplitudes and noise levels of the latent structure. Saved in the dataset's manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

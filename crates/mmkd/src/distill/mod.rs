@@ -11,11 +11,12 @@ pub mod task;
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice::Choice;
 pub use pairs::{distilled_pairs, teacher_for_config};
 pub use task::{DistillModel, DistillTask};
 
 /// Where in the networks knowledge is distilled (paper section 4.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Level {
     /// The logits.
@@ -27,21 +28,15 @@ pub enum Level {
     /// Per layer, the head-averaged attention map.
     AttentionMap,
 }
-
-impl Level {
-    /// The level's name on the command line and in run names (`final`, `attention-map`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Final => "final",
-            Level::Penultimate => "penultimate",
-            Level::PostAttention => "post-attention",
-            Level::AttentionMap => "attention-map",
-        }
-    }
-}
+crate::choice::impl_choice!(Level {
+    Final => "final", "The logits";
+    Penultimate => "penultimate", "The output of the head's residual block";
+    PostAttention => "post-attention", "Per layer, the attention output after heads are concatenated and projected";
+    AttentionMap => "attention-map", "Per layer, the head-averaged attention map";
+});
 
 /// How the student is matched to the teacher at the chosen level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Contrastive representation distillation (Tian et al. 2020).
@@ -51,6 +46,11 @@ pub enum Method {
     /// EDAM with full-length student streams and teacher maps upsampled by a learned map.
     EdamT,
 }
+crate::choice::impl_choice!(Method {
+    Crd => "crd", "Contrastive representation distillation (Tian et al. 2020).";
+    EdamS => "edam-s", "EDAM with the student's A_S / L_S downsampled to the teacher's lengths";
+    EdamT => "edam-t", "EDAM with full-length student streams and teacher maps upsampled by a learned map";
+});
 
 impl Method {
     /// How the student distilled with this method makes `A_S` and `L_S`: EDAM-T upsamples the
@@ -60,15 +60,6 @@ impl Method {
         match self {
             Method::EdamT => crate::model::StudentStreams::FullLength,
             Method::Crd | Method::EdamS => crate::model::StudentStreams::Downsampled,
-        }
-    }
-
-    /// The method's name on the command line and in run names (`crd`, `edam-s`, `edam-t`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Crd => "crd",
-            Method::EdamS => "edam-s",
-            Method::EdamT => "edam-t",
         }
     }
 }

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use mmkd_losses::{CrdEmbed, CrdEmbedConfig, CrdMemoryBank, CrdMemoryBankConfig, EdamUpsampler, EdamUpsamplerConfig, crd_in_batch_loss, edam_loss};
 
 use super::{DistillConfig, Level, Method};
+use crate::choice::Choice;
 use crate::data::Batch;
 use crate::model::{LayerTrace, MultimodalNet, Probe, TraceRequest, TransformerId};
 

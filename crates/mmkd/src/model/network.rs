@@ -101,7 +101,7 @@ pub struct Branch {
 }
 
 /// How the student's `A_S` and `L_S` are made from video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StudentStreams {
     /// Downsampled to the teacher's audio and language lengths (EDAM-S; the default student).
@@ -109,6 +109,10 @@ pub enum StudentStreams {
     /// Kept at the video length (EDAM-T upsamples the teacher's maps instead).
     FullLength,
 }
+crate::choice::impl_choice!(StudentStreams {
+    Downsampled => "downsampled", "Downsampled to the teacher's audio and language lengths (EDAM-S; the default student)";
+    FullLength => "full-length", "Kept at the video length (EDAM-T upsamples the teacher's maps instead)";
+});
 
 /// The body of a network.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -411,7 +415,7 @@ fn last_step(h: Tensor<3>) -> Tensor<2> {
 }
 
 /// Teacher configurations of the paper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TeacherKind {
     /// All three branches (9 transformers).
@@ -423,18 +427,14 @@ pub enum TeacherKind {
     /// The language branch: `V<-L`, `A<-L`, then `L-temporal`.
     Language,
 }
+crate::choice::impl_choice!(TeacherKind {
+    Complete => "complete", "All three branches (9 transformers)";
+    Video => "video", "The video branch: `A<-V`, `L<-V`, then `V-temporal`";
+    Audio => "audio", "The audio branch: `V<-A`, `L<-A`, then `A-temporal`";
+    Language => "language", "The language branch: `V<-L`, `A<-L`, then `L-temporal`";
+});
 
 impl TeacherKind {
-    /// Lower-case name, as on the command line and in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            TeacherKind::Complete => "complete",
-            TeacherKind::Video => "video",
-            TeacherKind::Audio => "audio",
-            TeacherKind::Language => "language",
-        }
-    }
-
     /// The teacher's body: its MulT branches.
     pub fn body(self) -> BodySpec {
         BodySpec::Branches(match self {

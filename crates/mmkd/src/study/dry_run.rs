@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{PlannedRun, StudyOptions};
 use super::progress::human;
+use crate::choice::Choice;
 use crate::config::DataShape;
 use crate::train::dry_run::DryRunReport;
 

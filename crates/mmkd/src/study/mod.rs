@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 
+use crate::choice::Choice;
 use crate::config::{DataShape, ModelConfig};
 use crate::durable::write_atomic;
 use crate::model::{StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
@@ -258,129 +259,49 @@ pub fn write_report(study: &Path, latency: Option<Latency>) -> Result<Vec<TableR
     Ok(rows)
 }
 
-/// REPORT.md: the table, a bar chart of Acc-7 per row with intervals (`acc7.png`), what each
-/// attention-level method did to Acc-7 and to the event share, the maps of the best
-/// attention-level student beside its teacher's and the no-KD student's (`report-maps/`), and
-/// teacher against student in parameters and latency.
+/// REPORT.md from what `gather_report` draws and reads (`report::render_report` writes it).
 fn study_report(study: &Path, rows: &[TableRow], table: &str, latency: Option<&Latency>) -> Result<String> {
-    use clap::ValueEnum;
-    let label = |r: &TableRow| report::row_label(r);
-    let labelled: Vec<(String, &TableRow)> = rows.iter().map(|r| (label(r), r)).collect();
+    let facts = gather_report(study, rows)?;
+    Ok(report::render_report(rows, table, latency, &facts))
+}
+
+/// What REPORT.md needs beyond the table, from the study's files: `acc7.png` (Acc-7 per row
+/// with intervals), the complete teacher's branch dropout from its config, and the maps of the
+/// best attention-level student beside its teacher's and the no-KD student's (`report-maps/`).
+fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts> {
+    let labelled: Vec<(String, &TableRow)> = rows.iter().map(|r| (report::row_label(r), r)).collect();
     pictures::draw_acc7_bars(&study.join("acc7.png"), &labelled)?;
-    let mut s = format!("# Study report\n\n{}\n\n", report::dataset_line(rows));
-    let student_seeds = rows.iter().filter(|r| r.role == "student").map(|r| r.seeds.len()).max().unwrap_or(0);
-    let complete_teacher = rows.iter().find(|r| r.is_complete_teacher());
-    if let Some(t) = complete_teacher
-        && t.seeds.len() == 1
-        && student_seeds > 1
-    {
-        s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
-    }
+    let mut facts = report::ReportFacts { acc7_picture: "acc7.png".into(), ..Default::default() };
     // A teacher trained with branch dropout is not MulT's; the report says so.
-    if let Some(t) = complete_teacher
-        && let Some(&seed) = t.seeds.first()
+    if let Some(&seed) = rows.iter().find(|r| r.is_complete_teacher()).and_then(|t| t.seeds.first())
         && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &RowSpec::Teacher(TeacherKind::Complete), seed))
         && cfg.model.branch_dropout > 0.0
     {
-        s += &format!("The complete teacher was trained with branch dropout p = {} (each branch's last step dropped whole; not in MulT; docs/DECISIONS.md).\n\n", cfg.model.branch_dropout);
-    }
-    s += "## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean](acc7.png)\n\n";
-    s += "## Attention-level distillation\n\n";
-    let attention: Vec<&TableRow> = rows.iter().filter(|r| r.level == "attention-map").collect();
-    if attention.is_empty() {
-        s += "No attention-level row has finished runs.\n\n";
-    }
-    for r in &attention {
-        let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
-            (Some(d), Some([lo, hi])) => format!(
-                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})",
-                if lo > 0.0 {
-                    "a firm gain"
-                } else if hi < 0.0 {
-                    "a firm loss"
-                } else {
-                    "not firm: the interval contains 0"
-                }
-            ),
-            (Some(d), None) => format!("Acc-7 {d:+.2} points vs no KD (one seed: no interval)"),
-            _ => "no paired no-KD runs".to_string(),
-        };
-        let share = match (r.event_share_mean, r.uniform_event_share) {
-            (Some(e), Some(u)) => format!(
-                "; event share in {} {e:.3} against {} without KD and {u:.3} under uniform attention{}{}",
-                r.event_transformers.join(", "),
-                r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}")),
-                match (r.event_share_diff_mean, r.event_share_diff_ci95) {
-                    (Some(d), Some([lo, hi])) => format!(
-                        ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
-                        if r.event_share_compared.len() < r.event_transformers.len() {
-                            format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", "))
-                        } else {
-                            String::new()
-                        },
-                        if lo > 0.0 {
-                            "a firm rise"
-                        } else if hi < 0.0 {
-                            "a firm fall"
-                        } else {
-                            "not firm"
-                        }
-                    ),
-                    _ => String::new(),
-                },
-                r.teacher_event_share_mean.map_or(String::new(), |t| format!("; the teacher's own share in the transformers distilled: {t:.3} ({:.2}x uniform)", t / u.max(1e-12)))
-            ),
-            _ => String::new(),
-        };
-        s += &format!("- **{}**: {acc}{share}.\n", label(r));
+        facts.teacher_branch_dropout = Some(cfg.model.branch_dropout);
     }
     // The attention-level row with the largest mean gain, seed of its first run.
-    let best = attention.iter().filter(|r| r.acc7_diff_mean.is_some()).max_by(|a, b| a.acc7_diff_mean.partial_cmp(&b.acc7_diff_mean).unwrap_or(std::cmp::Ordering::Equal));
-    if let Some(r) = best
-        && let (Some(config), Ok(level), Ok(method), Some(&seed)) = (r.config, crate::distill::Level::from_str(&r.level, true), crate::distill::Method::from_str(&r.method, true), r.seeds.first())
-    {
-        let run = plan::run_dir(study, &RowSpec::Distilled { config, level, method }, seed);
-        let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
-        let cfg = crate::train::RunConfig::load(&run)?;
-        if let crate::train::RunRole::Student { distill: Some(d), .. } = &cfg.role {
-            let dataset = crate::data::load_any(&cfg.data)?;
-            let events = crate::data::events::Events::load(&cfg.data)?;
-            let device = Device::flex();
-            let net = crate::train::Run::open(&run)?.load_best(&device)?;
-            let (_, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, 1, d.temperature, None, &device);
-            let out = study.join("report-maps");
-            std::fs::create_dir_all(&out)?;
-            pictures::compare_with_teacher(&out, &dataset, events.as_ref(), d.temperature, config, d, &maps, baseline.exists().then_some(baseline.as_path()))?;
-            s += &format!(
-                "\n## Maps of the best attention-level student ({}, seed {seed})\n\nThe first test clip; teacher, distilled student and student without KD share one colour scale; the red outline marks the true event's key steps; under each student map its mean row KL divergence to the teacher's.\n\n",
-                label(r)
-            );
-            for (_, s_id) in crate::distill::distilled_pairs(config) {
-                let name = format!("compare-{}.png", s_id.to_string().replace("<-", "_from_"));
-                if out.join(&name).exists() {
-                    s += &format!("![{s_id}](report-maps/{name})\n\n");
-                }
-            }
-        }
-    }
-    s += "## Teacher and student\n\n";
-    let params = |f: &dyn Fn(&TableRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.params);
-    if let (Some(t), Some(st)) = (params(&|r| r.is_complete_teacher()), params(&|r| r.role == "student" && r.level == "none")) {
-        s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
-    }
-    if let Some(l) = latency {
-        s += &format!(
-            "- Inference latency on {} (batch {}, median): teacher {:.2} ms, student {:.2} ms ({:.0} % of the teacher).\n",
-            l.device,
-            l.batch,
-            l.teacher_ms,
-            l.student_ms,
-            100.0 * l.student_ms / l.teacher_ms
-        );
-    }
-    s += "\n## The table\n\n";
-    s += table.split_once("\n\n").map_or(table, |(_, rest)| rest);
-    Ok(s)
+    let Some(best) = report::best_attention_row(rows) else { return Ok(facts) };
+    let (RowSpec::Distilled { config, .. }, Some(&seed)) = (best.spec(), best.seeds.first()) else { return Ok(facts) };
+    let run = plan::run_dir(study, &best.spec(), seed);
+    let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
+    let cfg = crate::train::RunConfig::load(&run)?;
+    let crate::train::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };
+    let dataset = crate::data::load_any(&cfg.data)?;
+    let events = crate::data::events::Events::load(&cfg.data)?;
+    let device = Device::flex();
+    let net = crate::train::Run::open(&run)?.load_best(&device)?;
+    let (_, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, 1, d.temperature, None, &device);
+    let out = study.join("report-maps");
+    std::fs::create_dir_all(&out)?;
+    pictures::compare_with_teacher(&out, &dataset, events.as_ref(), d.temperature, config, d, &maps, baseline.exists().then_some(baseline.as_path()))?;
+    let pictures = crate::distill::distilled_pairs(config)
+        .into_iter()
+        .map(|(_, s_id)| (s_id.to_string(), format!("compare-{}.png", s_id.to_string().replace("<-", "_from_"))))
+        .filter(|(_, name)| out.join(name).exists())
+        .map(|(id, name)| (id, format!("report-maps/{name}")))
+        .collect();
+    facts.best_maps = Some(report::BestMaps { label: report::row_label(best), seed, pictures });
+    Ok(facts)
 }
 
 /// Median inference time of the complete teacher and the config-5 student, batch `batch`,

@@ -7,6 +7,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
 use super::report::{TableRow, t_quantile_975};
+use crate::choice::Choice;
 use crate::eval::plots::{FONT, save_png};
 
 /// For a distilled student: per distilled pair, the first test clip's maps of the teacher, the
@@ -75,7 +76,7 @@ pub fn draw_acc7_bars(path: &Path, rows: &[(String, &TableRow)]) -> Result<()> {
     let lo = rows.iter().map(|(_, r)| r.acc7_mean - half_width(r).unwrap_or(0.0)).fold(f64::INFINITY, f64::min);
     let hi = rows.iter().map(|(_, r)| r.acc7_mean + half_width(r).unwrap_or(0.0)).fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if lo.is_finite() { ((lo - 3.0).max(0.0).floor(), (hi + 3.0).min(100.0).ceil()) } else { (0.0, 100.0) };
-    let no_kd = rows.iter().find(|(_, r)| r.role == "student" && r.level == "none").map(|(_, r)| r.acc7_mean);
+    let no_kd = rows.iter().find(|(_, r)| r.is_student_without_kd()).map(|(_, r)| r.acc7_mean);
     save_png(path, width, height, |root| {
         let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
         root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -102,9 +103,9 @@ pub fn draw_acc7_bars(path: &Path, rows: &[(String, &TableRow)]) -> Result<()> {
             .map_err(|e| err(&e))?;
         for (i, (_, r)) in rows.iter().enumerate() {
             let y = (n - 1 - i) as f64;
-            let colour = if r.role == "teacher" {
+            let colour = if r.role == super::report::RowRole::Teacher {
                 RGBColor(120, 120, 120)
-            } else if r.level == "none" {
+            } else if r.is_student_without_kd() {
                 RGBColor(220, 120, 0)
             } else {
                 BLUE

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::choice::Choice;
 use crate::config::{DeviceKind, Preset};
 use crate::distill::{Level, Method, teacher_for_config};
 use crate::model::StudentConfig;
@@ -234,7 +235,7 @@ impl StudyOptions {
 }
 
 /// Which rows of Table 1 a study runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RowSet {
     /// Every row (19).
@@ -249,6 +250,11 @@ pub enum RowSet {
     /// and configuration 5's attention-map rows CRD, EDAM-S, EDAM-T. The README's main job.
     C5Attention,
 }
+crate::choice::impl_choice!(RowSet {
+    All => "all", "Every row (19)";
+    Attention => "attention", "The rows that say whether attention-level distillation passes on where to look: the complete teacher, the student without KD, and the attention-map rows that distil the complete teacher (c1 EDAM-S, c5 CRD, EDAM-S, EDAM-T)";
+    C5Attention => "c5-attention", "As `attention`, without configuration 1 (whose student has all nine transformers and costs about twice a configuration-5 run): the complete teacher, the student without KD, and configuration 5's attention-map rows CRD, EDAM-S, EDAM-T. The README's main job.";
+});
 
 impl RowSet {
     /// The rows, in Table 1's order.

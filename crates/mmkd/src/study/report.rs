@@ -8,22 +8,27 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{RowSpec, paper_figures, table1_rows};
+use crate::choice::Choice;
+use crate::distill::{Level, Method};
 use crate::eval::EvalReport;
+use crate::model::{StudentConfig, TeacherKind};
 use crate::train::{RunConfig, RunRole};
 
 /// One row of the reproduced Table 1, aggregated over seeds. Acc and F1 figures are percent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableRow {
-    /// `teacher` or `student`.
-    pub role: String,
+    /// A teacher or a student.
+    pub role: RowRole,
     /// Student configuration; `None` for teachers.
-    pub config: Option<crate::model::StudentConfig>,
+    pub config: Option<StudentConfig>,
     /// The teacher: the network itself, or the one a student learns from (`complete` without KD).
-    pub teacher: String,
-    /// Distillation level, `none` without KD.
-    pub level: String,
-    /// Distillation method, `none` without KD.
-    pub method: String,
+    pub teacher: TeacherKind,
+    /// Distillation level; `None` (`"none"` in the files) without KD.
+    #[serde(with = "none_as_text")]
+    pub level: Option<Level>,
+    /// Distillation method; `None` (`"none"` in the files) without KD.
+    #[serde(with = "none_as_text")]
+    pub method: Option<Method>,
     /// Mean test Acc-7 over seeds (%).
     pub acc7_mean: f64,
     /// Sample standard deviation of Acc-7 over seeds (points).
@@ -98,10 +103,67 @@ pub struct TableRow {
     pub teacher_event_share_mean: Option<f64>,
 }
 
+/// Whether a row is a teacher or a student (`"teacher"` / `"student"` in the files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowRole {
+    /// A teacher network.
+    Teacher,
+    /// A video-only student.
+    Student,
+}
+
+impl RowRole {
+    /// The name in table.csv.
+    pub fn name(self) -> &'static str {
+        match self {
+            RowRole::Teacher => "teacher",
+            RowRole::Student => "student",
+        }
+    }
+}
+
+/// `Option<T>` written as T, or as the text `"none"` for `None` (table.json's layout).
+mod none_as_text {
+    use serde::de::{DeserializeOwned, Error};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            None => s.serialize_str("none"),
+            Some(v) => v.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        if v == "none" { Ok(None) } else { serde_json::from_value(v).map(Some).map_err(D::Error::custom) }
+    }
+}
+
 impl TableRow {
     /// The row of the complete teacher.
     pub fn is_complete_teacher(&self) -> bool {
-        self.role == "teacher" && self.teacher == "complete"
+        self.role == RowRole::Teacher && self.teacher == TeacherKind::Complete
+    }
+
+    /// The student trained without distillation.
+    pub fn is_student_without_kd(&self) -> bool {
+        self.role == RowRole::Student && self.level.is_none()
+    }
+
+    /// A distilled student.
+    pub fn is_distilled(&self) -> bool {
+        self.role == RowRole::Student && self.level.is_some()
+    }
+
+    /// The row of the plan this row reports.
+    pub fn spec(&self) -> RowSpec {
+        match (self.role, self.config, self.level, self.method) {
+            (RowRole::Teacher, ..) => RowSpec::Teacher(self.teacher),
+            (RowRole::Student, Some(config), Some(level), Some(method)) => RowSpec::Distilled { config, level, method },
+            (RowRole::Student, ..) => RowSpec::StudentNoKd,
+        }
     }
 }
 
@@ -344,11 +406,12 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
     Ok(by_row)
 }
 
-fn describe(row: &RowSpec) -> (String, Option<crate::model::StudentConfig>, String, String, String) {
-    match row {
-        RowSpec::Teacher(k) => ("teacher".into(), None, k.name().into(), "none".into(), "none".into()),
-        RowSpec::StudentNoKd => ("student".into(), Some(crate::model::StudentConfig::C5), "complete".into(), "none".into(), "none".into()),
-        RowSpec::Distilled { config, level, method } => ("student".into(), Some(*config), row.teacher().map(|t| t.name()).unwrap_or("complete").into(), level.name().into(), method.name().into()),
+/// A row's role, configuration, teacher, level and method, as the table holds them.
+fn describe(row: &RowSpec) -> (RowRole, Option<StudentConfig>, TeacherKind, Option<Level>, Option<Method>) {
+    match *row {
+        RowSpec::Teacher(k) => (RowRole::Teacher, None, k, None, None),
+        RowSpec::StudentNoKd => (RowRole::Student, Some(StudentConfig::C5), TeacherKind::Complete, None, None),
+        RowSpec::Distilled { config, level, method } => (RowRole::Student, Some(config), crate::distill::teacher_for_config(config), Some(level), Some(method)),
     }
 }
 
@@ -451,8 +514,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
         }
     }
     // Distilled rows against the student without KD, paired by seed.
-    if let Some(base) = rows.iter().find(|r| r.role == "student" && r.level == "none").cloned() {
-        for r in rows.iter_mut().filter(|r| r.role == "student" && r.level != "none") {
+    if let Some(base) = rows.iter().find(|r| r.is_student_without_kd()).cloned() {
+        for r in rows.iter_mut().filter(|r| r.is_distilled()) {
             let diffs: Vec<f64> = r.seeds.iter().zip(&r.acc7_per_seed).filter_map(|(seed, acc)| base.seeds.iter().position(|s| s == seed).map(|i| acc - base.acc7_per_seed[i])).collect();
             if !diffs.is_empty() {
                 let (m, ci) = paired_t_interval(&diffs);
@@ -466,11 +529,134 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
 
 /// The row's name as in the paper's Table 1 ("Student c5: EDAM-S on attention-map").
 pub fn row_label(r: &TableRow) -> String {
-    match (r.role.as_str(), r.level.as_str()) {
-        ("teacher", _) => format!("Teacher: {} {}", r.teacher, if r.teacher == "complete" { "network" } else { "branch" }),
-        (_, "none") => "Student without KD".to_string(),
-        _ => format!("Student c{}: {} on {}", r.config.map_or(0, |c| c.number()), r.method.to_uppercase(), r.level),
+    match r.spec() {
+        RowSpec::Teacher(t) => format!("Teacher: {} {}", t.name(), if t == TeacherKind::Complete { "network" } else { "branch" }),
+        RowSpec::StudentNoKd => "Student without KD".to_string(),
+        RowSpec::Distilled { config, level, method } => format!("Student c{}: {} on {}", config.number(), method.name().to_uppercase(), level.name()),
     }
+}
+
+/// What REPORT.md says beyond the table, gathered from the study's files (`study::gather_report`).
+#[derive(Clone, Debug, Default)]
+pub struct ReportFacts {
+    /// The Acc-7 bar chart, relative to the study folder.
+    pub acc7_picture: String,
+    /// The complete teacher's branch dropout, when it was trained with one.
+    pub teacher_branch_dropout: Option<f64>,
+    /// The maps of the best attention-level student.
+    pub best_maps: Option<BestMaps>,
+}
+
+/// The pictures of the best attention-level student's maps.
+#[derive(Clone, Debug)]
+pub struct BestMaps {
+    /// Its row's label.
+    pub label: String,
+    /// The seed of the run drawn.
+    pub seed: u64,
+    /// Per distilled student transformer (its name), its picture relative to the study folder.
+    pub pictures: Vec<(String, String)>,
+}
+
+/// The attention-map row with the largest mean Acc-7 gain over the student without KD.
+pub fn best_attention_row(rows: &[TableRow]) -> Option<&TableRow> {
+    rows.iter().filter(|r| r.level == Some(Level::AttentionMap) && r.acc7_diff_mean.is_some()).max_by(|a, b| a.acc7_diff_mean.partial_cmp(&b.acc7_diff_mean).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// REPORT.md: the dataset, the design's caveats, the Acc-7 chart, what each attention-level
+/// method did to Acc-7 and to the event share, the best attention-level student's maps,
+/// teacher against student in parameters and latency, then the table. Reads no file.
+pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Latency>, facts: &ReportFacts) -> String {
+    let label = |r: &TableRow| row_label(r);
+    let mut s = format!("# Study report\n\n{}\n\n", dataset_line(rows));
+    let student_seeds = rows.iter().filter(|r| r.role == RowRole::Student).map(|r| r.seeds.len()).max().unwrap_or(0);
+    let complete_teacher = rows.iter().find(|r| r.is_complete_teacher());
+    if let Some(t) = complete_teacher
+        && t.seeds.len() == 1
+        && student_seeds > 1
+    {
+        s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
+    }
+    if let Some(p) = facts.teacher_branch_dropout {
+        s += &format!("The complete teacher was trained with branch dropout p = {p} (each branch's last step dropped whole; not in MulT; docs/DECISIONS.md).\n\n");
+    }
+    s += &format!("## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean]({})\n\n", facts.acc7_picture);
+    s += "## Attention-level distillation\n\n";
+    let attention: Vec<&TableRow> = rows.iter().filter(|r| r.level == Some(Level::AttentionMap)).collect();
+    if attention.is_empty() {
+        s += "No attention-level row has finished runs.\n\n";
+    }
+    for r in &attention {
+        let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
+            (Some(d), Some([lo, hi])) => format!(
+                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})",
+                if lo > 0.0 {
+                    "a firm gain"
+                } else if hi < 0.0 {
+                    "a firm loss"
+                } else {
+                    "not firm: the interval contains 0"
+                }
+            ),
+            (Some(d), None) => format!("Acc-7 {d:+.2} points vs no KD (one seed: no interval)"),
+            _ => "no paired no-KD runs".to_string(),
+        };
+        let share = match (r.event_share_mean, r.uniform_event_share) {
+            (Some(e), Some(u)) => format!(
+                "; event share in {} {e:.3} against {} without KD and {u:.3} under uniform attention{}{}",
+                r.event_transformers.join(", "),
+                r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}")),
+                match (r.event_share_diff_mean, r.event_share_diff_ci95) {
+                    (Some(d), Some([lo, hi])) => format!(
+                        ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
+                        if r.event_share_compared.len() < r.event_transformers.len() {
+                            format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", "))
+                        } else {
+                            String::new()
+                        },
+                        if lo > 0.0 {
+                            "a firm rise"
+                        } else if hi < 0.0 {
+                            "a firm fall"
+                        } else {
+                            "not firm"
+                        }
+                    ),
+                    _ => String::new(),
+                },
+                r.teacher_event_share_mean.map_or(String::new(), |t| format!("; the teacher's own share in the transformers distilled: {t:.3} ({:.2}x uniform)", t / u.max(1e-12)))
+            ),
+            _ => String::new(),
+        };
+        s += &format!("- **{}**: {acc}{share}.\n", label(r));
+    }
+    if let Some(b) = &facts.best_maps {
+        s += &format!(
+            "\n## Maps of the best attention-level student ({}, seed {})\n\nThe first test clip; teacher, distilled student and student without KD share one colour scale; the red outline marks the true event's key steps; under each student map its mean row KL divergence to the teacher's.\n\n",
+            b.label, b.seed
+        );
+        for (id, picture) in &b.pictures {
+            s += &format!("![{id}]({picture})\n\n");
+        }
+    }
+    s += "## Teacher and student\n\n";
+    let params = |f: &dyn Fn(&TableRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.params);
+    if let (Some(t), Some(st)) = (params(&|r| r.is_complete_teacher()), params(&|r| r.is_student_without_kd())) {
+        s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
+    }
+    if let Some(l) = latency {
+        s += &format!(
+            "- Inference latency on {} (batch {}, median): teacher {:.2} ms, student {:.2} ms ({:.0} % of the teacher).\n",
+            l.device,
+            l.batch,
+            l.teacher_ms,
+            l.student_ms,
+            100.0 * l.student_ms / l.teacher_ms
+        );
+    }
+    s += "\n## The table\n\n";
+    s += table.split_once("\n\n").map_or(table, |(_, rest)| rest);
+    s
 }
 
 /// table.csv: one line per row, numbers to 3 decimals (MAE and correlation to 4).
@@ -505,11 +691,11 @@ pub fn to_csv(rows: &[TableRow]) -> String {
     for r in rows {
         let f3 = |x: f64| format!("{x:.3}");
         w.write_record([
-            r.role.clone(),
+            r.role.name().to_string(),
             r.config.map(|c| c.to_string()).unwrap_or_default(),
-            r.teacher.clone(),
-            r.level.clone(),
-            r.method.clone(),
+            r.teacher.name().to_string(),
+            r.level.map_or("none", |l| l.name()).to_string(),
+            r.method.map_or("none", |m| m.name()).to_string(),
             f3(r.acc7_mean),
             f3(r.acc7_std),
             f3(r.f1_mean),
@@ -594,7 +780,7 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
     };
     let mut previous: Option<&TableRow> = None;
     for r in rows {
-        let is_c5_first = r.config == Some(crate::model::StudentConfig::C5) && r.level != "none" && !printed_complete;
+        let is_c5_first = r.config == Some(StudentConfig::C5) && r.level.is_some() && !printed_complete;
         // The paper repeats the complete teacher above configuration 5's rows; not when it is
         // the row just above them anyway (a study of configuration 5 alone).
         if is_c5_first {
@@ -658,9 +844,59 @@ mod tests {
     #[test]
     fn level_and_method_names_round_trip_through_rows() {
         let r = RowSpec::Distilled { config: crate::model::StudentConfig::C5, level: Level::AttentionMap, method: Method::EdamT };
-        assert_eq!(describe(&r).3, "attention-map");
-        assert_eq!(describe(&r).4, "edam-t");
-        assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, "audio");
+        let (role, config, teacher, level, method) = describe(&r);
+        assert_eq!((role, config, teacher, level, method), (RowRole::Student, Some(StudentConfig::C5), TeacherKind::Complete, Some(Level::AttentionMap), Some(Method::EdamT)));
+        assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, TeacherKind::Audio);
+        // A table row names its plan row again, and the files keep their texts.
+        for spec in table1_rows() {
+            let (role, config, teacher, level, method) = describe(&spec);
+            let json = serde_json::json!({"role": role, "teacher": teacher, "level": level.map_or("none", |l| l.name()), "method": method.map_or("none", |m| m.name())});
+            let expected = match spec {
+                RowSpec::Teacher(t) => serde_json::json!({"role": "teacher", "teacher": t.name(), "level": "none", "method": "none"}),
+                RowSpec::StudentNoKd => serde_json::json!({"role": "student", "teacher": "complete", "level": "none", "method": "none"}),
+                RowSpec::Distilled { level, method, config } => {
+                    serde_json::json!({"role": "student", "teacher": crate::distill::teacher_for_config(config).name(), "level": level.name(), "method": method.name()})
+                }
+            };
+            assert_eq!(json, expected);
+            assert_eq!(TableRow { role, config, teacher, level, method, ..committed_row() }.spec(), spec);
+        }
+    }
+
+    /// The renderer reads nothing but its arguments: the committed study's rows give its
+    /// verdicts, and the gathered facts appear only when given.
+    #[test]
+    fn report_renders_the_rows_and_only_the_facts_given() {
+        let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup-rerun-2026-12-03/table.json")).unwrap();
+        let plain = render_report(&rows, "title\n\nTABLE", None, &ReportFacts { acc7_picture: "acc7.png".into(), ..Default::default() });
+        assert!(plain.contains("One complete teacher (seed 1) taught the students of every seed"));
+        let edam_s = plain.lines().find(|l| l.starts_with("- **Student c5: EDAM-S on attention-map**")).expect("the EDAM-S row");
+        assert!(edam_s.contains("(a firm gain)"), "{edam_s}");
+        assert!(!plain.contains("branch dropout") && !plain.contains("## Maps of the best"));
+        assert!(plain.ends_with("TABLE"));
+        let facts = ReportFacts {
+            acc7_picture: "acc7.png".into(),
+            teacher_branch_dropout: Some(0.25),
+            best_maps: Some(BestMaps { label: "L".into(), seed: 3, pictures: vec![("V<-A".into(), "report-maps/compare-V_from_A.png".into())] }),
+        };
+        let full = render_report(&rows, "title\n\nTABLE", None, &facts);
+        assert!(full.contains("branch dropout p = 0.25"));
+        assert!(full.contains("## Maps of the best attention-level student (L, seed 3)") && full.contains("![V<-A](report-maps/compare-V_from_A.png)"));
+        assert_eq!(best_attention_row(&rows).map(row_label).as_deref(), Some("Student c5: EDAM-T on attention-map"));
+    }
+
+    fn committed_row() -> TableRow {
+        let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup/table.json")).expect("committed table.json");
+        rows[0].clone()
+    }
+
+    /// The typed rows write table.json as the string fields did: a study's file written
+    /// before the fields were typed reads back to the same JSON, field for field.
+    #[test]
+    fn committed_table_json_reads_back_field_for_field() {
+        let text = include_str!("../../../../docs/results/lookup-rerun-2026-12-03/table.json");
+        let rows: Vec<TableRow> = serde_json::from_str(text).expect("committed table.json");
+        assert_eq!(serde_json::to_value(&rows).unwrap(), serde_json::from_str::<serde_json::Value>(text).unwrap());
     }
 
     /// The complete teacher is repeated above configuration 5's rows only when other rows sit
@@ -671,7 +907,7 @@ mod tests {
         let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup/table.json")).expect("committed table.json");
         let again = |rows: &[TableRow]| to_markdown(rows, None).matches("(again, for config 5)").count();
         assert_eq!(again(&rows), 0, "teacher directly above config 5");
-        let teacher = rows.iter().position(|r| r.role == "teacher").expect("a teacher row");
+        let teacher = rows.iter().position(|r| r.role == RowRole::Teacher).expect("a teacher row");
         let mut c1 = rows[teacher + 1].clone();
         c1.config = Some(crate::model::StudentConfig::C1);
         let mut separated = rows.clone();

@@ -12,6 +12,7 @@ use burn::prelude::*;
 
 use super::folder::{RunConfig, RunRole, clear_run};
 use super::{SupervisedTask, TrainTask, fit};
+use crate::choice::Choice;
 use crate::config::{DeviceKind, ModelConfig, Preset, TrainConfig};
 use crate::data::{self, Dataset};
 use crate::distill::{DistillConfig, Level, Method, Orientation};

@@ -19,7 +19,7 @@ use super::read::Sequence;
 pub const EPSILON: f64 = 10e-4;
 
 /// How audio and video rows relate to the words before the cut per labels segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Align {
     /// Every frame as it is (the unaligned data the paper uses).
@@ -27,16 +27,10 @@ pub enum Align {
     /// Audio and video averaged over each word first (the SDK's "aligned" MOSEI).
     Words,
 }
-
-impl Align {
-    /// The name used on the command line and in manifests.
-    pub fn name(self) -> &'static str {
-        match self {
-            Align::None => "none",
-            Align::Words => "words",
-        }
-    }
-}
+crate::choice::impl_choice!(Align {
+    None => "none", "Every frame as it is (the unaligned data the paper uses)";
+    Words => "words", "Audio and video averaged over each word first (the SDK's \"aligned\" MOSEI)";
+});
 
 /// One modality of one video with its rows in time order, ready to be cut per segment.
 #[derive(Clone, Debug, Default, PartialEq)]

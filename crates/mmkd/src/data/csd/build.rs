@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::align::{Align, EPSILON, TimeOrdered, is_segment};
 use super::read::{CsdFile, Sequence};
 use crate::bail_input;
+use crate::choice::Choice;
 use crate::config::DataShape;
 use crate::data::native;
 
