@@ -59,11 +59,11 @@ fn compare_split(file: &str, split: &SplitData, expected: &Json) -> Vec<String> 
     }
     let dtypes: BTreeMap<String, String> = expected["dtypes"].as_object().expect("dtypes").iter().map(|(k, v)| (k.clone(), v.as_str().expect("dtype").to_string())).collect();
     check(split.dtypes == dtypes, format!("dtypes {:?} != {dtypes:?}", split.dtypes));
-    for probe in expected["probes"].as_array().expect("probes") {
-        let key = probe["key"].as_str().expect("probe key");
-        let index: Vec<usize> = probe["index"].as_array().expect("index").iter().map(json_usize).collect();
+    for spot in expected["spot_checks"].as_array().expect("spot_checks") {
+        let key = spot["key"].as_str().expect("spot check key");
+        let index: Vec<usize> = spot["index"].as_array().expect("index").iter().map(json_usize).collect();
         let got = modality(split, key).get(index[0], index[1], index[2]);
-        let want = json_f32(&probe["value"]);
+        let want = json_f32(&spot["value"]);
         check(got == Some(want), format!("{key}{index:?} = {got:?}, expected {want}"));
     }
     for (key, sums) in expected["checksums"].as_object().expect("checksums") {

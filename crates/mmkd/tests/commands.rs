@@ -46,7 +46,7 @@ fn a_student_configuration_outside_1_to_5_is_refused_when_parsing() {
 }
 
 #[test]
-fn lookup_data_has_events_probes_and_event_shares_in_maps() {
+fn lookup_data_has_events_baselines_and_event_shares_in_maps() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, teacher) = (tmp.path().join("data"), tmp.path().join("teacher"));
     let (data_s, teacher_s) = (data.to_str().unwrap(), teacher.to_str().unwrap());
@@ -55,7 +55,7 @@ fn lookup_data_has_events_probes_and_event_shares_in_maps() {
     assert_eq!(manifest["provenance"]["regime"], "lookup", "{manifest}");
     let events = mmkd::data::events::Events::load(&data).unwrap().expect("events.json");
     assert_eq!(events.test.len(), 48);
-    run(line(&["data", "probes", data_s])).unwrap();
+    run(line(&["data", "baselines", data_s])).unwrap();
     run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--epochs", "1", "--out", teacher_s])).unwrap();
     run(line(&["maps", teacher_s, "--json"])).unwrap();
     let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(teacher.join("maps/stats.json")).unwrap()).unwrap();

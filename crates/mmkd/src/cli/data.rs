@@ -48,21 +48,22 @@ pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, n_train
     Ok(dataset)
 }
 
-/// `data probes DIR`: what linear probes reach on a synthetic dataset (needs its events.json).
-pub(crate) fn probes(dir: &Path, json: bool) -> Result<()> {
+/// `data baselines DIR`: what linear baselines and a key detector reach on a synthetic dataset
+/// (needs its events.json).
+pub(crate) fn baselines(dir: &Path, json: bool) -> Result<()> {
     let dataset = data::load_any(dir)?;
     let Some(events) = data::events::Events::load(dir)? else {
-        crate::bail_input!("{}: has no {} (probes need a synthetic dataset written by this version of `mmkd data synth`)", dir.display(), data::events::EVENTS_FILE);
+        crate::bail_input!("{}: has no {} (baselines need a synthetic dataset written by this version of `mmkd data synth`)", dir.display(), data::events::EVENTS_FILE);
     };
-    let results = data::probes::run_probes(&dataset, &events);
-    let detector = [0, 1].into_iter().flat_map(|w| data::probes::key_detector_probes(&dataset, &events, w)).collect::<Vec<_>>();
+    let results = data::baselines::run_baselines(&dataset, &events);
+    let detector = [0, 1].into_iter().flat_map(|w| data::baselines::key_detectors(&dataset, &events, w)).collect::<Vec<_>>();
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"acc7_probes": results, "key_detector": detector}))?);
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"acc7_baselines": results, "key_detector": detector}))?);
         return Ok(());
     }
-    println!("linear probes (ridge on the score, rounded; penalty chosen on valid) on {} [{}], test split:", dataset.name, dataset.source);
+    println!("linear baselines (ridge on the score, rounded; penalty chosen on valid) on {} [{}], test split:", dataset.name, dataset.source);
     for r in &results {
-        println!("  {:<42} {:>4} features  Acc-7 {:5.1} %", r.probe, r.features, 100.0 * r.acc7);
+        println!("  {:<42} {:>4} features  Acc-7 {:5.1} %", r.baseline, r.features, 100.0 * r.acc7);
     }
     println!("key detector (attention scoring each video frame linearly by its content; the best event share an attention with video keys reaches without knowing when):");
     for d in &detector {

@@ -280,9 +280,10 @@ pub(crate) enum DataCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// What linear probes reach on a synthetic dataset: majority class, time-averaged
+    /// What linear baselines reach on a synthetic dataset: majority class, time-averaged
     /// features of each modality, and the video at the true event frames (oracle).
-    Probes {
+    #[command(alias = "probes")]
+    Baselines {
         dir: PathBuf,
         #[arg(long)]
         json: bool,
@@ -395,7 +396,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let _ = DEVICE.set(cli.device);
     match cli.command {
         Command::Data(DataCmd::Synth { preset, seed, regime, n_train, out }) => data::synth(preset, seed, regime, n_train, &out),
-        Command::Data(DataCmd::Probes { dir, json }) => data::probes(&dir, json),
+        Command::Data(DataCmd::Baselines { dir, json }) => data::baselines(&dir, json),
         Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
         Command::Data(DataCmd::Csd(args)) => data::csd(args.into_options()),

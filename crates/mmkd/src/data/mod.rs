@@ -2,6 +2,7 @@
 //! MOSEI-shaped generator, the converter from the published MOSEI pickles and the builder from the
 //! SDK's computational sequences (`.csd`).
 
+pub mod baselines;
 pub mod csd;
 pub mod events;
 pub mod identity;
@@ -9,7 +10,6 @@ pub mod labels;
 pub mod missing;
 pub mod native;
 pub mod pickle;
-pub mod probes;
 pub mod synth;
 
 use burn::prelude::*;
@@ -113,7 +113,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The first `n` rows (at least one) on the plain device: for the frozen teacher and probes.
+    /// The first `n` rows (at least one) on the plain device: for the frozen teacher and the linear baselines.
     pub fn first_rows_plain(&self, n: usize) -> Batch {
         let n = n.min(self.indices.len()).max(1);
         Batch { input: self.input.first_rows_plain(n), classes: self.classes.clone().inner().narrow(0, 0, n), scores: self.scores[..n].to_vec(), indices: self.indices[..n].to_vec() }

@@ -110,7 +110,7 @@ impl Default for SynthParams {
 }
 
 impl SynthParams {
-    /// The amplitudes of a regime (docs/DATA.md gives the reasoning and the probes).
+    /// The amplitudes of a regime (docs/DATA.md gives the reasoning and the linear baselines).
     pub fn for_regime(regime: Regime) -> Self {
         let content = SynthParams::default();
         match regime {
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn lookup_regime_hides_the_label_everywhere_but_at_the_event() {
-        // Smoke lengths, enough clips for the probes to be stable.
+        // Smoke lengths, enough clips for the baselines to be stable.
         let shape = DataShape { n_train: 1200, n_valid: 300, n_test: 600, ..DataShape::for_preset(Preset::Smoke) };
         let p = SynthParams::for_regime(Regime::Lookup);
         let (d, lat) = generate(Preset::Smoke, 1, &shape, &p);
@@ -407,15 +407,15 @@ mod tests {
         }
         let contrast = on / n_on as f64 - off / n_off as f64;
         assert!((1.5..2.5).contains(&contrast), "marker contrast on the event frames: {contrast}");
-        let probes = crate::data::probes::run_probes(&d, &ev);
-        let acc = |name: &str| probes.iter().find(|r| r.probe.starts_with(name)).unwrap_or_else(|| panic!("{name}")).acc7;
+        let baselines = crate::data::baselines::run_baselines(&d, &ev);
+        let acc = |name: &str| baselines.iter().find(|r| r.baseline.starts_with(name)).unwrap_or_else(|| panic!("{name}")).acc7;
         let oracle = acc("video at the true event");
         for averaged in ["text, time", "audio, time", "video, time", "all three"] {
-            assert!(oracle > acc(averaged) + 0.15, "{probes:?}");
+            assert!(oracle > acc(averaged) + 0.15, "{baselines:?}");
         }
         // The marker is strong enough that an attention with video keys can put well over 3x
         // the uniform share on the event by recognising it (issue 9's bar for the teacher).
-        let detector = crate::data::probes::key_detector_probes(&d, &ev, 0);
+        let detector = crate::data::baselines::key_detectors(&d, &ev, 0);
         for row in &detector {
             assert!(row.event_share > 3.0 * row.uniform_event_share, "{detector:?}");
         }

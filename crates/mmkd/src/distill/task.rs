@@ -122,9 +122,9 @@ impl DistillTask {
     }
 
     /// Discover the compared widths with one tiny forward pass of each network.
-    fn widths(&self, student: &MultimodalNet, probe_batch: &Batch) -> Widths {
-        let s_out = student.valid().forward(&probe_batch.first_rows_plain(2).input, &self.request(false));
-        let t_out = self.teacher.forward(&probe_batch.first_rows_plain(2).input, &self.request(true));
+    fn widths(&self, student: &MultimodalNet, sample_batch: &Batch) -> Widths {
+        let s_out = student.valid().forward(&sample_batch.first_rows_plain(2).input, &self.request(false));
+        let t_out = self.teacher.forward(&sample_batch.first_rows_plain(2).input, &self.request(true));
         let last_dim = |t: &Tensor<3>| t.dims()[2];
         match self.cfg.level {
             Level::Final => Widths { student: vec![s_out.logits.dims()[1]], teacher: vec![t_out.logits.dims()[1]] },
@@ -140,13 +140,13 @@ impl DistillTask {
         }
     }
 
-    /// Build the trainable model; `probe_batch` (a few training rows) fixes the heads' widths.
-    pub fn init_with(&mut self, device: &Device, probe_batch: &Batch) -> Result<DistillModel> {
+    /// Build the trainable model; `sample_batch` (a few training rows) fixes the heads' widths.
+    pub fn init_with(&mut self, device: &Device, sample_batch: &Batch) -> Result<DistillModel> {
         let student = (self.build_student)(device);
         let mut model = DistillModel { student, crd_student: Vec::new(), crd_teacher: Vec::new(), upsamplers: Vec::new() };
         match self.cfg.method {
             Method::Crd => {
-                let w = self.widths(&model.student, probe_batch);
+                let w = self.widths(&model.student, sample_batch);
                 for (&ds, &dt) in w.student.iter().zip(&w.teacher) {
                     model.crd_student.push(CrdEmbedConfig::new(ds).init(device).map_err(loss_err)?);
                     model.crd_teacher.push(CrdEmbedConfig::new(dt).init(device).map_err(loss_err)?);
@@ -157,8 +157,8 @@ impl DistillTask {
                 }
             }
             Method::EdamT => {
-                let s_out = model.student.valid().forward(&probe_batch.first_rows_plain(1).input, &self.request(false));
-                let t_out = self.teacher.forward(&probe_batch.first_rows_plain(1).input, &self.request(true));
+                let s_out = model.student.valid().forward(&sample_batch.first_rows_plain(1).input, &self.request(false));
+                let t_out = self.teacher.forward(&sample_batch.first_rows_plain(1).input, &self.request(true));
                 for (t, s) in &self.pairs {
                     let [_, tm, tn] = t_out.traces[t][0].map.as_ref().expect("probed").dims();
                     let [_, sm, sn] = s_out.traces[s][0].map.as_ref().expect("probed").dims();

@@ -20,8 +20,8 @@ impl TrainTask for DistillTask {
         if request.probe.map_temperature.is_some() { request.transformers } else { Default::default() }
     }
 
-    fn init_model(&mut self, device: &Device, probe: &Batch) -> Result<DistillModel> {
-        self.init_with(device, probe)
+    fn init_model(&mut self, device: &Device, sample: &Batch) -> Result<DistillModel> {
+        self.init_with(device, sample)
     }
 
     fn train_loss(&mut self, model: &DistillModel, batch: &Batch) -> Result<(Tensor<1>, Vec<(String, f64)>)> {

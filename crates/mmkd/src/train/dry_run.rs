@@ -85,8 +85,8 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
     let ad = tc.autodiff_device(device);
     ad.seed(tc.seed);
     let shape = &dataset.shape;
-    let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
-    let mut model = task.init_model(&ad, &dataset.train.batch(shape, &probe_rows, &ad))?;
+    let sample_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
+    let mut model = task.init_model(&ad, &dataset.train.batch(shape, &sample_rows, &ad))?;
     let mut optim = super::step::adam(tc);
     let order = epoch_order(dataset.train.len(), tc.batch_size, tc.seed, 0, true);
     let mut times = Vec::new();

@@ -119,8 +119,8 @@ fn prepare<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
 fn start<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, saved: Option<&ResumeState>, ad: &Device) -> Result<(T::Model, LoopState)> {
     let tc = &cfg.train;
     ad.seed(tc.seed);
-    let probe_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
-    let model = task.init_model(ad, &dataset.train.batch(&dataset.shape, &probe_rows, ad))?;
+    let sample_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
+    let model = task.init_model(ad, &dataset.train.batch(&dataset.shape, &sample_rows, ad))?;
     let optim = super::step::adam(tc);
     let fresh = LoopState { optim, plateau: ReduceLrOnPlateau::new(tc.lr, tc.plateau_factor, tc.plateau_patience), best_val: f64::INFINITY, best_epoch: 0, next_epoch: 0, last_save: Instant::now() };
     let Some(state) = saved else {

@@ -238,15 +238,15 @@ pub(super) fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
 }
 
 /// Create and remove a file: `create_dir_all` succeeds on an existing read-only folder.
-fn probe_writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(".mmkd-write-probe");
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(probe)
+fn check_writable(dir: &Path) -> std::io::Result<()> {
+    let test_file = dir.join(".mmkd-write-test");
+    std::fs::write(&test_file, b"")?;
+    std::fs::remove_file(test_file)
 }
 
 /// Create the run folder, refusing (as bad input) one that cannot be written.
 pub(super) fn prepare_run_dir(run: &Path) -> Result<()> {
-    if let Err(e) = std::fs::create_dir_all(run).and_then(|_| probe_writable(run)) {
+    if let Err(e) = std::fs::create_dir_all(run).and_then(|_| check_writable(run)) {
         crate::bail_input!("{}: cannot write the run directory here ({e})", run.display());
     }
     Ok(())

@@ -17,9 +17,9 @@ pub trait TrainTask {
     /// Every trained parameter of the task.
     type Model: Module + Clone;
 
-    /// Build the model. `probe` holds a few training rows, for models whose shape depends on
+    /// Build the model. `sample` holds a few training rows, for models whose shape depends on
     /// the data (distillation heads size themselves from a forward pass).
-    fn init_model(&mut self, device: &Device, probe: &Batch) -> anyhow::Result<Self::Model>;
+    fn init_model(&mut self, device: &Device, sample: &Batch) -> anyhow::Result<Self::Model>;
 
     /// The training loss for one batch and named scalar parts for the log.
     fn train_loss(&mut self, model: &Self::Model, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)>;
@@ -60,7 +60,7 @@ pub struct SupervisedTask {
 impl TrainTask for SupervisedTask {
     type Model = MultimodalNet;
 
-    fn init_model(&mut self, device: &Device, _probe: &Batch) -> anyhow::Result<MultimodalNet> {
+    fn init_model(&mut self, device: &Device, _sample: &Batch) -> anyhow::Result<MultimodalNet> {
         Ok((self.build)(device))
     }
 

@@ -1,4 +1,4 @@
-//! Linear probes of a synthetic dataset: what a ridge regression of the score on simple
+//! Linear baselines of a synthetic dataset: what a ridge regression of the score on simple
 //! features reaches on the test split (Acc-7 of the rounded prediction). They document each
 //! regime of the generator: where the label information is, and how hard it is to get at.
 
@@ -8,11 +8,11 @@ use super::events::Events;
 use super::{Dataset, Split, labels};
 use crate::config::DataShape;
 
-/// One probe's result.
+/// One baseline's result.
 #[derive(Clone, Debug, Serialize)]
-pub struct ProbeResult {
-    /// What the probe reads.
-    pub probe: String,
+pub struct BaselineResult {
+    /// What the baseline reads.
+    pub baseline: String,
     /// Features per clip.
     pub features: usize,
     /// Test Acc-7 (fraction, 0..1).
@@ -21,7 +21,7 @@ pub struct ProbeResult {
     pub ridge: f64,
 }
 
-/// Which features a probe reads from a clip.
+/// Which features a baseline reads from a clip.
 #[derive(Clone, Copy, Debug)]
 enum Features {
     TextMean,
@@ -125,17 +125,17 @@ fn acc7(model: &Ridge, x: &[Vec<f64>], y: &[f32]) -> f64 {
     hits as f64 / y.len().max(1) as f64
 }
 
-/// Every probe on a synthetic dataset with its events: majority class, the time-averaged
+/// Every baseline on a synthetic dataset with its events: majority class, the time-averaged
 /// features of each modality and of all three, and the oracle that reads the video at the true
 /// event frames. The ridge penalty is chosen on the validation split from a fixed grid.
-pub fn run_probes(dataset: &Dataset, events: &Events) -> Vec<ProbeResult> {
+pub fn run_baselines(dataset: &Dataset, events: &Events) -> Vec<BaselineResult> {
     let shape = &dataset.shape;
     let majority = {
         let h = labels::histogram(dataset.train.classes());
         let c = (0..labels::NUM_CLASSES).max_by_key(|&c| h[c]).unwrap_or(3);
         dataset.test.classes().iter().filter(|&&k| k == c).count() as f64 / dataset.test.len().max(1) as f64
     };
-    let mut out = vec![ProbeResult { probe: "majority class".into(), features: 0, acc7: majority, ridge: 0.0 }];
+    let mut out = vec![BaselineResult { baseline: "majority class".into(), features: 0, acc7: majority, ridge: 0.0 }];
     for f in [Features::TextMean, Features::AudioMean, Features::VideoMean, Features::AllMeans, Features::VideoAtEvent] {
         let rows = |split: &Split, ev: &[usize]| -> Vec<Vec<f64>> { (0..split.len()).map(|i| f.of(split, shape, ev, events.burst_frames, i)).collect() };
         let (xt, xv, xs) = (rows(&dataset.train, &events.train), rows(&dataset.valid, &events.valid), rows(&dataset.test, &events.test));
@@ -149,7 +149,7 @@ pub fn run_probes(dataset: &Dataset, events: &Events) -> Vec<ProbeResult> {
             }
         }
         let (_, lambda, model) = best.expect("a non-empty grid");
-        out.push(ProbeResult { probe: f.name().into(), features: xt[0].len(), acc7: acc7(&model, &xs, &dataset.test.labels), ridge: lambda });
+        out.push(BaselineResult { baseline: f.name().into(), features: xt[0].len(), acc7: acc7(&model, &xs, &dataset.test.labels), ridge: lambda });
     }
     out
 }
@@ -162,7 +162,7 @@ pub fn run_probes(dataset: &Dataset, events: &Events) -> Vec<ProbeResult> {
 /// an attention can reach by recognising the event in the keys: for the teacher and the
 /// student alike.
 #[derive(Clone, Debug, Serialize)]
-pub struct KeyDetectorProbe {
+pub struct KeyDetectorResult {
     /// Which rows see which keys.
     pub rows: String,
     /// Mean share of attention mass on the event frames (test split).
@@ -218,7 +218,7 @@ fn detector_shares(scores: &[Vec<f64>], events: &[usize], burst: usize, sharpnes
 /// The key detector on a synthetic dataset, reading each frame with its neighbours out to
 /// `half_window` (the models' conv front end of kernel 3 sees one on each side): causal rows (as
 /// in every MulT attention) and one row that sees every key.
-pub fn key_detector_probes(dataset: &Dataset, events: &Events, half_window: usize) -> Vec<KeyDetectorProbe> {
+pub fn key_detectors(dataset: &Dataset, events: &Events, half_window: usize) -> Vec<KeyDetectorResult> {
     let shape = &dataset.shape;
     let lv = shape.video_len;
     let burst = events.burst_frames;
@@ -241,7 +241,7 @@ pub fn key_detector_probes(dataset: &Dataset, events: &Events, half_window: usiz
             // Each sharpness evaluated once on the validation split; ties keep the last, as before.
             let (sharpness, _) = grid.into_iter().map(|a| (a, ratio(detector_shares(&valid, &events.valid, burst, a, causal)))).max_by(|a, b| a.1.total_cmp(&b.1)).expect("a non-empty grid");
             let (event_share, uniform_event_share) = detector_shares(&test, &events.test, burst, sharpness, causal);
-            KeyDetectorProbe { rows, event_share, uniform_event_share, sharpness }
+            KeyDetectorResult { rows, event_share, uniform_event_share, sharpness }
         })
         .collect()
 }
