@@ -43,6 +43,7 @@ pub mod model;
 pub mod predict;
 pub mod reference;
 pub mod robustness;
+pub mod run;
 pub mod study;
 pub mod train;
 
@@ -50,4 +51,4 @@ pub mod train;
 // `Predictor`).
 pub use burn::prelude::{Device, Tensor};
 pub use predict::Predictor;
-pub use train::Run;
+pub use run::Run;

@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::data::labels::{NUM_CLASSES, score_of};
 use crate::data::{self, Split, epoch_order};
 use crate::model::TraceRequest;
-use crate::train::{RunConfig, checkpoint};
+use crate::run::RunConfig;
+use crate::run::weights;
 
 /// Which splits to predict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +76,7 @@ impl Prediction {
 /// A trained network loaded for prediction: what a program that deploys a student holds (the
 /// crate's documentation has the five-line example).
 pub struct Predictor {
-    run: crate::train::Run,
+    run: crate::run::Run,
     net: crate::model::MultimodalNet,
     device: Device,
 }
@@ -83,13 +84,13 @@ pub struct Predictor {
 impl Predictor {
     /// The best weights of the run in `run`, on `device`, in inference mode.
     pub fn load(run: impl AsRef<Path>, device: &Device) -> Result<Predictor> {
-        let run = crate::train::Run::open(run)?;
+        let run = crate::run::Run::open(run)?;
         let net = run.load_best(device)?.valid();
         Ok(Predictor { run, net, device: device.clone() })
     }
 
     /// The run it was loaded from.
-    pub fn run(&self) -> &crate::train::Run {
+    pub fn run(&self) -> &crate::run::Run {
         &self.run
     }
 
@@ -127,7 +128,7 @@ pub fn example_student_run(dir: &Path) -> Result<std::path::PathBuf> {
     let run = dir.join("student");
     std::fs::create_dir_all(&run)?;
     let cfg = RunConfig {
-        role: crate::train::RunRole::Student { config: crate::model::StudentConfig::C5, streams: crate::model::StudentStreams::Downsampled, distill: None },
+        role: crate::run::RunRole::Student { config: crate::model::StudentConfig::C5, streams: crate::model::StudentStreams::Downsampled, distill: None },
         preset: Preset::Smoke,
         data: dir.join("data"),
         dataset: "example".into(),
@@ -137,14 +138,14 @@ pub fn example_student_run(dir: &Path) -> Result<std::path::PathBuf> {
         dataset_fingerprint: None,
         device: None,
     };
-    crate::durable::write_atomic(&run.join(crate::train::files::CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
-    checkpoint::save_safetensors(&cfg.build_net(&Device::flex()), &run.join(crate::train::files::BEST_WEIGHTS))?;
+    crate::durable::write_atomic(&run.join(crate::run::files::CONFIG), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    weights::save_safetensors(&cfg.build_net(&Device::flex()), &run.join(crate::run::files::BEST_WEIGHTS))?;
     Ok(run)
 }
 
 /// Predict every clip of the chosen splits of `data` with the best checkpoint of `run`.
 pub fn predict(run: &Path, data_path: &Path, choice: SplitChoice, batch_size: usize, device: &Device) -> Result<Vec<Prediction>> {
-    let opened = crate::train::Run::open(run)?;
+    let opened = crate::run::Run::open(run)?;
     let cfg = opened.config();
     let net = opened.load_best(device)?;
     let names: &[&str] = match choice {

@@ -29,10 +29,9 @@ use serde::Deserialize;
 
 use crate::config::{DataShape, ModelConfig, TrainConfig};
 use crate::data::{Lengths, Split};
+use crate::eval::inference::cross_entropy;
 use crate::model::{MultimodalNet, Probe, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
-use crate::train::checkpoint;
 use crate::train::step::{adam, optimizer_step};
-use crate::train::task::cross_entropy;
 
 /// Which network a case describes.
 #[derive(Clone, Debug, Deserialize)]
@@ -158,7 +157,7 @@ pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
     let case = load_case(dir)?;
     let split = inputs(dir, &case)?;
     let plain = device.clone();
-    let net = checkpoint::load_safetensors(build(&case, &plain), &dir.join("weights.safetensors"))?;
+    let net = crate::run::weights::load_safetensors(build(&case, &plain), &dir.join("weights.safetensors"))?;
     let rows: Vec<usize> = (0..split.len()).collect();
     let batch = split.batch(&case.shape, &rows, &plain);
     let mut out = Outputs::new();
@@ -190,7 +189,7 @@ pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
 /// The recipe's optimiser steps on the case's rows; appends `loss`, `grad_norm`, `weight.*`.
 fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out: &mut Outputs, device: &Device) -> Result<()> {
     let ad = device.clone().autodiff();
-    let mut net = checkpoint::load_safetensors(build(case, &ad), &dir.join("weights.safetensors"))?;
+    let mut net = crate::run::weights::load_safetensors(build(case, &ad), &dir.join("weights.safetensors"))?;
     let tc = TrainConfig { adam_epsilon: train.adam_epsilon, ..TrainConfig::for_preset(crate::config::Preset::Smoke) };
     let mut optim = adam(&tc);
     let (mut losses, mut norms) = (Vec::new(), Vec::new());
@@ -216,7 +215,7 @@ fn insert_weights(net: &MultimodalNet, case: &Case, prefix: &str, out: &mut Outp
     // Removed when dropped, also on an early return.
     let tmp = tempfile::Builder::new().prefix(&format!("mmkd-reference-{}-", case.name)).tempdir()?;
     let path = tmp.path().join("weights.safetensors");
-    checkpoint::save_safetensors(&net.valid(), &path)?;
+    crate::run::weights::save_safetensors(&net.valid(), &path)?;
     for (name, v) in read_tensors(&path)? {
         out.insert(format!("{prefix}.{name}"), v);
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::data::missing::{Missing, MissingMode};
 use crate::eval::EvalReport;
 use crate::model::Modality;
-use crate::train::{RunConfig, RunRole, evaluate_run_with};
+use crate::run::{RunConfig, RunRole, evaluate_run_with};
 
 /// One row: which modalities are missing, and both networks' test scores.
 #[derive(Clone, Debug, Serialize)]

@@ -15,7 +15,7 @@ use mmkd::export::onnx_proto::{AttributeProto, ModelProto, TensorProto, tensor_s
 use mmkd::export::{OPSET, to_onnx};
 use mmkd::input::NetInput;
 use mmkd::model::{Modality, StudentConfig, StudentStreams, TeacherKind, TraceRequest};
-use mmkd::train::{RunConfig, RunRole};
+use mmkd::run::{RunConfig, RunRole};
 use prost::Message;
 
 /// An N-d array of f64 (booleans as 0/1, int64 as whole numbers).

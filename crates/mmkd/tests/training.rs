@@ -10,8 +10,10 @@ use mmkd::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use mmkd::data::Dataset;
 use mmkd::data::synth::{SynthParams, generate};
 use mmkd::model::{StudentStreams, TeacherKind};
-use mmkd::train::EpochLog;
-use mmkd::train::{RunConfig, RunRole, SupervisedTask, checkpoint, fit};
+use mmkd::run::EpochLog;
+use mmkd::run::weights;
+use mmkd::run::{RunConfig, RunRole};
+use mmkd::train::{SupervisedTask, fit};
 
 /// The backend's random generator is process-wide: tests that seed it must not interleave.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -66,10 +68,10 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     let dir_guard = tempdir("ckpt");
     let dir = dir_guard.path();
     let path = dir.join("w.safetensors");
-    checkpoint::save_safetensors(&net, &path).unwrap();
+    weights::save_safetensors(&net, &path).unwrap();
     device.seed(6);
     let fresh = cfg.build_net(&device);
-    let loaded = checkpoint::load_safetensors(fresh, &path).unwrap();
+    let loaded = weights::load_safetensors(fresh, &path).unwrap();
     let batch = data.test.batch(&data.shape, &[0, 1, 2], &device);
     let a: Vec<f32> = net.forward(&batch.input, &Default::default()).logits.into_data().try_to_vec().unwrap();
     let b: Vec<f32> = loaded.forward(&batch.input, &Default::default()).logits.into_data().try_to_vec().unwrap();
@@ -77,7 +79,7 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     assert_eq!(net.num_params(), loaded.num_params());
     // A student checkpoint does not fit a teacher: a clear error, not a panic.
     let student = mmkd::model::build_student(mmkd::model::StudentConfig::C5, StudentStreams::Downsampled, &data.shape, &cfg.model, &device);
-    let err = checkpoint::load_safetensors(student, &path).unwrap_err();
+    let err = weights::load_safetensors(student, &path).unwrap_err();
     assert!(err.to_string().contains("does not fit this architecture"), "{err}");
 }
 
@@ -129,7 +131,7 @@ fn distillation_trains_the_student_and_never_the_teacher() {
     let dir_guard = tempdir("frozen");
     let dir = dir_guard.path();
     let before_path = dir.join("teacher.safetensors");
-    checkpoint::save_safetensors(&teacher, &before_path).unwrap();
+    weights::save_safetensors(&teacher, &before_path).unwrap();
     let before = tensors(&before_path);
 
     for (level, method) in [(Level::AttentionMap, Method::EdamS), (Level::Penultimate, Method::Crd), (Level::AttentionMap, Method::EdamT), (Level::PostAttention, Method::Crd)] {
@@ -143,7 +145,7 @@ fn distillation_trains_the_student_and_never_the_teacher() {
         fit(&run, &scfg, &data, &mut task, false, &device).unwrap();
         // The teacher inside the task is bit-identical to what it was before training.
         let after_path = dir.join("teacher-after.safetensors");
-        checkpoint::save_safetensors(&task.teacher, &after_path).unwrap();
+        weights::save_safetensors(&task.teacher, &after_path).unwrap();
         let after = tensors(&after_path);
         assert_eq!(after.len(), before.len());
         assert!(after == before, "{level:?}/{method:?} changed the teacher");
@@ -310,7 +312,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         let rows: Vec<usize> = (0..16).collect();
         let batch = data.train.batch(&data.shape, &rows, &ad);
         let logits = net.forward(&batch.input, &mmkd::model::TraceRequest::none()).logits;
-        let loss = mmkd::train::cross_entropy(logits, batch.classes.clone());
+        let loss = mmkd::eval::inference::cross_entropy(logits, batch.classes.clone());
         let value: f32 = loss.clone().into_scalar();
         let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &net);
         let mut visitor = CollectGrads { grads: &grads, out: Vec::new() };

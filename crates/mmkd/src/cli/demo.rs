@@ -9,8 +9,8 @@ use super::device;
 use crate::choice::Choice;
 use crate::config::{DataShape, ModelConfig, Preset};
 use crate::model::{StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher, params};
+use crate::run::{RunRole, evaluate_run};
 use crate::train::launch::{Outcome, RecipeOverrides, RunTarget, TrainSpec, check_branch_dropout, train_run};
-use crate::train::{RunRole, evaluate_run};
 
 /// What a study trains on and which of its runs it makes.
 #[derive(clap::Args, Clone, Debug)]
@@ -170,7 +170,7 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
         role,
         data: data_dir.clone(),
         preset,
-        target: RunTarget { resume: out.join(name).join(crate::train::files::RESUME).exists(), ..RunTarget::new(out.join(name)) },
+        target: RunTarget { resume: out.join(name).join(crate::run::files::RESUME).exists(), ..RunTarget::new(out.join(name)) },
         recipe: RecipeOverrides { epochs, seed: Some(seed), ..Default::default() },
         model: Default::default(),
     };
@@ -178,7 +178,7 @@ pub(crate) fn demo(preset: Preset, out: &Path, seed: u64, epochs: Option<usize>)
     // A finished run (from an earlier demo) is evaluated again, not retrained.
     let train_or_eval = |name: &str, role: RunRole| -> Result<crate::eval::EvalReport> {
         let spec = spec(name, role);
-        if spec.target.out.join(crate::train::files::EVAL).exists() {
+        if spec.target.out.join(crate::run::files::EVAL).exists() {
             return evaluate_run(&spec.target.out, None, &device());
         }
         match train_run(&spec, &device(), super::device_kind())? {

@@ -9,7 +9,7 @@ use super::{MissingArgs, device};
 use crate::data;
 use crate::durable::write_atomic;
 use crate::predict::{Format, SplitChoice};
-use crate::train::{RunConfig, evaluate_run_with};
+use crate::run::{RunConfig, evaluate_run_with};
 
 fn print_report(r: &crate::eval::EvalReport, json: bool) -> Result<()> {
     if json {
@@ -98,7 +98,7 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
         );
     }
     let dev = device();
-    let net = crate::train::Run::open(run)?.load_best(&dev)?;
+    let net = crate::run::Run::open(run)?.load_best(&dev)?;
     let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, frames, &dev);
     let out = out.unwrap_or_else(|| run.join("maps"));
     std::fs::create_dir_all(&out)?;
@@ -106,7 +106,7 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
         let name = id.to_string().replace("<-", "_from_");
         crate::eval::maps::draw(m, &out.join(format!("{name}.png")))?;
     }
-    if let crate::train::RunRole::Student { config, distill: Some(d), .. } = &cfg.role {
+    if let crate::run::RunRole::Student { config, distill: Some(d), .. } = &cfg.role {
         crate::study::pictures::compare_with_teacher(&out, &dataset, events.as_ref(), temperature, *config, d, &maps, baseline)?;
     } else if baseline.is_some() {
         crate::bail_input!("{}: --baseline compares a distilled student's maps; this run is no distillation run", run.display());

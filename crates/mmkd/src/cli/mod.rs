@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{DeviceKind, Preset};
 use crate::error::InputError;
 use crate::model::{StudentConfig, StudentStreams, TeacherKind};
-use crate::train::RunRole;
+use crate::run::RunRole;
 use train::{CommonTrain, DistillArgs};
 
 /// The `mmkd` command line.
@@ -409,7 +409,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Export { run, format: ExportFormat::Onnx, out } => {
-            let run = crate::train::Run::open(&run)?;
+            let run = crate::run::Run::open(&run)?;
             let model = crate::export::export_run(&run, &out)?;
             let graph = model.graph.as_ref().expect("export writes a graph");
             println!("wrote {} ({} nodes, {} initializers, opset {}) from {}", out.display(), graph.node.len(), graph.initializer.len(), crate::export::OPSET, run.dir().display());

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::config::Preset;
 use crate::distill::{Level, Method, Orientation};
 use crate::model::StudentConfig;
-use crate::train::RunRole;
+use crate::run::RunRole;
 use crate::train::launch::{DistillSpec, ModelOverrides, RecipeOverrides, RunTarget, TrainSpec};
 
 #[derive(Args)]

@@ -393,7 +393,7 @@ pub fn to_onnx(net: &MultimodalNet, input_dims: &[(Modality, [usize; 2])], metad
 }
 
 /// Export `run`'s best checkpoint to `out` (written atomically). Returns the model.
-pub fn export_run(run: &crate::train::Run, out: &Path) -> Result<ModelProto> {
+pub fn export_run(run: &crate::run::Run, out: &Path) -> Result<ModelProto> {
     let device = Device::flex();
     let net = run.load_best(&device)?;
     let cfg = run.config();

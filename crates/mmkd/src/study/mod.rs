@@ -274,7 +274,7 @@ fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts>
     let mut facts = report::ReportFacts { acc7_picture: "acc7.png".into(), ..Default::default() };
     // A teacher trained with branch dropout is not MulT's; the report says so.
     if let Some(&seed) = rows.iter().find(|r| r.is_complete_teacher()).and_then(|t| t.seeds.first())
-        && let Ok(cfg) = crate::train::RunConfig::load(&plan::run_dir(study, &RowSpec::Teacher(TeacherKind::Complete), seed))
+        && let Ok(cfg) = crate::run::RunConfig::load(&plan::run_dir(study, &RowSpec::Teacher(TeacherKind::Complete), seed))
         && cfg.model.branch_dropout > 0.0
     {
         facts.teacher_branch_dropout = Some(cfg.model.branch_dropout);
@@ -284,12 +284,12 @@ fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts>
     let (RowSpec::Distilled { config, .. }, Some(&seed)) = (best.spec(), best.seeds.first()) else { return Ok(facts) };
     let run = plan::run_dir(study, &best.spec(), seed);
     let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
-    let cfg = crate::train::RunConfig::load(&run)?;
-    let crate::train::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };
+    let cfg = crate::run::RunConfig::load(&run)?;
+    let crate::run::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };
     let dataset = crate::data::load_any(&cfg.data)?;
     let events = crate::data::events::Events::load(&cfg.data)?;
     let device = Device::flex();
-    let net = crate::train::Run::open(&run)?.load_best(&device)?;
+    let net = crate::run::Run::open(&run)?.load_best(&device)?;
     let (_, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, 1, d.temperature, None, &device);
     let out = study.join("report-maps");
     std::fs::create_dir_all(&out)?;

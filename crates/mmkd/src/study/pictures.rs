@@ -27,7 +27,7 @@ pub fn compare_with_teacher(
     use crate::eval::maps::{Panel, attention_maps, draw_comparison, mean_row_kl};
     let dev = burn::prelude::Device::flex();
     let first_clip = |run: &Path| -> Result<std::collections::BTreeMap<crate::model::TransformerId, Vec<crate::eval::maps::Map>>> {
-        let opened = crate::train::Run::open(run)?;
+        let opened = crate::run::Run::open(run)?;
         if !opened.config().shape.same_inputs(&dataset.shape) {
             crate::bail_input!("{}: trained on other dims/lengths than dataset {}", run.display(), dataset.name);
         }

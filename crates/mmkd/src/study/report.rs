@@ -12,7 +12,7 @@ use crate::choice::Choice;
 use crate::distill::{Level, Method};
 use crate::eval::EvalReport;
 use crate::model::{StudentConfig, TeacherKind};
-use crate::train::{RunConfig, RunRole};
+use crate::run::{RunConfig, RunRole};
 
 /// One row of the reproduced Table 1, aggregated over seeds. Acc and F1 figures are percent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -192,7 +192,7 @@ fn run_map_stats<'a>(
         let stats = match data.get(&cfg.data).and_then(|d| d.as_ref()) {
             Some((dataset, events)) => {
                 let device = burn::prelude::Device::flex();
-                let net = crate::train::Run::open(dir)?.load_best(&device)?;
+                let net = crate::run::Run::open(dir)?.load_best(&device)?;
                 let frames = crate::eval::maps::EventFrames { starts: &events.test, width: events.burst_frames };
                 Some(crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, EVENT_SHARE_CLIPS, 1.0, Some(frames), &device).0)
             }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::folder::{EpochLog, files};
+use crate::run::{EpochLog, files};
 
 /// `RUN/curves.png` from `RUN/metrics.jsonl`: train and validation loss, validation Acc-7, and
 /// the learning rate, per epoch.

@@ -6,10 +6,11 @@ use anyhow::Result;
 use burn::prelude::*;
 use mmkd_losses::{CrdMemoryBank, CrdMemoryState};
 
-use super::task::{TrainTask, cross_entropy};
+use super::task::TrainTask;
 use crate::data::Batch;
 use crate::distill::DistillModel;
 use crate::distill::task::{DistillTask, loss_err};
+use crate::eval::inference::cross_entropy;
 use crate::model::MultimodalNet;
 
 impl TrainTask for DistillTask {

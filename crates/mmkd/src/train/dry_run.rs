@@ -14,10 +14,10 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::task::TrainTask;
-use super::{RunConfig, checkpoint};
 use crate::data::{Dataset, epoch_order};
 use crate::durable::write_atomic;
 use crate::model::TraceRequest;
+use crate::run::RunConfig;
 
 /// The file a dry run writes into its run folder.
 pub const DRY_RUN_FILE: &str = "dry-run.json";
@@ -79,7 +79,7 @@ pub fn median(v: &[f64]) -> f64 {
 /// `run`, time one validation batch of inference, and write `RUN/dry-run.json`.
 pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, batches: usize, device: &Device) -> Result<DryRunReport> {
     let step_memory = super::fit::refuse_unfitting_step(run, cfg, dataset, task, device)?;
-    super::folder::prepare_run_dir(run)?;
+    crate::run::prepare_run_dir(run)?;
     write_atomic(&run.join("config.json"), serde_json::to_string_pretty(cfg)?.as_bytes())?;
     let tc = &cfg.train;
     let ad = tc.autodiff_device(device);
@@ -116,7 +116,7 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
             t.elapsed().as_secs_f64()
         })
         .collect();
-    checkpoint::save_safetensors(&net, &run.join("best.safetensors"))?;
+    crate::run::weights::save_safetensors(&net, &run.join("best.safetensors"))?;
     let (train_batches, valid_batches, test_batches) = (dataset.train.len().div_ceil(tc.batch_size), dataset.valid.len().div_ceil(tc.batch_size), dataset.test.len().div_ceil(tc.batch_size));
     let (step, eval) = (median(&times[1..]), median(&eval_times));
     let report = DryRunReport {

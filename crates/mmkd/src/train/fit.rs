@@ -13,14 +13,15 @@ use burn::prelude::*;
 
 use super::checkpoint::{self, EpochProgress, ResumeState};
 use super::curves::draw_curves;
-use super::folder::{EpochLog, RunConfig, evaluate_run, files, prepare_run_dir, rewrite_metrics};
 use super::plateau::ReduceLrOnPlateau;
 use super::progress::{PROGRESS_LINE_SECS, ProgressLog, progress};
-use super::task::{TrainTask, predict};
+use super::task::TrainTask;
 use crate::data::{Dataset, epoch_order};
 use crate::durable::write_atomic;
+use crate::eval::inference::predict;
 use crate::eval::{EvalReport, evaluate_predictions};
 use crate::model::MultimodalNet;
+use crate::run::{EpochLog, RunConfig, evaluate_run, files, prepare_run_dir, rewrite_metrics};
 use burn::optim::ModuleOptimizer;
 
 /// Plain-device copy of the network for evaluation (no autodiff graph, dropout off).
@@ -219,9 +220,9 @@ fn close_epoch<T: TrainTask>(
     if val_loss < state.best_val {
         state.best_val = val_loss;
         state.best_epoch = epoch + 1;
-        checkpoint::save_safetensors(&net, &run.join(files::BEST_WEIGHTS))?;
+        crate::run::weights::save_safetensors(&net, &run.join(files::BEST_WEIGHTS))?;
     }
-    checkpoint::save_safetensors(&net, &run.join(files::LAST_WEIGHTS))?;
+    crate::run::weights::save_safetensors(&net, &run.join(files::LAST_WEIGHTS))?;
     // The epoch's line goes into the log before the state that says the epoch is done: a
     // kill between the two resumes inside this epoch, and resuming drops lines past the
     // saved epoch (`rewrite_metrics`), so the line is neither lost nor doubled.

@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::prelude::*;
 
-use super::folder::{RunConfig, RunRole, clear_run};
 use super::{SupervisedTask, TrainTask, fit};
 use crate::choice::Choice;
 use crate::config::{DeviceKind, ModelConfig, Preset, TrainConfig};
@@ -18,6 +17,7 @@ use crate::data::{self, Dataset};
 use crate::distill::{DistillConfig, Level, Method, Orientation};
 use crate::eval::EvalReport;
 use crate::model::{StudentConfig, StudentStreams};
+use crate::run::{RunConfig, RunRole, clear_run};
 
 /// Where a run goes and what happens to a run already there.
 #[derive(Clone, Debug)]
@@ -220,7 +220,7 @@ pub fn distill_run(spec: &DistillSpec, device: &Device, kind: DeviceKind) -> Res
     let dataset = if cfg.model.key_padding_mask { dataset } else { strip_lengths(dataset) };
     // Frozen: loaded without an autodiff graph and switched to inference mode (`valid()`:
     // dropout off), outside the trained module, so it gets no gradient or optimizer state.
-    let teacher = super::Run::open(&spec.teacher)?.load_best(device)?.valid();
+    let teacher = crate::run::Run::open(&spec.teacher)?.load_best(device)?.valid();
     let build_cfg = cfg.clone();
     let mut task = crate::distill::DistillTask::new(
         dcfg,

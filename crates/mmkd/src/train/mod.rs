@@ -10,7 +10,6 @@ pub mod curves;
 pub mod distill;
 pub mod dry_run;
 pub mod fit;
-pub mod folder;
 pub mod launch;
 pub mod memory;
 pub mod plateau;
@@ -19,5 +18,4 @@ pub mod step;
 pub mod task;
 
 pub use fit::fit;
-pub use folder::{EpochLog, Run, RunConfig, RunRole, clear_run, evaluate_run, evaluate_run_with, files};
-pub use task::{SupervisedTask, TrainTask, cross_entropy, predict};
+pub use task::{SupervisedTask, TrainTask};

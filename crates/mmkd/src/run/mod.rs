@@ -1,4 +1,5 @@
-//! A run folder: what a training run writes, and what reads it back:
+//! A run folder: what a training run writes, and what reads it back (training, evaluation,
+//! prediction, export):
 //!
 //! ```text
 //! RUN/config.json        effective config (preset + overrides), written before training
@@ -15,11 +16,12 @@ use anyhow::Result;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
-use super::task::predict;
+pub mod weights;
+
 use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use crate::data::Dataset;
 use crate::durable::write_atomic;
+use crate::eval::inference::predict;
 use crate::eval::{EvalReport, evaluate_predictions};
 use crate::model::{MultimodalNet, StudentStreams, TeacherKind, build_student, build_teacher};
 
@@ -195,7 +197,7 @@ impl Run {
     /// The network with its best weights, on `device` (an input error when the weights are
     /// missing or do not fit the config).
     pub fn load_best(&self, device: &Device) -> Result<MultimodalNet> {
-        checkpoint::load_safetensors(self.config.build_net(device), &self.path(files::BEST_WEIGHTS))
+        weights::load_safetensors(self.config.build_net(device), &self.path(files::BEST_WEIGHTS))
     }
 
     /// Its best weights on the test split of the data it was trained on (nothing is written).
@@ -227,7 +229,7 @@ pub struct EpochLog {
 
 /// Keep the first `keep_epochs` lines of `RUN/metrics.jsonl` (a resumed run drops the epochs
 /// it trains again).
-pub(super) fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
+pub fn rewrite_metrics(run: &Path, keep_epochs: usize) -> Result<()> {
     let path = run.join(files::METRICS);
     if !path.exists() {
         return Ok(());
@@ -245,7 +247,7 @@ fn check_writable(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Create the run folder, refusing (as bad input) one that cannot be written.
-pub(super) fn prepare_run_dir(run: &Path) -> Result<()> {
+pub fn prepare_run_dir(run: &Path) -> Result<()> {
     if let Err(e) = std::fs::create_dir_all(run).and_then(|_| check_writable(run)) {
         crate::bail_input!("{}: cannot write the run directory here ({e})", run.display());
     }
