@@ -186,8 +186,16 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
             let ad = train.autodiff_device(&plain);
             let (shape, b) = batch_of(preset, batch, &ad);
             let teacher = build_teacher(TeacherKind::Complete, &shape, &model, &plain).valid();
-            let cfg =
-                DistillConfig { teacher_run: std::path::PathBuf::new(), level: Level::AttentionMap, method: Method::EdamS, alpha: 1.0, beta: 0.8, temperature: 1.0, orientation: Orientation::Literal };
+            let cfg = DistillConfig {
+                teacher_run: std::path::PathBuf::new(),
+                level: Level::AttentionMap,
+                method: Method::EdamS,
+                alpha: 1.0,
+                beta: 0.8,
+                temperature: 1.0,
+                orientation: Orientation::Literal,
+                teacher_signal: Default::default(),
+            };
             let (shape2, model2) = (shape.clone(), model.clone());
             let build = Box::new(move |d: &Device| build_student(StudentConfig::C5, StudentStreams::Downsampled, &shape2, &model2, d));
             let task = crate::distill::DistillTask::new(cfg, teacher, crate::distill::distilled_pairs(StudentConfig::C5), build, batch, 1, plain.clone());

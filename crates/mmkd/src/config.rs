@@ -175,6 +175,10 @@ pub struct TrainConfig {
     /// backward instead of kept (less memory, more time; results unchanged up to rounding).
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// Early stopping: end training when the validation loss has not improved for this many
+    /// epochs (`None`: train every epoch). The best checkpoint is evaluated either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<usize>,
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -203,6 +207,7 @@ impl TrainConfig {
             seed: 1,
             checkpoint_secs: default_checkpoint_secs(),
             gradient_checkpointing: false,
+            early_stop: None,
         };
         match preset {
             Preset::Paper => paper,

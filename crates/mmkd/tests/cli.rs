@@ -205,6 +205,83 @@ fn smoke_study_writes_every_row_of_table1() {
     assert!(String::from_utf8_lossy(&collect.stdout).contains("Student c5: EDAM-T"));
 }
 
+/// The design of issue 19 at smoke scale: two teachers, each teaching students of both seeds;
+/// the control row distilled from another clip's maps; teachers with early stopping. The
+/// intervals of distilled rows are t-intervals over the teachers of each teacher's mean paired
+/// difference, recomputed here from the per-run numbers.
+#[test]
+fn study_with_several_teachers_controls_and_early_stopping() {
+    let dir_guard = tempdir("teachers");
+    let dir = dir_guard.path();
+    let args = [
+        "study",
+        "--preset",
+        "smoke",
+        "--regime",
+        "lookup",
+        "--rows",
+        "c5-attention",
+        "--seeds",
+        "2",
+        "--teachers",
+        "2",
+        "--controls",
+        "--teacher-early-stop",
+        "1",
+        "--teacher-epochs",
+        "3",
+        "--epochs",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        s(dir),
+    ];
+    let out = mmkd(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = json(&dir.join("table.json"));
+    let rows = rows.as_array().unwrap();
+    let teacher = rows.iter().find(|r| r["role"] == "teacher").unwrap();
+    assert_eq!(teacher["seeds"], serde_json::json!([1, 2]));
+    for t in [1, 2] {
+        let cfg = json(&dir.join(format!("runs/teacher-complete-s{t}/config.json")));
+        assert_eq!(cfg["train"]["early_stop"], 1, "{cfg}");
+        let epochs = std::fs::read_to_string(dir.join(format!("runs/teacher-complete-s{t}/metrics.jsonl"))).unwrap().lines().count();
+        assert!((1..=3).contains(&epochs));
+    }
+    let nokd = rows.iter().find(|r| r["role"] == "student" && r["level"] == "none").unwrap();
+    let distilled: Vec<&serde_json::Value> = rows.iter().filter(|r| r["level"] != "none" && r["role"] == "student").collect();
+    assert_eq!(distilled.len(), 4, "three attention-map rows and the control");
+    for r in &distilled {
+        assert_eq!(r["run_teachers"], serde_json::json!([1, 1, 2, 2]), "{r}");
+        assert_eq!(r["seeds"], serde_json::json!([1, 2, 1, 2]), "{r}");
+        // Per teacher: the mean over its students of the paired difference to no KD.
+        let acc: Vec<f64> = r["acc7_per_seed"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let base: Vec<f64> = nokd["acc7_per_seed"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let per_teacher = [((acc[0] - base[0]) + (acc[1] - base[1])) / 2.0, ((acc[2] - base[0]) + (acc[3] - base[1])) / 2.0];
+        let got: Vec<f64> = r["acc7_diff_per_teacher"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(got.iter().zip(per_teacher).all(|(a, b)| (a - b).abs() < 1e-9), "{got:?} vs {per_teacher:?}");
+        // Two teachers: 1 degree of freedom, t(0.975, 1) = 12.706205.
+        let m = (per_teacher[0] + per_teacher[1]) / 2.0;
+        let sd = (per_teacher[0] - per_teacher[1]).abs() / 2f64.sqrt();
+        let half = 12.706205 * sd / 2f64.sqrt();
+        let ci = r["acc7_diff_ci95"].as_array().unwrap();
+        assert!((ci[0].as_f64().unwrap() - (m - half)).abs() < 1e-6 && (ci[1].as_f64().unwrap() - (m + half)).abs() < 1e-6, "{r}");
+        assert!(r["acc7_diff_p"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "{r}");
+        assert_eq!(r["event_share_diff_per_teacher"].as_array().map(|v| v.len()), Some(2), "{r}");
+    }
+    let control = distilled.iter().find(|r| r["control"] == true).expect("the control row");
+    assert_eq!((control["method"].as_str(), control["level"].as_str()), (Some("edam-s"), Some("attention-map")));
+    let cfg = json(&dir.join("runs/control-c5-attention-map-edam-s-shuffled-t2-s1/config.json"));
+    assert_eq!(cfg["role"]["distill"]["teacher_signal"], "shuffled", "{cfg}");
+    assert!(cfg["role"]["distill"]["teacher_run"].as_str().unwrap().ends_with("teacher-complete-s2"), "{cfg}");
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("2 complete teachers (seeds 1, 2) each taught students of every seed"), "{report}");
+    assert!(report.contains("Holm-adjusted across these 4 rows") && report.contains("Control c5: EDAM-S on attention-map"), "{report}");
+    assert!(report.contains("trained with early stopping (patience 1 epochs"), "{report}");
+    assert!(report.contains("over 2 teachers"), "{report}");
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles").join(name)
 }

@@ -66,3 +66,27 @@ fn lookup_data_has_events_baselines_and_event_shares_in_maps() {
         assert!(layer["entropy"].as_f64().unwrap() <= layer["uniform_entropy"].as_f64().unwrap() + 1e-6);
     }
 }
+
+/// Early stopping: with a learning rate of 0 the validation loss never improves on epoch 1, so
+/// patience 1 ends training after epoch 2 of 6; resuming the stopped run trains nothing more.
+/// The shuffled control is refused where the loss does not compare clip by clip.
+#[test]
+fn early_stopping_ends_a_run_whose_validation_loss_stalls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, teacher) = (tmp.path().join("data"), tmp.path().join("teacher"));
+    let (data_s, teacher_s) = (data.to_str().unwrap(), teacher.to_str().unwrap());
+    run(line(&["data", "synth", "--preset", "smoke", "--out", data_s])).unwrap();
+    run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--epochs", "6", "--lr", "0", "--early-stop", "1", "--out", teacher_s])).unwrap();
+    let epochs = || std::fs::read_to_string(teacher.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(epochs(), 2);
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(teacher.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["early_stop"], 1);
+    run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--epochs", "6", "--lr", "0", "--early-stop", "1", "--resume", "--out", teacher_s])).unwrap();
+    assert_eq!(epochs(), 2, "a resumed early-stopped run stays stopped");
+    let e = run(line(&["train", "teacher", "--data", data_s, "--preset", "smoke", "--early-stop", "0", "--out", tmp.path().join("t0").to_str().unwrap()])).unwrap_err();
+    assert_eq!(exit_code(&e), 2, "{e}");
+    let student = tmp.path().join("student");
+    let e = run(line(&["distill", "--teacher", teacher_s, "--level", "final", "--method", "crd", "--teacher-signal", "shuffled", "--out", student.to_str().unwrap()])).unwrap_err();
+    assert_eq!(exit_code(&e), 2, "{e}");
+    assert!(e.to_string().contains("--teacher-signal shuffled works at the attention-map and post-attention levels"), "{e}");
+}

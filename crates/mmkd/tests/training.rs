@@ -135,7 +135,7 @@ fn distillation_trains_the_student_and_never_the_teacher() {
     let before = tensors(&before_path);
 
     for (level, method) in [(Level::AttentionMap, Method::EdamS), (Level::Penultimate, Method::Crd), (Level::AttentionMap, Method::EdamT), (Level::PostAttention, Method::Crd)] {
-        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional, teacher_signal: Default::default() };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) }, &data, 1);
         let build = scfg.clone();
@@ -188,7 +188,16 @@ fn edam_t_with_key_padding_mask_trains() {
     let teacher = tcfg.build_net(&device);
     let dir_guard = tempdir("keypad-edamt");
     let dir = dir_guard.path();
-    let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamT, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+    let dcfg = DistillConfig {
+        teacher_run: dir.to_path_buf(),
+        level: Level::AttentionMap,
+        method: Method::EdamT,
+        alpha: 1.0,
+        beta: 1.0,
+        temperature: 1.0,
+        orientation: Orientation::Conventional,
+        teacher_signal: Default::default(),
+    };
     let mut scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::FullLength, distill: Some(dcfg.clone()) }, &data, 1);
     scfg.model.key_padding_mask = true;
     let build = scfg.clone();
@@ -231,7 +240,16 @@ fn kd_term_alone_moves_the_student_where_it_reaches() {
     let dir_guard = tempdir("alpha0");
     let dir = dir_guard.path();
     let run = |beta: f64, name: &str| {
-        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamS, alpha: 0.0, beta, temperature: 1.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig {
+            teacher_run: dir.to_path_buf(),
+            level: Level::AttentionMap,
+            method: Method::EdamS,
+            alpha: 0.0,
+            beta,
+            temperature: 1.0,
+            orientation: Orientation::Conventional,
+            teacher_signal: Default::default(),
+        };
         let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
         fit(&dir.join(name), &scfg, &data, &mut distill_task(&teacher, &dcfg, &scfg, &data, &device), false, &device).unwrap();
         tensors(&dir.join(name).join("last.safetensors"))
@@ -259,7 +277,7 @@ fn resumed_distillation_matches_an_uninterrupted_run() {
     let dir_guard = tempdir("resume-kd");
     let dir = dir_guard.path();
     for (level, method) in [(Level::Final, Method::Crd), (Level::AttentionMap, Method::EdamT)] {
-        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional };
+        let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level, method, alpha: 1.0, beta: 1.0, temperature: 1.0, orientation: Orientation::Conventional, teacher_signal: Default::default() };
         let streams = if method == Method::EdamT { StudentStreams::FullLength } else { StudentStreams::Downsampled };
         let role = RunRole::Student { config: mmkd::model::StudentConfig::C5, streams, distill: Some(dcfg.clone()) };
         let (cfg2, cfg3) = (config(role.clone(), &data, 2), config(role, &data, 3));

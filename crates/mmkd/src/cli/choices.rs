@@ -25,6 +25,7 @@ value_enums!(
     crate::model::StudentStreams,
     crate::distill::Level,
     crate::distill::Method,
+    crate::distill::TeacherSignal,
     crate::data::synth::Regime,
     crate::data::missing::MissingMode,
     crate::data::csd::align::Align,

@@ -33,6 +33,18 @@ pub(crate) struct StudyArgs {
     /// (default: one teacher per seed).
     #[arg(long, value_name = "SEED")]
     pub(crate) teacher_seed: Option<u64>,
+    /// Train K teachers of each kind (seeds 1..=K), each teaching its own students of every
+    /// seed: intervals then hold the teacher-to-teacher variation (a t-interval over teachers of
+    /// each teacher's mean paired difference).
+    #[arg(long, value_name = "K", conflicts_with = "teacher_seed")]
+    pub(crate) teachers: Option<u64>,
+    /// Stop each teacher when its validation loss has not improved for N epochs.
+    #[arg(long, value_name = "N")]
+    pub(crate) teacher_early_stop: Option<usize>,
+    /// Add the control row: configuration 5's EDAM-S on the attention maps distilled from
+    /// another clip's maps (`--teacher-signal shuffled`).
+    #[arg(long)]
+    pub(crate) controls: bool,
     /// Epochs for the teachers (default: --epochs, else the preset's).
     #[arg(long)]
     pub(crate) teacher_epochs: Option<usize>,
@@ -83,6 +95,9 @@ fn study_options(preset: Preset, seeds: u64, out: Option<PathBuf>, epochs: Optio
         data,
         rows: args.rows,
         teacher_seed: args.teacher_seed,
+        teachers: args.teachers,
+        teacher_early_stop: args.teacher_early_stop,
+        controls: args.controls,
         teacher_epochs: args.teacher_epochs,
         teacher_branch_dropout: args.teacher_branch_dropout,
         device: super::device_kind(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::Preset;
-use crate::distill::{Level, Method, Orientation};
+use crate::distill::{Level, Method, Orientation, TeacherSignal};
 use crate::model::StudentConfig;
 use crate::run::RunRole;
 use crate::train::launch::{DistillSpec, ModelOverrides, RecipeOverrides, RunTarget, TrainSpec};
@@ -35,6 +35,10 @@ pub(crate) struct DistillArgs {
     /// EDAM direction: literal = eq. 13 as printed (-student log teacher).
     #[arg(long, default_value = "literal", value_parser = |s: &str| s.parse::<Orientation>().map_err(|e| e.to_string()))]
     pub(crate) orientation: Orientation,
+    /// Whose teacher outputs a clip is distilled from: its own (distillation) or, as a control
+    /// that keeps the loss and removes the information, the next clip's of the batch.
+    #[arg(long, value_enum, default_value = "matched")]
+    pub(crate) teacher_signal: TeacherSignal,
     /// Dataset (default: the teacher's).
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
@@ -69,6 +73,10 @@ pub(crate) struct RunFlags {
     /// Seconds between resumable checkpoints inside an epoch (default 300; 0: every batch).
     #[arg(long)]
     pub(crate) checkpoint_secs: Option<u64>,
+    /// Stop when the validation loss has not improved for N epochs (early stopping; the best
+    /// checkpoint is evaluated).
+    #[arg(long, value_name = "N")]
+    pub(crate) early_stop: Option<usize>,
     /// Recompute memory-bound activations in the backward instead of keeping them (Burn's
     /// balanced gradient checkpointing: less memory, more time).
     #[arg(long)]
@@ -126,6 +134,7 @@ impl RunFlags {
             checkpoint_secs: self.checkpoint_secs,
             gradient_checkpointing: self.gradient_checkpointing,
             grad_clip,
+            early_stop: self.early_stop,
         }
     }
 }
@@ -164,6 +173,7 @@ impl DistillArgs {
             beta: self.beta,
             temperature: self.temperature,
             orientation: self.orientation,
+            teacher_signal: self.teacher_signal,
             data: self.data.clone(),
             preset: self.preset,
             target: self.run.target(),

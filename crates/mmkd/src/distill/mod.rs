@@ -85,6 +85,33 @@ pub struct DistillConfig {
     pub temperature: f32,
     /// EDAM's direction (CLI default `literal`, eq. 13 as printed); unused by CRD.
     pub orientation: Orientation,
+    /// Which clip's teacher outputs a clip is distilled from: its own, or (a control) another
+    /// clip's of the same batch.
+    #[serde(default, skip_serializing_if = "TeacherSignal::is_matched")]
+    pub teacher_signal: TeacherSignal,
+}
+
+/// Which clip's teacher outputs a student clip is distilled from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherSignal {
+    /// Its own clip's (distillation).
+    #[default]
+    Matched,
+    /// The next clip's of the batch (clip i gets clip i+1's, the last the first's): a control
+    /// that keeps the loss and its scale and removes what the teacher knows of the clip.
+    Shuffled,
+}
+crate::choice::impl_choice!(TeacherSignal {
+    Matched => "matched", "Its own clip's (distillation)";
+    Shuffled => "shuffled", "The next clip's of the batch: a control that keeps the loss and removes what the teacher knows of the clip";
+});
+
+impl TeacherSignal {
+    /// Distillation proper.
+    pub fn is_matched(&self) -> bool {
+        *self == TeacherSignal::Matched
+    }
 }
 
 impl DistillConfig {
@@ -92,6 +119,9 @@ impl DistillConfig {
     pub fn validate(&self) -> Result<(), String> {
         if matches!(self.method, Method::EdamS | Method::EdamT) && self.level != Level::AttentionMap {
             return Err(format!("--method {} works on attention maps only; use --level attention-map", self.method.name()));
+        }
+        if self.teacher_signal == TeacherSignal::Shuffled && !matches!(self.level, Level::AttentionMap | Level::PostAttention) {
+            return Err(format!("--teacher-signal shuffled works at the attention-map and post-attention levels (whose losses compare clip by clip); not with --level {}", self.level.name()));
         }
         if self.temperature.is_nan() || self.temperature <= 0.0 {
             return Err(format!("--temperature must be positive, got {}", self.temperature));

@@ -66,6 +66,16 @@ pub struct DistillTask {
     pub plain: Device,
 }
 
+/// A trace whose clip `i` holds clip `i + 1`'s values (the last clip the first's): the shuffled
+/// control's teacher signal.
+pub fn next_clips(trace: LayerTrace) -> LayerTrace {
+    let roll = |t: Tensor<3>| {
+        let [b, _, _] = t.dims();
+        if b < 2 { t } else { Tensor::cat(vec![t.clone().narrow(0, 1, b - 1), t.narrow(0, 0, 1)], 0) }
+    };
+    LayerTrace { map: trace.map.map(roll), post_attention: trace.post_attention.map(roll) }
+}
+
 /// Wraps an error of the loss crate as a distillation-loss error.
 pub fn loss_err(e: mmkd_losses::LossError) -> anyhow::Error {
     anyhow!("distillation loss: {e}")
@@ -117,7 +127,13 @@ impl DistillTask {
         let request = self.request(true);
         match self.cfg.level {
             Level::Final | Level::Penultimate => TeacherSide::Outputs(self.teacher.forward(input, &request)),
-            Level::PostAttention | Level::AttentionMap => TeacherSide::Traces(self.teacher.traces(input, &request)),
+            Level::PostAttention | Level::AttentionMap => {
+                let traces = self.teacher.traces(input, &request);
+                TeacherSide::Traces(match self.cfg.teacher_signal {
+                    super::TeacherSignal::Matched => traces,
+                    super::TeacherSignal::Shuffled => traces.into_iter().map(|(id, layers)| (id, layers.into_iter().map(next_clips).collect())).collect(),
+                })
+            }
         }
     }
 
@@ -225,5 +241,25 @@ impl DistillTask {
                 edam_loss(&maps, orientation).map_err(loss_err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    /// Clip i takes clip i + 1's map and output, the last clip the first's; one clip stays.
+    #[test]
+    fn next_clips_rolls_the_batch_by_one() {
+        let device = Device::flex();
+        let t = Tensor::<3>::from_floats([[[0.0, 1.0]], [[2.0, 3.0]], [[4.0, 5.0]]], &device);
+        let rolled = next_clips(LayerTrace { map: Some(t.clone()), post_attention: Some(t * 10.0) });
+        let map: Vec<f32> = rolled.map.unwrap().into_data().try_to_vec().unwrap();
+        assert_eq!(map, [2.0, 3.0, 4.0, 5.0, 0.0, 1.0]);
+        let post: Vec<f32> = rolled.post_attention.unwrap().into_data().try_to_vec().unwrap();
+        assert_eq!(post, [20.0, 30.0, 40.0, 50.0, 0.0, 10.0]);
+        let one = Tensor::<3>::from_floats([[[7.0]]], &device);
+        let same: Vec<f32> = next_clips(LayerTrace { map: Some(one), post_attention: None }).map.unwrap().into_data().try_to_vec().unwrap();
+        assert_eq!(same, [7.0]);
     }
 }

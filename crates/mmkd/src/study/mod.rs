@@ -279,10 +279,25 @@ fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts>
     {
         facts.teacher_branch_dropout = Some(cfg.model.branch_dropout);
     }
+    // Teachers trained with early stopping: how long each trained, and its best epoch.
+    for &seed in rows.iter().find(|r| r.is_complete_teacher()).map_or(&[][..], |t| &t.seeds[..]) {
+        let dir = plan::run_dir(study, &RowSpec::Teacher(TeacherKind::Complete), seed);
+        if let Ok(cfg) = crate::run::RunConfig::load(&dir)
+            && let Some(patience) = cfg.train.early_stop
+        {
+            let text = std::fs::read_to_string(dir.join(crate::run::files::METRICS))?;
+            let logs: Vec<crate::run::EpochLog> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let best = logs.iter().min_by(|a, b| a.val_loss.total_cmp(&b.val_loss)).map_or(0, |e| e.epoch);
+            facts.teacher_early_stops.push((seed, patience, logs.len(), best));
+        }
+    }
     // The attention-level row with the largest mean gain, seed of its first run.
     let Some(best) = report::best_attention_row(rows) else { return Ok(facts) };
     let (RowSpec::Distilled { config, .. }, Some(&seed)) = (best.spec(), best.seeds.first()) else { return Ok(facts) };
-    let run = plan::run_dir(study, &best.spec(), seed);
+    let run = match best.run_teachers.first() {
+        Some(&teacher) => plan::student_run_dir(study, &best.spec(), teacher, seed),
+        None => plan::run_dir(study, &best.spec(), seed),
+    };
     let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
     let cfg = crate::run::RunConfig::load(&run)?;
     let crate::run::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };

@@ -28,6 +28,16 @@ pub enum RowSpec {
         /// How it is distilled.
         method: Method,
     },
+    /// A control: distilled as `Distilled` with the same loss, from the teacher's outputs for
+    /// another clip of the batch, so the loss is kept and the clip's information removed.
+    Control {
+        /// Student configuration (1..=5).
+        config: StudentConfig,
+        /// Where knowledge is distilled.
+        level: Level,
+        /// How it is distilled.
+        method: Method,
+    },
 }
 
 impl RowSpec {
@@ -37,13 +47,14 @@ impl RowSpec {
             RowSpec::Teacher(k) => format!("teacher-{}", k.name()),
             RowSpec::StudentNoKd => "student-c5-nokd".to_string(),
             RowSpec::Distilled { config, level, method } => format!("student-c{config}-{}-{}", level.name(), method.name()),
+            RowSpec::Control { config, level, method } => format!("control-c{config}-{}-{}-shuffled", level.name(), method.name()),
         }
     }
 
     /// The teacher a distilled row learns from.
     pub fn teacher(&self) -> Option<TeacherKind> {
         match self {
-            RowSpec::Distilled { config, .. } => Some(teacher_for_config(*config)),
+            RowSpec::Distilled { config, .. } | RowSpec::Control { config, .. } => Some(teacher_for_config(*config)),
             _ => None,
         }
     }
@@ -78,11 +89,12 @@ pub fn table1_rows() -> Vec<RowSpec> {
     ]
 }
 
-/// The paper's MOSEI figures (Acc-7 %, F1 %) for a row.
-pub fn paper_figures(row: &RowSpec) -> (f64, f64) {
+/// The paper's MOSEI figures (Acc-7 %, F1 %) for a row; `None` for a row the paper does not have
+/// (the controls).
+pub fn paper_figures(row: &RowSpec) -> Option<(f64, f64)> {
     use Level::*;
     use Method::*;
-    match row {
+    Some(match row {
         RowSpec::StudentNoKd => (41.296, 32.142),
         RowSpec::Teacher(TeacherKind::Complete) => (49.779, 48.817),
         RowSpec::Teacher(TeacherKind::Video) => (49.621, 48.542),
@@ -103,9 +115,10 @@ pub fn paper_figures(row: &RowSpec) -> (f64, f64) {
             (5, AttentionMap, Crd) => (44.031, 36.110),
             (5, AttentionMap, EdamS) => (44.231, 36.332),
             (5, AttentionMap, EdamT) => (43.993, 36.189),
-            _ => (f64::NAN, f64::NAN),
+            _ => return None,
         },
-    }
+        RowSpec::Control { .. } => return None,
+    })
 }
 
 /// One run of the study: its directory and the command line that makes it.
@@ -187,8 +200,21 @@ pub struct StudyOptions {
     /// Train each teacher once, with this seed, and distil every seed's students from it
     /// (`None`: one teacher per seed, each seed's students from their own seed's teacher).
     pub teacher_seed: Option<u64>,
+    /// Train this many teachers of each kind (seeds 1..=K), each teaching its own students of
+    /// every seed, so that intervals can hold the teacher-to-teacher variation (`None`: as
+    /// `teacher_seed` says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teachers: Option<u64>,
     /// Epochs for the teachers (`None`: `epochs`).
     pub teacher_epochs: Option<usize>,
+    /// Stop a teacher when its validation loss has not improved for this many epochs (`None`:
+    /// train every epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_early_stop: Option<usize>,
+    /// Add the control rows: configuration 5's EDAM-S on the attention maps, distilled from the
+    /// maps of another clip of the batch (the loss kept, the information removed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub controls: bool,
     /// Branch dropout for the teachers (`None`: the preset's, 0; docs/DECISIONS.md).
     pub teacher_branch_dropout: Option<f64>,
     /// The device every run computes on (passed to each run as `--device`).
@@ -206,12 +232,21 @@ pub const STUDY_FILE: &str = "study.json";
 impl StudyOptions {
     /// The seeds teachers are trained with.
     pub fn teacher_seeds(&self) -> Vec<u64> {
-        self.teacher_seed.map_or_else(|| self.seeds.clone(), |s| vec![s])
+        match (self.teachers, self.teacher_seed) {
+            (Some(k), _) => (1..=k).collect(),
+            (None, Some(s)) => vec![s],
+            (None, None) => self.seeds.clone(),
+        }
     }
 
-    /// The seed of the teacher a student of seed `seed` learns from.
-    pub fn teacher_seed_for(&self, seed: u64) -> u64 {
-        self.teacher_seed.unwrap_or(seed)
+    /// The teachers a distilled student of seed `seed` is trained from: every teacher with
+    /// `teachers` (one student per teacher and seed), else the one teacher of its seed.
+    pub fn teacher_seeds_for(&self, seed: u64) -> Vec<u64> {
+        match (self.teachers, self.teacher_seed) {
+            (Some(_), _) => self.teacher_seeds(),
+            (None, Some(s)) => vec![s],
+            (None, None) => vec![seed],
+        }
     }
 
     /// The dataset directory every run reads: `OUT/data` for generated or converted data, the
@@ -232,6 +267,12 @@ impl StudyOptions {
         let text = std::fs::read_to_string(&path)?;
         serde_json::from_str(&text).map(Some).map_err(|e| crate::error::input_error(format!("{}: {e}", path.display())))
     }
+}
+
+/// The control rows a study with `controls` adds: configuration 5's EDAM-S on the attention
+/// maps with another clip's maps.
+pub fn control_rows() -> Vec<RowSpec> {
+    vec![RowSpec::Control { config: StudentConfig::C5, level: Level::AttentionMap, method: Method::EdamS }]
 }
 
 /// Which rows of Table 1 a study runs.
@@ -265,7 +306,7 @@ impl RowSet {
                 RowSet::All => true,
                 RowSet::Attention | RowSet::C5Attention => match r {
                     RowSpec::Teacher(t) => *t == TeacherKind::Complete,
-                    RowSpec::StudentNoKd => true,
+                    RowSpec::StudentNoKd | RowSpec::Control { .. } => true,
                     RowSpec::Distilled { level, config, .. } => {
                         *level == Level::AttentionMap && teacher_for_config(*config) == TeacherKind::Complete && (self == RowSet::Attention || *config == StudentConfig::C5)
                     }
@@ -278,6 +319,11 @@ impl RowSet {
 /// A row's run directory for one seed: `OUT/runs/<slug>-s<seed>`.
 pub fn run_dir(out: &Path, row: &RowSpec, seed: u64) -> PathBuf {
     out.join("runs").join(format!("{}-s{seed}", row.slug()))
+}
+
+/// A distilled run's directory in a study with several teachers: `OUT/runs/<slug>-t<teacher>-s<seed>`.
+pub fn student_run_dir(out: &Path, row: &RowSpec, teacher_seed: u64, seed: u64) -> PathBuf {
+    out.join("runs").join(format!("{}-t{teacher_seed}-s{seed}", row.slug()))
 }
 
 fn s(p: &Path) -> String {
@@ -313,7 +359,10 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
     let epochs_arg = |e: Option<usize>| e.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
     let epochs = epochs_arg(opts.epochs);
     let teacher_epochs = epochs_arg(opts.teacher_epochs.or(opts.epochs));
-    let rows = opts.rows.rows();
+    let mut rows = opts.rows.rows();
+    if opts.controls {
+        rows.extend(control_rows());
+    }
     // Phase 1: the teachers, and the students without KD, which need no teacher (so they run
     // beside a teacher instead of waiting for it).
     for seed in opts.teacher_seeds() {
@@ -323,6 +372,9 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                 let mut args = vec!["train", "teacher", "--branch", kind.name(), "--preset", &preset].into_iter().map(String::from).collect::<Vec<_>>();
                 args.extend(["--data".into(), s(&data), "--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
                 args.extend(teacher_epochs.clone());
+                if let Some(n) = opts.teacher_early_stop {
+                    args.extend(["--early-stop".into(), n.to_string()]);
+                }
                 if let Some(p) = opts.teacher_branch_dropout {
                     args.extend(["--branch-dropout".into(), p.to_string()]);
                 }
@@ -332,19 +384,43 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
     }
     for &seed in &opts.seeds {
         for row in &rows {
-            let dir = run_dir(&opts.out, row, seed);
-            let phase = if *row == RowSpec::StudentNoKd { 1 } else { 2 };
-            let mut args: Vec<String> = match row {
+            // (teacher seed, run directory): one run per teacher of a distilled row.
+            let targets: Vec<(Option<u64>, PathBuf)> = match row {
                 RowSpec::Teacher(_) => continue,
-                RowSpec::StudentNoKd => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
-                RowSpec::Distilled { config, level, method } => {
-                    let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), opts.teacher_seed_for(seed));
-                    vec!["distill".to_string(), "--teacher".into(), s(&teacher), "--config".into(), config.to_string(), "--level".into(), level.name().into(), "--method".into(), method.name().into()]
-                }
+                RowSpec::StudentNoKd => vec![(None, run_dir(&opts.out, row, seed))],
+                RowSpec::Distilled { .. } | RowSpec::Control { .. } => opts
+                    .teacher_seeds_for(seed)
+                    .into_iter()
+                    .map(|t| (Some(t), if opts.teachers.is_some() { student_run_dir(&opts.out, row, t, seed) } else { run_dir(&opts.out, row, seed) }))
+                    .collect(),
             };
-            args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
-            args.extend(epochs.clone());
-            runs.push(PlannedRun { phase, row: Some(*row), seed, dir, args });
+            for (teacher_seed, dir) in targets {
+                let phase = if *row == RowSpec::StudentNoKd { 1 } else { 2 };
+                let mut args: Vec<String> = match (row, teacher_seed) {
+                    (RowSpec::Distilled { config, level, method } | RowSpec::Control { config, level, method }, Some(t)) => {
+                        let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), t);
+                        let mut a = vec![
+                            "distill".to_string(),
+                            "--teacher".into(),
+                            s(&teacher),
+                            "--config".into(),
+                            config.to_string(),
+                            "--level".into(),
+                            level.name().into(),
+                            "--method".into(),
+                            method.name().into(),
+                        ];
+                        if matches!(row, RowSpec::Control { .. }) {
+                            a.extend(["--teacher-signal".into(), "shuffled".into()]);
+                        }
+                        a
+                    }
+                    _ => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
+                };
+                args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
+                args.extend(epochs.clone());
+                runs.push(PlannedRun { phase, row: Some(*row), seed, dir, args });
+            }
         }
     }
     // Stable: teachers stay first in phase 1 (the longest runs start first).
@@ -379,6 +455,9 @@ mod tests {
             data: StudyData::Synthetic { seed: 1, regime: Default::default(), n_train: None },
             rows: RowSet::All,
             teacher_seed: None,
+            teachers: None,
+            teacher_early_stop: None,
+            controls: false,
             teacher_epochs: None,
             teacher_branch_dropout: None,
             device: DeviceKind::Flex,
@@ -424,6 +503,9 @@ mod tests {
             data: StudyData::Pickle { file: PathBuf::from("/d/mosei.pkl") },
             rows: RowSet::C5Attention,
             teacher_seed: None,
+            teachers: None,
+            teacher_early_stop: None,
+            controls: false,
             teacher_epochs: None,
             teacher_branch_dropout: None,
             device: DeviceKind::Cuda,

@@ -29,6 +29,9 @@ pub struct TableRow {
     /// Distillation method; `None` (`"none"` in the files) without KD.
     #[serde(with = "none_as_text")]
     pub method: Option<Method>,
+    /// A control row: distilled from another clip's teacher outputs (`--teacher-signal shuffled`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control: bool,
     /// Mean test Acc-7 over seeds (%).
     pub acc7_mean: f64,
     /// Sample standard deviation of Acc-7 over seeds (points).
@@ -60,9 +63,9 @@ pub struct TableRow {
     #[serde(default)]
     pub synthetic: Option<bool>,
     /// The paper's CMU-MOSEI figures for this row (not results of this run).
-    pub paper_mosei_acc7: f64,
+    pub paper_mosei_acc7: Option<f64>,
     /// The paper's CMU-MOSEI F1 (%) for this row.
-    pub paper_mosei_f1: f64,
+    pub paper_mosei_f1: Option<f64>,
     /// Per-seed Acc-7 and F1 (percent), in `seeds` order.
     pub acc7_per_seed: Vec<f64>,
     /// Per-seed weighted F1 (percent), in `seeds` order.
@@ -71,7 +74,20 @@ pub struct TableRow {
     /// KD, paired over the seeds both have.
     pub acc7_diff_mean: Option<f64>,
     /// Its 95 % t-interval (two-sided, n - 1 degrees of freedom); `None` with fewer than 2 seeds.
+    /// With runs from several teachers (`run_teachers`), a t-interval over the teachers of each
+    /// teacher's mean paired difference (K - 1 degrees of freedom): the teacher is a random
+    /// factor, and the interval holds its variation.
     pub acc7_diff_ci95: Option<[f64; 2]>,
+    /// The two-sided p-value of the same t-test (for Holm's adjustment across rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc7_diff_p: Option<f64>,
+    /// Distilled rows with several teachers: the teacher seed of each run, in `seeds` order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_teachers: Vec<u64>,
+    /// Distilled rows with several teachers: per teacher (ascending seed), the mean over student
+    /// seeds of the paired Acc-7 difference to the student without KD.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acc7_diff_per_teacher: Vec<f64>,
     /// Distilled rows on data with events (`DIR/events.json`): the student transformers it
     /// distils, by name.
     #[serde(default)]
@@ -94,9 +110,16 @@ pub struct TableRow {
     /// `event_share_compared` (paired over the seeds both have).
     #[serde(default)]
     pub event_share_diff_mean: Option<f64>,
-    /// Its 95 % t-interval; `None` with fewer than 2 paired seeds.
+    /// Its 95 % t-interval; `None` with fewer than 2 paired seeds. Over teachers, as
+    /// `acc7_diff_ci95`, with several teachers.
     #[serde(default)]
     pub event_share_diff_ci95: Option<[f64; 2]>,
+    /// The two-sided p-value of the same t-test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_share_diff_p: Option<f64>,
+    /// Per teacher, the mean paired event-share difference (several teachers only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_share_diff_per_teacher: Vec<f64>,
     /// The teacher's own share in the teacher transformers this row distils (mean over its
     /// runs), for comparison: what there was to pass on.
     #[serde(default)]
@@ -152,7 +175,7 @@ impl TableRow {
         self.role == RowRole::Student && self.level.is_none()
     }
 
-    /// A distilled student.
+    /// A distilled student (a control included).
     pub fn is_distilled(&self) -> bool {
         self.role == RowRole::Student && self.level.is_some()
     }
@@ -161,9 +184,16 @@ impl TableRow {
     pub fn spec(&self) -> RowSpec {
         match (self.role, self.config, self.level, self.method) {
             (RowRole::Teacher, ..) => RowSpec::Teacher(self.teacher),
+            (RowRole::Student, Some(config), Some(level), Some(method)) if self.control => RowSpec::Control { config, level, method },
             (RowRole::Student, Some(config), Some(level), Some(method)) => RowSpec::Distilled { config, level, method },
             (RowRole::Student, ..) => RowSpec::StudentNoKd,
         }
+    }
+
+    /// The number of units its difference intervals are over: teachers with several teachers,
+    /// else paired seeds.
+    pub fn interval_units(&self) -> &'static str {
+        if self.run_teachers.is_empty() { "seeds" } else { "teachers" }
     }
 }
 
@@ -232,6 +262,101 @@ pub fn t_quantile_975(df: usize) -> f64 {
             z + (z.powi(3) + z) / (4.0 * n) + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
         }
     }
+}
+
+/// Two-sided p-value of Student's t statistic `t` with `df` degrees of freedom:
+/// `I_{df/(df+t^2)}(df/2, 1/2)`, the regularised incomplete beta function.
+pub fn t_two_sided_p(t: f64, df: usize) -> f64 {
+    if df == 0 || !t.is_finite() {
+        return if t.is_infinite() { 0.0 } else { f64::NAN };
+    }
+    let n = df as f64;
+    incomplete_beta(n / 2.0, 0.5, n / (n + t * t))
+}
+
+/// The regularised incomplete beta function `I_x(a, b)` by Lentz's continued fraction (the
+/// symmetry `I_x(a, b) = 1 - I_{1-x}(b, a)` keeps it in its fast-converging range).
+fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    if x > (a + 1.0) / (a + b + 2.0) {
+        return 1.0 - incomplete_beta(b, a, 1.0 - x);
+    }
+    let ln_front = a * x.ln() + b * (1.0 - x).ln() - ln_beta(a, b);
+    let tiny = 1e-300;
+    let (mut c, mut d) = (1.0, 1.0 - (a + b) * x / (a + 1.0));
+    d = 1.0 / if d.abs() < tiny { tiny } else { d };
+    let mut f = d;
+    for m in 1..300 {
+        let m = m as f64;
+        for numerator in [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))] {
+            d = 1.0 + numerator * d;
+            d = 1.0 / if d.abs() < tiny { tiny } else { d };
+            c = 1.0 + numerator / c;
+            c = if c.abs() < tiny { tiny } else { c };
+            f *= c * d;
+        }
+        if (c * d - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    ln_front.exp() * f / a
+}
+
+/// `ln B(a, b)` through Lanczos' log-gamma (g = 7, 9 terms; relative error below 1e-13).
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let t = x + 7.5;
+    let sum = G[1..].iter().enumerate().fold(G[0], |acc, (i, g)| acc + g / (x + i as f64 + 1.0));
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// The two-sided p-value of a mean difference whose 95 % t-interval is `ci` over `n` units
+/// (`n - 1` degrees of freedom): the interval's half-width gives the standard error.
+pub fn p_from_interval(mean: f64, ci: [f64; 2], n: usize) -> f64 {
+    let se = (ci[1] - ci[0]) / 2.0 / t_quantile_975(n - 1);
+    if se <= 0.0 {
+        return if mean == 0.0 { 1.0 } else { 0.0 };
+    }
+    t_two_sided_p(mean / se, n - 1)
+}
+
+/// Holm's step-down procedure at level `alpha`: which of the hypotheses with p-values `p` are
+/// rejected while the family-wise error rate stays at most `alpha`.
+pub fn holm_rejects(p: &[f64], alpha: f64) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[a].partial_cmp(&p[b]).unwrap_or(std::cmp::Ordering::Equal));
+    let mut rejected = vec![false; p.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        if p[i] <= alpha / (p.len() - rank) as f64 {
+            rejected[i] = true;
+        } else {
+            break;
+        }
+    }
+    rejected
 }
 
 /// Mean of paired differences and its 95 % t-interval; the interval needs two or more pairs.
@@ -369,6 +494,9 @@ fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
     match &cfg.role {
         RunRole::Teacher { teacher } => Some(RowSpec::Teacher(*teacher)),
         RunRole::Student { distill: None, config: crate::model::StudentConfig::C5, .. } => Some(RowSpec::StudentNoKd),
+        RunRole::Student { distill: Some(d), config, .. } if d.teacher_signal == crate::distill::TeacherSignal::Shuffled => {
+            Some(RowSpec::Control { config: *config, level: d.level, method: d.method })
+        }
         RunRole::Student { distill: Some(d), config, .. } => Some(RowSpec::Distilled { config: *config, level: d.level, method: d.method }),
         _ => None,
     }
@@ -377,8 +505,43 @@ fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
 struct Finished {
     dir: std::path::PathBuf,
     seed: u64,
+    /// A distilled run's teacher's seed (from the teacher run's config, when it is there).
+    teacher_seed: Option<u64>,
     eval: EvalReport,
     cfg: RunConfig,
+}
+
+/// The seed of the teacher a distilled run learned from, read from the teacher's config.
+fn teacher_seed_of(cfg: &RunConfig) -> Option<u64> {
+    match &cfg.role {
+        RunRole::Student { distill: Some(d), .. } => RunConfig::load(&d.teacher_run).ok().map(|t| t.train.seed),
+        _ => None,
+    }
+}
+
+/// Mean, 95 % t-interval and two-sided p-value (H0: mean 0) of paired differences, each tagged
+/// with its teacher's seed. With more than one teacher, the units are the teachers: each
+/// teacher's mean difference over its student seeds, so the interval holds the
+/// teacher-to-teacher variation. Returns the per-teacher means too (empty with one teacher).
+pub fn paired_summary(diffs: &[(Option<u64>, f64)]) -> (f64, Option<[f64; 2]>, Option<f64>, Vec<f64>) {
+    let mut by_teacher: BTreeMap<Option<u64>, Vec<f64>> = BTreeMap::new();
+    for (t, d) in diffs {
+        by_teacher.entry(*t).or_default().push(*d);
+    }
+    let per_teacher: Vec<f64> = if by_teacher.len() > 1 { by_teacher.values().map(|v| mean_std(v).0).collect() } else { Vec::new() };
+    let units: &[f64] = if per_teacher.is_empty() { &diffs.iter().map(|d| d.1).collect::<Vec<_>>() } else { &per_teacher };
+    let (m, ci) = paired_t_interval(units);
+    let (_, sd) = mean_std(units);
+    let p = (units.len() >= 2).then(|| {
+        if sd > 0.0 {
+            t_two_sided_p(m / (sd / (units.len() as f64).sqrt()), units.len() - 1)
+        } else if m == 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    });
+    (m, ci, p, per_teacher)
 }
 
 /// Read every finished run (a directory with config.json and eval.json) below `runs`.
@@ -398,10 +561,11 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
         let cfg = RunConfig::load(&dir)?;
         let eval: EvalReport = serde_json::from_str(&std::fs::read_to_string(&eval_path)?).with_context(|| format!("reading {}", eval_path.display()))?;
         let Some(row) = row_of(&cfg) else { continue };
-        by_row.entry(row).or_default().push(Finished { dir: dir.clone(), seed: cfg.train.seed, eval, cfg });
+        let teacher_seed = teacher_seed_of(&cfg);
+        by_row.entry(row).or_default().push(Finished { dir: dir.clone(), seed: cfg.train.seed, teacher_seed, eval, cfg });
     }
     for v in by_row.values_mut() {
-        v.sort_by_key(|f| f.seed);
+        v.sort_by_key(|f| (f.teacher_seed, f.seed));
     }
     Ok(by_row)
 }
@@ -411,29 +575,38 @@ fn describe(row: &RowSpec) -> (RowRole, Option<StudentConfig>, TeacherKind, Opti
     match *row {
         RowSpec::Teacher(k) => (RowRole::Teacher, None, k, None, None),
         RowSpec::StudentNoKd => (RowRole::Student, Some(StudentConfig::C5), TeacherKind::Complete, None, None),
-        RowSpec::Distilled { config, level, method } => (RowRole::Student, Some(config), crate::distill::teacher_for_config(config), Some(level), Some(method)),
+        RowSpec::Distilled { config, level, method } | RowSpec::Control { config, level, method } => {
+            (RowRole::Student, Some(config), crate::distill::teacher_for_config(config), Some(level), Some(method))
+        }
     }
+}
+
+/// The rows a study's table can have, in order: Table 1's, then the controls.
+fn table_rows() -> Vec<RowSpec> {
+    table1_rows().into_iter().chain(super::plan::control_rows()).collect()
 }
 
 /// Build the table rows (in Table 1's order) from the run directories below `study/runs`.
 pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     let by_row = finished_runs(&study.join("runs"))?;
     let mut rows = Vec::new();
-    for spec in table1_rows() {
+    for spec in table_rows() {
         let Some(runs) = by_row.get(&spec) else { continue };
+        let several_teachers = runs.iter().filter_map(|r| r.teacher_seed).collect::<std::collections::BTreeSet<_>>().len() > 1;
         let acc: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.acc7).collect();
         let f1: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.f1_weighted).collect();
         let mean = |f: &dyn Fn(&EvalReport) -> f64| mean_std(&runs.iter().map(|r| f(&r.eval)).collect::<Vec<_>>()).0;
         let (acc7_mean, acc7_std) = mean_std(&acc);
         let (f1_mean, f1_std) = mean_std(&f1);
         let (role, config, teacher, level, method) = describe(&spec);
-        let (pa, pf) = paper_figures(&spec);
+        let (pa, pf) = paper_figures(&spec).unzip();
         rows.push(TableRow {
             role,
             config,
             teacher,
             level,
             method,
+            control: matches!(spec, RowSpec::Control { .. }),
             acc7_mean,
             acc7_std,
             f1_mean,
@@ -455,6 +628,9 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             f1_per_seed: f1,
             acc7_diff_mean: None,
             acc7_diff_ci95: None,
+            acc7_diff_p: None,
+            run_teachers: if several_teachers { runs.iter().map(|r| r.teacher_seed.unwrap_or(0)).collect() } else { Vec::new() },
+            acc7_diff_per_teacher: Vec::new(),
             event_transformers: Vec::new(),
             event_share_mean: None,
             nokd_event_share_mean: None,
@@ -462,6 +638,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             event_share_compared: Vec::new(),
             event_share_diff_mean: None,
             event_share_diff_ci95: None,
+            event_share_diff_p: None,
+            event_share_diff_per_teacher: Vec::new(),
             teacher_event_share_mean: None,
         });
     }
@@ -470,22 +648,22 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     let mut data = StudyData::new();
     let mut cache = BTreeMap::new();
     let no_kd = by_row.get(&RowSpec::StudentNoKd);
-    for (spec, row) in table1_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
-        let RowSpec::Distilled { config, .. } = spec else { continue };
+    for (spec, row) in table_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
+        let (RowSpec::Distilled { config, .. } | RowSpec::Control { config, .. }) = spec else { continue };
         let pairs = crate::distill::distilled_pairs(config);
         let student_ids: Vec<_> = pairs.iter().map(|(_, s)| *s).collect();
         let teacher_ids: Vec<_> = pairs.iter().map(|(t, _)| *t).collect();
-        // (seed, share, uniform share) of every run that has the transformers.
-        let mut per_seed = |runs: &[Finished], ids: &[crate::model::TransformerId]| -> Result<Vec<(u64, f64, f64)>> {
+        // (seed, share, uniform share, teacher seed) of every run that has the transformers.
+        let mut per_seed = |runs: &[Finished], ids: &[crate::model::TransformerId]| -> Result<Vec<(u64, f64, f64, Option<u64>)>> {
             let mut found = Vec::new();
             for r in runs {
                 if let Some((share, uniform)) = run_map_stats(&r.dir, &r.cfg, &mut data, &mut cache)?.and_then(|stats| event_share(stats, ids)) {
-                    found.push((r.seed, share, uniform));
+                    found.push((r.seed, share, uniform, r.teacher_seed));
                 }
             }
             Ok(found)
         };
-        let mean = |v: &[(u64, f64, f64)], f: fn(&(u64, f64, f64)) -> f64| (!v.is_empty()).then(|| v.iter().map(f).sum::<f64>() / v.len() as f64);
+        let mean = |v: &[(u64, f64, f64, Option<u64>)], f: fn(&(u64, f64, f64, Option<u64>)) -> f64| (!v.is_empty()).then(|| v.iter().map(f).sum::<f64>() / v.len() as f64);
         let distilled = per_seed(&by_row[&spec], &student_ids)?;
         if distilled.is_empty() {
             continue;
@@ -502,25 +680,36 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             row.nokd_event_share_mean = mean(&base, |v| v.1);
             let mine = per_seed(&by_row[&spec], &shared)?;
             row.event_share_compared = shared.iter().map(|id| id.to_string()).collect();
-            let diffs: Vec<f64> = mine.iter().filter_map(|(seed, share, _)| base.iter().find(|b| b.0 == *seed).map(|b| share - b.1)).collect();
+            let diffs: Vec<(Option<u64>, f64)> = mine.iter().filter_map(|(seed, share, _, teacher)| base.iter().find(|b| b.0 == *seed).map(|b| (*teacher, share - b.1))).collect();
             if !diffs.is_empty() {
-                let (m, ci) = paired_t_interval(&diffs);
+                let (m, ci, p, per_teacher) = paired_summary(&diffs);
                 row.event_share_diff_mean = Some(m);
                 row.event_share_diff_ci95 = ci;
+                row.event_share_diff_p = p;
+                row.event_share_diff_per_teacher = per_teacher;
             }
         }
         if let Some(teachers) = by_row.get(&RowSpec::Teacher(crate::distill::teacher_for_config(config))) {
             row.teacher_event_share_mean = mean(&per_seed(teachers, &teacher_ids)?, |v| v.1);
         }
     }
-    // Distilled rows against the student without KD, paired by seed.
+    // Distilled rows against the student without KD, paired by seed (and with several
+    // teachers summarised per teacher).
     if let Some(base) = rows.iter().find(|r| r.is_student_without_kd()).cloned() {
         for r in rows.iter_mut().filter(|r| r.is_distilled()) {
-            let diffs: Vec<f64> = r.seeds.iter().zip(&r.acc7_per_seed).filter_map(|(seed, acc)| base.seeds.iter().position(|s| s == seed).map(|i| acc - base.acc7_per_seed[i])).collect();
+            let diffs: Vec<(Option<u64>, f64)> = r
+                .seeds
+                .iter()
+                .zip(&r.acc7_per_seed)
+                .enumerate()
+                .filter_map(|(i, (seed, acc))| base.seeds.iter().position(|s| s == seed).map(|j| (r.run_teachers.get(i).copied(), acc - base.acc7_per_seed[j])))
+                .collect();
             if !diffs.is_empty() {
-                let (m, ci) = paired_t_interval(&diffs);
+                let (m, ci, p, per_teacher) = paired_summary(&diffs);
                 r.acc7_diff_mean = Some(m);
                 r.acc7_diff_ci95 = ci;
+                r.acc7_diff_p = p;
+                r.acc7_diff_per_teacher = per_teacher;
             }
         }
     }
@@ -533,6 +722,7 @@ pub fn row_label(r: &TableRow) -> String {
         RowSpec::Teacher(t) => format!("Teacher: {} {}", t.name(), if t == TeacherKind::Complete { "network" } else { "branch" }),
         RowSpec::StudentNoKd => "Student without KD".to_string(),
         RowSpec::Distilled { config, level, method } => format!("Student c{}: {} on {}", config.number(), method.name().to_uppercase(), level.name()),
+        RowSpec::Control { config, level, method } => format!("Control c{}: {} on {}, another clip's teacher", config.number(), method.name().to_uppercase(), level.name()),
     }
 }
 
@@ -543,6 +733,8 @@ pub struct ReportFacts {
     pub acc7_picture: String,
     /// The complete teacher's branch dropout, when it was trained with one.
     pub teacher_branch_dropout: Option<f64>,
+    /// Per complete teacher trained with early stopping: (seed, patience, epochs trained, best epoch).
+    pub teacher_early_stops: Vec<(u64, usize, usize, usize)>,
     /// The maps of the best attention-level student.
     pub best_maps: Option<BestMaps>,
 }
@@ -558,9 +750,34 @@ pub struct BestMaps {
     pub pictures: Vec<(String, String)>,
 }
 
-/// The attention-map row with the largest mean Acc-7 gain over the student without KD.
+/// The attention-map row (not a control) with the largest mean Acc-7 gain over the student
+/// without KD.
 pub fn best_attention_row(rows: &[TableRow]) -> Option<&TableRow> {
-    rows.iter().filter(|r| r.level == Some(Level::AttentionMap) && r.acc7_diff_mean.is_some()).max_by(|a, b| a.acc7_diff_mean.partial_cmp(&b.acc7_diff_mean).unwrap_or(std::cmp::Ordering::Equal))
+    rows.iter()
+        .filter(|r| r.level == Some(Level::AttentionMap) && !r.control && r.acc7_diff_mean.is_some())
+        .max_by(|a, b| a.acc7_diff_mean.partial_cmp(&b.acc7_diff_mean).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// " over K teachers" for a row whose intervals are over teachers; nothing otherwise.
+fn over_teachers(r: &TableRow) -> String {
+    if r.run_teachers.is_empty() { String::new() } else { format!(" over {} teachers", r.acc7_diff_per_teacher.len().max(r.event_share_diff_per_teacher.len())) }
+}
+
+/// Holm's adjustment across the rows (family-wise 5 %), for Acc-7 and for the event share,
+/// where at least two rows have a p-value: which rows stay firm.
+fn holm_paragraph(rows: &[&TableRow]) -> String {
+    let mut s = String::new();
+    for (what, p_of) in [("Acc-7", (|r: &TableRow| r.acc7_diff_p) as fn(&TableRow) -> Option<f64>), ("event share", |r: &TableRow| r.event_share_diff_p)] {
+        let tested: Vec<(&TableRow, f64)> = rows.iter().filter_map(|r| p_of(r).map(|p| (*r, p))).collect();
+        if tested.len() < 2 {
+            continue;
+        }
+        let ps: Vec<f64> = tested.iter().map(|t| t.1).collect();
+        let rejects = holm_rejects(&ps, 0.05);
+        let verdicts: Vec<String> = tested.iter().zip(&rejects).map(|((r, p), firm)| format!("{} p = {p:.4} ({})", row_label(r), if *firm { "firm" } else { "not firm" })).collect();
+        s += &format!("\nHolm-adjusted across these {} rows (family-wise error 5 %), {what} against no KD: {}.\n", tested.len(), verdicts.join("; "));
+    }
+    s
 }
 
 /// REPORT.md: the dataset, the design's caveats, the Acc-7 chart, what each attention-level
@@ -577,8 +794,27 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
     {
         s += &format!("One complete teacher (seed {}) taught the students of every seed, so the intervals below hold the students' seed-to-seed variation, not the teacher's.\n\n", t.seeds[0]);
     }
+    if let Some(t) = complete_teacher
+        && t.seeds.len() > 1
+        && rows.iter().any(|r| !r.run_teachers.is_empty())
+    {
+        s += &format!(
+            "{} complete teachers (seeds {}) each taught students of every seed; the intervals and p-values of the distilled rows are over the teachers: a t-interval of each teacher's mean paired difference ({} degrees of freedom), so they hold the teacher-to-teacher variation.\n\n",
+            t.seeds.len(),
+            t.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+            t.seeds.len() - 1
+        );
+    }
     if let Some(p) = facts.teacher_branch_dropout {
         s += &format!("The complete teacher was trained with branch dropout p = {p} (each branch's last step dropped whole; not in MulT; docs/DECISIONS.md).\n\n");
+    }
+    if !facts.teacher_early_stops.is_empty() {
+        let each: Vec<String> = facts.teacher_early_stops.iter().map(|(seed, _, epochs, best)| format!("seed {seed}: {epochs} epochs, best {best}")).collect();
+        s += &format!(
+            "The complete teachers were trained with early stopping (patience {} epochs on the validation loss; the best epoch's weights are the teacher): {}.\n\n",
+            facts.teacher_early_stops[0].1,
+            each.join("; ")
+        );
     }
     s += &format!("## Acc-7 per row\n\n![Acc-7 per row with 95 % intervals of the mean]({})\n\n", facts.acc7_picture);
     s += "## Attention-level distillation\n\n";
@@ -589,7 +825,8 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
     for r in &attention {
         let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
             (Some(d), Some([lo, hi])) => format!(
-                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}] ({})",
+                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}]{} ({})",
+                over_teachers(r),
                 if lo > 0.0 {
                     "a firm gain"
                 } else if hi < 0.0 {
@@ -608,12 +845,13 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
                 r.nokd_event_share_mean.map_or("(not comparable)".to_string(), |n| format!("{n:.3}")),
                 match (r.event_share_diff_mean, r.event_share_diff_ci95) {
                     (Some(d), Some([lo, hi])) => format!(
-                        ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}] ({})",
+                        ", a difference of {d:+.3}{}, 95 % CI [{lo:+.3}, {hi:+.3}]{} ({})",
                         if r.event_share_compared.len() < r.event_transformers.len() {
                             format!(" in {} (the transformers the no-KD student has too)", r.event_share_compared.join(", "))
                         } else {
                             String::new()
                         },
+                        over_teachers(r),
                         if lo > 0.0 {
                             "a firm rise"
                         } else if hi < 0.0 {
@@ -629,6 +867,10 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
             _ => String::new(),
         };
         s += &format!("- **{}**: {acc}{share}.\n", label(r));
+    }
+    s += &holm_paragraph(&attention);
+    if attention.iter().any(|r| r.control) {
+        s += "\nA control row keeps its method's loss and takes the teacher's maps of another clip of the batch: what it gains over the student without KD does not come from what the teacher knows of the clip.\n";
     }
     if let Some(b) = &facts.best_maps {
         s += &format!(
@@ -709,8 +951,8 @@ pub fn to_csv(rows: &[TableRow]) -> String {
             r.seeds.len().to_string(),
             r.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "),
             r.dataset.clone(),
-            f3(r.paper_mosei_acc7),
-            f3(r.paper_mosei_f1),
+            r.paper_mosei_acc7.map(f3).unwrap_or_default(),
+            r.paper_mosei_f1.map(f3).unwrap_or_default(),
             r.acc7_diff_mean.map(f3).unwrap_or_default(),
             r.acc7_diff_ci95.map(|c| f3(c[0])).unwrap_or_default(),
             r.acc7_diff_ci95.map(|c| f3(c[1])).unwrap_or_default(),
@@ -776,7 +1018,8 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
             };
             l += &r.teacher_event_share_mean.map_or(" - |".to_string(), |t| format!(" {t:.3} |"));
         }
-        l + &format!(" {:.2} +- {:.2} | {} | {} | {:.3} | {:.3} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, r.paper_mosei_acc7, r.paper_mosei_f1)
+        let paper = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        l + &format!(" {:.2} +- {:.2} | {} | {} | {} | {} |\n", r.f1_mean, r.f1_std, r.seeds.len(), r.params, paper(r.paper_mosei_acc7), paper(r.paper_mosei_f1))
     };
     let mut previous: Option<&TableRow> = None;
     for r in rows {
@@ -829,6 +1072,53 @@ mod tests {
 
     /// Against a hand computation: diffs 1, 2, 3 have mean 2, sample sd 1, and the 95 %
     /// t-interval 2 -+ 4.302653 / sqrt(3) = [-0.484138, 4.484138].
+    /// The p-value inverts the tabulated 0.975 quantiles (p = 0.05 there), and matches
+    /// hand values: t = 1 with 1 df gives 0.5 (the Cauchy distribution), t = 0 gives 1.
+    #[test]
+    fn t_p_values_invert_the_quantile_table() {
+        for df in [1, 2, 4, 9, 29, 30] {
+            let p = t_two_sided_p(t_quantile_975(df), df);
+            assert!((p - 0.05).abs() < 2e-6, "df {df}: p {p}");
+        }
+        assert!((t_two_sided_p(1.0, 1) - 0.5).abs() < 1e-12);
+        assert!((t_two_sided_p(-1.0, 1) - 0.5).abs() < 1e-12);
+        assert_eq!(t_two_sided_p(0.0, 7), 1.0);
+        // Normal limit: t = 1.959964 with 10^6 df is p = 0.05.
+        assert!((t_two_sided_p(1.959_963_985, 1_000_000) - 0.05).abs() < 1e-6);
+        // From an interval: [0.1, 3.9] over 5 units has half-width 1.9 and mean 2.0.
+        let se = 1.9 / t_quantile_975(4);
+        assert!((p_from_interval(2.0, [0.1, 3.9], 5) - t_two_sided_p(2.0 / se, 4)).abs() < 1e-15);
+    }
+
+    /// One teacher: the units are the student seeds. Several: each teacher's mean is one unit,
+    /// so three teachers give 2 degrees of freedom whatever the number of student seeds.
+    #[test]
+    fn paired_summary_takes_teachers_as_units_when_there_are_several() {
+        let (m, ci, p, per) = paired_summary(&[(Some(1), 1.0), (Some(1), 2.0), (Some(1), 3.0)]);
+        assert_eq!((m, ci, per.len()), (2.0, paired_t_interval(&[1.0, 2.0, 3.0]).1, 0));
+        assert!((p.unwrap() - t_two_sided_p(2.0 / (1.0 / 3f64.sqrt()), 2)).abs() < 1e-12);
+        let diffs = [(Some(1), 1.0), (Some(1), 3.0), (Some(2), 4.0), (Some(2), 6.0), (Some(3), -1.0), (Some(3), 1.0)];
+        let (m, ci, p, per) = paired_summary(&diffs);
+        assert_eq!(per, [2.0, 5.0, 0.0]);
+        assert!((m - 7.0 / 3.0).abs() < 1e-12);
+        let (_, want) = paired_t_interval(&[2.0, 5.0, 0.0]);
+        assert_eq!(ci, want);
+        let sd = mean_std(&[2.0, 5.0, 0.0]).1;
+        assert!((p.unwrap() - t_two_sided_p(m / (sd / 3f64.sqrt()), 2)).abs() < 1e-12);
+        // The pooled six differences would give a narrower, wrong interval.
+        let pooled = paired_t_interval(&diffs.map(|d| d.1)).1.unwrap();
+        assert!(pooled[1] - pooled[0] < want.unwrap()[1] - want.unwrap()[0]);
+    }
+
+    /// Holm by hand: p = (0.01, 0.04, 0.03, 0.2) at 5 %: 0.01 <= 0.05/4 rejects, 0.03 > 0.05/3
+    /// stops, so 0.04 and 0.2 are not rejected either, though 0.04 < 0.05.
+    #[test]
+    fn holm_steps_down_and_stops_at_the_first_failure() {
+        assert_eq!(holm_rejects(&[0.01, 0.04, 0.03, 0.2], 0.05), [true, false, false, false]);
+        assert_eq!(holm_rejects(&[0.001, 0.012, 0.02], 0.05), [true, true, true]);
+        assert_eq!(holm_rejects(&[], 0.05), Vec::<bool>::new());
+    }
+
     #[test]
     fn paired_t_interval_matches_hand_computation() {
         let (m, ci) = paired_t_interval(&[1.0, 2.0, 3.0]);
@@ -848,18 +1138,19 @@ mod tests {
         assert_eq!((role, config, teacher, level, method), (RowRole::Student, Some(StudentConfig::C5), TeacherKind::Complete, Some(Level::AttentionMap), Some(Method::EdamT)));
         assert_eq!(describe(&RowSpec::Teacher(TeacherKind::Audio)).2, TeacherKind::Audio);
         // A table row names its plan row again, and the files keep their texts.
-        for spec in table1_rows() {
+        for spec in table_rows() {
             let (role, config, teacher, level, method) = describe(&spec);
             let json = serde_json::json!({"role": role, "teacher": teacher, "level": level.map_or("none", |l| l.name()), "method": method.map_or("none", |m| m.name())});
             let expected = match spec {
                 RowSpec::Teacher(t) => serde_json::json!({"role": "teacher", "teacher": t.name(), "level": "none", "method": "none"}),
                 RowSpec::StudentNoKd => serde_json::json!({"role": "student", "teacher": "complete", "level": "none", "method": "none"}),
-                RowSpec::Distilled { level, method, config } => {
+                RowSpec::Distilled { level, method, config } | RowSpec::Control { level, method, config } => {
                     serde_json::json!({"role": "student", "teacher": crate::distill::teacher_for_config(config).name(), "level": level.name(), "method": method.name()})
                 }
             };
             assert_eq!(json, expected);
-            assert_eq!(TableRow { role, config, teacher, level, method, ..committed_row() }.spec(), spec);
+            let control = matches!(spec, RowSpec::Control { .. });
+            assert_eq!(TableRow { role, config, teacher, level, method, control, ..committed_row() }.spec(), spec);
         }
     }
 
@@ -878,6 +1169,7 @@ mod tests {
             acc7_picture: "acc7.png".into(),
             teacher_branch_dropout: Some(0.25),
             best_maps: Some(BestMaps { label: "L".into(), seed: 3, pictures: vec![("V<-A".into(), "report-maps/compare-V_from_A.png".into())] }),
+            ..Default::default()
         };
         let full = render_report(&rows, "title\n\nTABLE", None, &facts);
         assert!(full.contains("branch dropout p = 0.25"));

@@ -48,10 +48,12 @@ pub fn row_step_bytes(row: &RowSpec, shape: &DataShape, model: &ModelConfig, bat
     let net = match row {
         RowSpec::Teacher(kind) => build_teacher(*kind, shape, model, &plain),
         RowSpec::StudentNoKd => build_student(crate::model::StudentConfig::C5, StudentStreams::Downsampled, shape, model, &plain),
-        RowSpec::Distilled { config, method, .. } => build_student(*config, method.student_streams(), shape, model, &plain),
+        RowSpec::Distilled { config, method, .. } | RowSpec::Control { config, method, .. } => build_student(*config, method.student_streams(), shape, model, &plain),
     };
     let mapped: Vec<TransformerId> = match row {
-        RowSpec::Distilled { config, level: crate::distill::Level::AttentionMap, .. } => crate::distill::distilled_pairs(*config).into_iter().map(|(_, s)| s).collect(),
+        RowSpec::Distilled { config, level: crate::distill::Level::AttentionMap, .. } | RowSpec::Control { config, level: crate::distill::Level::AttentionMap, .. } => {
+            crate::distill::distilled_pairs(*config).into_iter().map(|(_, s)| s).collect()
+        }
         _ => Vec::new(),
     };
     let kept = |id: TransformerId| match device {
@@ -207,6 +209,9 @@ mod tests {
             data: StudyData::Pickle { file: std::path::PathBuf::from("/d/mosei.pkl") },
             rows: RowSet::C5Attention,
             teacher_seed: None,
+            teachers: None,
+            teacher_early_stop: None,
+            controls: false,
             teacher_epochs: Some(10),
             teacher_branch_dropout: None,
             device,

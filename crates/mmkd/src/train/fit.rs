@@ -64,6 +64,15 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
     // A state saved inside an epoch continues that epoch where it stopped.
     let mut within = saved.and_then(|s| s.within_epoch);
     for epoch in state.next_epoch..tc.epochs {
+        // Early stopping, checked before each epoch from the saved state, so a resumed run
+        // stops where the uninterrupted one did.
+        if let Some(patience) = tc.early_stop
+            && state.best_epoch > 0
+            && epoch - state.best_epoch >= patience
+        {
+            eprintln!("early stop after epoch {epoch}: validation loss not improved for {patience} epochs (best epoch {})", state.best_epoch);
+            break;
+        }
         let t0 = Instant::now();
         let sums;
         (model, sums) = train_epoch(run, cfg, dataset, task, model, &mut state, epoch, within.take(), &ad)?;

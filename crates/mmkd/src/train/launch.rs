@@ -14,7 +14,7 @@ use super::{SupervisedTask, TrainTask, fit};
 use crate::choice::Choice;
 use crate::config::{DeviceKind, ModelConfig, Preset, TrainConfig};
 use crate::data::{self, Dataset};
-use crate::distill::{DistillConfig, Level, Method, Orientation};
+use crate::distill::{DistillConfig, Level, Method, Orientation, TeacherSignal};
 use crate::eval::EvalReport;
 use crate::model::{StudentConfig, StudentStreams};
 use crate::run::{RunConfig, RunRole, clear_run};
@@ -56,6 +56,8 @@ pub struct RecipeOverrides {
     pub gradient_checkpointing: bool,
     /// Gradient norm clip; 0 disables.
     pub grad_clip: Option<f32>,
+    /// Early stopping patience in epochs (validation loss).
+    pub early_stop: Option<usize>,
 }
 
 /// Changes to a preset's network; `None` keeps the preset's.
@@ -113,6 +115,8 @@ pub struct DistillSpec {
     pub temperature: f32,
     /// EDAM's direction.
     pub orientation: Orientation,
+    /// Whose teacher outputs each clip is distilled from (`Shuffled`: the control).
+    pub teacher_signal: TeacherSignal,
     /// The dataset (default: the teacher's).
     pub data: Option<PathBuf>,
     /// The preset (default: the teacher's).
@@ -173,6 +177,7 @@ pub fn distill_run(spec: &DistillSpec, device: &Device, kind: DeviceKind) -> Res
         beta: spec.beta,
         temperature: spec.temperature,
         orientation: spec.orientation,
+        teacher_signal: spec.teacher_signal,
     };
     dcfg.validate().map_err(crate::error::input_error)?;
     let data_dir = spec.data.clone().unwrap_or_else(|| teacher_cfg.data.clone());
@@ -259,6 +264,10 @@ pub fn run_config(spec: &TrainSpec, dataset: &Dataset, kind: DeviceKind) -> Resu
     train.lr = r.lr.unwrap_or(train.lr);
     train.checkpoint_secs = r.checkpoint_secs.unwrap_or(train.checkpoint_secs);
     train.gradient_checkpointing |= r.gradient_checkpointing;
+    if r.early_stop == Some(0) {
+        crate::bail_input!("--early-stop must be at least 1 epoch");
+    }
+    train.early_stop = r.early_stop.or(train.early_stop);
     if let Some(v) = r.grad_clip {
         train.grad_clip = (v > 0.0).then_some(v);
     }
