@@ -65,6 +65,23 @@ fn lookup_data_has_events_baselines_and_event_shares_in_maps() {
         assert!((0.0..=1.0).contains(&share) && uniform > 0.0 && uniform < 1.0, "{layer}");
         assert!(layer["entropy"].as_f64().unwrap() <= layer["uniform_entropy"].as_f64().unwrap() + 1e-6);
     }
+    // --split valid: the statistics of the validation clips with their own events (where
+    // criteria are set), not the test split's.
+    run(line(&["maps", teacher_s, "--split", "valid", "--samples", "16", "--json"])).unwrap();
+    let valid: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(teacher.join("maps/stats.json")).unwrap()).unwrap();
+    let dataset = mmkd::data::load_any(&data).unwrap();
+    let net = mmkd::Run::open(&teacher).unwrap().load_best(&mmkd::Device::flex()).unwrap();
+    let share = |split: &mmkd::data::Split, starts: &[usize]| {
+        let frames = mmkd::eval::maps::EventFrames { starts, width: events.burst_frames };
+        let (stats, _) = mmkd::eval::maps::attention_maps(&net, split, &dataset.shape, 16, 1.0, Some(frames), &mmkd::Device::flex());
+        serde_json::to_value(mmkd::eval::maps::by_transformer(&stats)).unwrap()
+    };
+    // (serde_json's text round trip may move the last bit: compare the event shares to 1e-12.)
+    let shares =
+        |v: &serde_json::Value| -> Vec<f64> { v["transformers"].as_array().unwrap().iter().flat_map(|t| t["layers"].as_array().unwrap().iter().map(|l| l["event_share"].as_f64().unwrap())).collect() };
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+    assert!(close(&shares(&valid), &shares(&share(&dataset.valid, &events.valid))));
+    assert!(!close(&shares(&valid), &shares(&share(&dataset.test, &events.test))));
 }
 
 /// Early stopping: with a learning rate of 0 the validation loss never improves on epoch 1, so

@@ -26,6 +26,7 @@ value_enums!(
     crate::distill::Level,
     crate::distill::Method,
     crate::distill::TeacherSignal,
+    crate::eval::maps::MapSplit,
     crate::data::synth::Regime,
     crate::data::missing::MissingMode,
     crate::data::csd::align::Align,

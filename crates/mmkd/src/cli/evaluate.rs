@@ -79,27 +79,33 @@ pub(crate) fn robustness(teacher: &Path, student: &Path, out: Option<PathBuf>, m
 
 /// `maps RUN`: entropy (and, on synthetic data, the share on the true event) of every traced
 /// map; pictures of the first test clip's maps; `--json` prints the statistics by transformer.
-pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature: f32, out: Option<PathBuf>, json: bool, baseline: Option<&Path>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, split: crate::eval::maps::MapSplit, temperature: f32, out: Option<PathBuf>, json: bool, baseline: Option<&Path>) -> Result<()> {
     let cfg = RunConfig::load(run)?;
     let data_dir = data.unwrap_or(&cfg.data);
     let dataset = data::load_any(data_dir)?;
     let events = if data_dir.is_dir() { data::events::Events::load(data_dir)? } else { None };
-    let frames = events.as_ref().map(|e| crate::eval::maps::EventFrames { starts: &e.test, width: e.burst_frames });
-    if let Some(e) = &events
-        && (e.test.len() != dataset.test.len() || e.video_len != dataset.shape.video_len)
+    let (clips, split_name) = match split {
+        crate::eval::maps::MapSplit::Test => (&dataset.test, "test"),
+        crate::eval::maps::MapSplit::Valid => (&dataset.valid, "valid"),
+    };
+    let starts = events.as_ref().and_then(|e| e.split(split_name));
+    let frames = events.as_ref().zip(starts).map(|(e, starts)| crate::eval::maps::EventFrames { starts, width: e.burst_frames });
+    if let (Some(e), Some(starts)) = (&events, starts)
+        && (starts.len() != clips.len() || e.video_len != dataset.shape.video_len)
     {
         crate::bail_input!(
-            "{}: events.json describes {} test clips of {} frames, the dataset has {} of {}",
+            "{}: events.json describes {} {split_name} clips of {} frames, the dataset has {} of {}",
             data_dir.display(),
-            e.test.len(),
+            starts.len(),
             e.video_len,
-            dataset.test.len(),
+            clips.len(),
             dataset.shape.video_len
         );
     }
     let dev = device();
     let net = crate::run::Run::open(run)?.load_best(&dev)?;
-    let (stats, maps) = crate::eval::maps::attention_maps(&net, &dataset.test, &dataset.shape, samples, temperature, frames, &dev);
+    let (stats, maps) = crate::eval::maps::attention_maps(&net, clips, &dataset.shape, samples, temperature, frames, &dev);
     let out = out.unwrap_or_else(|| run.join("maps"));
     std::fs::create_dir_all(&out)?;
     for (id, m) in &maps {
@@ -117,7 +123,7 @@ pub(crate) fn maps(run: &Path, data: Option<&Path>, samples: usize, temperature:
         println!("{}", serde_json::to_string_pretty(&by_transformer)?);
         return Ok(());
     }
-    println!("attention maps of {} on {} (test, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(dataset.test.len()));
+    println!("attention maps of {} on {} ({split_name}, {} clips, t = {temperature})", run.display(), dataset.name, samples.min(clips.len()));
     println!("{:<12} {:>5} {:>10} {:>10} {:>10} {:>12} {:>12}", "transformer", "layer", "entropy", "uniform", "mean max", "event share", "uniform");
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     for s in &stats {

@@ -143,9 +143,14 @@ pub(crate) enum Command {
         run: PathBuf,
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Test clips to average the statistics over.
+        /// Clips to average the statistics over.
         #[arg(long, default_value_t = 64)]
         samples: usize,
+        /// The split the statistics and the per-transformer pictures are computed on: choose
+        /// and set criteria on `valid`, report `test` once afterwards (the comparison with the
+        /// teacher is always drawn on the first test clip).
+        #[arg(long, value_enum, default_value = "test")]
+        split: crate::eval::maps::MapSplit,
         #[arg(long, default_value_t = 1.0)]
         temperature: f32,
         /// Folder for the pictures (default: RUN/maps).
@@ -423,7 +428,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval { run, data, out, json, drop: Some(list), missing } => evaluate::eval_missing(&run, data.as_deref(), out.as_deref(), json, &list, &missing),
         Command::Eval { run, data, out, json, drop: None, .. } => evaluate::eval(&run, data.as_deref(), out.as_deref(), json),
         Command::Robustness { teacher, student, out, missing } => evaluate::robustness(&teacher, &student, out, &missing),
-        Command::Maps { run, data, samples, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, temperature, out, json, baseline.as_deref()),
+        Command::Maps { run, data, samples, split, temperature, out, json, baseline } => evaluate::maps(&run, data.as_deref(), samples, split, temperature, out, json, baseline.as_deref()),
         Command::Predict { run, data, split, out, format, batch_size } => evaluate::predict(&run, &data, split, out, format, batch_size),
         Command::Reference(ReferenceCmd::Run { cases }) => evaluate::reference_run(&cases),
         Command::Bench { case, preset, batch, steps, gradient_checkpointing } => {

@@ -44,6 +44,21 @@ pub struct EventFrames<'a> {
 }
 
 /// Statistics over the first `n` clips of `split` (with the event shares when `events` says
+
+/// The split `mmkd maps` computes on: criteria are set on `Valid`, results reported on `Test`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MapSplit {
+    /// The validation split.
+    Valid,
+    /// The test split.
+    #[default]
+    Test,
+}
+crate::choice::impl_choice!(MapSplit {
+    Valid => "valid", "The validation split: where teachers and criteria are chosen";
+    Test => "test", "The test split: reported once, after the choices";
+});
+
 /// where the events are), and the maps of the first clip. An empty split gives nothing.
 pub fn attention_maps(
     net: &MultimodalNet,
