@@ -103,3 +103,110 @@ fn notes_quote_the_peak_table() {
         assert_quoted(doc, &text, &row, data);
     }
 }
+
+/// The row of a study's table.json that a results table's first cell names.
+fn table_row<'a>(rows: &'a [serde_json::Value], label: &str) -> Option<&'a serde_json::Value> {
+    let label = label.trim();
+    let student = |config: u64, method: &str, control: bool| {
+        rows.iter().find(|r| {
+            r["role"] == "student" && r["config"] == config && r["level"] == "attention-map" && r["method"] == method && r.get("control").and_then(|c| c.as_bool()).unwrap_or(false) == control
+        })
+    };
+    if label.starts_with("student without KD") {
+        return rows.iter().find(|r| r["role"] == "student" && r["level"] == "none");
+    }
+    if label.starts_with("complete teacher") {
+        return rows.iter().find(|r| r["role"] == "teacher" && r["teacher"] == "complete");
+    }
+    let control = label.starts_with("control");
+    let rest = label.trim_start_matches("control ").trim_start_matches("c");
+    let (config, rest) = rest.split_once(' ')?;
+    let method = rest.split(',').next()?.trim().to_lowercase();
+    if !rest.contains("attention maps") {
+        return None;
+    }
+    student(config.parse().ok()?, &method, control)
+}
+
+fn num(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn interval(v: &serde_json::Value) -> Option<(f64, f64)> {
+    let a = v.as_array()?;
+    Some((num(&a[0]), num(&a[1])))
+}
+
+/// Every results table announced by `<!-- data: FILE -->` in docs/RESULTS-*.md is checked
+/// cell by cell against that study's table.json: Acc-7 mean +- std, the difference to no KD and
+/// its interval, the event share and its difference, and the verdict (bold exactly when the
+/// interval excludes 0); the "Per seed" line below a table, seed by seed.
+#[test]
+fn results_tables_match_their_studies() {
+    let mut checked = 0;
+    for doc in ["docs/RESULTS-synthetic-lookup.md", "docs/RESULTS-synthetic-small.md"] {
+        let text = read(doc);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(file) = line.trim().strip_prefix("<!-- data: ").and_then(|l| l.strip_suffix(" -->")) else { continue };
+            let data = json(file);
+            let rows = data.as_array().unwrap_or_else(|| panic!("{file}: not a table.json"));
+            let table: Vec<&str> = lines[i + 1..].iter().map(|l| l.trim()).skip_while(|l| l.is_empty()).take_while(|l| l.starts_with('|')).collect();
+            assert!(table.len() > 2, "{doc}:{}: no table after the data comment", i + 1);
+            let header: Vec<&str> = table[0].trim_matches('|').split('|').map(str::trim).collect();
+            let col = |name: &str| header.iter().position(|h| h.starts_with(name));
+            for row in &table[2..] {
+                let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+                let r = table_row(rows, cells[0]).unwrap_or_else(|| panic!("{doc}: row '{}' names no row of {file}", cells[0]));
+                let at = |c: Option<usize>| c.and_then(|c| cells.get(c)).copied().unwrap_or("-");
+                let acc = at(col("test Acc-7"));
+                let want_acc = if r["role"] == "teacher" { format!("{:.2}", num(&r["acc7_mean"])) } else { format!("{:.2} +- {:.2}", num(&r["acc7_mean"]), num(&r["acc7_std"])) };
+                assert!(acc.starts_with(&want_acc), "{doc}: '{}' Acc-7 '{acc}', {file} has {want_acc}", cells[0]);
+                for (name, mean_key, ci_key, digits) in [("Acc-7 vs no KD", "acc7_diff_mean", "acc7_diff_ci95", 2), ("event share vs no KD", "event_share_diff_mean", "event_share_diff_ci95", 3)] {
+                    let cell = at(col(name));
+                    match (r.get(mean_key).map(num).filter(|m| m.is_finite()), interval(&r[ci_key])) {
+                        (Some(m), Some((lo, hi))) => {
+                            let want = format!("{m:+.digits$} [{lo:+.digits$}, {hi:+.digits$}]");
+                            assert!(cell.replace("**", "").starts_with(&want), "{doc}: '{}' {name} '{cell}', {file} has {want}", cells[0]);
+                            assert_eq!(cell.contains("**"), lo > 0.0 || hi < 0.0, "{doc}: '{}' {name} '{cell}': bold exactly when the interval excludes 0", cells[0]);
+                        }
+                        _ => assert!(cell == "-" || cell.is_empty(), "{doc}: '{}' {name} '{cell}' but {file} has no interval", cells[0]),
+                    }
+                }
+                if let Some(c) = header.iter().position(|h| *h == "event share")
+                    && r["role"] == "student"
+                {
+                    // The no-KD student's share is held by the distilled rows it is compared with.
+                    let share = if r["level"] == "none" { rows.iter().find_map(|x| x["nokd_event_share_mean"].as_f64()).unwrap_or(f64::NAN) } else { num(&r["event_share_mean"]) };
+                    let want = format!("{share:.3}");
+                    assert!(cells[c].starts_with(&want), "{doc}: '{}' event share '{}', {file} has {want}", cells[0], cells[c]);
+                }
+                checked += 1;
+            }
+            // The "Per seed" line after the table, when there is one.
+            let after = lines[i + 1..].iter().skip_while(|l| !l.trim().starts_with('|')).skip_while(|l| l.trim().starts_with('|')).map(|l| l.trim()).find(|l| !l.is_empty()).unwrap_or_default();
+            if let Some(per_seed) = after.strip_prefix("Per seed (Acc-7 %): ") {
+                let mut paragraph = per_seed.to_string();
+                for l in lines[i + 1..].iter().skip_while(|l| !l.trim().starts_with("Per seed")).skip(1).take_while(|l| !l.trim().is_empty()) {
+                    paragraph.push(' ');
+                    paragraph.push_str(l.trim());
+                }
+                for part in paragraph.split(';') {
+                    let part = part.trim().trim_end_matches('.');
+                    let Some((label, values)) = part.split_once(|c: char| c.is_ascii_digit()).map(|(l, _)| (l.trim(), &part[l.len()..])) else { continue };
+                    let r = match label {
+                        "no KD" => rows.iter().find(|r| r["role"] == "student" && r["level"] == "none"),
+                        "CRD" | "EDAM-S" | "EDAM-T" => table_row(rows, &format!("c5 {label}, attention maps")),
+                        _ => continue,
+                    };
+                    let Some(r) = r else { continue };
+                    let want: Vec<String> = r["acc7_per_seed"].as_array().unwrap().iter().map(|v| format!("{:.1}", num(v))).collect();
+                    let got: Vec<&str> =
+                        values.split(',').map(|v| v.trim().split(|c: char| !(c.is_ascii_digit() || c == '.')).next().unwrap_or_default().trim_end_matches('.')).take(want.len()).collect();
+                    assert_eq!(got, want, "{doc}: per-seed Acc-7 of {label} against {file}");
+                }
+            }
+        }
+    }
+    assert!(checked >= 5, "the results documents announce their tables' data (<!-- data: FILE -->); {checked} rows checked");
+}
