@@ -210,3 +210,37 @@ fn results_tables_match_their_studies() {
     }
     assert!(checked >= 5, "the results documents announce their tables' data (<!-- data: FILE -->); {checked} rows checked");
 }
+
+/// docs/DATA.md's table of linear baselines and the key detector's 2.0 row, from
+/// docs/results/baselines/ (`mmkd data baselines DIR --json`).
+#[test]
+fn data_md_quotes_the_linear_baselines() {
+    let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
+    let acc = |file: &str, i: usize| format!("{:.1} %", 100.0 * json(file)["acc7_baselines"][i]["acc7"].as_f64().unwrap());
+    let names = ["majority class", "text, time-averaged", "audio, time-averaged", "video, time-averaged", "all three, time-averaged", "video at the true event frames (oracle)"];
+    for (i, name) in names.iter().enumerate() {
+        let row = format!(
+            "| {name} | {} | {} | {} |",
+            json("docs/results/baselines/content-n2000.json")["acc7_baselines"][i]["features"],
+            acc("docs/results/baselines/content-n2000.json", i),
+            acc("docs/results/baselines/lookup-n8000.json", i)
+        );
+        assert_quoted(doc, &text, &row, "docs/results/baselines/{content-n2000,lookup-n8000}.json");
+    }
+    let small: Vec<String> = (1..6).map(|i| acc("docs/results/baselines/lookup-n2000.json", i).trim_end_matches(" %").to_string()).collect();
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let content = json("docs/results/content/table.json");
+    let teacher = content.as_array().unwrap().iter().find(|r| r["role"] == "teacher").unwrap();
+    assert_quoted(doc, &flat, &format!("beats the trained complete teacher ({:.1} %, docs/results/content/)", teacher["acc7_mean"].as_f64().unwrap()), "docs/results/content/table.json");
+    assert_quoted(doc, &flat, &format!("{} %", small.join(" / ")), "docs/results/baselines/lookup-n2000.json");
+    for file in ["docs/results/baselines/lookup-n2000.json", "docs/results/baselines/lookup-n8000.json"] {
+        let kd = &json(file)["key_detector"];
+        let (causal, all) = (&kd[0], &kd[1]);
+        let cell = |r: &serde_json::Value| {
+            let (e, u) = (r["event_share"].as_f64().unwrap(), r["uniform_event_share"].as_f64().unwrap());
+            (format!("{e:.3} / {u:.3}"), format!("{:.2}x", e / u))
+        };
+        let ((c, cx), (a, ax)) = (cell(causal), cell(all));
+        assert_quoted(doc, &text, &format!("| {c} = **{cx}** | {a} = {ax} |"), file);
+    }
+}
