@@ -244,3 +244,23 @@ fn data_md_quotes_the_linear_baselines() {
         assert_quoted(doc, &text, &format!("| {c} = **{cx}** | {a} = {ax} |"), file);
     }
 }
+
+/// RESULTS-synthetic-lookup.md's comparison of the two single teachers at 8 epochs: EDAM-S with
+/// the branch-dropout teacher minus with MulT's, paired over the student seeds (t-interval,
+/// 4 degrees of freedom), from the two committed 8-epoch studies.
+#[test]
+fn results_quote_the_two_teacher_difference_from_their_studies() {
+    let edam_s = |file: &str| -> Vec<f64> {
+        let rows = json(file);
+        let row = rows.as_array().unwrap().iter().find(|r| r["method"] == "edam-s" && r["config"] == 5).unwrap().clone();
+        row["acc7_per_seed"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+    };
+    let (a, b) = (edam_s("docs/results/lookup-8-epochs/table.json"), edam_s("docs/results/lookup-plain-teacher-8-epochs/table.json"));
+    let d: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+    let n = d.len() as f64;
+    let m = d.iter().sum::<f64>() / n;
+    let sd = (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let half = 2.776445 * sd / n.sqrt();
+    let text = read("docs/RESULTS-synthetic-lookup.md").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_quoted("docs/RESULTS-synthetic-lookup.md", &text, &format!("is {m:+.2} [{:+.2}, {:+.2}]", m - half, m + half), "docs/results/lookup{,-plain-teacher}-8-epochs/table.json");
+}
