@@ -43,8 +43,6 @@ pub struct EventFrames<'a> {
     pub width: usize,
 }
 
-/// Statistics over the first `n` clips of `split` (with the event shares when `events` says
-
 /// The split `mmkd maps` computes on: criteria are set on `Valid`, results reported on `Test`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapSplit {
@@ -59,6 +57,7 @@ crate::choice::impl_choice!(MapSplit {
     Test => "test", "The test split: reported once, after the choices";
 });
 
+/// Statistics over the first `n` clips of `split` (with the event shares when `events` says
 /// where the events are), and the maps of the first clip. An empty split gives nothing.
 pub fn attention_maps(
     net: &MultimodalNet,

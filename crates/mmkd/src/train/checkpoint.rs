@@ -73,7 +73,9 @@ pub fn save_resume<M: Module + Clone>(run: &Path, model: &M, optim: &ModuleOptim
     save_extra(&dir)?;
     let previous = load_resume_state(run).ok().flatten().map(|s| s.folder);
     state.folder = folder.clone();
+    super::crash::reached(super::crash::Point::Saving);
     write_atomic(&run.join("resume.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+    super::crash::reached(super::crash::Point::Saved);
     if let Some(prev) = previous.filter(|p| *p != folder) {
         let _ = std::fs::remove_dir_all(run.join(prev));
     }

@@ -180,6 +180,7 @@ fn train_epoch<T: TrainTask>(
             anyhow::bail!("training loss became {value} at epoch {} (lr {lr}); lower the learning rate", epoch + 1);
         }
         model = super::step::optimizer_step(model, &mut state.optim, loss, lr, tc.grad_clip).0;
+        super::crash::reached(super::crash::Point::Step);
         sums.loss_sum += value as f64 * idx.len() as f64;
         sums.clips += idx.len();
         sums.batches = b + 1;

@@ -6,6 +6,7 @@
 //! a distillation step (a frozen teacher beside the trained student) is an ordinary function.
 
 pub mod checkpoint;
+pub mod crash;
 pub mod curves;
 pub mod distill;
 pub mod dry_run;
