@@ -57,6 +57,19 @@ fn synth_train_eval_params_end_to_end() {
     assert!(out.status.success());
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again, trained);
+    // And independently of `eval`'s code: Acc-7 from `predict`'s classes and the true scores
+    // (rounded and clipped to -3..3, as the 7 classes are defined).
+    let csv_path = dir.join("predictions.csv");
+    let out = mmkd(&["predict", s(&run_s), "--data", s(&data), "--out", s(&csv_path)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    let (score, class) = (col("score"), col("class"));
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let hits = records.iter().filter(|r| r[score].parse::<f64>().unwrap().round().clamp(-3.0, 3.0) as i64 == r[class].parse::<i64>().unwrap()).count();
+    let acc7 = hits as f64 / records.len() as f64;
+    assert!((acc7 - trained["acc7"].as_f64().unwrap()).abs() < 1e-12, "predict gives Acc-7 {acc7}, eval {}", trained["acc7"]);
 
     let out = mmkd(&["params", "--preset", "paper", "--json"]);
     assert!(out.status.success());
@@ -127,8 +140,20 @@ fn lookup_study_with_one_teacher_pairs_event_shares_over_seeds() {
         let diff = r["event_share_diff_mean"].as_f64().unwrap_or_else(|| panic!("no paired event-share difference: {r}"));
         // The mean of paired differences over the same seeds is the difference of the means.
         assert!((diff - (share - base)).abs() < 1e-9, "{r}");
+        // The event-share interval is a t-interval: symmetric about the mean, of positive width.
         let ci = r["event_share_diff_ci95"].as_array().unwrap_or_else(|| panic!("no interval with 2 seeds: {r}"));
-        assert!(ci[0].as_f64().unwrap() <= diff && diff <= ci[1].as_f64().unwrap(), "{r}");
+        let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!((lo + hi - 2.0 * diff).abs() < 1e-12 && hi > lo, "{r}");
+        // The Acc-7 interval, recomputed from the per-seed figures of this row and the no-KD row
+        // (2 seeds: 1 degree of freedom, t(0.975, 1) = 12.706205).
+        let nokd = rows.iter().find(|x| x["role"] == "student" && x["level"] == "none").unwrap();
+        let per_seed = |row: &serde_json::Value| -> Vec<f64> { row["acc7_per_seed"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+        let (mine, base) = (per_seed(r), per_seed(nokd));
+        let d = [mine[0] - base[0], mine[1] - base[1]];
+        let (m, half) = ((d[0] + d[1]) / 2.0, 12.706205 * (d[0] - d[1]).abs() / 2f64.sqrt() / 2f64.sqrt());
+        let acc_ci = r["acc7_diff_ci95"].as_array().unwrap();
+        assert!((r["acc7_diff_mean"].as_f64().unwrap() - m).abs() < 1e-9, "{r}");
+        assert!((acc_ci[0].as_f64().unwrap() - (m - half)).abs() < 1e-6 && (acc_ci[1].as_f64().unwrap() - (m + half)).abs() < 1e-6, "{r}");
         let teacher = r["teacher_event_share_mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&teacher), "{r}");
     }
@@ -796,7 +821,14 @@ fn sigkilled_study_resumes_run_by_run_from_any_directory() {
     assert!(out.status.success(), "{err}");
     let done: usize = err.split(" already finished").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(done >= 2, "the data and the first teacher were kept: {err}");
-    assert_eq!(json(&study.join("table.json")).as_array().unwrap().len(), 19);
+    // The resumed study's table is the one an uninterrupted study writes, row for row and
+    // figure for figure (training is deterministic for a seed, wherever a run was stopped).
+    let resumed = json(&study.join("table.json"));
+    assert_eq!(resumed.as_array().unwrap().len(), 19);
+    let whole = dir.join("whole");
+    let out = mmkd(&["study", "--preset", "smoke", "--seeds", "1", "--epochs", "2", "--jobs", "1", "--out", s(&whole)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(resumed, json(&whole.join("table.json")));
     // Paths in run configs are absolute: eval works from an unrelated directory.
     let run = study.join("runs/student-c5-nokd-s1");
     let o = Command::new(env!("CARGO_BIN_EXE_mmkd")).args(["eval", s(&run), "--json"]).current_dir(&elsewhere).output().unwrap();
