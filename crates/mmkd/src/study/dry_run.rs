@@ -60,7 +60,7 @@ pub struct DryRunSummary {
 pub fn summary(opts: &StudyOptions, runs: &[PlannedRun], measured: &BTreeMap<String, DryRunReport>, shape: &DataShape, jobs: usize) -> Result<DryRunSummary> {
     let manifest = crate::data::native::read_manifest(&opts.data_dir())?;
     let mut kinds = Vec::new();
-    for row in opts.rows.rows() {
+    for row in opts.planned_rows() {
         let of_row: Vec<&PlannedRun> = runs.iter().filter(|r| r.row == Some(row)).collect();
         let Some(first) = of_row.first() else { continue };
         let Some(m) = measured.get(&row.slug()) else {

@@ -189,7 +189,7 @@ pub fn dry_run_study(opts: &StudyOptions, batches: usize, jobs: usize) -> Result
     std::fs::create_dir_all(&logs)?;
     // One run of each kind, teachers first: a distillation dry run reads its teacher's dry-run
     // weights.
-    let mut kinds: Vec<&PlannedRun> = opts.rows.rows().into_iter().filter_map(|row| runs.iter().find(|r| r.row == Some(row))).collect();
+    let mut kinds: Vec<&PlannedRun> = opts.planned_rows().into_iter().filter_map(|row| runs.iter().find(|r| r.row == Some(row))).collect();
     kinds.sort_by_key(|r| r.phase);
     let log = StudyLog::open(&opts.out, kinds.len() + runs.iter().filter(|r| r.phase == 0 && !is_finished(r)).count(), 1)?;
     std::fs::create_dir_all(opts.out.join("logs"))?;

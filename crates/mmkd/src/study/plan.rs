@@ -230,6 +230,15 @@ fn default_device() -> DeviceKind {
 pub const STUDY_FILE: &str = "study.json";
 
 impl StudyOptions {
+    /// The rows the study runs: its row set's, then the controls when asked.
+    pub fn planned_rows(&self) -> Vec<RowSpec> {
+        let mut rows = self.rows.rows();
+        if self.controls {
+            rows.extend(control_rows());
+        }
+        rows
+    }
+
     /// The seeds teachers are trained with.
     pub fn teacher_seeds(&self) -> Vec<u64> {
         match (self.teachers, self.teacher_seed) {
@@ -359,10 +368,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
     let epochs_arg = |e: Option<usize>| e.map(|e| vec!["--epochs".to_string(), e.to_string()]).unwrap_or_default();
     let epochs = epochs_arg(opts.epochs);
     let teacher_epochs = epochs_arg(opts.teacher_epochs.or(opts.epochs));
-    let mut rows = opts.rows.rows();
-    if opts.controls {
-        rows.extend(control_rows());
-    }
+    let rows = opts.planned_rows();
     // Phase 1: the teachers, and the students without KD, which need no teacher (so they run
     // beside a teacher instead of waiting for it).
     for seed in opts.teacher_seeds() {
@@ -489,6 +495,39 @@ mod tests {
             let line = command_line("mmkd", r);
             assert!(line.contains("--teacher /s/runs/teacher-complete-s2 ") && line.ends_with("--epochs 1 --device flex"), "{line}");
         }
+    }
+
+    /// K teachers each teach every seed: K teacher runs, and per distilled row (the control
+    /// included) K x seeds runs in `<row>-t<teacher>-s<seed>`, each naming its teacher.
+    #[test]
+    fn several_teachers_each_teach_every_seed() {
+        let opts = StudyOptions {
+            preset: Preset::Smoke,
+            seeds: vec![1, 2],
+            out: PathBuf::from("/s"),
+            epochs: None,
+            data: StudyData::Synthetic { seed: 1, regime: Default::default(), n_train: None },
+            rows: RowSet::C5Attention,
+            teacher_seed: None,
+            teachers: Some(3),
+            teacher_early_stop: Some(2),
+            controls: true,
+            teacher_epochs: Some(9),
+            teacher_branch_dropout: None,
+            device: DeviceKind::Flex,
+        };
+        let p = plan(&opts);
+        let teachers: Vec<String> = p.iter().filter(|r| r.args[..2] == ["train", "teacher"]).map(|r| command_line("mmkd", r)).collect();
+        assert_eq!(teachers.len(), 3);
+        assert!(teachers[2].contains("--seed 3 --out /s/runs/teacher-complete-s3 --epochs 9 --early-stop 2"), "{}", teachers[2]);
+        assert_eq!(p.iter().filter(|r| r.row == Some(RowSpec::StudentNoKd)).count(), 2, "no-KD students need no teacher");
+        let distilled: Vec<String> = p.iter().filter(|r| r.args[0] == "distill").map(|r| command_line("mmkd", r)).collect();
+        assert_eq!(distilled.len(), 4 * 3 * 2, "three attention-map rows and the control, 3 teachers, 2 seeds");
+        assert!(distilled.iter().any(|l| l.contains("--teacher /s/runs/teacher-complete-s2 ") && l.contains("--out /s/runs/student-c5-attention-map-edam-t-t2-s1 ")));
+        let controls: Vec<&String> = distilled.iter().filter(|l| l.contains("--teacher-signal shuffled")).collect();
+        assert_eq!(controls.len(), 6);
+        assert!(controls.iter().all(|l| l.contains("--method edam-s") && l.contains("/s/runs/control-c5-attention-map-edam-s-shuffled-t")));
+        assert_eq!(opts.planned_rows().len(), 6);
     }
 
     /// The user's data: a pickle is converted once into OUT/data (no synthesis), a native
