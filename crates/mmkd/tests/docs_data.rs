@@ -185,6 +185,25 @@ fn results_tables_match_their_studies() {
             }
             // The "Per seed" line after the table, when there is one.
             let after = lines[i + 1..].iter().skip_while(|l| !l.trim().starts_with('|')).skip_while(|l| l.trim().starts_with('|')).map(|l| l.trim()).find(|l| !l.is_empty()).unwrap_or_default();
+            // A "Per teacher" line: each row's per-teacher mean paired differences.
+            if let Some(per_teacher) = after.strip_prefix("Per teacher (Acc-7 vs no KD, points): ") {
+                for part in per_teacher.split(';') {
+                    let part = part.trim().trim_end_matches('.');
+                    // Values start at the first sign after a space ("EDAM-S" has a hyphen).
+                    let Some(at) = part.find(" +").into_iter().chain(part.find(" -")).min() else { continue };
+                    let (label, values) = (part[..at].trim(), &part[at..]);
+                    let name = match label {
+                        "CRD" | "EDAM-S" | "EDAM-T" => format!("c5 {label}, attention maps"),
+                        "control EDAM-S" => "control c5 EDAM-S, attention maps".to_string(),
+                        other => panic!("{doc}: per-teacher label '{other}'"),
+                    };
+                    let r = table_row(rows, &name).unwrap_or_else(|| panic!("{doc}: per-teacher label '{label}' names no row of {file}"));
+                    let want: Vec<String> = r["acc7_diff_per_teacher"].as_array().unwrap_or_else(|| panic!("{file}: no per-teacher figures")).iter().map(|v| format!("{:+.2}", num(v))).collect();
+                    let got: Vec<&str> = values.split(',').map(|v| v.trim()).collect();
+                    assert_eq!(got, want, "{doc}: per-teacher Acc-7 differences of {label} against {file}");
+                    checked += 1;
+                }
+            }
             if let Some(per_seed) = after.strip_prefix("Per seed (Acc-7 %): ") {
                 let mut paragraph = per_seed.to_string();
                 for l in lines[i + 1..].iter().skip_while(|l| !l.trim().starts_with("Per seed")).skip(1).take_while(|l| !l.trim().is_empty()) {
