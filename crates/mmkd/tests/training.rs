@@ -314,38 +314,110 @@ impl burn::module::ModuleVisitor for CollectGrads<'_> {
     }
 }
 
-/// `--gradient-checkpointing` recomputes activations in the backward instead of keeping them;
-/// the gradients must be the same (dropout included: a recomputed forward must not draw new
-/// masks), element by element up to float rounding.
+/// Every parameter gradient `model` has in `grads`, tensor by tensor in visiting order.
+fn gradients_of<M: Module>(model: &M, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+    let mut visitor = CollectGrads { grads, out: Vec::new() };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+/// Two gradient sets agree tensor by tensor, element by element:
+/// `|a - b| <= 1e-5 * max(|a|, |b|) + 1e-7`.
+fn assert_same_gradients(what: &str, a: &[Vec<f32>], b: &[Vec<f32>]) {
+    assert_eq!(a.len(), b.len(), "{what}: gradient tensors");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.len(), y.len(), "{what}: tensor {i}");
+        for (j, (u, v)) in x.iter().zip(y).enumerate() {
+            assert!(u.is_finite() && (u - v).abs() <= 1e-5 * u.abs().max(v.abs()) + 1e-7, "{what}: tensor {i}[{j}]: {u} vs {v}");
+        }
+    }
+}
+
+/// Whether two gradient sets differ somewhere beyond `assert_same_gradients`' tolerance.
+fn gradients_differ(a: &[Vec<f32>], b: &[Vec<f32>]) -> bool {
+    a.iter().zip(b).any(|(x, y)| x.iter().zip(y).any(|(u, v)| (u - v).abs() > 1e-5 * u.abs().max(v.abs()) + 1e-7))
+}
+
+/// The gradients are worth comparing: (nearly) every parameter tensor has some non-zero element.
+fn assert_mostly_nonzero(what: &str, grads: &[Vec<f32>]) {
+    let nonzero = grads.iter().filter(|g| g.iter().any(|&x| x != 0.0)).count();
+    assert!(grads.len() > 20 && nonzero * 10 >= grads.len() * 9, "{what}: only {nonzero} of {} gradient tensors are non-zero", grads.len());
+}
+
+/// `--gradient-checkpointing` (`TrainConfig::autodiff_device`: Burn's balanced checkpointing)
+/// recomputes activations in the backward instead of keeping them; the gradients must be the
+/// same, element by element up to float rounding, with dropout on (the same seed on both
+/// devices: a recomputed forward must not draw new masks). The same weights on both devices come
+/// from one weight file. The teacher under cross-entropy, and the config-5 student distilled at
+/// the attention-map level (EDAM-S: the fused attention with the map, and its backward). A third
+/// run with other dropout masks shows the comparison can fail.
 #[test]
 fn gradient_checkpointing_gives_the_same_gradients() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use burn::tensor::GradientCheckpointingStrategy as Strategy;
+    use mmkd::distill::{DistillConfig, Level, Method, Orientation};
+    use mmkd::train::TrainTask;
     let data = tiny_data();
-    let grads_with = |checkpointing: bool| -> (f32, Vec<Vec<f32>>) {
-        let mut cfg = config(RunRole::Teacher { teacher: mmkd::model::TeacherKind::Complete }, &data, 1);
+    let rows: Vec<usize> = (0..16).collect();
+    let dir_guard = tempdir("ckpt-grads");
+    let dir = dir_guard.path();
+    let plain = Device::flex();
+    plain.seed(11);
+    let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
+    let teacher_path = dir.join("teacher.safetensors");
+    weights::save_safetensors(&tcfg.build_net(&plain), &teacher_path).unwrap();
+    let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamS, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
+    let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
+    let student_path = dir.join("student.safetensors");
+    weights::save_safetensors(&scfg.build_net(&plain), &student_path).unwrap();
+    assert!(scfg.model.attn_dropout_text > 0.0 && scfg.model.embed_dropout > 0.0 && scfg.model.res_dropout > 0.0, "dropout must be on");
+
+    // The teacher on its own, under cross-entropy.
+    let teacher_grads = |checkpointing: bool, dropout_seed: u64| -> (f32, Vec<Vec<f32>>) {
+        let mut cfg = tcfg.clone();
         cfg.train.gradient_checkpointing = checkpointing;
-        let ad = cfg.train.autodiff_device(&Device::flex());
-        ad.seed(11);
-        let net = cfg.build_net(&ad);
-        let rows: Vec<usize> = (0..16).collect();
+        let ad = cfg.train.autodiff_device(&plain);
+        assert_eq!(ad.gradient_checkpointing_strategy(), Some(if checkpointing { Strategy::Balanced } else { Strategy::Disabled }));
+        let net = weights::load_safetensors(cfg.build_net(&ad), &teacher_path).unwrap();
         let batch = data.train.batch(&data.shape, &rows, &ad);
+        ad.seed(dropout_seed);
         let logits = net.forward(&batch.input, &mmkd::model::TraceRequest::none()).logits;
         let loss = mmkd::eval::inference::cross_entropy(logits, batch.classes.clone());
         let value: f32 = loss.clone().into_scalar();
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &net);
-        let mut visitor = CollectGrads { grads: &grads, out: Vec::new() };
-        net.visit(&mut visitor);
-        (value, visitor.out)
+        (value, gradients_of(&net, &burn::optim::GradientsParams::from_grads(loss.backward(), &net)))
     };
-    let (loss_plain, plain) = grads_with(false);
-    let (loss_ckpt, ckpt) = grads_with(true);
-    assert_eq!(loss_plain, loss_ckpt, "the same forward");
-    assert_eq!(plain.len(), ckpt.len());
-    assert!(plain.len() > 20, "every parameter tensor has a gradient: {}", plain.len());
-    for (i, (a, b)) in plain.iter().zip(&ckpt).enumerate() {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-5 * x.abs().max(y.abs()) + 1e-7, "tensor {i}: {x} vs {y}");
-        }
-    }
+    let (loss_plain, plain_grads) = teacher_grads(false, 12);
+    let (loss_ckpt, ckpt_grads) = teacher_grads(true, 12);
+    assert_eq!(loss_plain, loss_ckpt, "teacher: the same forward");
+    assert_mostly_nonzero("teacher", &plain_grads);
+    assert_same_gradients("teacher", &plain_grads, &ckpt_grads);
+    let (_, other_masks) = teacher_grads(true, 13);
+    assert!(gradients_differ(&plain_grads, &other_masks), "teacher: other dropout masks must give other gradients");
+
+    // The distilled student: alpha * CE + beta * EDAM-S on the maps of V<-A and V<-L at t = 2,
+    // the frozen teacher on the plain device.
+    let student_grads = |checkpointing: bool, dropout_seed: u64| -> (f32, Vec<Vec<f32>>) {
+        let mut cfg = scfg.clone();
+        cfg.train.gradient_checkpointing = checkpointing;
+        let ad = cfg.train.autodiff_device(&plain);
+        assert_eq!(ad.gradient_checkpointing_strategy(), Some(if checkpointing { Strategy::Balanced } else { Strategy::Disabled }));
+        let teacher = weights::load_safetensors(tcfg.build_net(&plain), &teacher_path).unwrap();
+        let mut task = distill_task(&teacher, &dcfg, &cfg, &data, &plain);
+        let batch = data.train.batch(&data.shape, &rows, &ad);
+        let mut model = task.init_with(&ad, &batch).unwrap();
+        model.student = weights::load_safetensors(model.student, &student_path).unwrap();
+        ad.seed(dropout_seed);
+        let (loss, parts) = task.train_loss(&model, &batch).unwrap();
+        let kd = parts.iter().find(|(n, _)| n == "kd").unwrap().1;
+        assert!(kd.is_finite() && kd > 0.0, "kd = {kd}");
+        let value: f32 = loss.clone().into_scalar();
+        (value, gradients_of(&model, &burn::optim::GradientsParams::from_grads(loss.backward(), &model)))
+    };
+    let (loss_plain, plain_grads) = student_grads(false, 14);
+    let (loss_ckpt, ckpt_grads) = student_grads(true, 14);
+    assert_eq!(loss_plain, loss_ckpt, "student: the same forward");
+    assert_mostly_nonzero("student", &plain_grads);
+    assert_same_gradients("student", &plain_grads, &ckpt_grads);
+    let (_, other_masks) = student_grads(true, 15);
+    assert!(gradients_differ(&plain_grads, &other_masks), "student: other dropout masks must give other gradients");
 }

@@ -492,7 +492,7 @@ fn scatter_transposed(dst: &mut [f32], block: &[f32], d: &Dims, l: usize, b: usi
 
 /// Below this many (query, key, head, sample) scores a call runs on one thread: rayon's hand-off
 /// costs more than it saves (the `small` preset at batch 1 has a few hundred).
-const PARALLEL_MIN_SCORES: usize = 1 << 16;
+pub(super) const PARALLEL_MIN_SCORES: usize = 1 << 16;
 
 /// Runs `f` for each of `units` work units (pairs, or samples when a map is accumulated over
 /// heads), in parallel when the call is large enough.

@@ -378,6 +378,9 @@ impl<C: CheckpointStrategy> FusedAttentionBackend for Autodiff<Flex, C> {
 }
 
 #[cfg(test)]
+mod parallel_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
@@ -429,7 +432,9 @@ mod tests {
 
     /// On flex with autodiff, the fused op's output and the gradients of query, key and value
     /// (under a loss that weights every output element differently) equal the unfused path's,
-    /// with a causal mask, with key padding (one sample fully masked) and with none.
+    /// with a causal mask, with key padding (one sample down to a single key:
+    /// `key_padding_mask` keeps at least one) and with none. Fully masked rows, and sizes that
+    /// run on rayon, are in `parallel_tests`.
     #[test]
     fn values_and_gradients_match_the_unfused_path() {
         let device = Device::flex().autodiff();
@@ -463,7 +468,7 @@ mod tests {
 
     /// The map variant: output, head-averaged map and every gradient under a loss that weights
     /// both (each element differently) equal the unfused path's `softmax(s / t).mean(heads)`, at
-    /// t = 1 and t = 2.5, with and without masks (one sample fully masked).
+    /// t = 1 and t = 2.5, with and without masks (one sample down to a single key).
     #[test]
     fn map_values_and_gradients_match_the_unfused_path() {
         let device = Device::flex().autodiff();

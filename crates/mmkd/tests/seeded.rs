@@ -1,0 +1,62 @@
+//! Tests whose assertions depend on the sequence Burn's random generator yields after a seed.
+//!
+//! flex keeps one generator for the whole process (`burn_flex::backend::SEED`), and the unit
+//! tests of the library, which run on parallel threads in one process, draw from it all the
+//! time (every lazily initialised parameter, every `Tensor::random`, every active dropout).
+//! A test that seeds and then expects a given draw can only run where nothing else draws: here,
+//! its own process (each integration test file is one), and every test of this file takes
+//! `SERIAL` for its whole body.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use mmkd::model::attention::{CrossModalAttentionConfig, Probe};
+use mmkd::model::{fused_attention, masks};
+
+/// Held by every test of this binary for its whole body: one seeded sequence at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// With dropout active (autodiff device, training mode), the fused path draws the mask Burn's
+/// `Dropout` draws on the unfused path: the same seed gives the same output and gradients, with
+/// the map (the distilled transformers) and without one (the teacher's text-keyed attention).
+/// The fused dropout's arithmetic for a given mask is tested in `fused_attention`.
+#[test]
+fn fused_dropout_equals_the_unfused_dropout_under_the_same_seed() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    assert!(fused_attention::enabled_for(&device), "the fused path must be on (MMKD_FUSED_ATTENTION unset) for this comparison to mean anything");
+    device.seed(3);
+    let attn = CrossModalAttentionConfig::new(8, 2).with_dropout(0.3).init(&device);
+    let random = |dims: [usize; 3]| Tensor::<3>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+    let (q, kv, w, w_map) = (random([3, 5, 8]), random([3, 7, 8]), random([3, 5, 8]), random([3, 5, 7]));
+    let mask = masks::future_mask(5, 7, &device).reshape([1, 1, 5, 7]);
+    for probe in [Probe::NONE, Probe { map_temperature: Some(1.0), post_attention: false }] {
+        let run = |fused: bool| {
+            device.seed(99);
+            let (q, kv) = (q.clone().require_grad(), kv.clone().require_grad());
+            let (out, trace) =
+                if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };
+            let mut loss = (out.clone() * w.clone()).sum();
+            if let Some(map) = trace.map {
+                loss = loss + (map * w_map.clone()).sum();
+            }
+            let grads = loss.backward();
+            (to_vec(out), to_vec(q.grad(&grads).unwrap()), to_vec(kv.grad(&grads).unwrap()))
+        };
+        let ((fo, fq, fk), (uo, uq, uk)) = (run(true), run(false));
+        // Dropout zeroes some entries: the outputs differ from the no-dropout ones...
+        let plain_mask = masks::future_mask(5, 7, &Device::flex()).reshape([1, 1, 5, 7]);
+        let plain = to_vec(attn.valid().forward_unfused(q.clone().inner(), kv.clone().inner(), kv.clone().inner(), Some(plain_mask), Probe::NONE).0);
+        assert!(fo.iter().zip(&plain).any(|(a, b)| (a - b).abs() > 1e-3), "{probe:?}: dropout must act");
+        // ...and agree between the two paths, element by element.
+        for (what, a, b) in [("output", &fo, &uo), ("dQ", &fq, &uq), ("dKV", &fk, &uk)] {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{probe:?} {what}: fused {x} vs unfused {y}");
+            }
+        }
+    }
+}
