@@ -366,7 +366,16 @@ fn gradient_checkpointing_gives_the_same_gradients() {
     let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     let teacher_path = dir.join("teacher.safetensors");
     weights::save_safetensors(&tcfg.build_net(&plain), &teacher_path).unwrap();
-    let dcfg = DistillConfig { teacher_run: dir.to_path_buf(), level: Level::AttentionMap, method: Method::EdamS, alpha: 1.0, beta: 1.0, temperature: 2.0, orientation: Orientation::Conventional };
+    let dcfg = DistillConfig {
+        teacher_run: dir.to_path_buf(),
+        level: Level::AttentionMap,
+        method: Method::EdamS,
+        alpha: 1.0,
+        beta: 1.0,
+        temperature: 2.0,
+        orientation: Orientation::Conventional,
+        teacher_signal: Default::default(),
+    };
     let scfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: Some(dcfg.clone()) }, &data, 1);
     let student_path = dir.join("student.safetensors");
     weights::save_safetensors(&scfg.build_net(&plain), &student_path).unwrap();
