@@ -283,3 +283,48 @@ fn results_quote_the_two_teacher_difference_from_their_studies() {
     let text = read("docs/RESULTS-synthetic-lookup.md").split_whitespace().collect::<Vec<_>>().join(" ");
     assert_quoted("docs/RESULTS-synthetic-lookup.md", &text, &format!("is {m:+.2} [{:+.2}, {:+.2}]", m - half, m + half), "docs/results/lookup{,-plain-teacher}-8-epochs/table.json");
 }
+
+/// The layer-2 event share of transformer `id` over its uniform share, from a `mmkd maps --json`
+/// file, as the documents write it ("3.06x").
+fn layer2_ratio(file: &str, id: &str) -> String {
+    let maps = json(file);
+    let t = maps["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{file}: no {id}"));
+    let l = &t["layers"][1];
+    format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
+}
+
+/// RESULTS-synthetic-lookup.md's three-teacher section: Holm's p-values, the teachers' Acc-7 and
+/// validation shares, and the teacher choice remade on the validation split, from their files.
+#[test]
+fn results_quote_the_three_teacher_study_and_the_validation_choice() {
+    let doc = "docs/RESULTS-synthetic-lookup.md";
+    let text = read(doc).split_whitespace().collect::<Vec<_>>().join(" ");
+    let rows = json("docs/results/lookup-k3/table.json");
+    let rows = rows.as_array().unwrap();
+    let distilled: Vec<&serde_json::Value> = rows.iter().filter(|r| r["role"] == "student" && r["level"] != "none").collect();
+    let p = |key: &str| distilled.iter().map(|r| format!("{:.4}", num(&r[key]))).collect::<Vec<_>>();
+    let acc = p("acc7_diff_p");
+    assert_quoted(doc, &text, &format!("(p = {}, {}, {} and {} for CRD, EDAM-S, EDAM-T and the control)", acc[0], acc[1], acc[2], acc[3]), "docs/results/lookup-k3/table.json");
+    let share = p("event_share_diff_p");
+    assert_quoted(doc, &text, &format!("(p = {}, {}, {}), CRD is not (p = {:.2})", share[1], share[2], share[3], num(&distilled[0]["event_share_diff_p"])), "docs/results/lookup-k3/table.json");
+    let teacher = rows.iter().find(|r| r["role"] == "teacher").unwrap();
+    let accs: Vec<String> = teacher["acc7_per_seed"].as_array().unwrap().iter().map(|v| format!("{:.1}", num(v))).collect();
+    assert_quoted(doc, &text, &format!("The teachers reached {}, {} and {} % test Acc-7", accs[0], accs[1], accs[2]), "docs/results/lookup-k3/table.json");
+    let valid = |id: &str| (1..=3).map(|s| layer2_ratio(&format!("docs/results/lookup-k3/teacher-maps/teacher-s{s}-valid.json"), id)).collect::<Vec<_>>();
+    let (vl, va) = (valid("V<-L"), valid("V<-A"));
+    assert_quoted(doc, &text, &format!("puts {}, {} and {} the uniform share", vl[0], vl[1], vl[2]), "docs/results/lookup-k3/teacher-maps/");
+    assert_quoted(doc, &text, &format!("their `V<-A` {}, {} and {}.", va[0], va[1], va[2]), "docs/results/lookup-k3/teacher-maps/");
+    let choice = |split: &str, p: &str| layer2_ratio(&format!("docs/results/teacher-choice-valid/maps-{split}-bd{p}.json"), "V<-L");
+    assert_quoted(doc, &text, &format!("reaches {} on the 1,000 validation clips, the p = 0.5 teacher's {}", choice("valid", "0.25"), choice("valid", "0.5")), "docs/results/teacher-choice-valid/");
+    assert_quoted(
+        doc,
+        &text,
+        &format!(
+            "are {} and {} (this machine's float rounding gives {:.1} % test Acc-7",
+            choice("test", "0.25"),
+            choice("test", "0.5"),
+            100.0 * num(&json("docs/results/teacher-choice-valid/eval-bd0.25.json")["acc7"])
+        ),
+        "docs/results/teacher-choice-valid/",
+    );
+}

@@ -1048,6 +1048,12 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
         );
     }
     s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); an effect is called firm only where the interval excludes 0.\n";
+    if let Some(k) = rows.iter().map(|r| r.acc7_diff_per_teacher.len()).max().filter(|&k| k > 1) {
+        s += &format!(
+            "\nSeveral teachers: a distilled row's runs are {k} teachers x its student seeds (the seeds column counts runs), and its intervals (Acc-7 and event share) are t-intervals over the {k} teachers of each teacher's mean paired difference ({} degrees of freedom), so they hold the teacher-to-teacher variation.\n",
+            k - 1
+        );
+    }
     if with_events {
         s += &format!(
             "\nEvent share: the mean share of attention mass that query rows of the distilled student transformers put on the true event frames (over seeds, layers and those transformers, {EVENT_SHARE_CLIPS} test clips), then the same in the student without KD where it has those transformers, and under uniform attention; the mean of per-seed differences to the student without KD with its 95 % t-interval; and the teacher's own share in the teacher transformers the row distils (what there was to pass on).\n"
