@@ -294,10 +294,14 @@ fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts>
     // The attention-level row with the largest mean gain, seed of its first run.
     let Some(best) = report::best_attention_row(rows) else { return Ok(facts) };
     let (RowSpec::Distilled { config, .. }, Some(&seed)) = (best.spec(), best.seeds.first()) else { return Ok(facts) };
+    // With several teachers (`--teachers`) the run of the first teacher; otherwise the seed's.
     let run = match best.run_teachers.first() {
         Some(&teacher) => plan::student_run_dir(study, &best.spec(), teacher, seed),
         None => plan::run_dir(study, &best.spec(), seed),
     };
+    if !run.exists() {
+        return Ok(facts);
+    }
     let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
     let cfg = crate::run::RunConfig::load(&run)?;
     let crate::run::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };

@@ -520,15 +520,18 @@ fn teacher_seed_of(cfg: &RunConfig) -> Option<u64> {
 }
 
 /// Mean, 95 % t-interval and two-sided p-value (H0: mean 0) of paired differences, each tagged
-/// with its teacher's seed. With more than one teacher, the units are the teachers: each
-/// teacher's mean difference over its student seeds, so the interval holds the
-/// teacher-to-teacher variation. Returns the per-teacher means too (empty with one teacher).
+/// with its teacher's seed. When teachers teach several students each (`study --teachers`),
+/// the units are the teachers: each teacher's mean difference over its student seeds, so the
+/// interval holds the teacher-to-teacher variation. With one teacher, or one teacher per seed
+/// (each pair already its own teacher's), the units are the pairs. Returns the per-teacher
+/// means too (empty unless teachers are the units).
 pub fn paired_summary(diffs: &[(Option<u64>, f64)]) -> (f64, Option<[f64; 2]>, Option<f64>, Vec<f64>) {
     let mut by_teacher: BTreeMap<Option<u64>, Vec<f64>> = BTreeMap::new();
     for (t, d) in diffs {
         by_teacher.entry(*t).or_default().push(*d);
     }
-    let per_teacher: Vec<f64> = if by_teacher.len() > 1 { by_teacher.values().map(|v| mean_std(v).0).collect() } else { Vec::new() };
+    let nested = by_teacher.len() > 1 && by_teacher.values().any(|v| v.len() > 1);
+    let per_teacher: Vec<f64> = if nested { by_teacher.values().map(|v| mean_std(v).0).collect() } else { Vec::new() };
     let units: &[f64] = if per_teacher.is_empty() { &diffs.iter().map(|d| d.1).collect::<Vec<_>>() } else { &per_teacher };
     let (m, ci) = paired_t_interval(units);
     let (_, sd) = mean_std(units);
@@ -592,7 +595,10 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     let mut rows = Vec::new();
     for spec in table_rows() {
         let Some(runs) = by_row.get(&spec) else { continue };
-        let several_teachers = runs.iter().filter_map(|r| r.teacher_seed).collect::<std::collections::BTreeSet<_>>().len() > 1;
+        // Teachers that each taught several of the row's runs (`study --teachers`); one teacher
+        // per seed is not that: each run is then its own teacher's.
+        let teachers = runs.iter().filter_map(|r| r.teacher_seed).collect::<std::collections::BTreeSet<_>>().len();
+        let several_teachers = teachers > 1 && runs.len() > teachers;
         let acc: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.acc7).collect();
         let f1: Vec<f64> = runs.iter().map(|r| 100.0 * r.eval.f1_weighted).collect();
         let mean = |f: &dyn Fn(&EvalReport) -> f64| mean_std(&runs.iter().map(|r| f(&r.eval)).collect::<Vec<_>>()).0;
@@ -1111,6 +1117,9 @@ mod tests {
         assert_eq!(ci, want);
         let sd = mean_std(&[2.0, 5.0, 0.0]).1;
         assert!((p.unwrap() - t_two_sided_p(m / (sd / 3f64.sqrt()), 2)).abs() < 1e-12);
+        // One teacher per seed: each pair is its own teacher's, and the pairs are the units.
+        let (_, ci, _, per) = paired_summary(&[(Some(1), 1.0), (Some(2), 2.0), (Some(3), 4.0)]);
+        assert_eq!((ci, per.len()), (paired_t_interval(&[1.0, 2.0, 4.0]).1, 0));
         // The pooled six differences would give a narrower, wrong interval.
         let pooled = paired_t_interval(&diffs.map(|d| d.1)).1.unwrap();
         assert!(pooled[1] - pooled[0] < want.unwrap()[1] - want.unwrap()[0]);
