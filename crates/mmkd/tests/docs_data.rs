@@ -328,3 +328,19 @@ fn results_quote_the_three_teacher_study_and_the_validation_choice() {
         "docs/results/teacher-choice-valid/",
     );
 }
+
+/// README's 2026-12-04 rerun of the main job: its study time from its study.log, and its table
+/// equal to 2026-12-03's in every field that table has.
+#[test]
+fn readme_quotes_the_main_job_rerun() {
+    let log = read("docs/results/lookup-rerun-2026-12-04/study.log");
+    let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
+    let text = read("README.md").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_quoted("README.md", &text, &format!("in {} of study runs", done.trim()), "docs/results/lookup-rerun-2026-12-04/study.log");
+    let (new, old) = (json("docs/results/lookup-rerun-2026-12-04/table.json"), json("docs/results/lookup-rerun-2026-12-03/table.json"));
+    for (a, b) in new.as_array().unwrap().iter().zip(old.as_array().unwrap()) {
+        for (key, value) in b.as_object().unwrap() {
+            assert_eq!(&a[key], value, "{key}");
+        }
+    }
+}
