@@ -344,3 +344,15 @@ fn readme_quotes_the_main_job_rerun() {
         }
     }
 }
+
+/// bench/NOTES.md's profile table, row by row, from bench/results/profile-devbox-2cpu-24g-2026-12-04.jsonl.
+#[test]
+fn notes_quote_the_profile_by_kind() {
+    let data = "bench/results/profile-devbox-2cpu-24g-2026-12-04.jsonl";
+    let cases: Vec<serde_json::Value> = read(data).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = read("bench/NOTES.md");
+    for kind in cases[0]["by_kind_percent"].as_object().unwrap().keys() {
+        let row = format!("| {kind} | {} |", cases.iter().map(|c| format!("{:.1} %", num(&c["by_kind_percent"][kind]))).collect::<Vec<_>>().join(" | "));
+        assert_quoted("bench/NOTES.md", &text, &row, data);
+    }
+}
