@@ -307,6 +307,34 @@ fn study_with_several_teachers_controls_and_early_stopping() {
     assert!(report.contains("over 2 teachers"), "{report}");
 }
 
+/// With `--controls` and configuration 1 in the rows, configuration 1's student without KD is
+/// trained and configuration 1's distilled row is compared with it, seed by seed (issue 19:
+/// within configuration); configuration 5's rows keep configuration 5's baseline.
+#[test]
+fn configuration_1_is_compared_with_its_own_student_without_kd() {
+    let dir_guard = tempdir("c1");
+    let dir = dir_guard.path();
+    let out = mmkd(&["study", "--preset", "smoke", "--regime", "lookup", "--rows", "attention", "--controls", "--seeds", "2", "--teacher-seed", "1", "--epochs", "1", "--jobs", "2", "--out", s(dir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = json(&dir.join("table.json"));
+    let rows = rows.as_array().unwrap();
+    let per_seed = |r: &serde_json::Value| -> Vec<f64> { r["acc7_per_seed"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+    let nokd = |config: u64| rows.iter().find(|r| r["role"] == "student" && r["level"] == "none" && r["config"] == config).unwrap_or_else(|| panic!("no c{config} student without KD"));
+    let c1 = rows.iter().find(|r| r["config"] == 1 && r["method"] == "edam-s").unwrap();
+    assert_eq!(c1["nokd_config"], 1, "{c1}");
+    let (mine, base) = (per_seed(c1), per_seed(nokd(1)));
+    let want = ((mine[0] - base[0]) + (mine[1] - base[1])) / 2.0;
+    assert!((c1["acc7_diff_mean"].as_f64().unwrap() - want).abs() < 1e-9, "{c1}");
+    // Configuration 1's own baseline has all nine transformers: the event share is compared over all.
+    assert_eq!(c1["event_share_compared"].as_array().unwrap().len(), 9, "{c1}");
+    let c5 = rows.iter().find(|r| r["config"] == 5 && r["method"] == "edam-s" && r.get("control").is_none()).unwrap();
+    assert!(c5.get("nokd_config").is_none(), "{c5}");
+    let (mine, base) = (per_seed(c5), per_seed(nokd(5)));
+    assert!((c5["acc7_diff_mean"].as_f64().unwrap() - ((mine[0] - base[0]) + (mine[1] - base[1])) / 2.0).abs() < 1e-9, "{c5}");
+    let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(report.contains("vs configuration 1's student without KD"), "{report}");
+}
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pickles").join(name)
 }

@@ -113,7 +113,10 @@ fn table_row<'a>(rows: &'a [serde_json::Value], label: &str) -> Option<&'a serde
         })
     };
     if label.starts_with("student without KD") {
-        return rows.iter().find(|r| r["role"] == "student" && r["level"] == "none");
+        return rows.iter().find(|r| r["role"] == "student" && r["level"] == "none" && r["config"] == 5);
+    }
+    if let Some(config) = label.strip_prefix("c").and_then(|l| l.strip_suffix(" student without KD").or_else(|| l.split_once(" student without KD").map(|(c, _)| c))) {
+        return rows.iter().find(|r| r["role"] == "student" && r["level"] == "none" && r["config"] == config.parse::<u64>().unwrap_or(0));
     }
     if label.starts_with("complete teacher") {
         return rows.iter().find(|r| r["role"] == "teacher" && r["teacher"] == "complete");
@@ -177,7 +180,11 @@ fn results_tables_match_their_studies() {
                     && r["role"] == "student"
                 {
                     // The no-KD student's share is held by the distilled rows it is compared with.
-                    let share = if r["level"] == "none" { rows.iter().find_map(|x| x["nokd_event_share_mean"].as_f64()).unwrap_or(f64::NAN) } else { num(&r["event_share_mean"]) };
+                    let share = if r["level"] == "none" {
+                        rows.iter().filter(|x| x["config"] == r["config"]).find_map(|x| x["nokd_event_share_mean"].as_f64()).unwrap_or(f64::NAN)
+                    } else {
+                        num(&r["event_share_mean"])
+                    };
                     let want = format!("{share:.3}");
                     assert!(cells[c].starts_with(&want), "{doc}: '{}' event share '{}', {file} has {want}", cells[0], cells[c]);
                 }
@@ -214,7 +221,7 @@ fn results_tables_match_their_studies() {
                     let part = part.trim().trim_end_matches('.');
                     let Some((label, values)) = part.split_once(|c: char| c.is_ascii_digit()).map(|(l, _)| (l.trim(), &part[l.len()..])) else { continue };
                     let r = match label {
-                        "no KD" => rows.iter().find(|r| r["role"] == "student" && r["level"] == "none"),
+                        "no KD" => rows.iter().find(|r| r["role"] == "student" && r["level"] == "none" && r["config"] == 5),
                         "CRD" | "EDAM-S" | "EDAM-T" => table_row(rows, &format!("c5 {label}, attention maps")),
                         _ => continue,
                     };

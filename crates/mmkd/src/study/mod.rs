@@ -302,7 +302,9 @@ fn gather_report(study: &Path, rows: &[TableRow]) -> Result<report::ReportFacts>
     if !run.exists() {
         return Ok(facts);
     }
-    let baseline = plan::run_dir(study, &RowSpec::StudentNoKd, seed);
+    // Beside the student without KD of the same configuration where the study has one.
+    let own = plan::run_dir(study, &RowSpec::StudentNoKd(config), seed);
+    let baseline = if own.exists() { own } else { plan::run_dir(study, &RowSpec::StudentNoKd(crate::model::StudentConfig::C5), seed) };
     let cfg = crate::run::RunConfig::load(&run)?;
     let crate::run::RunRole::Student { distill: Some(d), .. } = &cfg.role else { return Ok(facts) };
     let dataset = crate::data::load_any(&cfg.data)?;

@@ -76,7 +76,7 @@ pub fn draw_acc7_bars(path: &Path, rows: &[(String, &TableRow)]) -> Result<()> {
     let lo = rows.iter().map(|(_, r)| r.acc7_mean - half_width(r).unwrap_or(0.0)).fold(f64::INFINITY, f64::min);
     let hi = rows.iter().map(|(_, r)| r.acc7_mean + half_width(r).unwrap_or(0.0)).fold(f64::NEG_INFINITY, f64::max);
     let (x0, x1) = if lo.is_finite() { ((lo - 3.0).max(0.0).floor(), (hi + 3.0).min(100.0).ceil()) } else { (0.0, 100.0) };
-    let no_kd = rows.iter().find(|(_, r)| r.is_student_without_kd()).map(|(_, r)| r.acc7_mean);
+    let no_kd = rows.iter().find(|(_, r)| r.is_paper_baseline()).map(|(_, r)| r.acc7_mean);
     save_png(path, width, height, |root| {
         let err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
         root.fill(&WHITE).map_err(|e| err(&e))?;

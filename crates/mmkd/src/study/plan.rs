@@ -17,8 +17,9 @@ use crate::model::TeacherKind;
 pub enum RowSpec {
     /// A teacher trained on labels.
     Teacher(TeacherKind),
-    /// The student of configuration 5 trained on labels alone.
-    StudentNoKd,
+    /// A student trained on labels alone: configuration 5's is the paper's baseline for every
+    /// row; configuration 1's is the within-configuration control of configuration 1's rows.
+    StudentNoKd(StudentConfig),
     /// A student distilled from its configuration's teacher.
     Distilled {
         /// Student configuration (1..=5).
@@ -45,7 +46,7 @@ impl RowSpec {
     pub fn slug(&self) -> String {
         match self {
             RowSpec::Teacher(k) => format!("teacher-{}", k.name()),
-            RowSpec::StudentNoKd => "student-c5-nokd".to_string(),
+            RowSpec::StudentNoKd(config) => format!("student-c{config}-nokd"),
             RowSpec::Distilled { config, level, method } => format!("student-c{config}-{}-{}", level.name(), method.name()),
             RowSpec::Control { config, level, method } => format!("control-c{config}-{}-{}-shuffled", level.name(), method.name()),
         }
@@ -67,7 +68,7 @@ pub fn table1_rows() -> Vec<RowSpec> {
     use Method::*;
     let d = |config: u8, level, method| RowSpec::Distilled { config: StudentConfig::try_from(config).expect("1..=5"), level, method };
     vec![
-        RowSpec::StudentNoKd,
+        RowSpec::StudentNoKd(StudentConfig::C5),
         RowSpec::Teacher(TeacherKind::Complete),
         d(1, AttentionMap, EdamS),
         RowSpec::Teacher(TeacherKind::Video),
@@ -95,7 +96,8 @@ pub fn paper_figures(row: &RowSpec) -> Option<(f64, f64)> {
     use Level::*;
     use Method::*;
     Some(match row {
-        RowSpec::StudentNoKd => (41.296, 32.142),
+        RowSpec::StudentNoKd(StudentConfig::C5) => (41.296, 32.142),
+        RowSpec::StudentNoKd(_) => return None,
         RowSpec::Teacher(TeacherKind::Complete) => (49.779, 48.817),
         RowSpec::Teacher(TeacherKind::Video) => (49.621, 48.542),
         RowSpec::Teacher(TeacherKind::Language) => (49.217, 47.250),
@@ -230,11 +232,13 @@ fn default_device() -> DeviceKind {
 pub const STUDY_FILE: &str = "study.json";
 
 impl StudyOptions {
-    /// The rows the study runs: its row set's, then the controls when asked.
+    /// The rows the study runs: its row set's, then the controls when asked (the shuffled-map
+    /// row, and configuration 1's student without KD where configuration 1 is distilled).
     pub fn planned_rows(&self) -> Vec<RowSpec> {
         let mut rows = self.rows.rows();
         if self.controls {
-            rows.extend(control_rows());
+            let c1 = rows.iter().any(|r| matches!(r, RowSpec::Distilled { config: StudentConfig::C1, .. }));
+            rows.extend(control_rows().into_iter().filter(|r| c1 || *r != RowSpec::StudentNoKd(StudentConfig::C1)));
         }
         rows
     }
@@ -279,9 +283,10 @@ impl StudyOptions {
 }
 
 /// The control rows a study with `controls` adds: configuration 5's EDAM-S on the attention
-/// maps with another clip's maps.
+/// maps with another clip's maps, and configuration 1's student without KD (planned only where
+/// configuration 1 is distilled), so that configuration 1 is compared within its configuration.
 pub fn control_rows() -> Vec<RowSpec> {
-    vec![RowSpec::Control { config: StudentConfig::C5, level: Level::AttentionMap, method: Method::EdamS }]
+    vec![RowSpec::Control { config: StudentConfig::C5, level: Level::AttentionMap, method: Method::EdamS }, RowSpec::StudentNoKd(StudentConfig::C1)]
 }
 
 /// Which rows of Table 1 a study runs.
@@ -315,7 +320,7 @@ impl RowSet {
                 RowSet::All => true,
                 RowSet::Attention | RowSet::C5Attention => match r {
                     RowSpec::Teacher(t) => *t == TeacherKind::Complete,
-                    RowSpec::StudentNoKd | RowSpec::Control { .. } => true,
+                    RowSpec::StudentNoKd(_) | RowSpec::Control { .. } => true,
                     RowSpec::Distilled { level, config, .. } => {
                         *level == Level::AttentionMap && teacher_for_config(*config) == TeacherKind::Complete && (self == RowSet::Attention || *config == StudentConfig::C5)
                     }
@@ -393,7 +398,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
             // (teacher seed, run directory): one run per teacher of a distilled row.
             let targets: Vec<(Option<u64>, PathBuf)> = match row {
                 RowSpec::Teacher(_) => continue,
-                RowSpec::StudentNoKd => vec![(None, run_dir(&opts.out, row, seed))],
+                RowSpec::StudentNoKd(_) => vec![(None, run_dir(&opts.out, row, seed))],
                 RowSpec::Distilled { .. } | RowSpec::Control { .. } => opts
                     .teacher_seeds_for(seed)
                     .into_iter()
@@ -401,7 +406,7 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                     .collect(),
             };
             for (teacher_seed, dir) in targets {
-                let phase = if *row == RowSpec::StudentNoKd { 1 } else { 2 };
+                let phase = if matches!(row, RowSpec::StudentNoKd(_)) { 1 } else { 2 };
                 let mut args: Vec<String> = match (row, teacher_seed) {
                     (RowSpec::Distilled { config, level, method } | RowSpec::Control { config, level, method }, Some(t)) => {
                         let teacher = run_dir(&opts.out, &RowSpec::Teacher(teacher_for_config(*config)), t);
@@ -421,7 +426,10 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                         }
                         a
                     }
-                    _ => vec!["train", "student", "--config", "5", "--preset", &preset, "--data", &s(&data)].into_iter().map(String::from).collect(),
+                    (RowSpec::StudentNoKd(config), _) => {
+                        vec!["train".to_string(), "student".into(), "--config".into(), config.to_string(), "--preset".into(), preset.clone(), "--data".into(), s(&data)]
+                    }
+                    _ => unreachable!("teachers are planned above; distilled rows have a teacher seed"),
                 };
                 args.extend(["--seed".into(), seed.to_string(), "--out".into(), s(&dir)]);
                 args.extend(epochs.clone());
@@ -520,14 +528,22 @@ mod tests {
         let teachers: Vec<String> = p.iter().filter(|r| r.args[..2] == ["train", "teacher"]).map(|r| command_line("mmkd", r)).collect();
         assert_eq!(teachers.len(), 3);
         assert!(teachers[2].contains("--seed 3 --out /s/runs/teacher-complete-s3 --epochs 9 --early-stop 2"), "{}", teachers[2]);
-        assert_eq!(p.iter().filter(|r| r.row == Some(RowSpec::StudentNoKd)).count(), 2, "no-KD students need no teacher");
+        assert_eq!(p.iter().filter(|r| r.row == Some(RowSpec::StudentNoKd(StudentConfig::C5))).count(), 2, "no-KD students need no teacher");
         let distilled: Vec<String> = p.iter().filter(|r| r.args[0] == "distill").map(|r| command_line("mmkd", r)).collect();
         assert_eq!(distilled.len(), 4 * 3 * 2, "three attention-map rows and the control, 3 teachers, 2 seeds");
         assert!(distilled.iter().any(|l| l.contains("--teacher /s/runs/teacher-complete-s2 ") && l.contains("--out /s/runs/student-c5-attention-map-edam-t-t2-s1 ")));
         let controls: Vec<&String> = distilled.iter().filter(|l| l.contains("--teacher-signal shuffled")).collect();
         assert_eq!(controls.len(), 6);
         assert!(controls.iter().all(|l| l.contains("--method edam-s") && l.contains("/s/runs/control-c5-attention-map-edam-s-shuffled-t")));
-        assert_eq!(opts.planned_rows().len(), 6);
+        assert_eq!(opts.planned_rows().len(), 6, "no configuration-1 row, so no configuration-1 control");
+        // With configuration 1 distilled, its own student without KD is planned (phase 1, no
+        // teacher), so configuration 1 is compared within its configuration.
+        let with_c1 = StudyOptions { rows: RowSet::Attention, ..opts };
+        assert!(with_c1.planned_rows().contains(&RowSpec::StudentNoKd(StudentConfig::C1)));
+        let p = plan(&with_c1);
+        let c1: Vec<String> = p.iter().filter(|r| r.row == Some(RowSpec::StudentNoKd(StudentConfig::C1))).map(|r| command_line("mmkd", r)).collect();
+        assert_eq!(c1.len(), 2);
+        assert!(c1[0].starts_with("mmkd train student --config 1 --preset smoke") && c1[0].contains("--out /s/runs/student-c1-nokd-s1 "), "{}", c1[0]);
     }
 
     /// The user's data: a pickle is converted once into OUT/data (no synthesis), a native

@@ -32,6 +32,10 @@ pub struct TableRow {
     /// A control row: distilled from another clip's teacher outputs (`--teacher-signal shuffled`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub control: bool,
+    /// The configuration of the student without KD a distilled row is compared with, when it is
+    /// not configuration 5's (configuration 1's own control).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nokd_config: Option<StudentConfig>,
     /// Mean test Acc-7 over seeds (%).
     pub acc7_mean: f64,
     /// Sample standard deviation of Acc-7 over seeds (points).
@@ -170,9 +174,14 @@ impl TableRow {
         self.role == RowRole::Teacher && self.teacher == TeacherKind::Complete
     }
 
-    /// The student trained without distillation.
+    /// A student trained without distillation (of any configuration).
     pub fn is_student_without_kd(&self) -> bool {
         self.role == RowRole::Student && self.level.is_none()
+    }
+
+    /// Configuration 5's student without KD: the paper's baseline.
+    pub fn is_paper_baseline(&self) -> bool {
+        self.is_student_without_kd() && self.config == Some(StudentConfig::C5)
     }
 
     /// A distilled student (a control included).
@@ -186,7 +195,7 @@ impl TableRow {
             (RowRole::Teacher, ..) => RowSpec::Teacher(self.teacher),
             (RowRole::Student, Some(config), Some(level), Some(method)) if self.control => RowSpec::Control { config, level, method },
             (RowRole::Student, Some(config), Some(level), Some(method)) => RowSpec::Distilled { config, level, method },
-            (RowRole::Student, ..) => RowSpec::StudentNoKd,
+            (RowRole::Student, ..) => RowSpec::StudentNoKd(self.config.unwrap_or(StudentConfig::C5)),
         }
     }
 
@@ -493,12 +502,11 @@ pub fn check_runs_against_plan(study: &Path) -> Result<()> {
 fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
     match &cfg.role {
         RunRole::Teacher { teacher } => Some(RowSpec::Teacher(*teacher)),
-        RunRole::Student { distill: None, config: crate::model::StudentConfig::C5, .. } => Some(RowSpec::StudentNoKd),
+        RunRole::Student { distill: None, config, .. } => Some(RowSpec::StudentNoKd(*config)),
         RunRole::Student { distill: Some(d), config, .. } if d.teacher_signal == crate::distill::TeacherSignal::Shuffled => {
             Some(RowSpec::Control { config: *config, level: d.level, method: d.method })
         }
         RunRole::Student { distill: Some(d), config, .. } => Some(RowSpec::Distilled { config: *config, level: d.level, method: d.method }),
-        _ => None,
     }
 }
 
@@ -577,7 +585,7 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
 fn describe(row: &RowSpec) -> (RowRole, Option<StudentConfig>, TeacherKind, Option<Level>, Option<Method>) {
     match *row {
         RowSpec::Teacher(k) => (RowRole::Teacher, None, k, None, None),
-        RowSpec::StudentNoKd => (RowRole::Student, Some(StudentConfig::C5), TeacherKind::Complete, None, None),
+        RowSpec::StudentNoKd(config) => (RowRole::Student, Some(config), TeacherKind::Complete, None, None),
         RowSpec::Distilled { config, level, method } | RowSpec::Control { config, level, method } => {
             (RowRole::Student, Some(config), crate::distill::teacher_for_config(config), Some(level), Some(method))
         }
@@ -613,6 +621,7 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             level,
             method,
             control: matches!(spec, RowSpec::Control { .. }),
+            nokd_config: None,
             acc7_mean,
             acc7_std,
             f1_mean,
@@ -653,7 +662,9 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
     // the distilled student and in the student without KD.
     let mut data = StudyData::new();
     let mut cache = BTreeMap::new();
-    let no_kd = by_row.get(&RowSpec::StudentNoKd);
+    // The baseline of a row: the student without KD of its configuration where the study has
+    // one (configuration 1's control), else configuration 5's, the paper's.
+    let baseline_of = |config: StudentConfig| if by_row.contains_key(&RowSpec::StudentNoKd(config)) { config } else { StudentConfig::C5 };
     for (spec, row) in table_rows().into_iter().filter(|s| by_row.contains_key(s)).zip(rows.iter_mut()) {
         let (RowSpec::Distilled { config, .. } | RowSpec::Control { config, .. }) = spec else { continue };
         let pairs = crate::distill::distilled_pairs(config);
@@ -677,10 +688,12 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
         row.event_transformers = student_ids.iter().map(|id| id.to_string()).collect();
         row.event_share_mean = mean(&distilled, |v| v.1);
         row.uniform_event_share = mean(&distilled, |v| v.2);
-        if let Some(runs) = no_kd {
-            // Compare like with like: the transformers the no-KD student (configuration 5) has
-            // too. For configuration 5 that is all of them; configuration 1 distils nine.
-            let nokd_has = crate::model::StudentConfig::C5.body().transformers();
+        let base_config = baseline_of(config);
+        if let Some(runs) = by_row.get(&RowSpec::StudentNoKd(base_config)) {
+            // Compare like with like: the transformers the no-KD student has too. Against
+            // configuration 5's that is all of a configuration-5 row's and two of configuration
+            // 1's nine; against configuration 1's own, all nine.
+            let nokd_has = base_config.body().transformers();
             let shared: Vec<_> = student_ids.iter().copied().filter(|id| nokd_has.contains(id)).collect();
             let base = per_seed(runs, &shared)?;
             row.nokd_event_share_mean = mean(&base, |v| v.1);
@@ -699,10 +712,14 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             row.teacher_event_share_mean = mean(&per_seed(teachers, &teacher_ids)?, |v| v.1);
         }
     }
-    // Distilled rows against the student without KD, paired by seed (and with several
-    // teachers summarised per teacher).
-    if let Some(base) = rows.iter().find(|r| r.is_student_without_kd()).cloned() {
-        for r in rows.iter_mut().filter(|r| r.is_distilled()) {
+    // Distilled rows against the student without KD of their configuration (else
+    // configuration 5's), paired by seed (and with several teachers summarised per teacher).
+    let baselines: Vec<TableRow> = rows.iter().filter(|r| r.is_student_without_kd()).cloned().collect();
+    for r in rows.iter_mut().filter(|r| r.is_distilled()) {
+        let own = baselines.iter().find(|b| b.config == r.config);
+        let Some(base) = own.or_else(|| baselines.iter().find(|b| b.is_paper_baseline())) else { continue };
+        r.nokd_config = own.and(r.config).filter(|c| *c != StudentConfig::C5);
+        {
             let diffs: Vec<(Option<u64>, f64)> = r
                 .seeds
                 .iter()
@@ -726,7 +743,8 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
 pub fn row_label(r: &TableRow) -> String {
     match r.spec() {
         RowSpec::Teacher(t) => format!("Teacher: {} {}", t.name(), if t == TeacherKind::Complete { "network" } else { "branch" }),
-        RowSpec::StudentNoKd => "Student without KD".to_string(),
+        RowSpec::StudentNoKd(StudentConfig::C5) => "Student without KD".to_string(),
+        RowSpec::StudentNoKd(config) => format!("Student c{} without KD", config.number()),
         RowSpec::Distilled { config, level, method } => format!("Student c{}: {} on {}", config.number(), method.name().to_uppercase(), level.name()),
         RowSpec::Control { config, level, method } => format!("Control c{}: {} on {}, another clip's teacher", config.number(), method.name().to_uppercase(), level.name()),
     }
@@ -831,7 +849,8 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
     for r in &attention {
         let acc = match (r.acc7_diff_mean, r.acc7_diff_ci95) {
             (Some(d), Some([lo, hi])) => format!(
-                "Acc-7 {d:+.2} points vs no KD, 95 % CI [{lo:+.2}, {hi:+.2}]{} ({})",
+                "Acc-7 {d:+.2} points vs {}, 95 % CI [{lo:+.2}, {hi:+.2}]{} ({})",
+                r.nokd_config.map_or("no KD".to_string(), |c| format!("configuration {}'s student without KD", c.number())),
                 over_teachers(r),
                 if lo > 0.0 {
                     "a firm gain"
@@ -889,7 +908,7 @@ pub fn render_report(rows: &[TableRow], table: &str, latency: Option<&super::Lat
     }
     s += "## Teacher and student\n\n";
     let params = |f: &dyn Fn(&TableRow) -> bool| rows.iter().find(|r| f(r)).map(|r| r.params);
-    if let (Some(t), Some(st)) = (params(&|r| r.is_complete_teacher()), params(&|r| r.is_student_without_kd())) {
+    if let (Some(t), Some(st)) = (params(&|r| r.is_complete_teacher()), params(&|r| r.is_paper_baseline())) {
         s += &format!("- Parameters: complete teacher {t}, config-5 student {st} ({:.0} % of the teacher).\n", 100.0 * st as f64 / t as f64);
     }
     if let Some(l) = latency {
@@ -1158,7 +1177,7 @@ mod tests {
             let json = serde_json::json!({"role": role, "teacher": teacher, "level": level.map_or("none", |l| l.name()), "method": method.map_or("none", |m| m.name())});
             let expected = match spec {
                 RowSpec::Teacher(t) => serde_json::json!({"role": "teacher", "teacher": t.name(), "level": "none", "method": "none"}),
-                RowSpec::StudentNoKd => serde_json::json!({"role": "student", "teacher": "complete", "level": "none", "method": "none"}),
+                RowSpec::StudentNoKd(_) => serde_json::json!({"role": "student", "teacher": "complete", "level": "none", "method": "none"}),
                 RowSpec::Distilled { level, method, config } | RowSpec::Control { level, method, config } => {
                     serde_json::json!({"role": "student", "teacher": crate::distill::teacher_for_config(config).name(), "level": level.name(), "method": method.name()})
                 }

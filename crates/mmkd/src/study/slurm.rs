@@ -47,7 +47,7 @@ pub fn row_step_bytes(row: &RowSpec, shape: &DataShape, model: &ModelConfig, bat
     let plain = burn::prelude::Device::flex();
     let net = match row {
         RowSpec::Teacher(kind) => build_teacher(*kind, shape, model, &plain),
-        RowSpec::StudentNoKd => build_student(crate::model::StudentConfig::C5, StudentStreams::Downsampled, shape, model, &plain),
+        RowSpec::StudentNoKd(config) => build_student(*config, StudentStreams::Downsampled, shape, model, &plain),
         RowSpec::Distilled { config, method, .. } | RowSpec::Control { config, method, .. } => build_student(*config, method.student_streams(), shape, model, &plain),
     };
     let mapped: Vec<TransformerId> = match row {
