@@ -681,6 +681,21 @@ fn check_sizes(q: &[f32], k: &[f32], v: &[f32], d: &Dims) {
     assert_eq!(v.len(), k.len(), "fused attention: value size");
 }
 
+/// Uniform test values in [-2, 2) from a xorshift64 stream (no shared generator, so tests
+/// drawing them cannot race).
+#[cfg(test)]
+pub(super) fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,18 +751,6 @@ mod tests {
             }
         }
         (out, dq, dk, dv)
-    }
-
-    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
     }
 
     fn assert_close(name: &str, got: &[f32], want: &[f64], tol: f64) {

@@ -22,7 +22,7 @@
 use burn::prelude::*;
 use burn::tensor::{Bool, TensorData};
 
-use super::kernel::PARALLEL_MIN_SCORES;
+use super::kernel::{PARALLEL_MIN_SCORES, pseudo_random};
 use super::{AttentionDropout, fused_attention, fused_attention_with_map};
 
 /// Per-element tolerance of outputs and maps (relative above 1, absolute below). The worst
@@ -38,19 +38,6 @@ const H: usize = 4;
 const LQ: usize = 32;
 const LK: usize = 40;
 const DH: usize = 8;
-
-/// Uniform values in [-2, 2) from a xorshift64 stream.
-fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
-}
 
 /// One fused call's inputs: shapes, data, mask (true = forbidden, `[mask_batch, 1, mask_rows,
 /// Lk]`), dropout (keep mask `[B, H, Lq, Lk]`, rate) and the map's temperature if one is asked.
