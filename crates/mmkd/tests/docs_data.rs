@@ -367,3 +367,19 @@ fn notes_quote_the_profile_by_kind() {
         assert_quoted("bench/NOTES.md", &text, &row, data);
     }
 }
+
+/// bench/README's 2026-12-04 rerun of the `small` preset, row by row, from its result file.
+#[test]
+fn bench_readme_quotes_the_small_rerun() {
+    let data = "bench/results/devbox-2cpu-24g-small-2026-12-04.json";
+    let m = &json(data)["medians_ms"];
+    let text = read("bench/README.md");
+    for (name, case) in [
+        ("complete teacher, train step, B = 64", "teacher-train/b64"),
+        ("config-5 student + EDAM-S, train step, B = 64", "student-train/b64"),
+        ("config-5 student, inference, B = 1", "student-infer/b1"),
+    ] {
+        let (a, b) = (num(&m[format!("mmkd/{case}")]), num(&m[format!("pytorch/{case}")]));
+        assert_quoted("bench/README.md", &text, &format!("| {name} | {a:.2} ms | {b:.2} ms | {:.2}x |", a / b), data);
+    }
+}
