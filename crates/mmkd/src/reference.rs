@@ -16,6 +16,14 @@
 //! (`post.<transformer>.<layer>`) in eval mode; for a training case also the loss and global
 //! gradient norm of each optimiser step (`loss`, `grad_norm`) and every weight after the first
 //! and after the last step (`step1.<name>`, `weight.<name>`), through `train::step::optimizer_step`, the function `fit` uses.
+//!
+//! A distillation case (written by `reference/distill_ref.py`) also has `distill` in case.json,
+//! the teacher's weights in `CASE/teacher.safetensors` and the initial CRD heads and EDAM-T
+//! logits in `CASE/heads.safetensors`; `run_case` then takes its optimiser steps through
+//! `DistillTask` (the task `mmkd distill` trains) and returns `loss`, `ce`, `kd`, `grad_norm`, the
+//! first step's gradients (`grad1.*`), the student's and the heads' weights after the last step
+//! (`weight.*`, `head.*`), the CRD banks (`bank.*`) and EDAM-T's own initial logits (`init.*`).
+//!
 //! `mmkd reference run CASE...` writes them to `CASE/mmkd.safetensors` for `reference/parity.py`;
 //! the golden test (crates/mmkd/tests/golden.rs) compares them with the committed fixtures.
 
@@ -23,15 +31,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use burn::module::Param;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::Deserialize;
 
 use crate::config::{DataShape, ModelConfig, TrainConfig};
 use crate::data::{Lengths, Split};
+use crate::distill::{DistillConfig, DistillModel, DistillTask, Level, Method, Orientation, TeacherSignal, distilled_pairs, teacher_for_config};
 use crate::eval::inference::cross_entropy;
 use crate::model::{MultimodalNet, Probe, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
-use crate::train::step::{adam, optimizer_step};
+use crate::train::step::{adam, apply_gradients, gradients_as_module, optimizer_step};
+use crate::train::task::TrainTask;
 
 /// Which network a case describes.
 #[derive(Clone, Debug, Deserialize)]
@@ -64,6 +76,30 @@ pub struct CaseTraining {
     pub steps: Vec<Vec<usize>>,
 }
 
+/// The distillation setting of a distillation case (`reference/distill_ref.py`): the student of
+/// `Case::network` distils from its configuration's teacher (`teacher.safetensors`) with the
+/// heads' initial values in `heads.safetensors`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CaseDistill {
+    /// Where knowledge is distilled.
+    pub level: Level,
+    /// CRD, EDAM-S or EDAM-T.
+    pub method: Method,
+    /// EDAM's direction.
+    pub orientation: Orientation,
+    /// Map temperature (eq. 10-11).
+    pub temperature: f32,
+    /// Weight of the cross-entropy.
+    pub alpha: f64,
+    /// Weight of `L_KD`.
+    pub beta: f64,
+    /// Its own clip's teacher outputs, or the shuffled control's.
+    #[serde(default)]
+    pub teacher_signal: TeacherSignal,
+    /// Seed of the CRD memory bank (initial rows and negatives).
+    pub bank_seed: u64,
+}
+
 /// `case.json`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Case {
@@ -79,8 +115,11 @@ pub struct Case {
     pub samples: usize,
     /// Map temperatures to record (eq. 10-11).
     pub temperatures: Vec<f32>,
-    /// Optimiser steps, for training cases.
+    /// Optimiser steps, for training and distillation cases.
     pub train: Option<CaseTraining>,
+    /// Distillation cases: the steps are `alpha * CE + beta * L_KD` steps of `DistillTask`.
+    #[serde(default)]
+    pub distill: Option<CaseDistill>,
 }
 
 /// Named outputs: shape and row-major values.
@@ -156,6 +195,12 @@ pub fn run_case(dir: &Path) -> Result<Outputs> {
 pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
     let case = load_case(dir)?;
     let split = inputs(dir, &case)?;
+    if let Some(distill) = &case.distill {
+        let train = case.train.as_ref().ok_or_else(|| crate::error::input_error(format!("{}: a distillation case needs `train` (its optimiser steps)", dir.join("case.json").display())))?;
+        let mut out = Outputs::new();
+        distill_case(dir, &case, distill, train, &split, &mut out, device)?;
+        return Ok(out);
+    }
     let plain = device.clone();
     let net = crate::run::weights::load_safetensors(build(&case, &plain), &dir.join("weights.safetensors"))?;
     let rows: Vec<usize> = (0..split.len()).collect();
@@ -218,6 +263,157 @@ fn insert_weights(net: &MultimodalNet, case: &Case, prefix: &str, out: &mut Outp
     crate::run::weights::save_safetensors(&net.valid(), &path)?;
     for (name, v) in read_tensors(&path)? {
         out.insert(format!("{prefix}.{name}"), v);
+    }
+    Ok(())
+}
+
+/// A distillation case: `train.steps` steps of `alpha * CE + beta * L_KD` through `DistillTask`
+/// (the task `mmkd distill` trains with) and `optimizer_step`. Appends `loss`, `ce`, `kd`,
+/// `grad_norm`, the student's weights after the last step (`weight.*`), the heads' (`head.*`),
+/// the CRD banks and normalisers (`bank.student`, `bank.teacher`, `bank.z`) where the level has
+/// a bank, and EDAM-T's own initial logits (`init.upsamplers.*`) before the case's are loaded.
+fn distill_case(dir: &Path, case: &Case, d: &CaseDistill, train: &CaseTraining, split: &Split, out: &mut Outputs, device: &Device) -> Result<()> {
+    let CaseNetwork::Student { student: config, streams } = case.network else {
+        crate::bail_input!("{}: a distillation case distils into a student, found {:?}", dir.join("case.json").display(), case.network);
+    };
+    let plain = device.clone();
+    let ad = device.clone().autodiff();
+    let teacher = crate::run::weights::load_safetensors(build_teacher(teacher_for_config(config), &case.shape, &case.model, &plain), &dir.join("teacher.safetensors"))?;
+    let cfg = DistillConfig {
+        teacher_run: dir.to_path_buf(),
+        level: d.level,
+        method: d.method,
+        alpha: d.alpha,
+        beta: d.beta,
+        temperature: d.temperature,
+        orientation: d.orientation,
+        teacher_signal: d.teacher_signal,
+    };
+    cfg.validate().map_err(|e| crate::error::input_error(format!("{}: {e}", dir.join("case.json").display())))?;
+    let (shape, model) = (case.shape.clone(), case.model.clone());
+    let student = Box::new(move |dev: &Device| build_student(config, streams, &shape, &model, dev));
+    let mut task = DistillTask::new(cfg, teacher.valid(), distilled_pairs(config), student, split.len(), d.bank_seed, plain);
+    let all: Vec<usize> = (0..split.len()).collect();
+    let mut net = task.init_with(&ad, &split.batch(&case.shape, &all, &ad))?;
+    for (p, up) in net.upsamplers.iter().enumerate() {
+        for (which, logits) in [("query_logits", &up.query_logits), ("key_logits", &up.key_logits)] {
+            if let Some(w) = logits {
+                out.insert(format!("init.upsamplers.{p}.{which}"), values(w.val()));
+            }
+        }
+    }
+    net.student = crate::run::weights::load_safetensors(net.student, &dir.join("weights.safetensors"))?;
+    load_heads(&mut net, &dir.join("heads.safetensors"), &ad)?;
+
+    let tc = TrainConfig { adam_epsilon: train.adam_epsilon, ..TrainConfig::for_preset(crate::config::Preset::Smoke) };
+    let mut optim = adam(&tc);
+    let mut series: BTreeMap<&str, Vec<f32>> = BTreeMap::new();
+    for (step, rows) in train.steps.iter().enumerate() {
+        let batch = split.batch(&case.shape, rows, &ad);
+        let (loss, parts) = task.train_loss(&net, &batch)?;
+        series.entry("loss").or_default().push(loss.clone().into_scalar::<f32>());
+        for (name, v) in parts {
+            let key = if name == "ce" {
+                "ce"
+            } else if name == "kd" {
+                "kd"
+            } else {
+                continue;
+            };
+            series.entry(key).or_default().push(v as f32);
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        if step == 0 {
+            // The first step's gradients, before clipping: the loss's backward, free of Adam.
+            let gradients = gradients_as_module(net.valid(), &grads);
+            insert_weights(&gradients.student, case, "grad1", out)?;
+            for (name, t) in head_tensors(&gradients) {
+                out.insert(format!("grad1.head.{name}"), t);
+            }
+        }
+        let (next, norm) = apply_gradients(net, &mut optim, grads, train.lr, Some(train.grad_clip));
+        net = next;
+        series.entry("grad_norm").or_default().push(norm as f32);
+    }
+    for (name, v) in series {
+        out.insert(name.into(), (vec![v.len()], v));
+    }
+    insert_weights(&net.student, case, "weight", out)?;
+    for (name, t) in head_tensors(&net) {
+        out.insert(format!("head.{name}"), t);
+    }
+    if let Some(bank) = &task.bank {
+        let state = bank.to_state().map_err(crate::distill::task::loss_err)?;
+        let (n, dim) = (state.config.n_data, state.config.dim);
+        out.insert("bank.student".into(), (vec![n, dim], state.student_bank));
+        out.insert("bank.teacher".into(), (vec![n, dim], state.teacher_bank));
+        let z = [state.z_student, state.z_teacher].map(|z| z.map_or(f32::NAN, |z| z as f32));
+        out.insert("bank.z".into(), (vec![2], z.to_vec()));
+    }
+    Ok(())
+}
+
+/// The trained heads of a distillation model under the names `distill_ref.py` writes
+/// (`crd_student.P.linear.weight` `[d_in, d_out]`, `upsamplers.P.key_logits`, ...).
+fn head_tensors(net: &DistillModel) -> Outputs {
+    let mut out = Outputs::new();
+    for (side, heads) in [("crd_student", &net.crd_student), ("crd_teacher", &net.crd_teacher)] {
+        for (p, head) in heads.iter().enumerate() {
+            out.insert(format!("{side}.{p}.linear.weight"), values(head.linear.weight.val()));
+            if let Some(bias) = &head.linear.bias {
+                out.insert(format!("{side}.{p}.linear.bias"), values(bias.val()));
+            }
+        }
+    }
+    for (p, up) in net.upsamplers.iter().enumerate() {
+        for (which, logits) in [("query_logits", &up.query_logits), ("key_logits", &up.key_logits)] {
+            if let Some(w) = logits {
+                out.insert(format!("upsamplers.{p}.{which}"), values(w.val()));
+            }
+        }
+    }
+    out
+}
+
+/// Replaces the heads' initial values with the case's; the file must name exactly the heads the
+/// task built, with their shapes.
+fn load_heads(net: &mut DistillModel, path: &Path, device: &Device) -> Result<()> {
+    let mut file = read_tensors(path)?;
+    let built = head_tensors(net);
+    let names_file: Vec<&String> = file.keys().collect();
+    let names_built: Vec<&String> = built.keys().collect();
+    if names_file != names_built {
+        crate::bail_input!("{}: heads {:?}, but the task built {:?}", path.display(), names_file, names_built);
+    }
+    for (name, (shape, _)) in &built {
+        if &file[name].0 != shape {
+            crate::bail_input!("{}: tensor '{name}': expected shape {shape:?}, found {:?}", path.display(), file[name].0);
+        }
+    }
+    let mut take2 = |name: String| {
+        let (shape, v) = file.remove(&name).expect("checked above");
+        Param::from_data(TensorData::new(v, [shape[0], shape[1]]), device)
+    };
+    for (side, heads) in [("crd_student", &mut net.crd_student), ("crd_teacher", &mut net.crd_teacher)] {
+        for (p, head) in heads.iter_mut().enumerate() {
+            head.linear.weight = take2(format!("{side}.{p}.linear.weight"));
+        }
+    }
+    for (p, up) in net.upsamplers.iter_mut().enumerate() {
+        if up.query_logits.is_some() {
+            up.query_logits = Some(take2(format!("upsamplers.{p}.query_logits")));
+        }
+        if up.key_logits.is_some() {
+            up.key_logits = Some(take2(format!("upsamplers.{p}.key_logits")));
+        }
+    }
+    for (side, heads) in [("crd_student", &mut net.crd_student), ("crd_teacher", &mut net.crd_teacher)] {
+        for (p, head) in heads.iter_mut().enumerate() {
+            if head.linear.bias.is_some() {
+                let (shape, v) = file.remove(&format!("{side}.{p}.linear.bias")).expect("checked above");
+                head.linear.bias = Some(Param::from_data(TensorData::new(v, [shape[0]]), device));
+            }
+        }
     }
     Ok(())
 }

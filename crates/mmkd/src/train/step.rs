@@ -5,7 +5,7 @@
 //! of them together. The two differ whenever more than one tensor has gradient, so mmkd clips
 //! here, before the optimizer, and configures Adam without clipping.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
@@ -74,8 +74,33 @@ pub fn clip_global_norm<M: Module>(module: &M, mut grads: GradientsParams, max_n
 /// Returns the updated module and the gradient norm before clipping.
 pub fn optimizer_step<M: Module>(module: M, optim: &mut ModuleOptimizer, loss: Tensor<1>, lr: f64, max_norm: Option<f32>) -> (M, f64) {
     let grads = GradientsParams::from_grads(loss.backward(), &module);
+    apply_gradients(module, optim, grads, lr, max_norm)
+}
+
+/// The second half of `optimizer_step`, for a caller that reads the gradients first (the
+/// reference cases record them): clipping, then the optimiser's step.
+pub fn apply_gradients<M: Module>(module: M, optim: &mut ModuleOptimizer, grads: GradientsParams, lr: f64, max_norm: Option<f32>) -> (M, f64) {
     let (grads, norm) = clip_global_norm(&module, grads, max_norm);
     (optim.step(lr, module, grads), norm)
+}
+
+/// A copy of `module` whose parameters hold their gradients (zero where a parameter has none),
+/// so the gradients can be saved under the parameters' names.
+pub fn gradients_as_module<M: Module>(module: M, grads: &GradientsParams) -> M {
+    struct GradientValues<'a> {
+        grads: &'a GradientsParams,
+    }
+    impl ModuleMapper for GradientValues<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let id = param.id;
+            let grad = self.grads.get::<D>(id);
+            param.map(|value| match grad {
+                Some(g) => g.to_device(&value.device()),
+                None => value.zeros_like(),
+            })
+        }
+    }
+    module.map(&mut GradientValues { grads })
 }
 
 #[cfg(test)]
