@@ -1073,6 +1073,10 @@ pub fn to_markdown(rows: &[TableRow], latency: Option<&Latency>) -> String {
         );
     }
     s += "\nvs no KD: the mean of per-seed Acc-7 differences to the student without KD (paired over the same seeds) with its 95 % t-interval (n - 1 degrees of freedom); an effect is called firm only where the interval excludes 0.\n";
+    // Several rows tested against no KD at once: which stay firm when the family-wise error
+    // over all of them is held at 5 % (issue 19).
+    let distilled: Vec<&TableRow> = rows.iter().filter(|r| r.level.is_some()).collect();
+    s += &holm_paragraph(&distilled);
     if let Some(k) = rows.iter().map(|r| r.acc7_diff_per_teacher.len()).max().filter(|&k| k > 1) {
         s += &format!(
             "\nSeveral teachers: a distilled row's runs are {k} teachers x its student seeds (the seeds column counts runs), and its intervals (Acc-7 and event share) are t-intervals over the {k} teachers of each teacher's mean paired difference ({} degrees of freedom), so they hold the teacher-to-teacher variation.\n",
@@ -1209,6 +1213,22 @@ mod tests {
         assert!(full.contains("branch dropout p = 0.25"));
         assert!(full.contains("## Maps of the best attention-level student (L, seed 3)") && full.contains("![V<-A](report-maps/compare-V_from_A.png)"));
         assert_eq!(best_attention_row(&rows).map(row_label).as_deref(), Some("Student c5: EDAM-T on attention-map"));
+    }
+
+    /// TABLE.md gives Holm's verdicts across the distilled rows that have a p-value, the same
+    /// as `holm_rejects` on them (the committed three-teacher study).
+    #[test]
+    fn table_gives_holm_verdicts_across_its_distilled_rows() {
+        let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup-k3/table.json")).expect("committed table.json");
+        let tested: Vec<&TableRow> = rows.iter().filter(|r| r.level.is_some() && r.acc7_diff_p.is_some()).collect();
+        assert!(tested.len() >= 2, "the study tests several rows");
+        let md = to_markdown(&rows, None);
+        let line = md.lines().find(|l| l.starts_with(&format!("Holm-adjusted across these {} rows (family-wise error 5 %), Acc-7", tested.len()))).expect("a Holm line for Acc-7");
+        let ps: Vec<f64> = tested.iter().map(|r| r.acc7_diff_p.unwrap()).collect();
+        for (r, firm) in tested.iter().zip(holm_rejects(&ps, 0.05)) {
+            let verdict = format!("{} p = {:.4} ({})", row_label(r), r.acc7_diff_p.unwrap(), if firm { "firm" } else { "not firm" });
+            assert!(line.contains(&verdict), "{verdict} not in {line}");
+        }
     }
 
     fn committed_row() -> TableRow {
