@@ -7,8 +7,9 @@ replays (`mmkd reference run CASE`, and the golden test in crates/mmkd/tests/gol
     CASE/inputs.safetensors    text, audio, video [N, L, D], scores [N] (float32); lengths_* [N] (int64)
     CASE/expected.safetensors  logits, penultimate, map.t<T>.<transformer>.<layer>,
                                post.<transformer>.<layer>; training cases also loss [steps],
-                               grad_norm [steps], step1.<parameter name> (weights after the first
-                               step) and weight.<parameter name> (after the last step)
+                               grad_norm [steps], grad1.<parameter name> (the first step's
+                               gradients, before clipping), step1.<parameter name> (weights after
+                               the first step) and weight.<parameter name> (after the last step)
     CASE/pytorch_f32.safetensors  training cases: step1.<name> and weight.<name> after the same
                                steps in PyTorch's float32, to measure how far float32 alone drifts
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from mult_ref import ModelCfg, NetSpec, Network, Shape, load_mmkd_state, mmkd_state, to_mmkd_name
+from mult_ref import ModelCfg, NetSpec, Network, Shape, load_mmkd_state, mmkd_gradients, mmkd_state, to_mmkd_name
 
 # The networks of the paper: four teachers, five student configurations in both stream modes.
 NETWORKS = (
@@ -89,10 +90,11 @@ def make_inputs(shape: Shape, n: int, gen: torch.Generator, key_padding: bool):
 
 def train_steps(net, inputs, classes, lengths, train):
     """The recipe's steps: cross-entropy, global-norm clipping (clip_grad_norm_), Adam.
-    Returns the losses, the gradient norms before clipping, and the weights after step 1."""
+    Returns the losses, the gradient norms before clipping, the weights after step 1 and the
+    gradients of step 1 (before clipping)."""
     net.train()  # every dropout is 0 in these cases, so train and eval compute the same thing
     opt = torch.optim.Adam(net.parameters(), lr=train["lr"], betas=(0.9, 0.999), eps=train["adam_epsilon"])
-    losses, norms, step1 = [], [], None
+    losses, norms, step1, grad1 = [], [], None, None
     for rows in train["steps"]:
         opt.zero_grad()
         batch = {m: t[rows] for m, t in inputs.items()}
@@ -100,13 +102,15 @@ def train_steps(net, inputs, classes, lengths, train):
         logits, _, _, _ = net(batch, (), blens)
         loss = torch.nn.functional.cross_entropy(logits, classes[rows])
         loss.backward()
+        if grad1 is None:
+            grad1 = mmkd_gradients(net)
         norm = torch.nn.utils.clip_grad_norm_(net.parameters(), train["grad_clip"])
         opt.step()
         losses.append(loss.item())
         norms.append(norm.item())
         if step1 is None:
             step1 = mmkd_state(net)
-    return losses, norms, step1
+    return losses, norms, step1, grad1
 
 
 def make_case(out_dir: str, name: str, network: dict, model: dict, shape: dict, *, n: int, seed: int,
@@ -136,9 +140,11 @@ def make_case(out_dir: str, name: str, network: dict, model: dict, shape: dict, 
     pytorch_f32 = None
     if train is not None:
         classes = torch.tensor([class_of(float(s)) for s in scores])
-        losses, norms, step1 = train_steps(net, inputs, classes, lengths, train)
+        losses, norms, step1, grad1 = train_steps(net, inputs, classes, lengths, train)
         expected["loss"] = torch.tensor(losses)
         expected["grad_norm"] = torch.tensor(norms)
+        for k, v in grad1.items():
+            expected[f"grad1.{k}"] = v
         for k, v in step1.items():
             expected[f"step1.{k}"] = v
         for k, v in mmkd_state(net).items():
@@ -148,9 +154,10 @@ def make_case(out_dir: str, name: str, network: dict, model: dict, shape: dict, 
         net32 = Network(_spec(network), cfg, shp).float()
         load_mmkd_state(net32, weights)
         inputs32 = {m: t.float() for m, t in inputs.items()}
-        _, _, step1_32 = train_steps(net32, inputs32, classes, lengths, train)
+        _, _, step1_32, grad1_32 = train_steps(net32, inputs32, classes, lengths, train)
         pytorch_f32 = {f"weight.{k}": v for k, v in mmkd_state(net32).items()}
         pytorch_f32.update({f"step1.{k}": v for k, v in step1_32.items()})
+        pytorch_f32.update({f"grad1.{k}": v for k, v in grad1_32.items()})
 
     save_file(weights, os.path.join(out_dir, "weights.safetensors"))
     if pytorch_f32 is not None:

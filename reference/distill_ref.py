@@ -202,19 +202,6 @@ class Heads(torch.nn.Module):
         return out
 
 
-def mmkd_gradients(net: torch.nn.Module) -> dict:
-    """The gradients of a network's parameters under mmkd's names and layouts."""
-    from mult_ref import _is_linear_weight, to_mmkd_name
-
-    out = {}
-    for name, p in net.named_parameters():
-        g = p.grad.detach() if p.grad is not None else torch.zeros_like(p)
-        if _is_linear_weight(net, name):
-            g = g.t()
-        out[to_mmkd_name(net, name)] = g.to(torch.float32).contiguous().clone()
-    return out
-
-
 def _traces(out, level):
     _, _, maps, posts = out
     return {name: [layer[next(iter(layer))] for layer in per] for name, per in maps.items()} if level == "attention-map" else posts
@@ -266,6 +253,8 @@ def distill_steps(student, teacher, heads, bank, inputs, classes, d, pairs, temp
         loss = d["alpha"] * ce + d["beta"] * kd
         loss.backward()
         if not norms:
+            from mult_ref import mmkd_gradients
+
             grad1 = {f"grad1.{k}": v for k, v in mmkd_gradients(student).items()}
             grad1.update({f"grad1.head.{k}": v for k, v in heads.mmkd_state(grad=True).items()})
         norms.append(torch.nn.utils.clip_grad_norm_(params, train["grad_clip"]).item())

@@ -372,6 +372,18 @@ def mmkd_state(net: nn.Module) -> dict:
     return out
 
 
+def mmkd_gradients(net: nn.Module) -> dict:
+    """The gradients of the network's parameters under mmkd's names and layouts (zero where a
+    parameter has none)."""
+    out = {}
+    for name, p in net.named_parameters():
+        g = p.grad.detach() if p.grad is not None else torch.zeros_like(p)
+        if _is_linear_weight(net, name):
+            g = g.t()
+        out[to_mmkd_name(net, name)] = g.to(torch.float32).contiguous().clone()
+    return out
+
+
 def load_mmkd_state(net: nn.Module, tensors: dict) -> None:
     """Load mmkd-named tensors (e.g. from best.safetensors) into `net`; every parameter must be
     present with the right shape."""

@@ -15,7 +15,8 @@
 //! head-averaged attention map (`map.t<T>.<transformer>.<layer>`) and post-attention output
 //! (`post.<transformer>.<layer>`) in eval mode; for a training case also the loss and global
 //! gradient norm of each optimiser step (`loss`, `grad_norm`) and every weight after the first
-//! and after the last step (`step1.<name>`, `weight.<name>`), through `train::step::optimizer_step`, the function `fit` uses.
+//! and after the last step (`step1.<name>`, `weight.<name>`) and the first step's gradients
+//! (`grad1.<name>`), through `train::step`'s `optimizer_step` halves, the function `fit` uses.
 //!
 //! A distillation case (written by `reference/distill_ref.py`) also has `distill` in case.json,
 //! the teacher's weights in `CASE/teacher.safetensors` and the initial CRD heads and EDAM-T
@@ -42,7 +43,7 @@ use crate::data::{Lengths, Split};
 use crate::distill::{DistillConfig, DistillModel, DistillTask, Level, Method, Orientation, TeacherSignal, distilled_pairs, teacher_for_config};
 use crate::eval::inference::cross_entropy;
 use crate::model::{MultimodalNet, Probe, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
-use crate::train::step::{adam, apply_gradients, gradients_as_module, optimizer_step};
+use crate::train::step::{adam, apply_gradients, gradients_as_module};
 use crate::train::task::TrainTask;
 
 /// Which network a case describes.
@@ -231,7 +232,8 @@ pub fn run_case_on(dir: &Path, device: &Device) -> Result<Outputs> {
     Ok(out)
 }
 
-/// The recipe's optimiser steps on the case's rows; appends `loss`, `grad_norm`, `weight.*`.
+/// The recipe's optimiser steps on the case's rows; appends `loss`, `grad_norm`, the first
+/// step's gradients (`grad1.*`, before clipping), `step1.*` and `weight.*`.
 fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out: &mut Outputs, device: &Device) -> Result<()> {
     let ad = device.clone().autodiff();
     let mut net = crate::run::weights::load_safetensors(build(case, &ad), &dir.join("weights.safetensors"))?;
@@ -243,7 +245,11 @@ fn train_case(dir: &Path, case: &Case, train: &CaseTraining, split: &Split, out:
         let o = net.forward(&batch.input, &TraceRequest::none());
         let loss = cross_entropy(o.logits, batch.classes.clone());
         losses.push(loss.clone().into_scalar::<f32>());
-        let (next, norm) = optimizer_step(net, &mut optim, loss, train.lr, Some(train.grad_clip));
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        if step == 0 {
+            insert_weights(&gradients_as_module(net.valid(), &grads), case, "grad1", out)?;
+        }
+        let (next, norm) = apply_gradients(net, &mut optim, grads, train.lr, Some(train.grad_clip));
         net = next;
         norms.push(norm as f32);
         if step == 0 {

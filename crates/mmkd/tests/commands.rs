@@ -45,6 +45,29 @@ fn a_student_configuration_outside_1_to_5_is_refused_when_parsing() {
     assert!(e.to_string().contains("student configuration 7 does not exist (1..=5)"), "{e}");
 }
 
+/// `data synth --video-marker` changes only the marker: the manifest records the amplitude,
+/// the video of the event frames moves while text, audio and labels stay the regime's, and a
+/// negative amplitude is refused.
+#[test]
+fn a_video_marker_flag_changes_the_marker_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let synth = |name: &str, marker: Option<&str>| {
+        let out = tmp.path().join(name);
+        let mut args = vec!["data", "synth", "--preset", "smoke", "--regime", "lookup", "--out", out.to_str().unwrap()];
+        args.extend(marker.map(|m| ["--video-marker", m]).into_iter().flatten());
+        run(line(&args)).map(|_| out)
+    };
+    let (plain, faint) = (synth("plain", None).unwrap(), synth("faint", Some("1.0")).unwrap());
+    let manifest = |dir: &std::path::Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap() };
+    assert_eq!(manifest(&plain)["provenance"]["params"]["video_marker_amp"], 2.0);
+    assert_eq!(manifest(&faint)["provenance"]["params"]["video_marker_amp"], 1.0);
+    let (a, b) = (mmkd::data::load_any(&plain).unwrap(), mmkd::data::load_any(&faint).unwrap());
+    assert_eq!((&a.train.text, &a.train.audio, &a.train.labels), (&b.train.text, &b.train.audio, &b.train.labels));
+    assert_ne!(a.train.video, b.train.video);
+    let e = synth("bad", Some("-1")).unwrap_err().to_string();
+    assert!(e.contains("--video-marker must be a finite amplitude >= 0, got -1"), "{e}");
+}
+
 #[test]
 fn lookup_data_has_events_baselines_and_event_shares_in_maps() {
     let tmp = tempfile::tempdir().unwrap();

@@ -260,15 +260,22 @@ fn data_md_quotes_the_linear_baselines() {
     let teacher = content.as_array().unwrap().iter().find(|r| r["role"] == "teacher").unwrap();
     assert_quoted(doc, &flat, &format!("beats the trained complete teacher ({:.1} %, docs/results/content/)", teacher["acc7_mean"].as_f64().unwrap()), "docs/results/content/table.json");
     assert_quoted(doc, &flat, &format!("{} %", small.join(" / ")), "docs/results/baselines/lookup-n2000.json");
+    let cell = |r: &serde_json::Value| {
+        let (e, u) = (r["event_share"].as_f64().unwrap(), r["uniform_event_share"].as_f64().unwrap());
+        (format!("{e:.3} / {u:.3}"), format!("{:.2}x", e / u))
+    };
     for file in ["docs/results/baselines/lookup-n2000.json", "docs/results/baselines/lookup-n8000.json"] {
         let kd = &json(file)["key_detector"];
-        let (causal, all) = (&kd[0], &kd[1]);
-        let cell = |r: &serde_json::Value| {
-            let (e, u) = (r["event_share"].as_f64().unwrap(), r["uniform_event_share"].as_f64().unwrap());
-            (format!("{e:.3} / {u:.3}"), format!("{:.2}x", e / u))
-        };
-        let ((c, cx), (a, ax)) = (cell(causal), cell(all));
+        let ((c, cx), (a, ax)) = (cell(&kd[0]), cell(&kd[1]));
         assert_quoted(doc, &text, &format!("| {c} = **{cx}** | {a} = {ax} |"), file);
+    }
+    // The first design's markers, regenerated with `data synth --video-marker`.
+    for (marker, label) in [("1.0", "1.0 (first design, 2,000 clips)"), ("1.5", "1.5 (2,000 clips)")] {
+        let file = format!("docs/results/baselines/lookup-marker{marker}-n2000.json");
+        let kd = &json(&file)["key_detector"];
+        let ((c, cx), (a, ax)) = (cell(&kd[0]), cell(&kd[1]));
+        assert_quoted(doc, &text, &format!("| {label} | {c} = {cx} | {a} = {ax} |"), &file);
+        assert_quoted("docs/DECISIONS.md", &read("docs/DECISIONS.md"), &format!("{cx} {}", if marker == "1.0" { "the uniform event share at marker 1.0" } else { "at 1.5" }), &file);
     }
 }
 

@@ -2,7 +2,8 @@
 //! for every teacher and student network at a tiny shape, mmkd must reproduce the reference's
 //! logits, penultimate features, every head-averaged attention map (temperatures 1 and 2) and
 //! every post-attention output in eval mode, and for the complete teacher and the config-5
-//! student the loss, global gradient norm and weights after three steps of the training recipe
+//! student the loss, global gradient norm, the first step's gradients and the weights after three
+//! steps of the training recipe
 //! (cross-entropy, clipping by one global norm, Adam), and three distillation steps for every
 //! level and method (reference/distill_ref.py). The fixtures in tests/golden/ come from
 //! `python reference/make_golden.py`; the reference computed them in float64.

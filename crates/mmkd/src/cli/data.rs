@@ -10,12 +10,19 @@ use crate::config::{DataShape, Preset};
 use crate::data::{self, labels, native, synth};
 
 /// `data synth`: generate and save the synthetic dataset.
-pub(crate) fn synth(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, out: &Path) -> Result<()> {
+pub(crate) fn synth(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, video_marker: Option<f64>, out: &Path) -> Result<()> {
     let t0 = Instant::now();
     if n_train == Some(0) {
         crate::bail_input!("--n-train must be at least 1");
     }
-    let d = synth_to(preset, seed, regime, n_train, out)?;
+    if let Some(amp) = video_marker
+        && !(amp.is_finite() && amp >= 0.0)
+    {
+        crate::bail_input!("--video-marker must be a finite amplitude >= 0, got {amp}");
+    }
+    let mut params = synth::SynthParams::for_regime(regime);
+    params.video_marker_amp = video_marker.unwrap_or(params.video_marker_amp);
+    let d = synth_with(preset, seed, regime, n_train, &params, out)?;
     println!("wrote {} ({} / {} / {} clips) to {} in {:.1}s", d.name, d.train.len(), d.valid.len(), d.test.len(), out.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -38,9 +45,14 @@ pub(crate) fn convert(file: &Path, out: &Path) -> Result<()> {
 }
 
 pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, out: &Path) -> Result<data::Dataset> {
+    synth_with(preset, seed, regime, n_train, &synth::SynthParams::for_regime(regime), out)
+}
+
+/// `synth_to` with the generator's parameters given (the regime's, or changed by a flag).
+fn synth_with(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, params: &synth::SynthParams, out: &Path) -> Result<data::Dataset> {
     let preset_shape = DataShape::for_preset(preset);
     let shape = DataShape { n_train: n_train.unwrap_or(preset_shape.n_train), ..preset_shape };
-    let params = synth::SynthParams::for_regime(regime);
+    let params = params.clone();
     let (dataset, latents) = synth::generate(preset, seed, &shape, &params);
     let manifest = serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "regime": regime.name(), "seed": seed, "params": params});
     native::save(&dataset, out, manifest)?;

@@ -282,6 +282,11 @@ pub(crate) enum DataCmd {
         /// Training clips (default: the preset's); validation and test keep the preset's sizes.
         #[arg(long)]
         n_train: Option<usize>,
+        /// Amplitude of the faint video marker on the event's frames, instead of the regime's
+        /// (content 0.6, lookup 2.0): for designing a regime with `data baselines`, as the
+        /// lookup regime's marker was chosen (docs/DECISIONS.md). Recorded in the manifest.
+        #[arg(long, value_name = "AMP", allow_negative_numbers = true)]
+        video_marker: Option<f64>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -400,7 +405,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let _ = DEVICE.set(cli.device);
     match cli.command {
-        Command::Data(DataCmd::Synth { preset, seed, regime, n_train, out }) => data::synth(preset, seed, regime, n_train, &out),
+        Command::Data(DataCmd::Synth { preset, seed, regime, n_train, video_marker, out }) => data::synth(preset, seed, regime, n_train, video_marker, &out),
         Command::Data(DataCmd::Baselines { dir, json }) => data::baselines(&dir, json),
         Command::Data(DataCmd::Inspect { path, json }) => data::inspect(&path, json),
         Command::Data(DataCmd::Convert { file, out }) => data::convert(&file, &out),
