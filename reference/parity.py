@@ -17,10 +17,12 @@ assumed:
   error on the same tensor), since where sums cancel float32 cannot reach 1e-5 (cases.py records
   PyTorch's float32 run beside the float64 reference);
 - weights after Adam steps, per element: within 1e-5 of the tensor's scale, or within 2 % of
-  Adam's largest movement (0.02 x steps x lr). Adam's g / (sqrt(v) + eps) amplifies rounding
-  where a gradient is near eps or cancels across steps, in PyTorch's float32 as in mmkd; a wrong
-  gradient moves many elements by about lr per step. The earlier criterion (a case's worst
-  against 2 x PyTorch float32's worst) is still reported, not judged: it depended on the draw;
+  Adam's largest movement (0.02 x steps x lr), of the float64 reference or of PyTorch's own
+  float32 run of the same steps. Adam's g / (sqrt(v) + eps) amplifies rounding where a gradient
+  is near eps or cancels across steps, in PyTorch's float32 as in mmkd (at the paper shape both
+  land on the same three elements, 7e-5 to 1.4e-4 from float64); a wrong gradient moves many
+  elements by about lr per step. The earlier criterion (a case's worst against 2 x PyTorch
+  float32's worst) is still reported, not judged: it depended on the draw;
 - attention key biases: a key bias shifts a whole row of scores, which the softmax cancels, so
   its gradient is exactly zero (held to 1e-6) and Adam moves it by rounding noise (up to lr per
   step) in any framework; they must stay within steps x lr of the reference.
@@ -118,7 +120,7 @@ def main():
     cmd = [args.mmkd] if args.mmkd else ["cargo", "run", "-q", "-p", "mmkd", "--"]
     subprocess.run(cmd + ["reference", "run"] + dirs, check=True)
 
-    rows, failures, earlier = [], [], []
+    rows, failures, earlier, with_f32 = [], [], [], []
     for path in dirs:
         case = os.path.basename(path)
         exp = load_file(os.path.join(path, "expected.safetensors"))
@@ -172,11 +174,23 @@ def main():
             if g not in ("weights, step 1", "weights, 3 steps"):
                 continue
             steps = 1 if g == "weights, step 1" else len(TRAIN["steps"])
-            diff = np.abs(got[k].astype(np.float64) - v.astype(np.float64))
             scale = float(np.max(np.abs(v))) if v.size else 0.0
-            bad = int(np.sum((diff > TOL * scale) & (diff > ADAM_NOISE_SHARE * steps * TRAIN["lr"])))
+            allowance = ADAM_NOISE_SHARE * steps * TRAIN["lr"]
+
+            def beyond(x):
+                d = np.abs(got[k].astype(np.float64) - x.astype(np.float64))
+                return (d > TOL * scale) & (d > allowance)
+
+            # An element may also sit where PyTorch's own float32 run lands: then float32
+            # arithmetic, not mmkd, is what departs from the float64 reference.
+            off = beyond(v)
+            bad = int(np.sum(off & beyond(torch32[k])))
+            if off.any():
+                with_f32.append(f"{case}: {k}: {int(off.sum())} elements beyond the float64 bound, "
+                                f"{int(off.sum()) - bad} of them where PyTorch's float32 lands too")
             if bad:
-                failures.append(f"{case}: {k}: {bad} elements beyond 1e-5 relative and {ADAM_NOISE_SHARE} x steps x lr")
+                failures.append(f"{case}: {k}: {bad} elements beyond 1e-5 relative and {ADAM_NOISE_SHARE} x steps x lr "
+                                "of both the float64 reference and PyTorch's float32")
         for g, g32 in (("weights, step 1", "PyTorch f32, step 1"), ("weights, 3 steps", "PyTorch f32, 3 steps")):
             if g in groups and groups[g] > max(TOL, 2.0 * groups[g32]):
                 earlier.append(f"{case}: {g}: {groups[g]:.2e}, PyTorch float32 {groups[g32]:.2e}")
@@ -193,10 +207,13 @@ def main():
     print(f"\nforward outputs (logits, penultimate, maps, post-attention): worst {forward:.2e}")
     print("criteria: every tensor <= 1e-5, except: the first step's gradients <= max(1e-5, 4 x PyTorch's own "
           "float32 error on the tensor); key-bias gradients (exactly zero) <= 1e-6; weights after Adam steps, per "
-          f"element, within 1e-5 of the tensor's scale or {ADAM_NOISE_SHARE} x steps x lr; key biases moved <= "
+          f"element, within 1e-5 of the tensor's scale or {ADAM_NOISE_SHARE} x steps x lr of the float64 reference or "
+          "of PyTorch's float32 run; key biases moved <= "
           "steps x lr: see README")
     for f in earlier:
         print("earlier criterion (case's worst weights <= 2 x PyTorch float32's worst), not met:", f)
+    for f in with_f32:
+        print("after Adam:", f)
     for f in failures:
         print("FAIL", f)
     ok = not failures
@@ -204,7 +221,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"shape": args.shape, "tolerance": TOL, "forward_worst": forward, "pass": ok,
-                       "failures": failures, "earlier_criterion_not_met": earlier, "cases": rows}, f, indent=1)
+                       "failures": failures, "earlier_criterion_not_met": earlier,
+                       "beyond_float64_after_adam": with_f32, "cases": rows}, f, indent=1)
     sys.exit(0 if ok else 1)
 
 
