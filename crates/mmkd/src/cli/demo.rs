@@ -51,6 +51,10 @@ pub(crate) struct StudyArgs {
     /// Train the teachers with branch dropout P (not in MulT; default 0; docs/DECISIONS.md).
     #[arg(long, value_name = "P")]
     pub(crate) teacher_branch_dropout: Option<f64>,
+    /// EDAM's direction in the EDAM rows: literal = eq. 13 as printed (-student log teacher),
+    /// conventional = -teacher log student. The table names a conventional row as such.
+    #[arg(long, default_value = "literal", value_parser = |s: &str| s.parse::<crate::distill::Orientation>().map_err(|e| e.to_string()))]
+    pub(crate) edam_orientation: crate::distill::Orientation,
     /// Before hours are spent: make the data, then run one run of each kind for a few batches at
     /// the real shapes on the chosen device and report step times, peak memory and the
     /// estimated wall time of the whole study (OUT/DRY-RUN.md); slurm.sh then takes its limits
@@ -100,6 +104,7 @@ fn study_options(preset: Preset, seeds: u64, out: Option<PathBuf>, epochs: Optio
         controls: args.controls,
         teacher_epochs: args.teacher_epochs,
         teacher_branch_dropout: args.teacher_branch_dropout,
+        edam_orientation: args.edam_orientation,
         device: super::device_kind(),
     })
 }

@@ -219,9 +219,16 @@ pub struct StudyOptions {
     pub controls: bool,
     /// Branch dropout for the teachers (`None`: the preset's, 0; docs/DECISIONS.md).
     pub teacher_branch_dropout: Option<f64>,
+    /// EDAM's direction in the EDAM rows (`literal`, eq. 13 as printed, unless asked).
+    #[serde(default, skip_serializing_if = "is_literal")]
+    pub edam_orientation: crate::distill::Orientation,
     /// The device every run computes on (passed to each run as `--device`).
     #[serde(default = "default_device")]
     pub device: DeviceKind,
+}
+
+fn is_literal(o: &crate::distill::Orientation) -> bool {
+    *o == crate::distill::Orientation::Literal
 }
 
 fn default_device() -> DeviceKind {
@@ -424,6 +431,9 @@ pub fn plan(opts: &StudyOptions) -> Vec<PlannedRun> {
                         if matches!(row, RowSpec::Control { .. }) {
                             a.extend(["--teacher-signal".into(), "shuffled".into()]);
                         }
+                        if matches!(method, Method::EdamS | Method::EdamT) && !is_literal(&opts.edam_orientation) {
+                            a.extend(["--orientation".into(), opts.edam_orientation.as_str().into()]);
+                        }
                         a
                     }
                     (RowSpec::StudentNoKd(config), _) => {
@@ -474,10 +484,18 @@ mod tests {
             controls: false,
             teacher_epochs: None,
             teacher_branch_dropout: None,
+            edam_orientation: Default::default(),
             device: DeviceKind::Flex,
         };
         let p = plan(&opts);
         assert_eq!(p.len(), 1 + 3 * 4 + 3 * 15, "data, 4 teachers and 15 student rows per seed");
+        assert!(!p.iter().any(|r| r.args.contains(&"--orientation".to_string())), "literal by default, as distill's default");
+        // --edam-orientation conventional reaches the EDAM rows' distill lines, and only those.
+        let conventional = plan(&StudyOptions { edam_orientation: crate::distill::Orientation::Conventional, ..opts.clone() });
+        for r in conventional.iter().filter(|r| r.args[0] == "distill") {
+            let edam = r.args.iter().any(|a| a.starts_with("edam-"));
+            assert_eq!(command_line("mmkd", r).contains("--orientation conventional"), edam, "{:?}", r.args);
+        }
         assert!(p.windows(2).all(|w| w[0].phase <= w[1].phase));
         assert_eq!(table1_rows().len(), 19);
         let names: Vec<String> = RowSet::Attention.rows().iter().map(|r| r.slug()).collect();
@@ -522,6 +540,7 @@ mod tests {
             controls: true,
             teacher_epochs: Some(9),
             teacher_branch_dropout: None,
+            edam_orientation: Default::default(),
             device: DeviceKind::Flex,
         };
         let p = plan(&opts);
@@ -563,6 +582,7 @@ mod tests {
             controls: false,
             teacher_epochs: None,
             teacher_branch_dropout: None,
+            edam_orientation: Default::default(),
             device: DeviceKind::Cuda,
         };
         let p = plan(&base);

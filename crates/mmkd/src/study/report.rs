@@ -32,6 +32,10 @@ pub struct TableRow {
     /// A control row: distilled from another clip's teacher outputs (`--teacher-signal shuffled`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub control: bool,
+    /// EDAM's direction where it is not eq. 13 as printed (`study --edam-orientation
+    /// conventional`); absent for literal EDAM rows and rows without EDAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edam_orientation: Option<crate::distill::Orientation>,
     /// The configuration of the student without KD a distilled row is compared with, when it is
     /// not configuration 5's (configuration 1's own control).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -573,6 +577,20 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
         let eval: EvalReport = serde_json::from_str(&std::fs::read_to_string(&eval_path)?).with_context(|| format!("reading {}", eval_path.display()))?;
         let Some(row) = row_of(&cfg) else { continue };
         let teacher_seed = teacher_seed_of(&cfg);
+        // One row, one EDAM direction: runs distilled in both cannot be averaged together.
+        if let (RunRole::Student { distill: Some(d), .. }, Some(Finished { dir: dir0, cfg: cfg0, .. })) = (&cfg.role, by_row.get(&row).and_then(|v| v.first()))
+            && let RunRole::Student { distill: Some(d0), .. } = &cfg0.role
+            && d.orientation != d0.orientation
+            && matches!(d.method, Method::EdamS | Method::EdamT)
+        {
+            crate::bail_input!(
+                "{}: EDAM orientation {}, but {} of the same row ran {}; collect them in separate studies",
+                dir.display(),
+                d.orientation.as_str(),
+                dir0.display(),
+                d0.orientation.as_str()
+            );
+        }
         by_row.entry(row).or_default().push(Finished { dir: dir.clone(), seed: cfg.train.seed, teacher_seed, eval, cfg });
     }
     for v in by_row.values_mut() {
@@ -621,6 +639,10 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             level,
             method,
             control: matches!(spec, RowSpec::Control { .. }),
+            edam_orientation: match &runs[0].cfg.role {
+                RunRole::Student { distill: Some(d), .. } if matches!(d.method, Method::EdamS | Method::EdamT) && d.orientation != crate::distill::Orientation::Literal => Some(d.orientation),
+                _ => None,
+            },
             nokd_config: None,
             acc7_mean,
             acc7_std,
@@ -745,9 +767,15 @@ pub fn row_label(r: &TableRow) -> String {
         RowSpec::Teacher(t) => format!("Teacher: {} {}", t.name(), if t == TeacherKind::Complete { "network" } else { "branch" }),
         RowSpec::StudentNoKd(StudentConfig::C5) => "Student without KD".to_string(),
         RowSpec::StudentNoKd(config) => format!("Student c{} without KD", config.number()),
-        RowSpec::Distilled { config, level, method } => format!("Student c{}: {} on {}", config.number(), method.name().to_uppercase(), level.name()),
-        RowSpec::Control { config, level, method } => format!("Control c{}: {} on {}, another clip's teacher", config.number(), method.name().to_uppercase(), level.name()),
+        RowSpec::Distilled { config, level, method } => format!("Student c{}: {}{} on {}", config.number(), method.name().to_uppercase(), orientation_tag(r), level.name()),
+        RowSpec::Control { config, level, method } => format!("Control c{}: {}{} on {}, another clip's teacher", config.number(), method.name().to_uppercase(), orientation_tag(r), level.name()),
     }
+}
+
+/// " (conventional)" for an EDAM row distilled in the conventional direction (METHOD.md: say
+/// which one ran); nothing for eq. 13 as printed.
+fn orientation_tag(r: &TableRow) -> String {
+    r.edam_orientation.map_or(String::new(), |o| format!(" ({})", o.as_str()))
 }
 
 /// What REPORT.md says beyond the table, gathered from the study's files (`study::gather_report`).
@@ -1229,6 +1257,19 @@ mod tests {
             let verdict = format!("{} p = {:.4} ({})", row_label(r), r.acc7_diff_p.unwrap(), if firm { "firm" } else { "not firm" });
             assert!(line.contains(&verdict), "{verdict} not in {line}");
         }
+    }
+
+    /// A row distilled in the conventional direction says so in its label and in table.json;
+    /// a literal row's file is unchanged (no field).
+    #[test]
+    fn a_conventional_edam_row_is_named_as_such() {
+        let rows: Vec<TableRow> = serde_json::from_str(include_str!("../../../../docs/results/lookup/table.json")).expect("committed table.json");
+        let edam_s = rows.iter().find(|r| r.method == Some(Method::EdamS)).expect("an EDAM-S row").clone();
+        assert_eq!(row_label(&edam_s), "Student c5: EDAM-S on attention-map");
+        assert!(serde_json::to_value(&edam_s).unwrap().get("edam_orientation").is_none());
+        let conventional = TableRow { edam_orientation: Some(crate::distill::Orientation::Conventional), ..edam_s };
+        assert_eq!(row_label(&conventional), "Student c5: EDAM-S (conventional) on attention-map");
+        assert_eq!(serde_json::to_value(&conventional).unwrap()["edam_orientation"], "conventional");
     }
 
     fn committed_row() -> TableRow {

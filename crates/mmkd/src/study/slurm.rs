@@ -214,6 +214,7 @@ mod tests {
             controls: false,
             teacher_epochs: Some(10),
             teacher_branch_dropout: None,
+            edam_orientation: Default::default(),
             device,
         }
     }
