@@ -411,3 +411,28 @@ fn reference_readme_quotes_the_parity_reruns() {
     assert_quoted(doc, &flat, &format!("the first step's gradients within {} and {}", small.1, paper.1), &format!("{} and {}", small.3, paper.3));
     assert_quoted(doc, &flat, &format!("key-bias gradients {} and {}", small.2, paper.2), &format!("{} and {}", small.3, paper.3));
 }
+
+/// RESULTS-synthetic-lookup.md's second branch-dropout teacher (training seed 2), from
+/// docs/results/teacher-seed2/ (its run.sh made the files).
+#[test]
+fn results_quote_the_seed_2_teacher() {
+    let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let dir = "docs/results/teacher-seed2";
+    let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
+    let maps = format!("{dir}/maps-test.json");
+    let ratio = |id: &str, layer: usize| {
+        let m = json(&maps);
+        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone();
+        let l = &t["layers"][layer];
+        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
+    };
+    let quoted = format!(
+        "reaches {acc:.1} % and {} / {} in the second layers of `V<-A` / `V<-L` ({} / {} in layer 1, 1,000 test clips)",
+        ratio("V<-A", 1),
+        ratio("V<-L", 1),
+        ratio("V<-A", 0),
+        ratio("V<-L", 0)
+    );
+    assert_quoted(doc, &flat, &quoted, &maps);
+}
