@@ -104,7 +104,11 @@ pub struct Features(Storage);
 enum Storage {
     Owned(Vec<f32>),
     /// `len` floats at byte `offset` of `file`, checked aligned and in bounds on construction.
-    Mapped { file: Arc<MappedSplitFile>, offset: usize, len: usize },
+    Mapped {
+        file: Arc<MappedSplitFile>,
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl Features {

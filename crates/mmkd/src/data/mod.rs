@@ -20,9 +20,9 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::DataShape;
-pub use features::Features;
 pub use crate::input::Lengths;
 use crate::input::{Modality, NetInput};
+pub use features::Features;
 
 /// One split, row-major: `text[i]` is `text_len x text_dim` floats, and so on. The features are
 /// owned or read in place from a mapped native split file (`Features`); labels, ids and lengths
