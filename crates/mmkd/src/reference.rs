@@ -179,7 +179,7 @@ fn inputs(dir: &Path, case: &Case) -> Result<Split> {
         _ => None,
     };
     let n = labels.len();
-    Ok(Split { name: case.name.clone(), text, audio, video, labels, ids: (0..n).map(|i| i.to_string()).collect(), lengths })
+    Ok(Split { name: case.name.clone(), text: text.map(Into::into), audio: audio.map(Into::into), video: video.into(), labels, ids: (0..n).map(|i| i.to_string()).collect(), lengths })
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {

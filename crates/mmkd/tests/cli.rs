@@ -499,9 +499,9 @@ fn predict_from_video_only_pickles() {
         let wave = |len: usize, dim: usize, k: usize| (0..n * len * dim).map(|i| ((i * 7 + k) % 11) as f32 / 5.0 - 1.0).collect::<Vec<f32>>();
         Split {
             name: name.into(),
-            text: Some(wave(3, 2, 1)),
-            audio: Some(wave(4, 2, 2)),
-            video: wave(5, 4, 3),
+            text: Some(wave(3, 2, 1).into()),
+            audio: Some(wave(4, 2, 2).into()),
+            video: wave(5, 4, 3).into(),
             labels: (0..n).map(|i| i as f32 % 7.0 - 3.0).collect(),
             ids: (0..n).map(|i| format!("{name}{i}")).collect(),
             lengths: None,
@@ -671,7 +671,7 @@ fn bad_input_corpus_exits_2_with_one_line() {
 
     // NaN features and NaN labels; an empty split.
     let mut d = mmkd::data::native::load(&data).unwrap();
-    d.train.video[7] = f32::NAN;
+    d.train.video.make_mut()[7] = f32::NAN;
     let nan = fresh("nan-features");
     mmkd::data::native::save(&d, &nan, serde_json::Value::Null).unwrap();
     check(args(&train(&nan, &out)), "'video': expected finite values", Some(&out));
@@ -681,7 +681,7 @@ fn bad_input_corpus_exits_2_with_one_line() {
     mmkd::data::native::save(&d, &nan, serde_json::Value::Null).unwrap();
     check(args(&train(&nan, &out)), "'labels': expected finite values", Some(&out));
     let mut d = mmkd::data::native::load(&data).unwrap();
-    d.valid = mmkd::data::Split { text: Some(vec![]), audio: Some(vec![]), video: vec![], labels: vec![], ids: vec![], ..d.valid.clone() };
+    d.valid = mmkd::data::Split { text: Some(vec![].into()), audio: Some(vec![].into()), video: vec![].into(), labels: vec![], ids: vec![], ..d.valid.clone() };
     d.shape.n_valid = 0;
     let empty = fresh("empty");
     mmkd::data::native::save(&d, &empty, serde_json::Value::Null).unwrap();
@@ -726,9 +726,9 @@ fn bad_input_corpus_exits_2_with_one_line() {
     let shape = DataShape { text_dim: 2, audio_dim: 2, video_dim: 2, text_len: 4, audio_len: 4, video_len: 8000, n_train: 64, n_valid: 2, n_test: 2 };
     let long = |name: &str, n: usize| mmkd::data::Split {
         name: name.into(),
-        text: Some(vec![0.5; n * 4 * 2]),
-        audio: Some(vec![0.5; n * 4 * 2]),
-        video: vec![0.5; n * 8000 * 2],
+        text: Some(vec![0.5; n * 4 * 2].into()),
+        audio: Some(vec![0.5; n * 4 * 2].into()),
+        video: vec![0.5; n * 8000 * 2].into(),
         labels: vec![1.0; n],
         ids: (0..n).map(|i| i.to_string()).collect(),
         lengths: None,

@@ -375,6 +375,32 @@ fn notes_quote_the_profile_by_kind() {
     }
 }
 
+/// bench/NOTES.md's table of peak memory before and after mapped features (issue 21, item 5), row
+/// by row, from bench/results/rss-devbox-2cpu-24g-2026-12-04.jsonl; and the target it claims: the
+/// mapped run's anonymous peak within 1 GB of the step's own.
+#[test]
+fn notes_quote_the_memory_of_mapped_features() {
+    let data = "bench/results/rss-devbox-2cpu-24g-2026-12-04.jsonl";
+    let runs: Vec<serde_json::Value> = read(data).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = read("bench/NOTES.md");
+    let gb = |v: &serde_json::Value| format!("{:.2} GB", num(v) / 1e9);
+    for r in &runs {
+        let row = format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} s |",
+            r["label"].as_str().unwrap(),
+            r["commit"].as_str().unwrap(),
+            gb(&r["split_files_bytes"]),
+            gb(&r["vm_hwm_bytes"]),
+            gb(&r["max_rss_anon_bytes"]),
+            gb(&r["max_rss_file_bytes"]),
+            num(&r["median_step_s"])
+        );
+        assert_quoted("bench/NOTES.md", &text, &row, data);
+    }
+    let anon = |label: &str| num(&runs.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{data}: no run {label}"))["max_rss_anon_bytes"]);
+    assert!(anon("after-mosei-sized") <= anon("after-tiny-step-only").max(anon("before-tiny-step-only")) + 1e9, "{data}: the mapped run's anonymous peak is more than 1 GB over the step's own");
+}
+
 /// bench/README's 2026-12-04 rerun of the `small` preset, row by row, from its result file.
 #[test]
 fn bench_readme_quotes_the_small_rerun() {

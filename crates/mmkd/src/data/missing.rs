@@ -64,7 +64,9 @@ impl Missing {
     }
 
     /// A copy of `split` with the missing modalities replaced; `train` gives the statistics
-    /// for `Noise`. Modalities the split does not hold stay absent.
+    /// for `Noise`. Modalities the split does not hold stay absent. The copy shares the features
+    /// it keeps with `split` (a clone of mapped features is a view of the same file); only the
+    /// replaced modalities are held in memory.
     pub fn apply(&self, split: &Split, shape: &DataShape, train: &Split) -> Split {
         let mut out = split.clone();
         for (k, &m) in self.modalities.iter().enumerate() {
@@ -114,11 +116,14 @@ fn modality(split: &Split, m: Modality) -> &[f32] {
     }
 }
 
-fn modality_mut(split: &mut Split, m: Modality) -> Option<&mut Vec<f32>> {
+/// The features of modality `m`, writable: features read in place from a mapped file are copied
+/// into memory first (`Features::make_mut`), so the dataset on disk is never changed; the other
+/// modalities of the copy stay mapped.
+fn modality_mut(split: &mut Split, m: Modality) -> Option<&mut [f32]> {
     match m {
-        Modality::Video => Some(&mut split.video),
-        Modality::Audio => split.audio.as_mut(),
-        Modality::Text => split.text.as_mut(),
+        Modality::Video => Some(split.video.make_mut()),
+        Modality::Audio => split.audio.as_mut().map(|f| f.make_mut()),
+        Modality::Text => split.text.as_mut().map(|f| f.make_mut()),
     }
 }
 
@@ -163,9 +168,9 @@ mod tests {
         let fill = |len: usize, dim: usize, k: f32| (0..n * len * dim).map(|i| k + i as f32 * 0.01).collect::<Vec<_>>();
         Split {
             name: "t".into(),
-            text: Some(fill(shape.text_len, shape.text_dim, 1.0)),
-            audio: Some(fill(shape.audio_len, shape.audio_dim, 2.0)),
-            video: fill(shape.video_len, shape.video_dim, 3.0),
+            text: Some(fill(shape.text_len, shape.text_dim, 1.0).into()),
+            audio: Some(fill(shape.audio_len, shape.audio_dim, 2.0).into()),
+            video: fill(shape.video_len, shape.video_dim, 3.0).into(),
             labels: vec![0.0; n],
             ids: (0..n).map(|i| i.to_string()).collect(),
             lengths: None,

@@ -5,6 +5,7 @@
 pub mod baselines;
 pub mod csd;
 pub mod events;
+pub mod features;
 pub mod identity;
 pub mod labels;
 pub mod missing;
@@ -21,20 +22,22 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::DataShape;
 pub use crate::input::Lengths;
 use crate::input::{Modality, NetInput};
+pub use features::Features;
 
-/// One split held in memory, row-major: `text[i]` is `text_len x text_dim` floats, and so on.
-/// Text and audio may be absent (a video-only dataset for a deployed student); labels are NaN
+/// One split, row-major: `text[i]` is `text_len x text_dim` floats, and so on. The features are
+/// owned or read in place from a mapped native split file (`Features`); labels, ids and lengths
+/// are always in memory (they are small). Text and audio may be absent (a video-only dataset for a deployed student); labels are NaN
 /// where unknown. Training refuses both (`Dataset::check_trainable`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
     /// The split's name: "train", "valid" or "test".
     pub name: String,
     /// Text features, `N x text_len x text_dim`; absent in video-only data.
-    pub text: Option<Vec<f32>>,
+    pub text: Option<Features>,
     /// Audio features, `N x audio_len x audio_dim`; absent in video-only data.
-    pub audio: Option<Vec<f32>>,
+    pub audio: Option<Features>,
     /// Video features, `N x video_len x video_dim`.
-    pub video: Vec<f32>,
+    pub video: Features,
     /// Continuous sentiment in [-3, 3]; NaN when unknown.
     pub labels: Vec<f32>,
     /// Clip ids, one per clip.
@@ -73,7 +76,8 @@ impl Split {
         self.labels.iter().map(|&y| labels::class_of(y)).collect()
     }
 
-    /// Build the batch of the given rows on `device`.
+    /// Build the batch of the given rows on `device`. Only these rows are copied (into the
+    /// tensors' buffers): from mapped features, the kernel pages in just the rows a batch reads.
     pub fn batch(&self, shape: &DataShape, idx: &[usize], device: &Device) -> Batch {
         let gather = |src: &[f32], len: usize, dim: usize| -> Tensor<3> {
             let row = len * dim;

@@ -12,15 +12,18 @@
 //! ```
 //! Files are written atomically and the manifest last, so a directory with a manifest is
 //! complete. Loading validates every field against the manifest and names the file, the field,
-//! the expected and the actual value when something is off.
+//! the expected and the actual value when something is off. A loaded split's features are read
+//! in place from the mapped file (`data::features`), so they cost page cache, not process memory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use super::features::{Features, MappedSplitFile};
 use super::{Dataset, Lengths, Split};
 use crate::bail_input;
 use crate::config::DataShape;
@@ -138,7 +141,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(m)
 }
 
-fn read_f32(st: &SafeTensors, file: &Path, name: &str, expect: &[usize]) -> Result<Vec<f32>> {
+/// The f32 field `name` of `file`, checked against the expected shape and for finite values, read
+/// in place from the map when it can be (`Features::in_place`).
+fn read_f32(st: &SafeTensors, map: &Arc<MappedSplitFile>, file: &Path, name: &str, expect: &[usize]) -> Result<Features> {
     let t = match st.tensor(name) {
         Ok(t) => t,
         Err(_) => bail_input!("{}: field '{name}': missing", file.display()),
@@ -149,12 +154,48 @@ fn read_f32(st: &SafeTensors, file: &Path, name: &str, expect: &[usize]) -> Resu
     if t.shape() != expect {
         bail_input!("{}: field '{name}': expected shape {:?}, found {:?}", file.display(), expect, t.shape());
     }
-    let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let bad = v.iter().filter(|x| !x.is_finite()).count();
+    // `t.data()` is a slice of the map (safetensors validated its range): where it starts in the file.
+    let offset = t.data().as_ptr() as usize - map.bytes().as_ptr() as usize;
+    let features = match Features::in_place(map, offset, t.data().len() / 4) {
+        Ok(features) => features,
+        // Not an error: the values are still right, they just cannot be viewed where they lie
+        // (a big-endian platform, or a file from another writer that does not align the data).
+        // Decoding them costs their size in memory, which is what the warning is for.
+        Err(why) => {
+            eprintln!("warning: {}: field '{name}': read into memory ({:.2} GB) instead of in place: {why}", file.display(), t.data().len() as f64 / 1e9);
+            Features::owned(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }
+    };
+    // One pass over the values: this pages the whole field in once (page cache, which the kernel
+    // may drop again), a small price for refusing a corrupt file before hours of training.
+    let bad = features.iter().filter(|x| !x.is_finite()).count();
     if bad > 0 {
         bail_input!("{}: field '{name}': expected finite values, found {bad} NaN or infinite", file.display());
     }
-    Ok(v)
+    Ok(features)
+}
+
+/// Why `bytes` (the contents of `file`) is not a valid safetensors file, naming the field when one
+/// is cut off: safetensors' own error for a truncated file ("metadata incomplete buffer") names none.
+fn describe_invalid(file: &Path, bytes: &[u8], error: &safetensors::SafeTensorError) -> String {
+    let generic = format!("{}: not a valid safetensors file: {error}", file.display());
+    if !matches!(error, safetensors::SafeTensorError::MetadataIncompleteBuffer) {
+        return generic;
+    }
+    // The header parsed (or the error would be another), so its length and JSON are readable.
+    let Some(header_len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize) else { return generic };
+    let Some(Ok(header)) = bytes.get(8..8 + header_len).map(serde_json::from_slice::<HashMap<String, serde_json::Value>>) else { return generic };
+    let data_len = bytes.len() - 8 - header_len;
+    let end_of = |v: &serde_json::Value| v.get("data_offsets").and_then(|o| o.get(1)).and_then(serde_json::Value::as_u64).map(|e| e as usize);
+    let mut fields: Vec<(&String, usize)> = header.iter().filter_map(|(name, v)| Some((name, end_of(v)?))).collect();
+    fields.sort_by_key(|&(_, end)| end);
+    match fields.iter().find(|&&(_, end)| end > data_len) {
+        Some((name, end)) => format!("{}: field '{name}': expected its data to end at byte {} of the file, found a file of {} bytes (truncated?)", file.display(), 8 + header_len + end, bytes.len()),
+        None => match fields.last() {
+            Some((_, end)) => format!("{}: expected {} bytes (header and data), found {} (extra bytes after the last field)", file.display(), 8 + header_len + end, bytes.len()),
+            None => generic,
+        },
+    }
 }
 
 fn read_lengths(st: &SafeTensors, file: &Path, name: &str, n: usize, max: usize) -> Result<Option<Vec<usize>>> {
@@ -174,15 +215,16 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
     if !file.exists() {
         bail_input!("{}: missing", file.display());
     }
-    // Memory-mapped, not read: the only copy in process memory is the decoded Vec<f32> (a MOSEI
-    // train split is 4.7 GB; reading it first would hold it twice).
-    let bytes = match mmkd_pickle::MappedFile::open(&file) {
+    // Memory-mapped, and the features read in place (`data::features`): a MOSEI train split is
+    // 4.7 GB, which stays page cache instead of becoming anonymous memory.
+    let map = match MappedSplitFile::open(&file) {
         Ok(map) => map,
         Err(e) => bail_input!("{e}"),
     };
-    let st = match SafeTensors::deserialize(&bytes) {
+    let bytes = map.bytes();
+    let st = match SafeTensors::deserialize(bytes) {
         Ok(st) => st,
-        Err(e) => bail_input!("{}: not a valid safetensors file: {e}", file.display()),
+        Err(e) => bail_input!("{}", describe_invalid(&file, bytes, &e)),
     };
     // The sample count comes from the labels, or from the video in a video-only file.
     let (count_field, rank) = if st.tensor("labels").is_ok() { ("labels", 1) } else { ("video", 3) };
@@ -199,12 +241,13 @@ fn read_split(dir: &Path, name: &str, shape: &DataShape) -> Result<Split> {
     if n != expected_n {
         bail_input!("{}: field '{count_field}': expected {expected_n} samples (manifest), found {n}", file.display());
     }
-    let optional = |field: &str, dims: &[usize]| -> Result<Option<Vec<f32>>> { if st.tensor(field).is_err() { Ok(None) } else { read_f32(&st, &file, field, dims).map(Some) } };
+    let optional = |field: &str, dims: &[usize]| -> Result<Option<Features>> { if st.tensor(field).is_err() { Ok(None) } else { read_f32(&st, &map, &file, field, dims).map(Some) } };
     let text = optional("text", &[n, shape.text_len, shape.text_dim])?;
     let audio = optional("audio", &[n, shape.audio_len, shape.audio_dim])?;
-    let video = read_f32(&st, &file, "video", &[n, shape.video_len, shape.video_dim])?;
-    let labels = optional("labels", &[n])?.unwrap_or_else(|| vec![f32::NAN; n]);
-    let (_, meta) = SafeTensors::read_metadata(&bytes)?;
+    let video = read_f32(&st, &map, &file, "video", &[n, shape.video_len, shape.video_dim])?;
+    // Labels are N floats: held in memory like ids and lengths.
+    let labels = optional("labels", &[n])?.map_or_else(|| vec![f32::NAN; n], |l| l.to_vec());
+    let (_, meta) = SafeTensors::read_metadata(bytes)?;
     let ids: Vec<String> = match meta.metadata().as_ref().and_then(|m| m.get("ids")) {
         Some(s) => serde_json::from_str(s).map_err(|e| crate::error::input_error(format!("{}: metadata 'ids': {e}", file.display())))?,
         None => (0..n).map(|i| format!("{name}-{i}")).collect(),
@@ -305,6 +348,110 @@ mod tests {
         assert!(err.downcast_ref::<crate::error::InputError>().is_some());
         assert!(msg.contains("train.safetensors") && msg.contains("'video'"), "{msg}");
         assert!(msg.contains("[6, 12, 36]") && msg.contains("[6, 12, 35]"), "{msg}");
+    }
+
+    fn bits(f: &[f32]) -> Vec<u32> {
+        f.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn loaded_features_are_mapped_and_bit_exact() {
+        let dir_guard = tempdir("native-mapped");
+        let dir = dir_guard.path();
+        let d = tiny();
+        save(&d, dir, serde_json::Value::Null).unwrap();
+        let back = load(dir).unwrap();
+        for (owned, mapped) in [(&d.train, &back.train), (&d.valid, &back.valid), (&d.test, &back.test)] {
+            let (t, a) = (mapped.text.as_ref().unwrap(), mapped.audio.as_ref().unwrap());
+            assert!(t.is_mapped() && a.is_mapped() && mapped.video.is_mapped(), "split '{}' is read in place", mapped.name);
+            assert!(!owned.video.is_mapped());
+            assert_eq!(bits(t), bits(owned.text.as_ref().unwrap()));
+            assert_eq!(bits(a), bits(owned.audio.as_ref().unwrap()));
+            assert_eq!(bits(&mapped.video), bits(&owned.video));
+        }
+        // A mapped dataset saves like an owned one: the same bytes on disk.
+        let again_guard = tempdir("native-mapped-again");
+        save(&back, again_guard.path(), serde_json::Value::Null).unwrap();
+        for name in SPLITS {
+            let file = format!("{name}.safetensors");
+            assert_eq!(std::fs::read(dir.join(&file)).unwrap(), std::fs::read(again_guard.path().join(&file)).unwrap(), "{file}");
+        }
+    }
+
+    #[test]
+    fn batches_from_mapped_features_equal_batches_from_owned_ones() {
+        let dir_guard = tempdir("native-batch");
+        let dir = dir_guard.path();
+        let d = tiny();
+        save(&d, dir, serde_json::Value::Null).unwrap();
+        let back = load(dir).unwrap();
+        assert!(back.train.video.is_mapped());
+        let device = burn::prelude::Device::flex();
+        let values = |t: burn::prelude::Tensor<3>| -> Vec<u32> { bits(&t.into_data().try_to_vec::<f32>().unwrap()) };
+        for rows in [vec![0, 1, 2], vec![5, 0, 3], vec![4]] {
+            let (a, b) = (d.train.batch(&d.shape, &rows, &device), back.train.batch(&back.shape, &rows, &device));
+            assert_eq!(values(a.input.video), values(b.input.video), "rows {rows:?}");
+            assert_eq!(values(a.input.audio.unwrap()), values(b.input.audio.unwrap()), "rows {rows:?}");
+            assert_eq!(values(a.input.text.unwrap()), values(b.input.text.unwrap()), "rows {rows:?}");
+            assert_eq!(a.scores, b.scores);
+            assert_eq!(a.indices, b.indices);
+        }
+    }
+
+    #[test]
+    fn editing_mapped_features_copies_them_and_leaves_the_file() {
+        let dir_guard = tempdir("native-edit");
+        let dir = dir_guard.path();
+        save(&tiny(), dir, serde_json::Value::Null).unwrap();
+        let back = load(dir).unwrap();
+        let missing = crate::data::missing::Missing { modalities: vec![crate::input::Modality::Audio], mode: crate::data::missing::MissingMode::Zeros, fraction: 0.0, seed: 0 };
+        let out = missing.apply(&back.test, &back.shape, &back.train);
+        assert!(!out.audio.as_ref().unwrap().is_mapped() && out.audio.as_ref().unwrap().iter().all(|&x| x == 0.0));
+        assert!(out.video.is_mapped() && out.text.as_ref().unwrap().is_mapped(), "the modalities kept stay in the file");
+        assert_eq!(load(dir).unwrap().test, back.test, "the file is unchanged");
+        assert!(back.test.audio.as_ref().unwrap().iter().any(|&x| x != 0.0));
+    }
+
+    #[test]
+    fn a_truncated_file_names_the_file_and_the_field_cut_off() {
+        let dir_guard = tempdir("native-trunc");
+        let dir = dir_guard.path();
+        save(&tiny(), dir, serde_json::Value::Null).unwrap();
+        let file = dir.join("valid.safetensors");
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+        let err = load(dir).unwrap_err();
+        let msg = err.to_string();
+        assert!(err.downcast_ref::<crate::error::InputError>().is_some(), "{msg}");
+        // safetensors writes the largest-aligned dtype first, then by name: the last field is the video.
+        assert!(msg.contains("valid.safetensors") && msg.contains("field 'video'"), "{msg}");
+        assert!(msg.contains(&format!("end at byte {}", bytes.len())) && msg.contains(&format!("a file of {} bytes", bytes.len() - 100)), "{msg}");
+        std::fs::write(&file, [&bytes[..], &[0u8; 4]].concat()).unwrap();
+        let msg = load(dir).unwrap_err().to_string();
+        assert!(msg.contains("valid.safetensors") && msg.contains(&format!("expected {} bytes", bytes.len())) && msg.contains("extra bytes"), "{msg}");
+    }
+
+    #[test]
+    fn a_misaligned_file_is_read_into_memory_with_the_same_values() {
+        let dir_guard = tempdir("native-misaligned");
+        let dir = dir_guard.path();
+        let d = tiny();
+        save(&d, dir, serde_json::Value::Null).unwrap();
+        // Another writer's file: the same header one space longer, so the data section starts at
+        // an odd offset (still a valid safetensors file).
+        let file = dir.join("train.safetensors");
+        let bytes = std::fs::read(&file).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut shifted = ((n + 1) as u64).to_le_bytes().to_vec();
+        shifted.extend_from_slice(&bytes[8..8 + n]);
+        shifted.push(b' ');
+        shifted.extend_from_slice(&bytes[8 + n..]);
+        std::fs::write(&file, shifted).unwrap();
+        let back = load(dir).unwrap();
+        assert!(!back.train.video.is_mapped() && !back.train.text.as_ref().unwrap().is_mapped(), "decoded, not viewed misaligned");
+        assert!(back.valid.video.is_mapped(), "the other files are still read in place");
+        assert_eq!(bits(&back.train.video), bits(&d.train.video));
+        assert_eq!(back.train, d.train);
     }
 
     #[test]

@@ -139,9 +139,9 @@ fn to_split(file: &Path, mut s: SplitData, shape: &DataShape, zeros: &ModalityZe
     let n = s.n();
     Ok(Split {
         name: s.name,
-        text: s.text.map(|a| a.data),
-        audio: s.audio.map(|a| a.data),
-        video: s.vision.data,
+        text: s.text.map(|a| a.data.into()),
+        audio: s.audio.map(|a| a.data.into()),
+        video: s.vision.data.into(),
         labels: s.labels.unwrap_or_else(|| vec![f32::NAN; n]),
         ids: s.ids,
         lengths: Some(lengths),

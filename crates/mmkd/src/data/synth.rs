@@ -293,26 +293,18 @@ fn split(name: &str, code: u64, n: usize, seed: u64, shape: &DataShape, p: &Synt
     });
     let mut text = Vec::with_capacity(n * shape.text_len * shape.text_dim);
     let mut audio = Vec::with_capacity(n * shape.audio_len * shape.audio_dim);
-    let mut out = Split {
-        name: name.to_string(),
-        text: None,
-        audio: None,
-        video: Vec::with_capacity(n * shape.video_len * shape.video_dim),
-        labels: Vec::with_capacity(n),
-        ids: Vec::with_capacity(n),
-        lengths: None,
-    };
+    let mut video = Vec::with_capacity(n * shape.video_len * shape.video_dim);
+    let (mut labels, mut ids) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut latents = Vec::with_capacity(n);
     for (i, c) in parts.into_iter().flatten().enumerate() {
         text.extend_from_slice(&c.text);
         audio.extend_from_slice(&c.audio);
-        out.video.extend_from_slice(&c.video);
-        out.labels.push(c.latent.score);
-        out.ids.push(format!("synth-{name}-{i:06}"));
+        video.extend_from_slice(&c.video);
+        labels.push(c.latent.score);
+        ids.push(format!("synth-{name}-{i:06}"));
         latents.push(c.latent);
     }
-    out.text = Some(text);
-    out.audio = Some(audio);
+    let out = Split { name: name.to_string(), text: Some(text.into()), audio: Some(audio.into()), video: video.into(), labels, ids, lengths: None };
     (out, latents)
 }
 
