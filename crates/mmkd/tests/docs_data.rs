@@ -462,3 +462,29 @@ fn results_quote_the_seed_2_teacher() {
     );
     assert_quoted(doc, &flat, &quoted, &maps);
 }
+
+/// RESULTS-synthetic-lookup.md's per-layer shares of MulT's teacher, retrained alone
+/// (docs/results/teacher-plain/, its run.sh made the files).
+#[test]
+fn results_quote_the_plain_teacher_shares() {
+    let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let dir = "docs/results/teacher-plain";
+    let ratio = |file: &str, id: &str, layer: usize| {
+        let m = json(&format!("{dir}/{file}"));
+        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{dir}/{file}: no {id}")).clone();
+        let l = &t["layers"][layer];
+        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
+    };
+    let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
+    let big = "maps-test-1000.json";
+    assert_quoted(
+        doc,
+        &flat,
+        &format!("{acc:.1} % test Acc-7 against this study's 61.50 %: {} / {} and {} / {} in its two layers, 1,000 test clips", ratio(big, "V<-A", 0), ratio(big, "V<-A", 1), ratio(big, "V<-L", 0), ratio(big, "V<-L", 1)),
+        dir,
+    );
+    assert_quoted(doc, &flat, &format!("`V-temporal` puts {} and {} the uniform share there", ratio(big, "V-temporal", 0), ratio(big, "V-temporal", 1)), dir);
+    let small = "maps-test-200.json";
+    assert_quoted(doc, &flat, &format!("{} / {} the uniform share in layers 1 / 2 on 200 test clips", ratio(small, "V-temporal", 0), ratio(small, "V-temporal", 1)), dir);
+}
