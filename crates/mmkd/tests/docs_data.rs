@@ -481,10 +481,77 @@ fn results_quote_the_plain_teacher_shares() {
     assert_quoted(
         doc,
         &flat,
-        &format!("{acc:.1} % test Acc-7 against this study's 61.50 %: {} / {} and {} / {} in its two layers, 1,000 test clips", ratio(big, "V<-A", 0), ratio(big, "V<-A", 1), ratio(big, "V<-L", 0), ratio(big, "V<-L", 1)),
+        &format!(
+            "{acc:.1} % test Acc-7 against this study's 61.50 %: {} / {} and {} / {} in its two layers, 1,000 test clips",
+            ratio(big, "V<-A", 0),
+            ratio(big, "V<-A", 1),
+            ratio(big, "V<-L", 0),
+            ratio(big, "V<-L", 1)
+        ),
         dir,
     );
     assert_quoted(doc, &flat, &format!("`V-temporal` puts {} and {} the uniform share there", ratio(big, "V-temporal", 0), ratio(big, "V-temporal", 1)), dir);
     let small = "maps-test-200.json";
     assert_quoted(doc, &flat, &format!("{} / {} the uniform share in layers 1 / 2 on 200 test clips", ratio(small, "V-temporal", 0), ratio(small, "V-temporal", 1)), dir);
+}
+
+/// RESULTS-synthetic-small.md: its table is the one `study` renders from the committed
+/// table.json (line for line, and the committed TABLE.md's), and its reading quotes that file:
+/// the teachers' range, the CRD penultimate differences, the teacher's event share, the study's
+/// time from its log, and that no distilled row's interval excludes 0.
+#[test]
+fn results_small_is_its_study() {
+    let (doc, text) = ("docs/RESULTS-synthetic-small.md", read("docs/RESULTS-synthetic-small.md"));
+    let dir = "docs/results/small-content";
+    let rows: Vec<mmkd::study::report::TableRow> = serde_json::from_str(&read(&format!("{dir}/table.json"))).unwrap();
+    let rendered = mmkd::study::report::to_markdown(&rows, None);
+    let table = |md: &str| md.lines().filter(|l| l.starts_with('|')).map(String::from).collect::<Vec<_>>();
+    assert_eq!(table(&text), table(&rendered), "{doc}: the table differs from {dir}/table.json rendered");
+    assert_eq!(table(&read(&format!("{dir}/TABLE.md"))), table(&rendered), "{dir}/TABLE.md differs from its table.json");
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let data = format!("{dir}/table.json");
+    let json_rows = json(&data);
+    let json_rows = json_rows.as_array().unwrap();
+    let teachers: Vec<f64> = json_rows.iter().filter(|r| r["role"] == "teacher").map(|r| num(&r["acc7_mean"])).collect();
+    let (lo, hi) = (teachers.iter().cloned().fold(f64::MAX, f64::min), teachers.iter().cloned().fold(f64::MIN, f64::max));
+    assert_quoted(doc, &flat, &format!("**Teachers** ({lo:.2}-{hi:.2} % Acc-7)"), &data);
+    let diff = |config: u64, level: &str| {
+        let r = json_rows.iter().find(|r| r["config"] == config && r["level"] == level && r["method"] == "crd").unwrap();
+        format!("c{config} {:+.2}", num(&r["acc7_diff_mean"]))
+    };
+    assert_quoted(doc, &flat, &format!("({}, {}, {}, {})", diff(2, "penultimate"), diff(3, "penultimate"), diff(4, "penultimate"), diff(5, "penultimate")), &data);
+    let edam_s = json_rows.iter().find(|r| r["config"] == 5 && r["method"] == "edam-s").unwrap();
+    assert_quoted(doc, &flat, &format!("in `V<-A` and `V<-L` is {:.3}, the uniform share", num(&edam_s["teacher_event_share_mean"])), &data);
+    assert_eq!(format!("{:.3}", num(&edam_s["teacher_event_share_mean"])), format!("{:.3}", num(&edam_s["uniform_event_share"])));
+    let distilled: Vec<&serde_json::Value> = json_rows.iter().filter(|r| r["level"] != "none").collect();
+    assert!(distilled.iter().all(|r| interval(&r["acc7_diff_ci95"]).is_some_and(|(lo, hi)| lo <= 0.0 && hi >= 0.0)), "{data}: a distilled row is firm; the page says none is");
+    assert_quoted(doc, &flat, &format!("Holm's adjustment across the {} distilled rows", distilled.len()), &data);
+    let log = read(&format!("{dir}/study.log"));
+    let secs = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study's time in its log").trim().to_string();
+    assert_quoted(doc, &flat, &format!("{secs} of study runs"), &format!("{dir}/study.log"));
+}
+
+/// docs/DATA.md's accuracies over three seeds, from the `small` study's table.json.
+#[test]
+fn data_md_quotes_the_small_study() {
+    let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let data = "docs/results/small-content/table.json";
+    let rows = json(data);
+    let rows = rows.as_array().unwrap();
+    let teacher = |kind: &str| {
+        let r = rows.iter().find(|r| r["role"] == "teacher" && r["teacher"] == kind).unwrap();
+        format!("{:.1} +- {:.1}", num(&r["acc7_mean"]), num(&r["acc7_std"]))
+    };
+    let nokd = rows.iter().find(|r| r["role"] == "student" && r["level"] == "none").unwrap();
+    let quoted = format!(
+        "complete teacher {} %, video / language / audio branch {} / {} / {} %, student without KD {:.1} +- {:.1} %",
+        teacher("complete"),
+        teacher("video"),
+        teacher("language"),
+        teacher("audio"),
+        num(&nokd["acc7_mean"]),
+        num(&nokd["acc7_std"])
+    );
+    assert_quoted(doc, &flat, &quoted, data);
 }
