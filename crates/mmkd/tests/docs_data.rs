@@ -107,9 +107,16 @@ fn notes_quote_the_peak_table() {
 /// The row of a study's table.json that a results table's first cell names.
 fn table_row<'a>(rows: &'a [serde_json::Value], label: &str) -> Option<&'a serde_json::Value> {
     let label = label.trim();
+    // A row labelled "conventional" must be one distilled in that direction, and only such a row.
+    let conventional = label.contains("conventional");
     let student = |config: u64, method: &str, control: bool| {
         rows.iter().find(|r| {
-            r["role"] == "student" && r["config"] == config && r["level"] == "attention-map" && r["method"] == method && r.get("control").and_then(|c| c.as_bool()).unwrap_or(false) == control
+            r["role"] == "student"
+                && r["config"] == config
+                && r["level"] == "attention-map"
+                && r["method"] == method
+                && r.get("control").and_then(|c| c.as_bool()).unwrap_or(false) == control
+                && (r.get("edam_orientation").and_then(|o| o.as_str()) == Some("conventional")) == conventional
         })
     };
     if label.starts_with("student without KD") {
@@ -554,4 +561,44 @@ fn data_md_quotes_the_small_study() {
         num(&nokd["acc7_std"])
     );
     assert_quoted(doc, &flat, &quoted, data);
+}
+
+/// RESULTS-synthetic-lookup.md's per-layer shares of the main job's teacher, from the same
+/// recipe retrained for the validation choice (docs/results/teacher-choice-valid/).
+#[test]
+fn results_quote_the_main_teachers_layers() {
+    let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let file = "docs/results/teacher-choice-valid/maps-test-bd0.25.json";
+    let m = json(file);
+    let ratio = |id: &str, layer: usize| {
+        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap();
+        let l = &t["layers"][layer];
+        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
+    };
+    let quoted = format!(
+        "puts {} the uniform share on the event in the second layer of `V<-L` (issue 9's item 3; {} in layer 1) and {} / {} in `V<-A`",
+        ratio("V<-L", 1),
+        ratio("V<-L", 0),
+        ratio("V<-A", 0),
+        ratio("V<-A", 1)
+    );
+    assert_quoted(doc, &flat, &quoted, file);
+}
+
+/// bench/README.md's gradient-checkpointing row and paragraph, from the pair of runs.
+#[test]
+fn bench_readme_quotes_the_checkpointing_pair() {
+    let (doc, text) = ("bench/README.md", read("bench/README.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let file = "bench/results/checkpointing-devbox-2cpu-24g-2026-12-04.jsonl";
+    let lines: Vec<serde_json::Value> = read(file).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let run = |gc: bool| {
+        lines.iter().find(|l| l["gradient_checkpointing"] == gc && l["case"] == "teacher-train" && l["preset"] == "paper").unwrap_or_else(|| panic!("{file}: no run with checkpointing {gc}"))
+    };
+    let (with, without) = (run(true), run(false));
+    let gb = |r: &serde_json::Value| format!("{:.2} GB", num(&r["peak_rss_mb"]) / 1000.0);
+    let s = |r: &serde_json::Value| format!("{:.1} s", num(&r["median_ms"]) / 1000.0);
+    assert_quoted(doc, &flat, &format!("({} against {} without, in that pair)", s(with), s(without)), file);
+    assert_quoted(doc, &flat, &format!("the step peaks at {} against {} without, and takes {} against {} without", gb(with), gb(without), s(with), s(without)), file);
 }
