@@ -602,3 +602,48 @@ fn bench_readme_quotes_the_checkpointing_pair() {
     assert_quoted(doc, &flat, &format!("({} against {} without, in that pair)", s(with), s(without)), file);
     assert_quoted(doc, &flat, &format!("the step peaks at {} against {} without, and takes {} against {} without", gb(with), gb(without), s(with), s(without)), file);
 }
+
+/// docs/DATA.md's table of teachers with and without branch dropout: every cell from the
+/// retrained teachers' files (1,000 test clips; each folder's run.sh made them).
+#[test]
+fn data_md_quotes_the_branch_dropout_teachers() {
+    let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
+    let ratios = |file: &str, id: &str| -> String {
+        let m = json(file);
+        match m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id) {
+            None => "-".to_string(),
+            Some(t) => t["layers"].as_array().unwrap().iter().map(|l| format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))).collect::<Vec<_>>().join(", "),
+        }
+    };
+    let rows = [
+        ("complete, no branch dropout (above)", "docs/results/teacher-plain/eval.json", "docs/results/teacher-plain/maps-test-1000.json"),
+        ("audio branch alone (the limit case: `V<-A` is its only route)", "docs/results/teacher-audio/eval.json", "docs/results/teacher-audio/maps-test-1000.json"),
+        ("complete, branch dropout 0.25", "docs/results/teacher-choice-valid/eval-bd0.25.json", "docs/results/teacher-choice-valid/maps-test-bd0.25.json"),
+        ("complete, branch dropout 0.5", "docs/results/teacher-choice-valid/eval-bd0.5.json", "docs/results/teacher-choice-valid/maps-test-bd0.5.json"),
+        ("complete, branch dropout 0.25, training seed 2 (measured after the choice; no study uses it)", "docs/results/teacher-seed2/eval.json", "docs/results/teacher-seed2/maps-test.json"),
+    ];
+    for (label, eval, maps) in rows {
+        let acc = 100.0 * num(&json(eval)["acc7"]);
+        let line = format!("| {label} | {acc:.1} % | {} | {} | {} |", ratios(maps, "V<-A"), ratios(maps, "V<-L"), ratios(maps, "V-temporal"));
+        // The criterion's cell is bold in the table.
+        assert_quoted(doc, &text.replace("**3.06x**", "3.06x"), &line, maps);
+    }
+}
+
+/// docs/DATA.md's "Accuracies reached" table: the seed-1 runs of the `small` study and the
+/// majority class of the content baselines.
+#[test]
+fn data_md_quotes_the_seed_1_accuracies() {
+    let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
+    let data = "docs/results/small-content/table.json";
+    let rows = json(data);
+    let rows = rows.as_array().unwrap();
+    let seed1 = |r: &serde_json::Value| (num(&r["acc7_per_seed"][0]), num(&r["f1_per_seed"][0]));
+    assert_eq!(rows[0]["seeds"][0], 1, "{data}: the first run of each row is seed 1");
+    let (t_acc, t_f1) = seed1(rows.iter().find(|r| r["role"] == "teacher" && r["teacher"] == "complete").unwrap());
+    let (s_acc, s_f1) = seed1(rows.iter().find(|r| r["role"] == "student" && r["level"] == "none").unwrap());
+    assert_quoted(doc, &text, &format!("| complete teacher (video + audio + text) | {t_acc:.1} % | {t_f1:.1} |"), data);
+    assert_quoted(doc, &text, &format!("| student, config 5, no distillation (video only) | {s_acc:.1} % | {s_f1:.1} |"), data);
+    let majority = 100.0 * num(&json("docs/results/baselines/content-n2000.json")["acc7_baselines"][0]["acc7"]);
+    assert_quoted(doc, &text, &format!("| majority class | {majority:.1} % | - |"), "docs/results/baselines/content-n2000.json");
+}
