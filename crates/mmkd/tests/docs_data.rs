@@ -309,9 +309,15 @@ fn results_quote_the_two_teacher_difference_from_their_studies() {
 /// The layer-2 event share of transformer `id` over its uniform share, from a `mmkd maps --json`
 /// file, as the documents write it ("3.06x").
 fn layer2_ratio(file: &str, id: &str) -> String {
+    share_ratio(file, id, 1)
+}
+
+/// A transformer's event share over the uniform share in one layer (0-based) of a maps file
+/// (`mmkd maps --json`'s stats.json), as the documents write it: "3.06x".
+fn share_ratio(file: &str, id: &str, layer: usize) -> String {
     let maps = json(file);
     let t = maps["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{file}: no {id}"));
-    let l = &t["layers"][1];
+    let l = &t["layers"][layer];
     format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
 }
 
@@ -454,12 +460,7 @@ fn results_quote_the_seed_2_teacher() {
     let dir = "docs/results/teacher-seed2";
     let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
     let maps = format!("{dir}/maps-test.json");
-    let ratio = |id: &str, layer: usize| {
-        let m = json(&maps);
-        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone();
-        let l = &t["layers"][layer];
-        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
-    };
+    let ratio = |id: &str, layer: usize| share_ratio(&maps, id, layer);
     let quoted = format!(
         "reaches {acc:.1} % and {} / {} in the second layers of `V<-A` / `V<-L` ({} / {} in layer 1, 1,000 test clips)",
         ratio("V<-A", 1),
@@ -477,12 +478,7 @@ fn results_quote_the_plain_teacher_shares() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let dir = "docs/results/teacher-plain";
-    let ratio = |file: &str, id: &str, layer: usize| {
-        let m = json(&format!("{dir}/{file}"));
-        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap_or_else(|| panic!("{dir}/{file}: no {id}")).clone();
-        let l = &t["layers"][layer];
-        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
-    };
+    let ratio = |file: &str, id: &str, layer: usize| share_ratio(&format!("{dir}/{file}"), id, layer);
     let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
     let big = "maps-test-1000.json";
     assert_quoted(
@@ -570,12 +566,7 @@ fn results_quote_the_main_teachers_layers() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let file = "docs/results/teacher-choice-valid/maps-test-bd0.25.json";
-    let m = json(file);
-    let ratio = |id: &str, layer: usize| {
-        let t = m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap();
-        let l = &t["layers"][layer];
-        format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))
-    };
+    let ratio = |id: &str, layer: usize| share_ratio(file, id, layer);
     let quoted = format!(
         "puts {} the uniform share on the event in the second layer of `V<-L` (issue 9's item 3; {} in layer 1) and {} / {} in `V<-A`",
         ratio("V<-L", 1),
@@ -608,11 +599,12 @@ fn bench_readme_quotes_the_checkpointing_pair() {
 #[test]
 fn data_md_quotes_the_branch_dropout_teachers() {
     let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
+    // Both layers, or "-" for a transformer the teacher does not have.
     let ratios = |file: &str, id: &str| -> String {
         let m = json(file);
         match m["transformers"].as_array().unwrap().iter().find(|t| t["id"] == id) {
             None => "-".to_string(),
-            Some(t) => t["layers"].as_array().unwrap().iter().map(|l| format!("{:.2}x", num(&l["event_share"]) / num(&l["uniform_event_share"]))).collect::<Vec<_>>().join(", "),
+            Some(t) => (0..t["layers"].as_array().unwrap().len()).map(|layer| share_ratio(file, id, layer)).collect::<Vec<_>>().join(", "),
         }
     };
     let rows = [
