@@ -639,3 +639,31 @@ fn data_md_quotes_the_seed_1_accuracies() {
     let majority = 100.0 * num(&json("docs/results/baselines/content-n2000.json")["acc7_baselines"][0]["acc7"]);
     assert_quoted(doc, &text, &format!("| majority class | {majority:.1} % | - |"), "docs/results/baselines/content-n2000.json");
 }
+
+/// docs/DECISIONS.md's "Lookup study size" pilots, from docs/results/pilots-lookup-size/.
+#[test]
+fn decisions_quote_the_lookup_size_pilots() {
+    let (doc, text) = ("docs/DECISIONS.md", read("docs/DECISIONS.md"));
+    let dir = "docs/results/pilots-lookup-size";
+    let pct = |v: &serde_json::Value| format!("{:.1} %", 100.0 * num(v));
+    let val = |file: &str, epoch: usize| {
+        let line = read(&format!("{dir}/{file}")).lines().nth(epoch - 1).map(String::from).unwrap_or_else(|| panic!("{dir}/{file}: no epoch {epoch}"));
+        pct(&serde_json::from_str::<serde_json::Value>(&line).unwrap()["val_acc7"])
+    };
+    let test = |file: &str| pct(&json(&format!("{dir}/{file}"))["acc7"]);
+    let maps = |n: &str| format!("{dir}/student-{n}-maps-test.json");
+    let quoted = format!(
+        "with 4,000 clips a student without KD trained 4 epochs scores {} (it hardly finds the event: {} / {} the uniform share in the second layers of `V<-A` / `V<-L`), with 8,000 clips {} ({} / {}) in 4 epochs and {} validation after 3; the complete teacher reaches {} validation in 6 epochs and {} in 7 ({} test from its best of 8 epochs)",
+        test("student-4000-eval.json"),
+        share_ratio(&maps("4000"), "V<-A", 1),
+        share_ratio(&maps("4000"), "V<-L", 1),
+        test("student-8000-eval.json"),
+        share_ratio(&maps("8000"), "V<-A", 1),
+        share_ratio(&maps("8000"), "V<-L", 1),
+        val("student-8000-metrics.jsonl", 3),
+        val("teacher-8000-metrics.jsonl", 6),
+        val("teacher-8000-metrics.jsonl", 7),
+        test("teacher-8000-eval.json"),
+    );
+    assert_quoted(doc, &text, &quoted, dir);
+}
