@@ -667,3 +667,19 @@ fn decisions_quote_the_lookup_size_pilots() {
     );
     assert_quoted(doc, &text, &quoted, dir);
 }
+
+/// docs/DECISIONS.md's peak memory and time of `data convert` on the MOSEI-sized pickle, from
+/// GNU time's output in bench/results/.
+#[test]
+fn decisions_quote_the_convert_measurement() {
+    let file = "bench/results/convert-mosei-sized-2026-12-04.txt";
+    let log = read(file);
+    let field = |name: &str| log.lines().find_map(|l| l.trim().strip_prefix(name)).unwrap_or_else(|| panic!("{file}: no '{name}'")).trim().to_string();
+    let kib: f64 = field("Maximum resident set size (kbytes):").parse().unwrap();
+    let bytes = 6_358_449_987.0;
+    let seconds = log.lines().find_map(|l| l.split(" in ").nth(1).and_then(|t| t.strip_suffix('s'))).expect("the convert's own time");
+    let (doc, text) = ("docs/DECISIONS.md", read("docs/DECISIONS.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_quoted(doc, &flat, &format!("peak RSS {:.2} GB = {:.2}x the file", kib * 1024.0 / 1e9, kib * 1024.0 / bytes), file);
+    assert_quoted(doc, &flat, &format!("{seconds} s on 2 cores while a build shared them"), file);
+}
