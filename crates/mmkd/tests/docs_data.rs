@@ -683,3 +683,24 @@ fn decisions_quote_the_convert_measurement() {
     assert_quoted(doc, &flat, &format!("peak RSS {:.2} GB = {:.2}x the file", kib * 1024.0 / 1e9, kib * 1024.0 / bytes), file);
     assert_quoted(doc, &flat, &format!("{seconds} s on 2 cores while a build shared them"), file);
 }
+
+/// RESULTS-synthetic-lookup.md's three-teacher `content` study: the teachers' accuracies and
+/// epochs (their metrics.jsonl, committed), their event share and the uniform one.
+#[test]
+fn results_quote_the_three_teacher_content_study() {
+    let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let data = "docs/results/content-k3/table.json";
+    let rows = json(data);
+    let rows = rows.as_array().unwrap();
+    let teacher = rows.iter().find(|r| r["role"] == "teacher").unwrap();
+    let accs: Vec<String> = teacher["acc7_per_seed"].as_array().unwrap().iter().map(|v| format!("{:.1}", num(v))).collect();
+    let epochs: Vec<String> = (1..=3).map(|s| read(&format!("docs/results/content-k3/teacher-metrics/teacher-s{s}.jsonl")).lines().count().to_string()).collect();
+    assert_quoted(doc, &flat, &format!("({}, {} and {} %; they stopped after {}, {} and {} epochs)", accs[0], accs[1], accs[2], epochs[0], epochs[1], epochs[2]), data);
+    let edam_s = rows.iter().find(|r| r["method"] == "edam-s" && r.get("control").is_none()).unwrap();
+    assert_quoted(doc, &flat, &format!("their share in `V<-A` and `V<-L` is {:.3}, the uniform share ({:.3})", num(&edam_s["teacher_event_share_mean"]), num(&edam_s["uniform_event_share"])), data);
+    let log = read("docs/results/content-k3/study.log");
+    let secs = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study's time").trim().trim_end_matches(" s").to_string();
+    let secs = format!("{},{}", &secs[..secs.len() - 3], &secs[secs.len() - 3..]);
+    assert_quoted(doc, &flat, &format!("69 runs, {secs} s of study runs"), "docs/results/content-k3/study.log");
+}
