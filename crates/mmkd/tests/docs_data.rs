@@ -704,3 +704,30 @@ fn results_quote_the_three_teacher_content_study() {
     let secs = format!("{},{}", &secs[..secs.len() - 3], &secs[secs.len() - 3..]);
     assert_quoted(doc, &flat, &format!("69 runs, {secs} s of study runs"), "docs/results/content-k3/study.log");
 }
+
+/// bench/NOTES.md's reverted dropout experiment, from its A/B lines.
+#[test]
+fn notes_quote_the_dropout_ab() {
+    let file = "bench/results/ab-scaled-mask-dropout-2026-12-04.jsonl";
+    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let median = |preset: &str, case: &str, binary: &str| {
+        let mut v: Vec<f64> = lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let paper = |binary: &str| lines.iter().find(|l| l["preset"] == "paper" && l["binary"] == binary).unwrap();
+    let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let quoted = format!(
+        "`small` teacher step {:.1} -> {:.1} ms, student step {:.1} -> {:.1} ms, and one `paper` teacher step each, {:.1} -> {:.1} s at {:.2} -> {:.2} GB",
+        median("small", "teacher-train", "before"),
+        median("small", "teacher-train", "after"),
+        median("small", "student-train", "before"),
+        median("small", "student-train", "after"),
+        num(&paper("before")["median_ms"]) / 1000.0,
+        num(&paper("after")["median_ms"]) / 1000.0,
+        num(&paper("before")["peak_rss_mb"]) / 1000.0,
+        num(&paper("after")["peak_rss_mb"]) / 1000.0,
+    );
+    assert_quoted(doc, &flat, &quoted, file);
+}
