@@ -301,12 +301,8 @@ fn distill_case(dir: &Path, case: &Case, d: &CaseDistill, train: &CaseTraining, 
     let mut task = DistillTask::new(cfg, teacher.valid(), distilled_pairs(config), student, split.len(), d.bank_seed, plain);
     let all: Vec<usize> = (0..split.len()).collect();
     let mut net = task.init_with(&ad, &split.batch(&case.shape, &all, &ad))?;
-    for (p, up) in net.upsamplers.iter().enumerate() {
-        for (which, logits) in [("query_logits", &up.query_logits), ("key_logits", &up.key_logits)] {
-            if let Some(w) = logits {
-                out.insert(format!("init.upsamplers.{p}.{which}"), values(w.val()));
-            }
-        }
+    for (name, t) in head_tensors(&net).into_iter().filter(|(name, _)| name.starts_with("upsamplers.")) {
+        out.insert(format!("init.{name}"), t);
     }
     net.student = crate::run::weights::load_safetensors(net.student, &dir.join("weights.safetensors"))?;
     load_heads(&mut net, &dir.join("heads.safetensors"), &ad)?;
@@ -396,29 +392,24 @@ fn load_heads(net: &mut DistillModel, path: &Path, device: &Device) -> Result<()
             crate::bail_input!("{}: tensor '{name}': expected shape {shape:?}, found {:?}", path.display(), file[name].0);
         }
     }
-    let mut take2 = |name: String| {
-        let (shape, v) = file.remove(&name).expect("checked above");
-        Param::from_data(TensorData::new(v, [shape[0], shape[1]]), device)
-    };
+    // Every name and shape is checked above: each `take` finds its tensor.
+    let mut take = |name: String| file.remove(&name).expect("checked above");
+    let matrix = |(shape, v): (Vec<usize>, Vec<f32>)| Param::from_data(TensorData::new(v, [shape[0], shape[1]]), device);
     for (side, heads) in [("crd_student", &mut net.crd_student), ("crd_teacher", &mut net.crd_teacher)] {
         for (p, head) in heads.iter_mut().enumerate() {
-            head.linear.weight = take2(format!("{side}.{p}.linear.weight"));
+            head.linear.weight = matrix(take(format!("{side}.{p}.linear.weight")));
+            if head.linear.bias.is_some() {
+                let (shape, v) = take(format!("{side}.{p}.linear.bias"));
+                head.linear.bias = Some(Param::from_data(TensorData::new(v, [shape[0]]), device));
+            }
         }
     }
     for (p, up) in net.upsamplers.iter_mut().enumerate() {
         if up.query_logits.is_some() {
-            up.query_logits = Some(take2(format!("upsamplers.{p}.query_logits")));
+            up.query_logits = Some(matrix(take(format!("upsamplers.{p}.query_logits"))));
         }
         if up.key_logits.is_some() {
-            up.key_logits = Some(take2(format!("upsamplers.{p}.key_logits")));
-        }
-    }
-    for (side, heads) in [("crd_student", &mut net.crd_student), ("crd_teacher", &mut net.crd_teacher)] {
-        for (p, head) in heads.iter_mut().enumerate() {
-            if head.linear.bias.is_some() {
-                let (shape, v) = file.remove(&format!("{side}.{p}.linear.bias")).expect("checked above");
-                head.linear.bias = Some(Param::from_data(TensorData::new(v, [shape[0]]), device));
-            }
+            up.key_logits = Some(matrix(take(format!("upsamplers.{p}.key_logits"))));
         }
     }
     Ok(())

@@ -13,6 +13,11 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// A document with every run of whitespace made one space, so a quote may wrap across lines.
+fn flatten(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
@@ -262,7 +267,7 @@ fn data_md_quotes_the_linear_baselines() {
         assert_quoted(doc, &text, &row, "docs/results/baselines/{content-n2000,lookup-n8000}.json");
     }
     let small: Vec<String> = (1..6).map(|i| acc("docs/results/baselines/lookup-n2000.json", i).trim_end_matches(" %").to_string()).collect();
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let content = json("docs/results/content/table.json");
     let teacher = content.as_array().unwrap().iter().find(|r| r["role"] == "teacher").unwrap();
     assert_quoted(doc, &flat, &format!("beats the trained complete teacher ({:.1} %, docs/results/content/)", teacher["acc7_mean"].as_f64().unwrap()), "docs/results/content/table.json");
@@ -302,7 +307,7 @@ fn results_quote_the_two_teacher_difference_from_their_studies() {
     let m = d.iter().sum::<f64>() / n;
     let sd = (d.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
     let half = 2.776445 * sd / n.sqrt();
-    let text = read("docs/RESULTS-synthetic-lookup.md").split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = flatten(&read("docs/RESULTS-synthetic-lookup.md"));
     assert_quoted("docs/RESULTS-synthetic-lookup.md", &text, &format!("is {m:+.2} [{:+.2}, {:+.2}]", m - half, m + half), "docs/results/lookup{,-plain-teacher}-8-epochs/table.json");
 }
 
@@ -326,7 +331,7 @@ fn share_ratio(file: &str, id: &str, layer: usize) -> String {
 #[test]
 fn results_quote_the_three_teacher_study_and_the_validation_choice() {
     let doc = "docs/RESULTS-synthetic-lookup.md";
-    let text = read(doc).split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = flatten(&read(doc));
     let rows = json("docs/results/lookup-k3/table.json");
     let rows = rows.as_array().unwrap();
     // Configuration 5's CRD, EDAM-S, EDAM-T, then the control, in that order.
@@ -366,7 +371,7 @@ fn results_quote_the_three_teacher_study_and_the_validation_choice() {
 fn readme_quotes_the_main_job_rerun() {
     let log = read("docs/results/lookup-rerun-2026-12-04/study.log");
     let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
-    let text = read("README.md").split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = flatten(&read("README.md"));
     assert_quoted("README.md", &text, &format!("in {} of study runs", done.trim()), "docs/results/lookup-rerun-2026-12-04/study.log");
     let (new, old) = (json("docs/results/lookup-rerun-2026-12-04/table.json"), json("docs/results/lookup-rerun-2026-12-03/table.json"));
     for (a, b) in new.as_array().unwrap().iter().zip(old.as_array().unwrap()) {
@@ -436,7 +441,7 @@ fn bench_readme_quotes_the_small_rerun() {
 #[test]
 fn reference_readme_quotes_the_parity_reruns() {
     let (doc, text) = ("reference/README.md", read("reference/README.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let figures = |shape: &str| {
         let file = format!("reference/results/parity-{shape}-2026-12-04.json");
         let d = json(&file);
@@ -456,7 +461,7 @@ fn reference_readme_quotes_the_parity_reruns() {
 #[test]
 fn results_quote_the_seed_2_teacher() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let dir = "docs/results/teacher-seed2";
     let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
     let maps = format!("{dir}/maps-test.json");
@@ -476,7 +481,7 @@ fn results_quote_the_seed_2_teacher() {
 #[test]
 fn results_quote_the_plain_teacher_shares() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let dir = "docs/results/teacher-plain";
     let ratio = |file: &str, id: &str, layer: usize| share_ratio(&format!("{dir}/{file}"), id, layer);
     let acc = 100.0 * num(&json(&format!("{dir}/eval.json"))["acc7"]);
@@ -511,7 +516,7 @@ fn results_small_is_its_study() {
     let table = |md: &str| md.lines().filter(|l| l.starts_with('|')).map(String::from).collect::<Vec<_>>();
     assert_eq!(table(&text), table(&rendered), "{doc}: the table differs from {dir}/table.json rendered");
     assert_eq!(table(&read(&format!("{dir}/TABLE.md"))), table(&rendered), "{dir}/TABLE.md differs from its table.json");
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let data = format!("{dir}/table.json");
     let json_rows = json(&data);
     let json_rows = json_rows.as_array().unwrap();
@@ -538,7 +543,7 @@ fn results_small_is_its_study() {
 #[test]
 fn data_md_quotes_the_small_study() {
     let (doc, text) = ("docs/DATA.md", read("docs/DATA.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let data = "docs/results/small-content/table.json";
     let rows = json(data);
     let rows = rows.as_array().unwrap();
@@ -564,7 +569,7 @@ fn data_md_quotes_the_small_study() {
 #[test]
 fn results_quote_the_main_teachers_layers() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let file = "docs/results/teacher-choice-valid/maps-test-bd0.25.json";
     let ratio = |id: &str, layer: usize| share_ratio(file, id, layer);
     let quoted = format!(
@@ -581,7 +586,7 @@ fn results_quote_the_main_teachers_layers() {
 #[test]
 fn bench_readme_quotes_the_checkpointing_pair() {
     let (doc, text) = ("bench/README.md", read("bench/README.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let file = "bench/results/checkpointing-devbox-2cpu-24g-2026-12-04.jsonl";
     let lines: Vec<serde_json::Value> = read(file).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let run = |gc: bool| {
@@ -679,7 +684,7 @@ fn decisions_quote_the_convert_measurement() {
     let bytes = 6_358_449_987.0;
     let seconds = log.lines().find_map(|l| l.split(" in ").nth(1).and_then(|t| t.strip_suffix('s'))).expect("the convert's own time");
     let (doc, text) = ("docs/DECISIONS.md", read("docs/DECISIONS.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     assert_quoted(doc, &flat, &format!("peak RSS {:.2} GB = {:.2}x the file", kib * 1024.0 / 1e9, kib * 1024.0 / bytes), file);
     assert_quoted(doc, &flat, &format!("{seconds} s on 2 cores while a build shared them"), file);
 }
@@ -689,7 +694,7 @@ fn decisions_quote_the_convert_measurement() {
 #[test]
 fn results_quote_the_three_teacher_content_study() {
     let (doc, text) = ("docs/RESULTS-synthetic-lookup.md", read("docs/RESULTS-synthetic-lookup.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let data = "docs/results/content-k3/table.json";
     let rows = json(data);
     let rows = rows.as_array().unwrap();
@@ -717,7 +722,7 @@ fn notes_quote_the_dropout_ab() {
     };
     let paper = |binary: &str| lines.iter().find(|l| l["preset"] == "paper" && l["binary"] == binary).unwrap();
     let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flatten(&text);
     let quoted = format!(
         "`small` teacher step {:.1} -> {:.1} ms, student step {:.1} -> {:.1} ms, and one `paper` teacher step each, {:.1} -> {:.1} s at {:.2} -> {:.2} GB",
         median("small", "teacher-train", "before"),

@@ -52,11 +52,10 @@ pub(crate) fn synth_to(preset: Preset, seed: u64, regime: synth::Regime, n_train
 fn synth_with(preset: Preset, seed: u64, regime: synth::Regime, n_train: Option<usize>, params: &synth::SynthParams, out: &Path) -> Result<data::Dataset> {
     let preset_shape = DataShape::for_preset(preset);
     let shape = DataShape { n_train: n_train.unwrap_or(preset_shape.n_train), ..preset_shape };
-    let params = params.clone();
-    let (dataset, latents) = synth::generate(preset, seed, &shape, &params);
+    let (dataset, latents) = synth::generate(preset, seed, &shape, params);
     let manifest = serde_json::json!({"generator": "mmkd synth", "preset": preset.name(), "regime": regime.name(), "seed": seed, "params": params});
     native::save(&dataset, out, manifest)?;
-    synth::events(&latents, &shape, &params).save(out)?;
+    synth::events(&latents, &shape, params).save(out)?;
     Ok(dataset)
 }
 

@@ -514,6 +514,14 @@ fn row_of(cfg: &RunConfig) -> Option<RowSpec> {
     }
 }
 
+/// The EDAM direction a run distilled in; `None` for a run without EDAM.
+fn edam_orientation(cfg: &RunConfig) -> Option<crate::distill::Orientation> {
+    match &cfg.role {
+        RunRole::Student { distill: Some(d), .. } if matches!(d.method, Method::EdamS | Method::EdamT) => Some(d.orientation),
+        _ => None,
+    }
+}
+
 struct Finished {
     dir: std::path::PathBuf,
     seed: u64,
@@ -578,18 +586,11 @@ fn finished_runs(runs: &Path) -> Result<BTreeMap<RowSpec, Vec<Finished>>> {
         let Some(row) = row_of(&cfg) else { continue };
         let teacher_seed = teacher_seed_of(&cfg);
         // One row, one EDAM direction: runs distilled in both cannot be averaged together.
-        if let (RunRole::Student { distill: Some(d), .. }, Some(Finished { dir: dir0, cfg: cfg0, .. })) = (&cfg.role, by_row.get(&row).and_then(|v| v.first()))
-            && let RunRole::Student { distill: Some(d0), .. } = &cfg0.role
-            && d.orientation != d0.orientation
-            && matches!(d.method, Method::EdamS | Method::EdamT)
+        if let (Some(o), Some(Finished { dir: dir0, cfg: cfg0, .. })) = (edam_orientation(&cfg), by_row.get(&row).and_then(|v| v.first()))
+            && let Some(o0) = edam_orientation(cfg0)
+            && o != o0
         {
-            crate::bail_input!(
-                "{}: EDAM orientation {}, but {} of the same row ran {}; collect them in separate studies",
-                dir.display(),
-                d.orientation.as_str(),
-                dir0.display(),
-                d0.orientation.as_str()
-            );
+            crate::bail_input!("{}: EDAM orientation {}, but {} of the same row ran {}; collect them in separate studies", dir.display(), o.as_str(), dir0.display(), o0.as_str());
         }
         by_row.entry(row).or_default().push(Finished { dir: dir.clone(), seed: cfg.train.seed, teacher_seed, eval, cfg });
     }
@@ -639,10 +640,7 @@ pub fn collect(study: &Path) -> Result<Vec<TableRow>> {
             level,
             method,
             control: matches!(spec, RowSpec::Control { .. }),
-            edam_orientation: match &runs[0].cfg.role {
-                RunRole::Student { distill: Some(d), .. } if matches!(d.method, Method::EdamS | Method::EdamT) && d.orientation != crate::distill::Orientation::Literal => Some(d.orientation),
-                _ => None,
-            },
+            edam_orientation: edam_orientation(&runs[0].cfg).filter(|o| *o != crate::distill::Orientation::Literal),
             nokd_config: None,
             acc7_mean,
             acc7_std,
