@@ -13,7 +13,7 @@ BEGIN {
   n = split("matmul (gemm)|attention kernel (fused op)|random numbers (dropout masks)|memory: page zeroing, copies, allocation|convolution (front end)|element-wise and reductions (burn_flex, macerator)|autodiff bookkeeping (burn_autodiff)|threads: scheduling, waking, spinning|unattributed closures (FnOnce::call_once)", kind, "|")
   pat[1] = "gemm|matmul"
   pat[2] = "mmkd::model::fused_attention"
-  pat[3] = "distribution|chacha|tensordata::random|rand::|rand_core|bernoulli"
+  pat[3] = "distribution|chacha|tensordata::random|rand::|rand_core|bernoulli|model::dropout"
   pat[4] = "clear_page|memmove|memcpy|memset|mi_|malloc|free|alloc|page_fault|folio|do_huge_pmd|zap_|release_pages|copy_page"
   pat[5] = "conv"
   pat[6] = "burn_flex|macerator"

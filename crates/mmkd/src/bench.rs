@@ -140,6 +140,9 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
     let model = ModelConfig::for_preset(preset);
     let train = TrainConfig { gradient_checkpointing, ..TrainConfig::for_preset(preset) };
     let plain = device.clone();
+    // Seeded as training is, so that dropout masks take the path training takes
+    // (`model::dropout`'s mirror on flex) and every run draws the same numbers.
+    crate::model::dropout::seed(&plain, 0);
     let mut times = Vec::new();
     let mut time = |f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         f()?; // warm-up: allocations, kernel selection
@@ -152,7 +155,6 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
     };
     match case {
         Case::Gemm => {
-            plain.seed(0);
             let a = Tensor::<2>::random([GEMM_SIZE, GEMM_SIZE], burn::tensor::Distribution::Uniform(-1.0, 1.0), &plain);
             let b = Tensor::<2>::random([GEMM_SIZE, GEMM_SIZE], burn::tensor::Distribution::Uniform(-1.0, 1.0), &plain);
             time(&mut || {

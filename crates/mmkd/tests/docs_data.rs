@@ -736,3 +736,31 @@ fn notes_quote_the_dropout_ab() {
     );
     assert_quoted(doc, &flat, &quoted, file);
 }
+
+/// bench/NOTES.md's dropout-mirror A/B table and the profile after it (issue 21, item 3), from
+/// their data files.
+#[test]
+fn notes_quote_the_dropout_mirror() {
+    let file = "bench/results/ab-dropout-mirror-2026-12-04.jsonl";
+    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let median = |case: &str, binary: &str| {
+        let mut v: Vec<f64> = lines.iter().filter(|l| l["preset"] == "small" && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        assert_eq!(v.len(), 5, "{file}: five rounds of {case} {binary}");
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
+    for (case, label) in [("teacher-train", "`small` teacher train step, B = 64"), ("student-train", "`small` student (EDAM-S) train step, B = 64")] {
+        let (before, after) = (median(case, "before"), median(case, "after"));
+        let row = format!("| {label} | {before:.1} ms | {after:.1} ms | {:.1} % |", 100.0 * (after / before - 1.0));
+        assert_quoted(doc, &text, &row, file);
+    }
+    let profile = "bench/results/profile-dropout-mirror-devbox-2cpu-24g-2026-12-04.jsonl";
+    let cases: Vec<serde_json::Value> = read(profile).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let share = |case: &str| num(&cases.iter().find(|c| c["case"] == case).unwrap()["by_kind_percent"]["random numbers (dropout masks)"]);
+    let quoted = format!("random numbers are {:.1} % of the teacher process and {:.1} % of the student's", share("teacher-train"), share("student-train"));
+    assert_quoted(doc, &flatten(&text), &quoted, profile);
+    let decisions = flatten(&read("docs/DECISIONS.md"));
+    let quoted = format!("ChaCha12 itself: {:.0} % of a `small` teacher step, {:.0} % of a student's", share("teacher-train"), share("student-train"));
+    assert_quoted("docs/DECISIONS.md", &decisions, &quoted, profile);
+}

@@ -322,7 +322,7 @@ fn check_structure(model: &ModelProto, inputs: &[(&str, [usize; 2])]) {
 }
 
 fn random(shape: [usize; 3], seed: u64, device: &Device) -> Tensor<3> {
-    device.seed(seed);
+    mmkd::model::dropout::seed(device, seed);
     let t = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), device);
     // The last two frames of the first clip all zero: MulT's zero positions must be exported.
     let mut data: Vec<f32> = t.into_data().try_to_vec().unwrap();
@@ -360,7 +360,7 @@ fn exported_graphs_compute_what_mmkd_computes() {
             dataset_fingerprint: None,
             device: None,
         };
-        device.seed(100 + k as u64);
+        mmkd::model::dropout::seed(&device, 100 + k as u64);
         let net = cfg.build_net(&device).valid();
         let model = to_onnx(&net, &dims, &[]).unwrap();
         let model = ModelProto::decode(model.encode_to_vec().as_slice()).expect("the bytes decode");

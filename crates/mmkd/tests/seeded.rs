@@ -28,14 +28,14 @@ fn fused_dropout_equals_the_unfused_dropout_under_the_same_seed() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let device = Device::flex().autodiff();
     assert!(fused_attention::enabled_for(&device), "the fused path must be on (MMKD_FUSED_ATTENTION unset) for this comparison to mean anything");
-    device.seed(3);
+    mmkd::model::dropout::seed(&device, 3);
     let attn = CrossModalAttentionConfig::new(8, 2).with_dropout(0.3).init(&device);
     let random = |dims: [usize; 3]| Tensor::<3>::random(dims, Distribution::Normal(0.0, 1.0), &device);
     let (q, kv, w, w_map) = (random([3, 5, 8]), random([3, 7, 8]), random([3, 5, 8]), random([3, 5, 7]));
     let mask = masks::future_mask(5, 7, &device).reshape([1, 1, 5, 7]);
     for probe in [Probe::NONE, Probe { map_temperature: Some(1.0), post_attention: false }] {
         let run = |fused: bool| {
-            device.seed(99);
+            mmkd::model::dropout::seed(&device, 99);
             let (q, kv) = (q.clone().require_grad(), kv.clone().require_grad());
             let (out, trace) =
                 if fused { attn.forward(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) } else { attn.forward_unfused(q.clone(), kv.clone(), kv.clone(), Some(mask.clone()), probe) };

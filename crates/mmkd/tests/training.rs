@@ -63,13 +63,13 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     let data = tiny_data();
     let cfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     let device = Device::flex();
-    device.seed(5);
+    mmkd::model::dropout::seed(&device, 5);
     let net = cfg.build_net(&device);
     let dir_guard = tempdir("ckpt");
     let dir = dir_guard.path();
     let path = dir.join("w.safetensors");
     weights::save_safetensors(&net, &path).unwrap();
-    device.seed(6);
+    mmkd::model::dropout::seed(&device, 6);
     let fresh = cfg.build_net(&device);
     let loaded = weights::load_safetensors(fresh, &path).unwrap();
     let batch = data.test.batch(&data.shape, &[0, 1, 2], &device);
@@ -81,6 +81,34 @@ fn safetensors_checkpoint_round_trip_is_exact() {
     let student = mmkd::model::build_student(mmkd::model::StudentConfig::C5, StudentStreams::Downsampled, &data.shape, &cfg.model, &device);
     let err = weights::load_safetensors(student, &path).unwrap_err();
     assert!(err.to_string().contains("does not fit this architecture"), "{err}");
+}
+
+/// Dropout masks drawn by mmkd's mirror of flex's generator (`model::dropout`) and by Burn's
+/// own sampler give the same training, bit for bit: a teacher (attention, residual, ReLU and
+/// embedding dropout) trained both ways ends with identical weights.
+#[test]
+fn the_dropout_mirror_trains_exactly_as_burns_sampler() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tiny_data();
+    let cfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 2);
+    let model = &cfg.model;
+    assert!(model.attn_dropout_text > 0.0 && model.res_dropout > 0.0 && model.relu_dropout > 0.0 && model.embed_dropout > 0.0, "the comparison needs active dropout");
+    let device = Device::flex();
+    let run = |mirror: bool| {
+        mmkd::model::dropout::use_mirror(mirror);
+        let dir = tempdir(if mirror { "mirror" } else { "burn" });
+        fit(dir.path(), &cfg, &data, &mut task(&cfg), false, &device).unwrap();
+        mmkd::model::dropout::use_mirror(true);
+        (tensors(&dir.path().join("last.safetensors")), metrics(dir.path()))
+    };
+    let (burn_weights, burn_log) = run(false);
+    let (mirror_weights, mirror_log) = run(true);
+    assert_eq!(burn_weights.len(), mirror_weights.len());
+    for (name, bytes) in &burn_weights {
+        assert!(mirror_weights[name] == *bytes, "{name}: the mirror's training differs from Burn's");
+    }
+    let losses = |log: &[EpochLog]| log.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&burn_log), losses(&mirror_log));
 }
 
 #[test]
@@ -125,7 +153,7 @@ fn distillation_trains_the_student_and_never_the_teacher() {
     use mmkd::distill::{DistillConfig, DistillTask, Level, Method, Orientation, distilled_pairs};
     let data = tiny_data();
     let device = Device::flex();
-    device.seed(21);
+    mmkd::model::dropout::seed(&device, 21);
     let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     let teacher = tcfg.build_net(&device);
     let dir_guard = tempdir("frozen");
@@ -182,7 +210,7 @@ fn edam_t_with_key_padding_mask_trains() {
         split.lengths = Some(Lengths { text: varied(s.text_len), audio: varied(s.audio_len), video: varied(s.video_len), full: [s.video_len, s.audio_len, s.text_len] });
     }
     let device = Device::flex();
-    device.seed(4);
+    mmkd::model::dropout::seed(&device, 4);
     let mut tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     tcfg.model.key_padding_mask = true;
     let teacher = tcfg.build_net(&device);
@@ -235,7 +263,7 @@ fn kd_term_alone_moves_the_student_where_it_reaches() {
     use mmkd::distill::{DistillConfig, Level, Method, Orientation};
     let data = tiny_data();
     let device = Device::flex();
-    device.seed(8);
+    mmkd::model::dropout::seed(&device, 8);
     let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
     let dir_guard = tempdir("alpha0");
     let dir = dir_guard.path();
@@ -272,7 +300,7 @@ fn resumed_distillation_matches_an_uninterrupted_run() {
     use mmkd::distill::{DistillConfig, Level, Method, Orientation};
     let data = tiny_data();
     let device = Device::flex();
-    device.seed(9);
+    mmkd::model::dropout::seed(&device, 9);
     let teacher = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1).build_net(&device);
     let dir_guard = tempdir("resume-kd");
     let dir = dir_guard.path();
@@ -362,7 +390,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
     let dir_guard = tempdir("ckpt-grads");
     let dir = dir_guard.path();
     let plain = Device::flex();
-    plain.seed(11);
+    mmkd::model::dropout::seed(&plain, 11);
     let tcfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
     let teacher_path = dir.join("teacher.safetensors");
     weights::save_safetensors(&tcfg.build_net(&plain), &teacher_path).unwrap();
@@ -389,7 +417,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         assert_eq!(ad.gradient_checkpointing_strategy(), Some(if checkpointing { Strategy::Balanced } else { Strategy::Disabled }));
         let net = weights::load_safetensors(cfg.build_net(&ad), &teacher_path).unwrap();
         let batch = data.train.batch(&data.shape, &rows, &ad);
-        ad.seed(dropout_seed);
+        mmkd::model::dropout::seed(&ad, dropout_seed);
         let logits = net.forward(&batch.input, &mmkd::model::TraceRequest::none()).logits;
         let loss = mmkd::eval::inference::cross_entropy(logits, batch.classes.clone());
         let value: f32 = loss.clone().into_scalar();
@@ -415,7 +443,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
         let batch = data.train.batch(&data.shape, &rows, &ad);
         let mut model = task.init_with(&ad, &batch).unwrap();
         model.student = weights::load_safetensors(model.student, &student_path).unwrap();
-        ad.seed(dropout_seed);
+        mmkd::model::dropout::seed(&ad, dropout_seed);
         let (loss, parts) = task.train_loss(&model, &batch).unwrap();
         let kd = parts.iter().find(|(n, _)| n == "kd").unwrap().1;
         assert!(kd.is_finite() && kd > 0.0, "kd = {kd}");

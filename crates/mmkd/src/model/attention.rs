@@ -167,7 +167,7 @@ impl CrossModalAttention {
             trace.map = Some(tempered.mean_dim(1).squeeze_dim(1));
         }
 
-        let context = self.dropout.forward(probs).matmul(v); // [B, h, Lq, dh]
+        let context = super::dropout::apply(&self.dropout, probs).matmul(v); // [B, h, Lq, dh]
         let context = context.swap_dims(1, 2).reshape([b, lq, d]);
         let out = self.output.forward(context);
         if probe.post_attention {
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn matches_naive_f64_reference_with_maps_and_post_attention() {
         let device = Device::flex();
-        device.seed(7);
+        crate::model::dropout::seed(&device, 7);
         let attn = CrossModalAttentionConfig::new(8, 2).init(&device);
         let q = Tensor::<3>::random([2, 3, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let kv = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn masked_keys_get_no_weight_and_rows_sum_to_one() {
         let device = Device::flex();
-        device.seed(3);
+        crate::model::dropout::seed(&device, 3);
         let attn = CrossModalAttentionConfig::new(8, 4).init(&device);
         let q = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let kv = Tensor::<3>::random([1, 4, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);

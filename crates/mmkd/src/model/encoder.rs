@@ -13,7 +13,7 @@ use burn::tensor::Bool;
 use burn::tensor::activation::relu;
 
 use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe, xavier_linear};
-use super::masks;
+use super::{dropout, masks};
 
 /// Configuration of a `CrossModalEncoder` (one transformer's share of `ModelConfig`).
 #[derive(Config, Debug)]
@@ -131,11 +131,11 @@ impl EncoderLayer {
                 self.attention.forward(q, k, v, mask, probe)
             }
         };
-        let x = residual + self.res_dropout.forward(attn);
+        let x = residual + dropout::apply(&self.res_dropout, attn);
         let residual = x.clone();
         let h = relu(self.fc1.forward(self.ffn_norm.forward(x)));
-        let h = self.fc2.forward(self.relu_dropout.forward(h));
-        (residual + self.res_dropout.forward(h), trace)
+        let h = self.fc2.forward(dropout::apply(&self.relu_dropout, h));
+        (residual + dropout::apply(&self.res_dropout, h), trace)
     }
 }
 
@@ -176,12 +176,12 @@ impl CrossModalEncoder {
                 None => pad,
             });
         }
-        let mut x = self.embed_dropout.forward(self.embed(queries));
+        let mut x = dropout::apply(&self.embed_dropout, self.embed(queries));
         let kv = match keys_values {
             None => KeysValues::Own,
             Some(kv) => {
                 let embedded = self.embed(kv);
-                KeysValues::Cross { keys: self.embed_dropout.forward(embedded.clone()), values: self.embed_dropout.forward(embedded) }
+                KeysValues::Cross { keys: dropout::apply(&self.embed_dropout, embedded.clone()), values: dropout::apply(&self.embed_dropout, embedded) }
             }
         };
         let mut traces = Vec::with_capacity(if probe.is_empty() { 0 } else { self.layers.len() });
@@ -217,12 +217,12 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let device = Device::flex().autodiff();
-        device.seed(11);
+        crate::model::dropout::seed(&device, 11);
         // Causal mask and first-feature positions on: every code path of the encoder.
         let enc = CrossModalEncoderConfig::new(8, 2, 2).with_causal_mask(true).with_positions_from_first_feature(true).init(&device);
         let (qd, kd) = ([1, 3, 8], [1, 4, 8]);
         let plain = Device::flex();
-        plain.seed(12);
+        crate::model::dropout::seed(&plain, 12);
         let q = to_vec(Tensor::<3>::random(qd, Distribution::Normal(0.0, 0.5), &plain));
         let kv = to_vec(Tensor::<3>::random(kd, Distribution::Normal(0.0, 0.5), &plain));
         let w = Tensor::<3>::random(qd, Distribution::Normal(0.0, 1.0), &device);
@@ -268,7 +268,7 @@ mod tests {
     fn two_layer_encoder_matches_a_naive_reference_in_both_modes() {
         use crate::model::test_util::{Rows, naive_encoder};
         let device = Device::flex();
-        device.seed(31);
+        crate::model::dropout::seed(&device, 31);
         let enc = CrossModalEncoderConfig::new(8, 2, 2).with_causal_mask(true).with_positions_from_first_feature(true).init(&device);
         let mut x = to_vec(Tensor::<3>::random([1, 5, 8], Distribution::Normal(0.0, 1.0), &device));
         x[4 * 8..].iter_mut().for_each(|v| *v = 0.0); // a padding frame: zero position vector

@@ -31,7 +31,7 @@ impl MultHead {
 
     /// Returns (penultimate features, logits).
     pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = self.proj2.forward(self.dropout.forward(relu(self.proj1.forward(x.clone()))));
+        let h = self.proj2.forward(super::dropout::apply(&self.dropout, relu(self.proj1.forward(x.clone()))));
         let penultimate = h + x;
         let logits = self.out.forward(penultimate.clone());
         (penultimate, logits)

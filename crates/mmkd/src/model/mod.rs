@@ -2,6 +2,7 @@
 //! and the teacher and student networks built from them.
 
 pub mod attention;
+pub mod dropout;
 pub mod encoder;
 pub mod fused_attention;
 pub mod head;

@@ -404,7 +404,7 @@ fn drop_branches(lasts: Vec<Tensor<2>>, dropout: &Dropout) -> Vec<Tensor<2>> {
     // `Dropout` itself decides whether it acts.
     let Some(first) = lasts.first().filter(|_| dropout.prob > 0.0) else { return lasts };
     let [batch, _] = first.dims();
-    let keep = dropout.forward(Tensor::<2>::ones([batch, lasts.len()], &first.device()));
+    let keep = super::dropout::apply(dropout, Tensor::<2>::ones([batch, lasts.len()], &first.device()));
     lasts.into_iter().enumerate().map(|(i, h)| h * keep.clone().narrow(1, i, 1)).collect()
 }
 

@@ -83,7 +83,7 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
     write_atomic(&run.join("config.json"), serde_json::to_string_pretty(cfg)?.as_bytes())?;
     let tc = &cfg.train;
     let ad = tc.autodiff_device(device);
-    ad.seed(tc.seed);
+    crate::model::dropout::seed(&ad, tc.seed);
     let shape = &dataset.shape;
     let sample_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
     let mut model = task.init_model(&ad, &dataset.train.batch(shape, &sample_rows, &ad))?;
@@ -93,7 +93,7 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
     for b in 0..=batches.max(1) {
         let idx = &order[b % order.len()];
         let t = Instant::now();
-        ad.seed(super::fit::batch_seed(tc.seed, 0, b));
+        crate::model::dropout::seed_for_step(&ad, super::fit::batch_seed(tc.seed, 0, b), &model);
         let batch = dataset.train.batch(shape, idx, &ad);
         let (loss, _) = task.train_loss(&model, &batch)?;
         // Reading the loss waits for the device; a queued backward is waited for by the next

@@ -128,7 +128,7 @@ fn prepare<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
 /// the epochs the state has finished.
 fn start<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, saved: Option<&ResumeState>, ad: &Device) -> Result<(T::Model, LoopState)> {
     let tc = &cfg.train;
-    ad.seed(tc.seed);
+    crate::model::dropout::seed(ad, tc.seed);
     let sample_rows: Vec<usize> = (0..dataset.train.len().min(2)).collect();
     let model = task.init_model(ad, &dataset.train.batch(&dataset.shape, &sample_rows, ad))?;
     let optim = super::step::adam(tc);
@@ -172,7 +172,7 @@ fn train_epoch<T: TrainTask>(
     for (b, idx) in epoch_order(dataset.train.len(), tc.batch_size, tc.seed, epoch, true).into_iter().enumerate().skip(sums.batches) {
         // Seed per batch: dropout masks do not depend on where a run resumed, even inside
         // an epoch.
-        ad.seed(batch_seed(tc.seed, epoch, b));
+        crate::model::dropout::seed_for_step(ad, batch_seed(tc.seed, epoch, b), &model);
         let batch = dataset.train.batch(&dataset.shape, &idx, ad);
         let (loss, parts) = task.train_loss(&model, &batch)?;
         let value: f32 = loss.clone().into_scalar();

@@ -88,7 +88,7 @@ impl AttentionDropout {
     /// `device` (the same call: a Bernoulli tensor of the keep probability), so the fused and
     /// the unfused path drop the same entries.
     pub fn draw(rate: f64, dims: [usize; 4], device: &Device) -> AttentionDropout {
-        let keep = Tensor::<4>::random(dims, burn::tensor::Distribution::Bernoulli(1.0 - rate), device).equal_elem(1.0);
+        let keep = super::dropout::keep_mask(1.0 - rate, dims, device);
         AttentionDropout { rate, keep }
     }
 }
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn values_and_gradients_match_the_unfused_path() {
         let device = Device::flex().autodiff();
-        device.seed(11);
+        crate::model::dropout::seed(&device, 11);
         let (b, lq, lk, h, dh) = (3, 7, 11, 2, 4);
         let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
         let q0 = rand([b, lq, h, dh]);
@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn map_values_and_gradients_match_the_unfused_path() {
         let device = Device::flex().autodiff();
-        device.seed(23);
+        crate::model::dropout::seed(&device, 23);
         let (b, lq, lk, h, dh) = (3, 6, 9, 2, 8);
         let (q0, k0, v0, w_out, w_map) = random_map_case(&device, b, lq, lk, h, dh);
         let causal = crate::model::masks::future_mask(lq, lk, &device).reshape([1, 1, lq, lk]);
@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn dropout_matches_the_unfused_computation_with_the_same_mask() {
         let device = Device::flex().autodiff();
-        device.seed(31);
+        crate::model::dropout::seed(&device, 31);
         let (b, lq, lk, h, dh) = (2, 5, 8, 2, 8);
         let (q0, k0, v0, w_out, w_map) = random_map_case(&device, b, lq, lk, h, dh);
         let keep_values: Vec<bool> = (0..b * h * lq * lk).map(|i| (i * 7) % 5 != 0).collect();
@@ -541,7 +541,7 @@ mod tests {
     #[test]
     fn inference_on_plain_flex_matches_unfused() {
         let device = Device::flex();
-        device.seed(5);
+        crate::model::dropout::seed(&device, 5);
         let rand = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v) = (rand([2, 5, 2, 3]), rand([2, 9, 2, 3]), rand([2, 9, 2, 3]));
         let mask = crate::model::masks::future_mask(5, 9, &device).reshape([1, 1, 5, 9]);
