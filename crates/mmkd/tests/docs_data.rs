@@ -764,3 +764,34 @@ fn notes_quote_the_dropout_mirror() {
     let quoted = format!("ChaCha12 itself: {:.0} % of a `small` teacher step, {:.0} % of a student's", share("teacher-train"), share("student-train"));
     assert_quoted("docs/DECISIONS.md", &decisions, &quoted, profile);
 }
+
+/// bench/NOTES.md's fused LayerNorm A/B table (issue 21, item 3), from its data file.
+#[test]
+fn notes_quote_the_fused_layer_norm_ab() {
+    let file = "bench/results/ab-fused-layer-norm-2026-12-04.jsonl";
+    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let pick = |preset: &str, case: &str, binary: &str| lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).collect::<Vec<_>>();
+    let median = |case: &str, binary: &str| {
+        let mut v: Vec<f64> = pick("small", case, binary).iter().map(|l| num(&l["median_ms"])).collect();
+        assert_eq!(v.len(), 5, "{file}: five rounds of {case} {binary}");
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let paper = |binary: &str, key: &str| pick("paper", "teacher-train", binary).iter().map(|l| format!("{:.2}", num(&l[key]) / 1000.0)).collect::<Vec<_>>();
+    let seconds = |binary: &str| pick("paper", "teacher-train", binary).iter().map(|l| format!("{:.1}", num(&l["median_ms"]) / 1000.0)).collect::<Vec<_>>().join(" and ");
+    let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
+    for (case, label) in [("teacher-train", "`small` teacher train step, B = 64 (median of 5)"), ("student-train", "`small` student (EDAM-S) train step, B = 64 (median of 5)")] {
+        assert_quoted(doc, &text, &format!("| {label} | {:.1} ms | {:.1} ms |", median(case, "before"), median(case, "after")), file);
+    }
+    let row = format!(
+        "| `paper` teacher train step, B = 64 (two runs each) | {} s, {} GB | {} s, {} GB |",
+        seconds("before"),
+        paper("before", "peak_rss_mb").join(" and "),
+        seconds("after"),
+        paper("after", "peak_rss_mb").join(" and ")
+    );
+    assert_quoted(doc, &text, &row, file);
+    let fell = paper("before", "peak_rss_mb").iter().zip(paper("after", "peak_rss_mb")).map(|(b, a)| b.parse::<f64>().unwrap() - a.parse::<f64>().unwrap()).fold(f64::INFINITY, f64::min);
+    assert!((fell - 0.9).abs() < 0.05, "{file}: NOTES says the peak fell by 0.9 GB; the runs say {fell:.2}");
+    assert!(paper("after", "peak_rss_mb").iter().all(|v| v.parse::<f64>().unwrap() < 6.0), "{file}: NOTES says the step is under 6 GB");
+}

@@ -8,9 +8,10 @@
 //! `SERIAL` for its whole body.
 
 use burn::prelude::*;
+use burn::tensor::Bool;
 use burn::tensor::Distribution;
 use mmkd::model::attention::{CrossModalAttentionConfig, Probe};
-use mmkd::model::{fused_attention, masks};
+use mmkd::model::{dropout, fused_attention, masks};
 
 /// Held by every test of this binary for its whole body: one seeded sequence at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -59,4 +60,74 @@ fn fused_dropout_equals_the_unfused_dropout_under_the_same_seed() {
             }
         }
     }
+}
+
+fn bools<const D: usize>(t: Tensor<D, Bool>) -> Vec<bool> {
+    t.into_data().try_to_vec::<bool>().unwrap()
+}
+
+// `model::dropout`: masks drawn from the mirror of flex's generator are Burn's, bit for bit.
+
+#[test]
+fn the_mirror_draws_the_masks_burn_draws_after_the_same_seed() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    for (keep, dims) in [(0.9, [3, 4, 5, 7]), (0.5, [1, 1, 1, 1001]), (0.7, [2, 8, 20, 20])] {
+        dropout::seed(&device, 42);
+        let burn_masks: Vec<Vec<bool>> = (0..3).map(|_| bools(Tensor::<4>::random(dims, Distribution::Bernoulli(keep), &device).equal_elem(1.0))).collect();
+        dropout::seed(&device, 42);
+        let mirror_masks: Vec<Vec<bool>> = (0..3).map(|_| bools(dropout::keep_mask(keep, dims, &device))).collect();
+        assert_eq!(burn_masks, mirror_masks, "keep {keep}, dims {dims:?}: three masks in a row");
+        let kept = mirror_masks.concat().iter().filter(|&&k| k).count() as f64 / (3 * dims.iter().product::<usize>()) as f64;
+        assert!((kept - keep).abs() < 0.05, "keep {keep}: kept share {kept}");
+    }
+}
+
+#[test]
+fn apply_equals_burns_dropout_after_the_same_seed_values_and_gradients() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    dropout::seed(&device, 5);
+    let x = Tensor::<3>::random([4, 6, 9], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<3>::random([4, 6, 9], Distribution::Normal(0.0, 1.0), &device);
+    let dropout = burn::nn::DropoutConfig::new(0.3).init();
+    let run = |ours: bool| {
+        dropout::seed(&device, 77);
+        let x = x.clone().require_grad();
+        // Two dropouts in a row: the second must continue the same stream.
+        let y = if ours { dropout::apply(&dropout, dropout::apply(&dropout, x.clone())) } else { dropout.forward(dropout.forward(x.clone())) };
+        let grads = (y.clone() * w.clone()).sum().backward();
+        (y.into_data().try_to_vec::<f32>().unwrap(), x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap())
+    };
+    let (burn_y, burn_g) = run(false);
+    let (our_y, our_g) = run(true);
+    assert_eq!(burn_y, our_y, "outputs, bit for bit");
+    assert_eq!(burn_g, our_g, "gradients, bit for bit");
+    assert!(burn_y.contains(&0.0) && burn_y.iter().any(|&v| v != 0.0), "the test must drop some and keep some");
+}
+
+#[test]
+fn a_step_that_initialises_parameters_keeps_burns_masks() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let fresh = || burn::nn::LinearConfig::new(5, 7).init(&device);
+    let dropout = burn::nn::DropoutConfig::new(0.4).init();
+    let x = Tensor::<2>::ones([3, 5], &device);
+    // Lazy weights are drawn by the forward, between two dropout draws: Burn's order.
+    let step = |model: &burn::nn::Linear, ours: bool| {
+        let y = if ours { dropout::apply(&dropout, model.forward(dropout::apply(&dropout, x.clone()))) } else { dropout.forward(model.forward(dropout.forward(x.clone()))) };
+        y.into_data().try_to_vec::<f32>().unwrap()
+    };
+    let model = fresh();
+    dropout::seed(&device, 9);
+    let burn = step(&model, false);
+    let model = fresh();
+    dropout::seed_for_step(&device, 9, &model);
+    assert_eq!(step(&model, true), burn, "a fresh model: the same weights and masks as Burn's");
+    // Once initialised, the mirror draws, still Burn's numbers.
+    dropout::seed(&device, 10);
+    let burn = step(&model, false);
+    dropout::seed_for_step(&device, 10, &model);
+    assert!(dropout::mirror_active(), "an initialised model's step uses the mirror");
+    assert_eq!(step(&model, true), burn, "an initialised model");
 }

@@ -36,7 +36,7 @@ pub const OPSET: i64 = 17;
 /// The IR version written (ONNX 1.12's, the one that goes with opset 17).
 pub const IR_VERSION: i64 = 8;
 /// Burn's `LayerNormConfig` default, which every LayerNorm of mmkd uses.
-const LAYER_NORM_EPSILON: f32 = 1e-5;
+const LAYER_NORM_EPSILON: f32 = crate::model::fused_layer_norm::EPSILON as f32;
 /// What masked attention scores are set to (as `CrossModalAttention::forward_unfused`).
 const MASKED_SCORE: f32 = -1.0e9;
 

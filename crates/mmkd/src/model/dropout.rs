@@ -81,6 +81,13 @@ pub fn seed_for_step<M: Module>(device: &Device, seed: u64, model: &M) {
     set_mirror((fused_attention::supported(device) && lazy.0 == 0).then(|| StdRng::seed_from_u64(seed)));
 }
 
+/// Whether masks on flex come from the mirror until the next seeding (for tests and
+/// diagnostics: false before any seeding, after a `seed_for_step` of a model with lazy
+/// parameters, and with the mirror turned off).
+pub fn mirror_active() -> bool {
+    mirror_on() && MIRROR.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
 fn set_mirror(rng: Option<StdRng>) {
     *MIRROR.lock().unwrap_or_else(|e| e.into_inner()) = rng;
 }
@@ -160,54 +167,14 @@ mod tests {
     use super::*;
     use burn::nn::DropoutConfig;
 
-    // The mirror and flex's generator are process-wide: one test at a time touches them.
-    static SERIAL: Mutex<()> = Mutex::new(());
-
+    // The tests that compare seeded sequences with Burn's are in tests/seeded.rs: the unit
+    // tests of the library draw from flex's generator on parallel threads.
     fn bools<const D: usize>(t: Tensor<D, Bool>) -> Vec<bool> {
         t.into_data().try_to_vec::<bool>().unwrap()
     }
 
     #[test]
-    fn the_mirror_draws_the_masks_burn_draws_after_the_same_seed() {
-        let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let device = Device::flex().autodiff();
-        for (keep, dims) in [(0.9, [3, 4, 5, 7]), (0.5, [1, 1, 1, 1001]), (0.7, [2, 8, 20, 20])] {
-            seed(&device, 42);
-            let burn_masks: Vec<Vec<bool>> = (0..3).map(|_| bools(Tensor::<4>::random(dims, Distribution::Bernoulli(keep), &device).equal_elem(1.0))).collect();
-            seed(&device, 42);
-            let mirror_masks: Vec<Vec<bool>> = (0..3).map(|_| bools(keep_mask(keep, dims, &device))).collect();
-            assert_eq!(burn_masks, mirror_masks, "keep {keep}, dims {dims:?}: three masks in a row");
-            let kept = mirror_masks.concat().iter().filter(|&&k| k).count() as f64 / (3 * dims.iter().product::<usize>()) as f64;
-            assert!((kept - keep).abs() < 0.05, "keep {keep}: kept share {kept}");
-        }
-    }
-
-    #[test]
-    fn apply_equals_burns_dropout_after_the_same_seed_values_and_gradients() {
-        let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let device = Device::flex().autodiff();
-        seed(&device, 5);
-        let x = Tensor::<3>::random([4, 6, 9], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<3>::random([4, 6, 9], Distribution::Normal(0.0, 1.0), &device);
-        let dropout = DropoutConfig::new(0.3).init();
-        let run = |ours: bool| {
-            seed(&device, 77);
-            let x = x.clone().require_grad();
-            // Two dropouts in a row: the second must continue the same stream.
-            let y = if ours { apply(&dropout, apply(&dropout, x.clone())) } else { dropout.forward(dropout.forward(x.clone())) };
-            let grads = (y.clone() * w.clone()).sum().backward();
-            (y.into_data().try_to_vec::<f32>().unwrap(), x.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap())
-        };
-        let (burn_y, burn_g) = run(false);
-        let (our_y, our_g) = run(true);
-        assert_eq!(burn_y, our_y, "outputs, bit for bit");
-        assert_eq!(burn_g, our_g, "gradients, bit for bit");
-        assert!(burn_y.contains(&0.0) && burn_y.iter().any(|&v| v != 0.0), "the test must drop some and keep some");
-    }
-
-    #[test]
     fn off_outside_training_and_on_a_device_without_autodiff() {
-        let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let plain = Device::flex();
         let x = Tensor::<2>::ones([3, 4], &plain);
         let dropout = DropoutConfig::new(0.5).init();
@@ -216,32 +183,6 @@ mod tests {
         let frozen = dropout.valid();
         let y = apply(&frozen, Tensor::<2>::ones([3, 4], &train));
         assert_eq!(bools(y.equal_elem(1.0)), vec![true; 12], "valid(): identity");
-    }
-
-    #[test]
-    fn a_step_that_initialises_parameters_keeps_burns_masks() {
-        let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let device = Device::flex().autodiff();
-        let fresh = || burn::nn::LinearConfig::new(5, 7).init(&device);
-        let dropout = DropoutConfig::new(0.4).init();
-        let x = Tensor::<2>::ones([3, 5], &device);
-        // Lazy weights are drawn by the forward, between two dropout draws: Burn's order.
-        let step = |model: &burn::nn::Linear, ours: bool| {
-            let y = if ours { apply(&dropout, model.forward(apply(&dropout, x.clone()))) } else { dropout.forward(model.forward(dropout.forward(x.clone()))) };
-            y.into_data().try_to_vec::<f32>().unwrap()
-        };
-        let model = fresh();
-        seed(&device, 9);
-        let burn = step(&model, false);
-        let model = fresh();
-        seed_for_step(&device, 9, &model);
-        assert_eq!(step(&model, true), burn, "a fresh model: the same weights and masks as Burn's");
-        // Once initialised, the mirror draws, still Burn's numbers.
-        seed(&device, 10);
-        let burn = step(&model, false);
-        seed_for_step(&device, 10, &model);
-        assert!(MIRROR.lock().unwrap().is_some(), "an initialised model's step uses the mirror");
-        assert_eq!(step(&model, true), burn, "an initialised model");
     }
 
     #[test]

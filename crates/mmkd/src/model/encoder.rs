@@ -13,7 +13,7 @@ use burn::tensor::Bool;
 use burn::tensor::activation::relu;
 
 use super::attention::{CrossModalAttention, CrossModalAttentionConfig, LayerTrace, Probe, xavier_linear};
-use super::{dropout, masks};
+use super::{dropout, fused_layer_norm, masks};
 
 /// Configuration of a `CrossModalEncoder` (one transformer's share of `ModelConfig`).
 #[derive(Config, Debug)]
@@ -88,8 +88,8 @@ impl CrossModalEncoderConfig {
         let layers = (0..self.layers)
             .map(|_| EncoderLayer {
                 attention: CrossModalAttentionConfig::new(d, self.heads).with_dropout(self.attn_dropout).init(device),
-                attn_norm: LayerNormConfig::new(d).init(device),
-                ffn_norm: LayerNormConfig::new(d).init(device),
+                attn_norm: LayerNormConfig::new(d).with_epsilon(fused_layer_norm::EPSILON).init(device),
+                ffn_norm: LayerNormConfig::new(d).with_epsilon(fused_layer_norm::EPSILON).init(device),
                 // MulT's `Linear` helper: Xavier-uniform weights, zero biases.
                 fc1: xavier_linear(d, 4 * d, device),
                 fc2: xavier_linear(4 * d, d, device),
@@ -99,7 +99,7 @@ impl CrossModalEncoderConfig {
             .collect();
         CrossModalEncoder {
             layers,
-            final_norm: LayerNormConfig::new(d).init(device),
+            final_norm: LayerNormConfig::new(d).with_epsilon(fused_layer_norm::EPSILON).init(device),
             embed_dropout: DropoutConfig::new(self.embed_dropout).init(),
             d_model: d,
             causal_mask: self.causal_mask,
@@ -122,18 +122,18 @@ enum KeysValues {
 impl EncoderLayer {
     fn forward(&self, x: Tensor<3>, kv: &KeysValues, mask: Option<Tensor<4, Bool>>, probe: Probe) -> (Tensor<3>, LayerTrace) {
         let residual = x.clone();
-        let q = self.attn_norm.forward(x);
+        let q = fused_layer_norm::forward(&self.attn_norm, x);
         let (attn, trace) = match kv {
             KeysValues::Own => self.attention.forward(q.clone(), q.clone(), q, mask, probe),
             KeysValues::Cross { keys, values } => {
-                let k = self.attn_norm.forward(keys.clone());
-                let v = self.attn_norm.forward(values.clone());
+                let k = fused_layer_norm::forward(&self.attn_norm, keys.clone());
+                let v = fused_layer_norm::forward(&self.attn_norm, values.clone());
                 self.attention.forward(q, k, v, mask, probe)
             }
         };
         let x = residual + dropout::apply(&self.res_dropout, attn);
         let residual = x.clone();
-        let h = relu(self.fc1.forward(self.ffn_norm.forward(x)));
+        let h = relu(self.fc1.forward(fused_layer_norm::forward(&self.ffn_norm, x)));
         let h = self.fc2.forward(dropout::apply(&self.relu_dropout, h));
         (residual + dropout::apply(&self.res_dropout, h), trace)
     }
@@ -192,7 +192,7 @@ impl CrossModalEncoder {
                 traces.push(trace);
             }
         }
-        (self.final_norm.forward(x), traces)
+        (fused_layer_norm::forward(&self.final_norm, x), traces)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod dropout;
 pub mod encoder;
 pub mod fused_attention;
+pub mod fused_layer_norm;
 pub mod head;
 pub mod masks;
 pub mod modality;
