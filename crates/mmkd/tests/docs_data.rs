@@ -437,23 +437,26 @@ fn bench_readme_quotes_the_small_rerun() {
 
 /// reference/README.md's parity figures at both shapes, from the committed parity runs
 /// (`reference/parity.py --json`): forward outputs, the first step's gradients, the key-bias
-/// gradients, and that both passed.
+/// gradients, and that both passed; for the reruns on the fused kernel and after the fused
+/// LayerNorm.
 #[test]
 fn reference_readme_quotes_the_parity_reruns() {
     let (doc, text) = ("reference/README.md", read("reference/README.md"));
     let flat = flatten(&text);
-    let figures = |shape: &str| {
-        let file = format!("reference/results/parity-{shape}-2026-12-04.json");
-        let d = json(&file);
-        assert_eq!(d["pass"], true, "{file}: the rerun the README quotes passed");
-        let worst = |group: &str| d["cases"].as_array().unwrap().iter().filter_map(|c| c["max_err"][group].as_f64()).fold(0.0f64, f64::max);
-        let sci = |v: f64| format!("{v:.1e}");
-        (sci(d["forward_worst"].as_f64().unwrap()), sci(worst("gradients, step 1")), sci(worst("key-bias grad")), file)
-    };
-    let (small, paper) = (figures("small"), figures("paper"));
-    assert_quoted(doc, &flat, &format!("forward outputs within {} (small) and {} (paper)", small.0, paper.0), &format!("{} and {}", small.3, paper.3));
-    assert_quoted(doc, &flat, &format!("the first step's gradients within {} and {}", small.1, paper.1), &format!("{} and {}", small.3, paper.3));
-    assert_quoted(doc, &flat, &format!("key-bias gradients {} and {}", small.2, paper.2), &format!("{} and {}", small.3, paper.3));
+    for run in ["2026-12-04", "2026-12-04-fused-norm"] {
+        let figures = |shape: &str| {
+            let file = format!("reference/results/parity-{shape}-{run}.json");
+            let d = json(&file);
+            assert_eq!(d["pass"], true, "{file}: the rerun the README quotes passed");
+            let worst = |group: &str| d["cases"].as_array().unwrap().iter().filter_map(|c| c["max_err"][group].as_f64()).fold(0.0f64, f64::max);
+            let sci = |v: f64| format!("{v:.1e}");
+            (sci(d["forward_worst"].as_f64().unwrap()), sci(worst("gradients, step 1")), sci(worst("key-bias grad")), file)
+        };
+        let (small, paper) = (figures("small"), figures("paper"));
+        assert_quoted(doc, &flat, &format!("forward outputs within {} (small) and {} (paper)", small.0, paper.0), &format!("{} and {}", small.3, paper.3));
+        assert_quoted(doc, &flat, &format!("the first step's gradients within {} and {}", small.1, paper.1), &format!("{} and {}", small.3, paper.3));
+        assert_quoted(doc, &flat, &format!("key-bias gradients {} and {}", small.2, paper.2), &format!("{} and {}", small.3, paper.3));
+    }
 }
 
 /// RESULTS-synthetic-lookup.md's second branch-dropout teacher (training seed 2), from
