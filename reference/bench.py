@@ -127,6 +127,17 @@ def aggregate(lines_path: str, out: str, machine: str) -> None:
         med.setdefault(key, []).append(r["median_ms"])
         rss[key] = max(rss.get(key, 0.0), r["peak_rss_mb"])
     m = {k: statistics.median(v) for k, v in med.items()}
+    # mmkd's lines carry the FLOPs of a step and, under bench/run.sh, the GEMM peak they were
+    # measured against (issue 21): the throughput at the median time and its share of the peak.
+    flops = {}
+    peak = None
+    for r in rows:
+        if r.get("flops_per_step"):
+            impl = r["implementation"] + ("-unfused" if r.get("attention") == "unfused" else "")
+            flops[(impl, r["case"], r["batch"])] = r["flops_per_step"]
+            if r.get("gflops") and r.get("fraction_of_peak"):
+                peak = r["gflops"] / r["fraction_of_peak"]
+    gflops = {k: flops[k] / (m[k] / 1e3) / 1e9 for k in flops if k in m}
 
     def ratio(case, batch):
         a, b = m.get(("mmkd", case, batch)), m.get(("pytorch", case, batch))
@@ -146,6 +157,9 @@ def aggregate(lines_path: str, out: str, machine: str) -> None:
         "medians_ms": {f"{impl}/{case}/b{batch}": v for (impl, case, batch), v in sorted(m.items())},
         "peak_rss_mb": {f"{impl}/{case}/b{batch}": v for (impl, case, batch), v in sorted(rss.items())},
         "rounds": {f"{impl}/{case}/b{batch}": v for (impl, case, batch), v in sorted(med.items())},
+        "gemm_peak_gflops": peak,
+        "gflops": {f"{impl}/{case}/b{batch}": v for (impl, case, batch), v in sorted(gflops.items())},
+        "fraction_of_peak": {f"{impl}/{case}/b{batch}": v / peak for (impl, case, batch), v in sorted(gflops.items())} if peak else {},
     }
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
