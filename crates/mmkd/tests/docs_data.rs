@@ -372,7 +372,7 @@ fn readme_quotes_the_main_job_rerun() {
     let log = read("docs/results/lookup-rerun-2026-12-04/study.log");
     let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
     let text = flatten(&read("README.md"));
-    assert_quoted("README.md", &text, &format!("in {} of study runs", done.trim()), "docs/results/lookup-rerun-2026-12-04/study.log");
+    assert_quoted("README.md", &text, &format!("lookup-rerun-2026-12-04/, {}, which repeated 2026-12-03's in every figure", done.trim()), "docs/results/lookup-rerun-2026-12-04/study.log");
     let (new, old) = (json("docs/results/lookup-rerun-2026-12-04/table.json"), json("docs/results/lookup-rerun-2026-12-03/table.json"));
     for (a, b) in new.as_array().unwrap().iter().zip(old.as_array().unwrap()) {
         for (key, value) in b.as_object().unwrap() {
@@ -797,4 +797,81 @@ fn notes_quote_the_fused_layer_norm_ab() {
     let fell = paper("before", "peak_rss_mb").iter().zip(paper("after", "peak_rss_mb")).map(|(b, a)| b.parse::<f64>().unwrap() - a.parse::<f64>().unwrap()).fold(f64::INFINITY, f64::min);
     assert!((fell - 0.9).abs() < 0.05, "{file}: NOTES says the peak fell by 0.9 GB; the runs say {fell:.2}");
     assert!(paper("after", "peak_rss_mb").iter().all(|v| v.parse::<f64>().unwrap() < 6.0), "{file}: NOTES says the step is under 6 GB");
+}
+
+/// bench/README.md's tables of issue 21's final side-by-side runs, row by row, from
+/// bench/results/devbox-2cpu-24g-2026-12-04-d4a536c-{small,paper}.json (`bench/run.sh`).
+#[test]
+fn bench_readme_quotes_the_final_side_by_side_runs() {
+    let (doc, text) = ("bench/README.md", read("bench/README.md"));
+    let time = |ms: f64| if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.2} ms") };
+    let memory = |mb: f64| if mb >= 1000.0 { format!("{:.2} GB", mb / 1000.0) } else { format!("{mb:.0} MB") };
+    let labels = [
+        ("teacher-train", "b64", "complete teacher, train step, B = 64"),
+        ("student-train", "b64", "config-5 student + EDAM-S, train step, B = 64"),
+        ("teacher-infer", "b64", "complete teacher, inference, B = 64"),
+        ("student-infer", "b64", "config-5 student, inference, B = 64"),
+        ("teacher-infer", "b1", "complete teacher, inference, B = 1"),
+        ("student-infer", "b1", "config-5 student, inference, B = 1"),
+    ];
+    for preset in ["small", "paper"] {
+        let file = format!("bench/results/devbox-2cpu-24g-2026-12-04-d4a536c-{preset}.json");
+        let d = json(&file);
+        let (m, r) = (&d["medians_ms"], &d["peak_rss_mb"]);
+        for (case, batch, label) in labels {
+            let (k, p) = (format!("mmkd/{case}/{batch}"), format!("pytorch/{case}/{batch}"));
+            let row = format!(
+                "| {label} | {} | {} | {:.2}x | {:.1} ({:.1} %) | {} / {} |",
+                time(num(&m[&k])),
+                time(num(&m[&p])),
+                num(&m[&k]) / num(&m[&p]),
+                num(&d["gflops"][&k]),
+                100.0 * num(&d["fraction_of_peak"][&k]),
+                memory(num(&r[&k])),
+                memory(num(&r[&p]))
+            );
+            assert_quoted(doc, &text, &row, &file);
+        }
+    }
+}
+
+/// README.md's main-job rerun after the fused LayerNorm: its study time, the largest move of a
+/// mean Acc-7 against the morning's rerun, and that every verdict is the same.
+#[test]
+fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
+    let dir = "docs/results/lookup-rerun-2026-12-04-fused-norm";
+    let log = read(&format!("{dir}/study.log"));
+    let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
+    let text = flatten(&read("README.md"));
+    assert_quoted("README.md", &text, &format!("in {} of study runs", done.trim()), &format!("{dir}/study.log"));
+    let (new, old) = (json(&format!("{dir}/table.json")), json("docs/results/lookup-rerun-2026-12-04/table.json"));
+    let (new, old) = (new.as_array().unwrap(), old.as_array().unwrap());
+    assert_eq!(new.len(), old.len());
+    let largest = new.iter().zip(old).map(|(a, b)| (num(&a["acc7_mean"]) - num(&b["acc7_mean"])).abs()).fold(0.0, f64::max);
+    assert_quoted("README.md", &text, &format!("mean Acc-7 moves by at most {largest:.2} points"), dir);
+    // A verdict: whether an interval excludes 0 and on which side.
+    let side = |ci: &serde_json::Value| ci.as_array().map(|v| (num(&v[0]) > 0.0, num(&v[1]) < 0.0));
+    for (a, b) in new.iter().zip(old) {
+        for key in ["acc7_diff_ci95", "event_share_diff_ci95"] {
+            assert_eq!(side(&a[key]), side(&b[key]), "{key} of {} {}: README says every verdict is the same", a["role"], a["method"]);
+        }
+    }
+    // Holm's step-down at 5 % over the distilled rows: which rows are firm.
+    let holm = |rows: &[serde_json::Value], key: &str| {
+        let mut p: Vec<(f64, usize)> = rows.iter().enumerate().filter_map(|(i, r)| r[key].as_f64().map(|p| (p, i))).collect();
+        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let m = p.len();
+        let mut firm = Vec::new();
+        for (rank, (p, i)) in p.into_iter().enumerate() {
+            if p > 0.05 / (m - rank) as f64 {
+                break;
+            }
+            firm.push(i);
+        }
+        firm.sort();
+        firm
+    };
+    for key in ["acc7_diff_p", "event_share_diff_p"] {
+        assert_eq!(holm(new, key), holm(old, key), "{key}: README says Holm's verdicts are the same");
+    }
 }

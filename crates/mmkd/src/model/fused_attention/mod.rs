@@ -85,8 +85,8 @@ pub struct AttentionDropout {
 
 impl AttentionDropout {
     /// The mask Burn's `Dropout` would draw at this point for probabilities of `dims` on
-    /// `device` (the same call: a Bernoulli tensor of the keep probability), so the fused and
-    /// the unfused path drop the same entries.
+    /// `device` (the same numbers: a Bernoulli draw of the keep probability per element, from
+    /// `model::dropout`), so the fused and the unfused path drop the same entries.
     pub fn draw(rate: f64, dims: [usize; 4], device: &Device) -> AttentionDropout {
         let keep = super::dropout::keep_mask(1.0 - rate, dims, device);
         AttentionDropout { rate, keep }
