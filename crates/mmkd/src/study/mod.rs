@@ -126,17 +126,39 @@ fn execute(exe: &Path, run: &PlannedRun, logs: &Path, single_thread: bool) -> Re
     execute_args(exe, &name, &args, &logs.join(format!("{name}.log")), single_thread)
 }
 
+/// The folder inside a study's output that holds the copy of the mmkd executable its runs use.
+pub const PINNED_DIR: &str = ".mmkd-bin";
+
+/// Copy the running executable into `OUT/.mmkd-bin/` (atomically) and return the copy's path.
+/// Why: every run of a study is a child process started from a path; if the binary at that path
+/// is rebuilt while the study runs (`cargo build` in the same target folder), later runs would
+/// silently be another version of mmkd, and one table would mix two (seen on 2026-12-04). A
+/// study started again after a rebuild takes a new copy and says so in `study.log`.
+pub fn pin_executable(exe: &Path, out: &Path) -> Result<PathBuf> {
+    let dir = std::path::absolute(out)?.join(PINNED_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = exe.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "mmkd".into());
+    let pinned = dir.join(name);
+    crate::durable::write_atomic_with(&pinned, |tmp| {
+        std::fs::copy(exe, tmp).with_context(|| format!("copying {} to {}", exe.display(), tmp.display()))?;
+        Ok(())
+    })?;
+    Ok(pinned)
+}
+
 /// Run the whole study with `jobs` runs at a time, skipping finished runs, then report. A line
 /// per finished run (and the study's end) goes to the terminal and to `OUT/study.log`.
 pub fn run_study(opts: &StudyOptions, jobs: usize) -> Result<Vec<TableRow>> {
-    let exe = std::env::current_exe().context("locating the mmkd executable")?;
-    write_plan(opts, &exe.display().to_string())?;
+    let current = std::env::current_exe().context("locating the mmkd executable")?;
+    write_plan(opts, &current.display().to_string())?;
+    let exe = pin_executable(&current, &opts.out)?;
     let logs = opts.out.join("logs");
     std::fs::create_dir_all(&logs)?;
     let runs = plan::plan(opts);
     let todo = runs.iter().filter(|r| !is_finished(r)).count();
     let log = StudyLog::open(&opts.out, todo, jobs.max(1))?;
     log.line(&format!("study {}: {} runs, {} already finished, {} to do, {} at a time, device {}", opts.out.display(), runs.len(), runs.len() - todo, todo, jobs.max(1), opts.device.name()));
+    log.line(&format!("runs execute {}, a copy of {} taken now", exe.display(), current.display()));
     let t0 = Instant::now();
     for phase in 0..3 {
         let queue: Mutex<Vec<&PlannedRun>> = Mutex::new(runs.iter().filter(|r| r.phase == phase && !is_finished(r)).rev().collect());
@@ -354,4 +376,26 @@ pub fn measure_latency(shape: &DataShape, model: &ModelConfig, batch: usize) -> 
 /// The study directory when none is given: `runs/study-<preset>`.
 pub fn default_out(preset: crate::config::Preset) -> PathBuf {
     PathBuf::from(format!("runs/study-{}", preset.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pinned_executable_survives_a_rebuild_of_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("mmkd");
+        std::fs::write(&exe, b"version 1").unwrap();
+        let out = dir.path().join("study");
+        let pinned = super::pin_executable(&exe, &out).unwrap();
+        assert_eq!(pinned, std::path::absolute(&out).unwrap().join(super::PINNED_DIR).join("mmkd"));
+        // A rebuild: the linker writes a new file and cargo puts it at the old path.
+        let rebuilt = dir.path().join("mmkd.new");
+        std::fs::write(&rebuilt, b"version 2").unwrap();
+        std::fs::rename(&rebuilt, &exe).unwrap();
+        assert_eq!(std::fs::read(&pinned).unwrap(), b"version 1", "the study keeps the binary it started with");
+        // Started again, the study takes the new binary.
+        let again = super::pin_executable(&exe, &out).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"version 2");
+        assert_eq!(std::fs::read_dir(again.parent().unwrap()).unwrap().count(), 1, "no temporary file left behind");
+    }
 }
