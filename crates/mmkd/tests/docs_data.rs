@@ -417,6 +417,10 @@ fn notes_quote_the_memory_of_mapped_features() {
     }
     let anon = |label: &str| num(&runs.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{data}: no run {label}"))["max_rss_anon_bytes"]);
     assert!(anon("after-mosei-sized") <= anon("after-tiny-step-only").max(anon("before-tiny-step-only")) + 1e9, "{data}: the mapped run's anonymous peak is more than 1 GB over the step's own");
+    // bench/README.md's issue-21 target row quotes the latest MOSEI-sized run.
+    let latest = runs.iter().rev().find(|r| r["label"].as_str().unwrap().ends_with("mosei-sized")).unwrap();
+    let claim = format!("**met**: {} at {}", gb(&latest["max_rss_anon_bytes"]), latest["commit"].as_str().unwrap());
+    assert_quoted("bench/README.md", &read("bench/README.md"), &claim, data);
 }
 
 /// bench/README's 2026-12-04 rerun of the `small` preset, row by row, from its result file.
