@@ -879,3 +879,34 @@ fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
         assert_eq!(holm(new, key), holm(old, key), "{key}: README says Holm's verdicts are the same");
     }
 }
+
+/// bench/NOTES.md's reverted score-blocking experiment, from its A/B lines.
+#[test]
+fn notes_quote_the_score_blocking_ab() {
+    let file = "bench/results/ab-score-blocking-2026-12-04.jsonl";
+    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let median = |binary: &str| {
+        let mut v: Vec<f64> = lines.iter().filter(|l| l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        assert_eq!(v.len(), 3, "{file}: three runs of {binary}");
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    let quoted = format!(
+        "before {:.1} ms; 8-key blocks {:.1} ms; 8-key blocks over row slices {:.1} ms; 32-key blocks (four independent chains) {:.1} ms",
+        median("before"),
+        median("block8"),
+        median("chunk8"),
+        median("chunk32")
+    );
+    assert_quoted("bench/NOTES.md", &flatten(&read("bench/NOTES.md")), &quoted, file);
+}
+
+/// bench/NOTES.md's share of the fused attention in the `paper` student's B = 1 inference.
+#[test]
+fn notes_quote_the_student_inference_profile() {
+    let file = "bench/results/profile-student-infer-paper-b1-devbox-2cpu-24g-2026-12-04.jsonl";
+    let line: serde_json::Value = serde_json::from_str(read(file).lines().next().unwrap()).unwrap();
+    let share = num(&line["by_kind_percent"]["attention kernel (fused op)"]);
+    let quoted = format!("inference spends {share:.1} % of its process in the fused attention");
+    assert_quoted("bench/NOTES.md", &flatten(&read("bench/NOTES.md")), &quoted, file);
+}
