@@ -899,6 +899,8 @@ fn notes_quote_the_score_blocking_ab() {
         median("chunk32")
     );
     assert_quoted("bench/NOTES.md", &flatten(&read("bench/NOTES.md")), &quoted, file);
+    let quoted = format!("{:.1} ms before, {:.1} ms with it", median("before-rows4"), median("rows4"));
+    assert_quoted("bench/NOTES.md", &flatten(&read("bench/NOTES.md")), &quoted, file);
 }
 
 /// bench/NOTES.md's share of the fused attention in the `paper` student's B = 1 inference.
