@@ -143,6 +143,18 @@ fn table_row<'a>(rows: &'a [serde_json::Value], label: &str) -> Option<&'a serde
     student(config.parse().ok()?, &method, control)
 }
 
+/// The lines of an A/B file after its first, which says what was compared.
+fn ab_lines(file: &str) -> Vec<serde_json::Value> {
+    read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {e}"))).collect()
+}
+
+/// The middle of an odd number of runs (the upper middle of an even number), as the A/B tables
+/// in bench/NOTES.md report them.
+fn middle(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn num(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -721,11 +733,10 @@ fn results_quote_the_three_teacher_content_study() {
 #[test]
 fn notes_quote_the_dropout_ab() {
     let file = "bench/results/ab-scaled-mask-dropout-2026-12-04.jsonl";
-    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = ab_lines(file);
     let median = |preset: &str, case: &str, binary: &str| {
-        let mut v: Vec<f64> = lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let v: Vec<f64> = lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        middle(v)
     };
     let paper = |binary: &str| lines.iter().find(|l| l["preset"] == "paper" && l["binary"] == binary).unwrap();
     let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
@@ -749,12 +760,11 @@ fn notes_quote_the_dropout_ab() {
 #[test]
 fn notes_quote_the_dropout_mirror() {
     let file = "bench/results/ab-dropout-mirror-2026-12-04.jsonl";
-    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = ab_lines(file);
     let median = |case: &str, binary: &str| {
-        let mut v: Vec<f64> = lines.iter().filter(|l| l["preset"] == "small" && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        let v: Vec<f64> = lines.iter().filter(|l| l["preset"] == "small" && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
         assert_eq!(v.len(), 5, "{file}: five rounds of {case} {binary}");
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        middle(v)
     };
     let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
     for (case, label) in [("teacher-train", "`small` teacher train step, B = 64"), ("student-train", "`small` student (EDAM-S) train step, B = 64")] {
@@ -776,13 +786,12 @@ fn notes_quote_the_dropout_mirror() {
 #[test]
 fn notes_quote_the_fused_layer_norm_ab() {
     let file = "bench/results/ab-fused-layer-norm-2026-12-04.jsonl";
-    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = ab_lines(file);
     let pick = |preset: &str, case: &str, binary: &str| lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).collect::<Vec<_>>();
     let median = |case: &str, binary: &str| {
-        let mut v: Vec<f64> = pick("small", case, binary).iter().map(|l| num(&l["median_ms"])).collect();
+        let v: Vec<f64> = pick("small", case, binary).iter().map(|l| num(&l["median_ms"])).collect();
         assert_eq!(v.len(), 5, "{file}: five rounds of {case} {binary}");
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        middle(v)
     };
     let paper = |binary: &str, key: &str| pick("paper", "teacher-train", binary).iter().map(|l| format!("{:.2}", num(&l[key]) / 1000.0)).collect::<Vec<_>>();
     let seconds = |binary: &str| pick("paper", "teacher-train", binary).iter().map(|l| format!("{:.1}", num(&l["median_ms"]) / 1000.0)).collect::<Vec<_>>().join(" and ");
@@ -884,12 +893,11 @@ fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
 #[test]
 fn notes_quote_the_score_blocking_ab() {
     let file = "bench/results/ab-score-blocking-2026-12-04.jsonl";
-    let lines: Vec<serde_json::Value> = read(file).lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = ab_lines(file);
     let median = |binary: &str| {
-        let mut v: Vec<f64> = lines.iter().filter(|l| l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
+        let v: Vec<f64> = lines.iter().filter(|l| l["binary"] == binary).map(|l| num(&l["median_ms"])).collect();
         assert_eq!(v.len(), 3, "{file}: three runs of {binary}");
-        v.sort_by(f64::total_cmp);
-        v[1]
+        middle(v)
     };
     let quoted = format!(
         "before {:.1} ms; 8-key blocks {:.1} ms; 8-key blocks over row slices {:.1} ms; 32-key blocks (four independent chains) {:.1} ms",

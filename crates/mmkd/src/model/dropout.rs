@@ -62,23 +62,28 @@ fn mirror_on() -> bool {
 
 /// Seed `device`'s generator, and on flex the mirror with it. Every seeding in mmkd goes
 /// through here, so that dropout masks follow the seed (see the module's documentation).
-// The one place allowed to call `Device::seed` (clippy.toml).
-#[allow(clippy::disallowed_methods)]
 pub fn seed(device: &Device, seed: u64) {
-    device.seed(seed);
-    set_mirror(fused_attention::supported(device).then(|| StdRng::seed_from_u64(seed)));
+    reseed(device, seed, true);
 }
 
 /// Seed before a training step of `model`: as `seed`, but the mirror draws this step's masks
 /// only if every parameter of `model` is initialised. Otherwise the step's forward initialises
 /// some from the same generator, between dropout draws, and only Burn's own generator gives
 /// the numbers Burn would give.
-#[allow(clippy::disallowed_methods)]
 pub fn seed_for_step<M: Module>(device: &Device, seed: u64, model: &M) {
-    device.seed(seed);
     let mut lazy = LazyParams(0);
     model.visit(&mut lazy);
-    set_mirror((fused_attention::supported(device) && lazy.0 == 0).then(|| StdRng::seed_from_u64(seed)));
+    reseed(device, seed, lazy.0 == 0);
+}
+
+/// The backend's generator from `seed`, and the mirror too where it may stand in (flex, and
+/// `mirror` allowed); otherwise the mirror is cleared and masks come from Burn.
+// The one place allowed to call `Device::seed` (clippy.toml).
+#[allow(clippy::disallowed_methods)]
+fn reseed(device: &Device, seed: u64, mirror: bool) {
+    device.seed(seed);
+    let rng = (mirror && fused_attention::supported(device)).then(|| StdRng::seed_from_u64(seed));
+    *MIRROR.lock().unwrap_or_else(|e| e.into_inner()) = rng;
 }
 
 /// Whether masks on flex come from the mirror until the next seeding (for tests and
@@ -86,10 +91,6 @@ pub fn seed_for_step<M: Module>(device: &Device, seed: u64, model: &M) {
 /// parameters, and with the mirror turned off).
 pub fn mirror_active() -> bool {
     mirror_on() && MIRROR.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-}
-
-fn set_mirror(rng: Option<StdRng>) {
-    *MIRROR.lock().unwrap_or_else(|e| e.into_inner()) = rng;
 }
 
 /// Counts parameters not initialised yet (Burn's lazy initialisation).

@@ -25,9 +25,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::nn::LayerNorm;
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use rayon::prelude::*;
-use std::borrow::Cow;
+
+use super::fused_attention::{f32_values, flex_tensor};
 
 /// The epsilon of every LayerNorm in mmkd (MulT's `nn.LayerNorm` default, and Burn's):
 /// `encoder` builds its norms with it, and Burn keeps a built norm's epsilon private.
@@ -54,14 +54,6 @@ pub fn forward<const D: usize>(norm: &LayerNorm, x: Tensor<D>) -> Tensor<D> {
     };
     let out = <burn::backend::Dispatch as FusedLayerNormBackend>::fused_layer_norm(x.into_dispatch(), norm.gamma.val().into_dispatch(), beta.val().into_dispatch(), EPSILON);
     Tensor::from_dispatch(out)
-}
-
-fn f32_values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    assert_eq!(t.dtype(), burn::tensor::DType::F32, "fused layer norm: only f32 tensors");
-    match t.as_slice::<f32>() {
-        Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous after to_contiguous").to_vec()),
-    }
 }
 
 /// Normalise rows of width `d`: the output, and per row (mean, reciprocal std).
@@ -131,10 +123,6 @@ fn backward_rows(x: &[f32], gamma: &[f32], stats: &[[f32; 2]], dy: &[f32]) -> (V
     (dx, dgamma.into_iter().map(|v| v as f32).collect(), dbeta.into_iter().map(|v| v as f32).collect())
 }
 
-fn flex_tensor(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 fn forward_flex(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, epsilon: f64) -> (FlexTensor, Vec<[f32; 2]>) {
     let shape = x.layout().shape().clone();
     let d = shape[shape.num_dims() - 1];
@@ -175,10 +163,10 @@ impl Backward<Flex, 3> for FusedLayerNormBackward {
             grads.register::<Flex>(node.id, flex_tensor(dx, shape));
         }
         if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, flex_tensor(dgamma, [d].into()));
+            grads.register::<Flex>(node.id, flex_tensor(dgamma, [d]));
         }
         if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, flex_tensor(dbeta, [d].into()));
+            grads.register::<Flex>(node.id, flex_tensor(dbeta, [d]));
         }
     }
 }

@@ -147,8 +147,10 @@ pub fn fused_attention_with_map(
 }
 
 /// A float tensor's values, contiguous (borrowed, without a copy, when they already are).
-fn f32_values(t: &FlexTensor) -> Cow<'_, [f32]> {
-    assert_eq!(t.dtype(), burn::tensor::DType::F32, "fused attention: only f32 tensors");
+/// A flex tensor's values as a contiguous f32 slice (borrowed where it already is one); shared
+/// with `fused_layer_norm`.
+pub(super) fn f32_values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    assert_eq!(t.dtype(), burn::tensor::DType::F32, "fused ops: only f32 tensors");
     match t.as_slice::<f32>() {
         Some(values) => Cow::Borrowed(values),
         None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous after to_contiguous").to_vec()),
@@ -218,7 +220,8 @@ impl HostDrop {
     }
 }
 
-fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+/// A flex tensor of `values` in `shape`; shared with `fused_layer_norm`.
+pub(super) fn flex_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
