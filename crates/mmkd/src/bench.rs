@@ -14,7 +14,7 @@ use crate::choice::Choice;
 use crate::config::{DataShape, ModelConfig, Preset, TrainConfig};
 use crate::data::Batch;
 use crate::distill::{DistillConfig, Level, Method, Orientation};
-use crate::model::{MultimodalNet, StudentConfig, StudentStreams, TeacherKind, TraceRequest, build_student, build_teacher};
+use crate::model::{MultimodalNet, StudentConfig, StudentStreams, TeacherKind, build_student, build_teacher};
 use crate::train::dry_run::median;
 use crate::train::{SupervisedTask, TrainTask};
 
@@ -129,8 +129,8 @@ fn time_training<T: TrainTask>(mut task: T, batch: &Batch, device: &Device, trai
     let mut model = task.init_model(device, batch)?;
     let mut optim = crate::train::step::adam(train);
     time(&mut || {
-        let (loss, _) = task.train_loss(&model, batch)?;
-        model = crate::train::step::optimizer_step(model.clone(), &mut optim, loss, train.lr, train.grad_clip).0;
+        let step = crate::train::step::loss_and_gradients(&mut task, &model, batch, train.step_rows_per_part())?;
+        model = crate::train::step::apply_gradients(model.clone(), &mut optim, step.grads, train.lr, train.grad_clip).0;
         Ok(())
     })
 }
@@ -172,7 +172,8 @@ pub fn run_case(case: Case, preset: Preset, batch: usize, steps: usize, gradient
             };
             time(&mut || {
                 // Reading the logits back waits for the device (a GPU queues its work).
-                let logits = net.forward(&b.input, &TraceRequest::none()).logits;
+                // As evaluation runs it: in parts on flex (`model::parts`).
+                let logits = crate::model::parts::logits_in_parts(&net, &b.input, crate::model::parts::INFERENCE_ROWS_PER_PART);
                 let _: Vec<f32> = logits.into_data().try_to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 Ok(())
             })?;

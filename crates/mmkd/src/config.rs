@@ -179,6 +179,13 @@ pub struct TrainConfig {
     /// epochs (`None`: train every epoch). The best checkpoint is evaluated either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop: Option<usize>,
+    /// On flex, a training step computes a batch of more rows than this in parts of at most
+    /// this many, each on a thread of its own (`model::parts`; the loss must be a mean over
+    /// rows, so CRD steps stay whole). The parts depend on the batch size alone, not on the
+    /// machine's cores; the result differs from a whole batch's by rounding. `None` (runs from
+    /// before this field): one piece. Ignored with gradient checkpointing and on CUDA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_part: Option<usize>,
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -191,6 +198,13 @@ impl TrainConfig {
     pub fn autodiff_device(&self, device: &burn::prelude::Device) -> burn::prelude::Device {
         let ad = device.clone().autodiff();
         if self.gradient_checkpointing { ad.gradient_checkpointing() } else { ad }
+    }
+
+    /// The rows per part a training step is cut into (`rows_per_part`), or `None` where the
+    /// batch stays whole: with gradient checkpointing, whose strategy a part's fresh parameter
+    /// leaves would not carry.
+    pub fn step_rows_per_part(&self) -> Option<usize> {
+        self.rows_per_part.filter(|_| !self.gradient_checkpointing)
     }
 
     /// The recipe of `preset`: the paper's for `paper`; `small` 5 epochs, patience 2; `smoke` 2
@@ -208,6 +222,9 @@ impl TrainConfig {
             checkpoint_secs: default_checkpoint_secs(),
             gradient_checkpointing: false,
             early_stop: None,
+            // Two parts of 32 at batch 64: at `small` and at `paper` two single-threaded
+            // halves beat one batch on two threads (bench/NOTES.md, "A batch in parts").
+            rows_per_part: Some(32),
         };
         match preset {
             Preset::Paper => paper,

@@ -115,6 +115,18 @@ impl NetInput {
         }
     }
 
+    /// Rows `rows` of the batch, on its own device (the parts of a batch computed in parallel:
+    /// `model::parts`).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> NetInput {
+        let take = |t: &Tensor<3>| t.clone().narrow(0, rows.start, rows.len());
+        NetInput {
+            text: self.text.as_ref().map(take),
+            audio: self.audio.as_ref().map(take),
+            video: take(&self.video),
+            lengths: self.lengths.as_ref().map(|l| l.select(&rows.clone().collect::<Vec<_>>())),
+        }
+    }
+
     /// The first `n` rows, on the plain (non-autodiff) device.
     pub fn first_rows_plain(&self, n: usize) -> NetInput {
         let take = |t: &Tensor<3>| t.clone().inner().narrow(0, 0, n);

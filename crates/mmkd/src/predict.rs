@@ -192,7 +192,8 @@ fn predict_split(net: &crate::model::MultimodalNet, split: &Split, shape: &crate
     let mut out = Vec::with_capacity(split.len());
     for idx in epoch_order(split.len(), batch_size, 0, 0, false) {
         let batch = split.batch(shape, &idx, device);
-        let probs: Vec<f32> = softmax(net.forward(&batch.input, &TraceRequest::none()).logits, 1).into_data().try_to_vec().expect("f32 probabilities");
+        let logits = crate::model::parts::logits_in_parts(net, &batch.input, crate::model::parts::INFERENCE_ROWS_PER_PART);
+        let probs: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
         for (&i, p) in idx.iter().zip(probs.chunks_exact(NUM_CLASSES)) {
             out.push(Prediction::new(split.ids[i].clone(), split.labels[i], p.try_into().expect("7 classes")));
         }

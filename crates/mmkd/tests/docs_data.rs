@@ -920,3 +920,58 @@ fn notes_quote_the_student_inference_profile() {
     let quoted = format!("inference spends {share:.1} % of its process in the fused attention");
     assert_quoted("bench/NOTES.md", &flatten(&read("bench/NOTES.md")), &quoted, file);
 }
+
+/// bench/NOTES.md's batch-in-parts A/B table and `paper` line, and the purge-delay sweep (also
+/// quoted by docs/DECISIONS.md and main.rs's reasoning), from their data files (issue 21).
+#[test]
+fn notes_quote_the_batch_in_parts_ab_and_the_purge_sweep() {
+    let (doc, text) = ("bench/NOTES.md", read("bench/NOTES.md"));
+    let flat = flatten(&text);
+    let file = "bench/results/ab-batch-in-parts-2026-12-04.jsonl";
+    let lines = ab_lines(file);
+    let median = |preset: &str, case: &str, binary: &str| middle(lines.iter().filter(|l| l["preset"] == preset && l["case"] == case && l["binary"] == binary).map(|l| num(&l["median_ms"])).collect());
+    for (case, name) in [
+        ("teacher-train", "`small` teacher train step, B = 64"),
+        ("student-train", "`small` student (EDAM-S) train step, B = 64"),
+        ("teacher-infer", "`small` teacher inference, B = 64"),
+        ("student-infer", "`small` student inference, B = 64"),
+    ] {
+        let row = format!("| {name} | {:.1} ms | {:.1} ms | {:.1} ms |", median("small", case, "before"), median("small", case, "parts"), median("small", case, "after"));
+        assert_quoted(doc, &text, &row, file);
+    }
+    let paper = |case: &str, binary: &str| lines.iter().filter(|l| l["preset"] == "paper" && l["case"] == case && l["binary"] == binary).collect::<Vec<_>>();
+    let secs = |l: &[&serde_json::Value]| format!("{:.1} and {:.1} s", num(&l[0]["median_ms"]) / 1000.0, num(&l[1]["median_ms"]) / 1000.0);
+    let peak = |l: &[&serde_json::Value]| l.iter().map(|x| num(&x["peak_rss_mb"])).fold(0.0, f64::max) / 1000.0;
+    let (tb, ta, sb, sa) = (paper("teacher-train", "before"), paper("teacher-train", "after"), paper("student-train", "before"), paper("student-train", "after"));
+    let quoted = format!("teacher {} at {:.2} GB -> {} at {:.2} GB; student {} -> {}", secs(&tb), peak(&tb), secs(&ta), peak(&ta), secs(&sb), secs(&sa));
+    assert_quoted(doc, &flat, &quoted, file);
+
+    let file = "bench/results/purge-delay-sweep-2026-12-04.jsonl";
+    let sweep = ab_lines(file);
+    let small = |delay: i64, field: &str| middle(sweep.iter().filter(|l| l["preset"] == "small" && l["purge_delay_ms"] == delay).map(|l| num(&l[field])).collect());
+    let paper = |delay: i64| sweep.iter().find(|l| l["preset"] == "paper" && l["purge_delay_ms"] == delay).unwrap();
+    let thousands = |n: f64| {
+        let s = format!("{}", n as u64);
+        if s.len() > 3 { format!("{},{}", &s[..s.len() - 3], &s[s.len() - 3..]) } else { s }
+    };
+    for (delay, label) in [(1000, "1 s (mimalloc v3 default)"), (3000, "3 s"), (10000, "**10 s (shipped)**"), (-1, "never")] {
+        let p = paper(delay);
+        let row = format!(
+            "| {label} | {:.1} ms | {} | {:.1} s | {:.2} GB |",
+            small(delay, "median_ms"),
+            thousands(small(delay, "page_faults")),
+            num(&p["median_ms"]) / 1000.0,
+            num(&p["peak_rss_mb"]) / 1000.0
+        );
+        assert_quoted(doc, &text, &row, file);
+    }
+    let gb = |delay: i64| format!("{:.2}", num(&paper(delay)["peak_rss_mb"]) / 1000.0);
+    let s = |delay: i64| format!("{:.1} s", num(&paper(delay)["median_ms"]) / 1000.0);
+    let decisions = flatten(&read("docs/DECISIONS.md"));
+    let claim = format!("the `paper` teacher step {} at 1 s, {} at 10 s, {} never returning, with peaks {}, {} and {} GB", s(1000), s(10000), s(-1), gb(1000), gb(10000), gb(-1));
+    assert_quoted("docs/DECISIONS.md", &decisions, &claim, file);
+    assert!(num(&paper(10000)["peak_rss_mb"]) < 6000.0 && num(&paper(-1)["peak_rss_mb"]) > 6000.0, "{file}: the reason for 10 s is that it stays under 6 GB and never returning does not");
+    let main = flatten(&read("crates/mmkd/src/main.rs"));
+    let claim = format!("the `paper` teacher step {} -> {}, its peak {} -> {} GB; /// never returning it was faster still ({})", s(1000), s(10000), gb(1000), gb(10000), s(-1));
+    assert_quoted("crates/mmkd/src/main.rs", &main, &claim, file);
+}

@@ -131,3 +131,67 @@ fn a_step_that_initialises_parameters_keeps_burns_masks() {
     assert!(dropout::mirror_active(), "an initialised model's step uses the mirror");
     assert_eq!(step(&model, true), burn, "an initialised model");
 }
+
+// `model::dropout::BatchMasks`: a batch computed in parts draws the whole batch's masks.
+
+/// The masks of a short sequence of dropout sites (a bool mask, a scaled mask, a site that
+/// keeps everything and so draws nothing, another bool mask) for a batch of `rows` rows.
+fn site_sequence(rows: usize, device: &Device) -> Vec<f32> {
+    let dropout = burn::nn::DropoutConfig::new(0.4).init();
+    let mut out = Vec::new();
+    out.extend(bools(dropout::keep_mask(0.7, [rows, 3, 5], device)).iter().map(|&k| f32::from(u8::from(k))));
+    out.extend(to_vec(dropout::apply(&dropout, Tensor::<2>::ones([rows, 4], device))));
+    out.extend(bools(dropout::keep_mask(1.0, [rows, 2], device)).iter().map(|&k| f32::from(u8::from(k))));
+    out.extend(bools(dropout::keep_mask(0.9, [rows, 2, 2], device)).iter().map(|&k| f32::from(u8::from(k))));
+    out
+}
+
+/// The sequence above, one part of rows at a time, regrouped per site into whole-batch order.
+fn in_parts(parts: &[std::ops::Range<usize>], order: &[usize], parallel: bool, device: &Device) -> Vec<f32> {
+    let masks = dropout::BatchMasks::new(6);
+    let run = |rows: std::ops::Range<usize>| dropout::in_part(&masks, rows.clone(), || site_sequence(rows.len(), device));
+    let mut by_part: Vec<Vec<f32>> = vec![Vec::new(); parts.len()];
+    if parallel {
+        let results = mmkd::model::parts::run_parts(parts.iter().map(|r| (r.clone(), ())).collect(), |r, ()| run(r));
+        by_part = results;
+    } else {
+        for &i in order {
+            by_part[i] = run(parts[i].clone());
+        }
+    }
+    masks.finish();
+    // Per site, the parts' rows one after the other: the whole batch's layout.
+    let widths = [15usize, 4, 2, 4];
+    let mut whole = Vec::new();
+    let mut offsets = vec![0usize; parts.len()];
+    for w in widths {
+        for (p, rows) in parts.iter().enumerate() {
+            let n = rows.len() * w;
+            whole.extend_from_slice(&by_part[p][offsets[p]..offsets[p] + n]);
+            offsets[p] += n;
+        }
+    }
+    whole
+}
+
+#[test]
+fn a_batch_in_parts_draws_the_whole_batchs_masks_with_either_generator() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Device::flex().autodiff();
+    let parts = [0..2, 2..3, 3..6];
+    for mirror in [true, false] {
+        dropout::use_mirror(mirror);
+        dropout::seed(&device, 17);
+        let whole = site_sequence(6, &device);
+        let after_whole = bools(dropout::keep_mask(0.5, [64], &device));
+        assert!(whole.contains(&0.0) && whole.contains(&1.0), "the test must drop some and keep some");
+        // In parallel, and one after the other in two orders: the same masks, and the
+        // generator continues where the undivided step left it.
+        for (parallel, order) in [(true, vec![0, 1, 2]), (false, vec![2, 0, 1]), (false, vec![1, 2, 0])] {
+            dropout::seed(&device, 17);
+            assert_eq!(in_parts(&parts, &order, parallel, &device), whole, "mirror {mirror}, parallel {parallel}, order {order:?}");
+            assert_eq!(bools(dropout::keep_mask(0.5, [64], &device)), after_whole, "mirror {mirror}: the draw after the step");
+        }
+    }
+    dropout::use_mirror(true);
+}

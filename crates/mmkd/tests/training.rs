@@ -90,25 +90,29 @@ fn safetensors_checkpoint_round_trip_is_exact() {
 fn the_dropout_mirror_trains_exactly_as_burns_sampler() {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tiny_data();
-    let cfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 2);
-    let model = &cfg.model;
-    assert!(model.attn_dropout_text > 0.0 && model.res_dropout > 0.0 && model.relu_dropout > 0.0 && model.embed_dropout > 0.0, "the comparison needs active dropout");
-    let device = Device::flex();
-    let run = |mirror: bool| {
-        mmkd::model::dropout::use_mirror(mirror);
-        let dir = tempdir(if mirror { "mirror" } else { "burn" });
-        fit(dir.path(), &cfg, &data, &mut task(&cfg), false, &device).unwrap();
-        mmkd::model::dropout::use_mirror(true);
-        (tensors(&dir.path().join("last.safetensors")), metrics(dir.path()))
-    };
-    let (burn_weights, burn_log) = run(false);
-    let (mirror_weights, mirror_log) = run(true);
-    assert_eq!(burn_weights.len(), mirror_weights.len());
-    for (name, bytes) in &burn_weights {
-        assert!(mirror_weights[name] == *bytes, "{name}: the mirror's training differs from Burn's");
+    // In one piece, and in parts of 8 rows (batches of 16: two parts on two threads).
+    for rows_per_part in [None, Some(8)] {
+        let mut cfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 2);
+        cfg.train.rows_per_part = rows_per_part;
+        let model = &cfg.model;
+        assert!(model.attn_dropout_text > 0.0 && model.res_dropout > 0.0 && model.relu_dropout > 0.0 && model.embed_dropout > 0.0, "the comparison needs active dropout");
+        let device = Device::flex();
+        let run = |mirror: bool| {
+            mmkd::model::dropout::use_mirror(mirror);
+            let dir = tempdir(if mirror { "mirror" } else { "burn" });
+            fit(dir.path(), &cfg, &data, &mut task(&cfg), false, &device).unwrap();
+            mmkd::model::dropout::use_mirror(true);
+            (tensors(&dir.path().join("last.safetensors")), metrics(dir.path()))
+        };
+        let (burn_weights, burn_log) = run(false);
+        let (mirror_weights, mirror_log) = run(true);
+        assert_eq!(burn_weights.len(), mirror_weights.len());
+        for (name, bytes) in &burn_weights {
+            assert!(mirror_weights[name] == *bytes, "{name}: the mirror's training differs from Burn's (rows per part {rows_per_part:?})");
+        }
+        let losses = |log: &[EpochLog]| log.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>();
+        assert_eq!(losses(&burn_log), losses(&mirror_log), "rows per part {rows_per_part:?}");
     }
-    let losses = |log: &[EpochLog]| log.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>();
-    assert_eq!(losses(&burn_log), losses(&mirror_log));
 }
 
 #[test]
@@ -457,4 +461,101 @@ fn gradient_checkpointing_gives_the_same_gradients() {
     assert_same_gradients("student", &plain_grads, &ckpt_grads);
     let (_, other_masks) = student_grads(true, 15);
     assert!(gradients_differ(&plain_grads, &other_masks), "student: other dropout masks must give other gradients");
+}
+
+/// Every gradient of `model` in `grads`, by parameter, as f32 vectors.
+fn gradient_values<M: Module>(model: &M, grads: &burn::optim::GradientsParams) -> Vec<Vec<f32>> {
+    struct Collect<'a>(&'a burn::optim::GradientsParams, Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1.push(g.into_data().try_to_vec::<f32>().unwrap());
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+/// A training step in parts (`train::step::loss_and_gradients`, each part on its own thread
+/// with the whole batch's dropout masks) gives the loss and the gradients of the batch in one
+/// piece, up to the rounding of sums taken in another order: for a teacher (cross-entropy) and
+/// an EDAM-S student (cross-entropy plus the map term, its frozen teacher on each part's rows).
+/// A CRD step (its negatives are other rows) stays whole.
+#[test]
+fn a_step_in_parts_gives_the_whole_batchs_loss_and_gradients() {
+    use mmkd::distill::{DistillConfig, DistillTask, Level, Method, Orientation};
+    use mmkd::train::TrainTask;
+    use mmkd::train::step::loss_and_gradients;
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tiny_data();
+    let cfg = config(RunRole::Teacher { teacher: TeacherKind::Complete }, &data, 1);
+    let plain = Device::flex();
+    let ad = plain.clone().autodiff();
+    let batch = data.train.batch(&data.shape, &(0..12).collect::<Vec<_>>(), &ad);
+
+    fn compare<T: TrainTask>(task: &mut T, model: &T::Model, batch: &mmkd::data::Batch, device: &Device, what: &str) -> usize {
+        mmkd::model::dropout::seed(device, 3);
+        let whole = loss_and_gradients(task, model, batch, None).unwrap();
+        mmkd::model::dropout::seed(device, 3);
+        // 12 rows at 5 per part: three parts of 4.
+        let parts = loss_and_gradients(task, model, batch, Some(5)).unwrap();
+        assert_eq!((whole.pieces, parts.pieces), (1, 3), "{what}: the step ran whole, then in three parts");
+        assert!((whole.value - parts.value).abs() <= 1e-6 * whole.value.abs().max(1.0), "{what}: loss {} whole vs {} in parts", whole.value, parts.value);
+        for ((name, a), (_, b)) in whole.parts.iter().zip(&parts.parts) {
+            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{what}: {name} {a} vs {b}");
+        }
+        let (gw, gp) = (gradient_values(model, &whole.grads), gradient_values(model, &parts.grads));
+        assert_eq!(gw.len(), gp.len(), "{what}: the same parameters have gradients");
+        for (i, (a, b)) in gw.iter().zip(&gp).enumerate() {
+            // Relative to the parameter's largest gradient; a floor for parameters whose
+            // gradients are all close to zero (rounding there is of the order of 1e-10).
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst <= 1e-4 * scale + 1e-8, "{what}: parameter {i}: largest difference {worst} against largest gradient {scale}");
+        }
+        assert!(whole.value > 0.0 && gw.iter().flatten().any(|&g| g != 0.0), "{what}: a real loss and real gradients");
+        gw.len()
+    }
+
+    // The teacher: initialised by a first forward pass (lazily initialised parameters keep a
+    // step whole, see `model::dropout`).
+    let mut teacher_task = task(&cfg);
+    let teacher = teacher_task.init_model(&ad, &batch).unwrap();
+    let _ = teacher.forward(&batch.input, &Default::default());
+    assert!(mmkd::model::dropout::all_initialised(&teacher));
+    assert!(compare(&mut teacher_task, &teacher, &batch, &ad, "teacher") > 10);
+
+    // An EDAM-S student of configuration 5, taught by a (random) teacher.
+    let frozen = cfg.build_net(&plain).valid();
+    let student_cfg = config(RunRole::Student { config: mmkd::model::StudentConfig::C5, streams: StudentStreams::Downsampled, distill: None }, &data, 1);
+    let distill = |method| DistillConfig {
+        teacher_run: PathBuf::new(),
+        level: Level::AttentionMap,
+        method,
+        alpha: 1.0,
+        beta: 0.8,
+        temperature: 1.0,
+        orientation: Orientation::Literal,
+        teacher_signal: Default::default(),
+    };
+    let build = |c: &RunConfig| {
+        let c = c.clone();
+        Box::new(move |d: &Device| c.build_net(d)) as Box<dyn Fn(&Device) -> mmkd::model::MultimodalNet + Send + Sync>
+    };
+    let pairs = mmkd::distill::distilled_pairs(mmkd::model::StudentConfig::C5);
+    let mut edam = DistillTask::new(distill(Method::EdamS), frozen.clone(), pairs.clone(), build(&student_cfg), data.train.len(), 1, plain.clone());
+    let student = edam.init_model(&ad, &batch).unwrap();
+    let _ = student.student.forward(&batch.input, &edam.request(false));
+    assert!(compare(&mut edam, &student, &batch, &ad, "EDAM-S student") > 10);
+
+    // CRD: no part loss, so the step stays whole.
+    let crd = DistillTask::new(distill(Method::Crd), frozen, pairs, build(&student_cfg), data.train.len(), 1, plain.clone());
+    assert!(crd.part_loss(&batch).unwrap().is_none(), "CRD's loss couples rows");
+    // A model with lazily initialised parameters (a fresh one) keeps its first step whole.
+    let fresh = task(&cfg).init_model(&ad, &batch).unwrap();
+    assert!(!mmkd::model::dropout::all_initialised(&fresh));
+    mmkd::model::dropout::seed(&ad, 3);
+    assert_eq!(loss_and_gradients(&mut task(&cfg), &fresh, &batch, Some(5)).unwrap().pieces, 1);
 }

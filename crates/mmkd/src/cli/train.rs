@@ -81,6 +81,10 @@ pub(crate) struct RunFlags {
     /// balanced gradient checkpointing: less memory, more time).
     #[arg(long)]
     pub(crate) gradient_checkpointing: bool,
+    /// On the CPU, compute a training batch of more rows than N in parts of at most N rows,
+    /// each on a core of its own (default 32; 0: one piece). Changes results by rounding only.
+    #[arg(long, value_name = "N")]
+    pub(crate) rows_per_part: Option<usize>,
     /// Only time N training batches (after a warm-up batch) at the real shapes and write
     /// OUT/dry-run.json: step time, peak memory, the run's estimated wall time (no eval.json).
     #[arg(long, value_name = "N", conflicts_with = "resume")]
@@ -135,6 +139,7 @@ impl RunFlags {
             gradient_checkpointing: self.gradient_checkpointing,
             grad_clip,
             early_stop: self.early_stop,
+            rows_per_part: self.rows_per_part,
         }
     }
 }

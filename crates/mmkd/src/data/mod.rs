@@ -117,6 +117,17 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Rows `rows` of the batch, on its own device: one part of a training step computed in
+    /// parts (`train::step::training_step`).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Batch {
+        Batch {
+            input: self.input.rows(rows.clone()),
+            classes: self.classes.clone().narrow(0, rows.start, rows.len()),
+            scores: self.scores[rows.clone()].to_vec(),
+            indices: self.indices[rows].to_vec(),
+        }
+    }
+
     /// The first `n` rows (at least one) on the plain device: for the frozen teacher and the linear baselines.
     pub fn first_rows_plain(&self, n: usize) -> Batch {
         let n = n.min(self.indices.len()).max(1);

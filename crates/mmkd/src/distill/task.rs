@@ -36,6 +36,22 @@ pub enum TeacherSide {
 }
 
 impl TeacherSide {
+    /// Rows `rows` of every tensor (the teacher's side of one part of a batch).
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> TeacherSide {
+        let take3 = |t: &Tensor<3>| t.clone().narrow(0, rows.start, rows.len());
+        let take_traces = |traces: &std::collections::BTreeMap<TransformerId, Vec<LayerTrace>>| {
+            traces.iter().map(|(id, layers)| (*id, layers.iter().map(|l| LayerTrace { map: l.map.as_ref().map(take3), post_attention: l.post_attention.as_ref().map(take3) }).collect())).collect()
+        };
+        match self {
+            TeacherSide::Outputs(out) => TeacherSide::Outputs(crate::model::NetOutput {
+                logits: out.logits.clone().narrow(0, rows.start, rows.len()),
+                penultimate: out.penultimate.clone().narrow(0, rows.start, rows.len()),
+                traces: take_traces(&out.traces),
+            }),
+            TeacherSide::Traces(traces) => TeacherSide::Traces(take_traces(traces)),
+        }
+    }
+
     /// The traces, whichever way they were computed.
     pub fn traces(&self) -> &std::collections::BTreeMap<TransformerId, Vec<LayerTrace>> {
         match self {
@@ -55,7 +71,7 @@ pub struct DistillTask {
     /// Distilled (teacher transformer, student transformer) pairs.
     pub pairs: Vec<(TransformerId, TransformerId)>,
     /// Builds an untrained student on a device.
-    pub build_student: Box<dyn Fn(&Device) -> MultimodalNet>,
+    pub build_student: Box<dyn Fn(&Device) -> MultimodalNet + Send + Sync>,
     /// Training-set size (CRD memory bank rows).
     pub n_train: usize,
     /// Seed of the CRD memory bank.
@@ -93,7 +109,7 @@ impl DistillTask {
         cfg: DistillConfig,
         teacher: MultimodalNet,
         pairs: Vec<(TransformerId, TransformerId)>,
-        build_student: Box<dyn Fn(&Device) -> MultimodalNet>,
+        build_student: Box<dyn Fn(&Device) -> MultimodalNet + Send + Sync>,
         n_train: usize,
         seed: u64,
         plain: Device,
@@ -225,7 +241,24 @@ impl DistillTask {
                 }
                 Ok(total.ok_or_else(|| anyhow!("no pairs to distil"))?.div_scalar(self.pairs.len() as f64))
             }
-            (Method::EdamS | Method::EdamT, _) => {
+            (Method::EdamS | Method::EdamT, _) => self.edam_kd(model, s_out, teacher),
+        }
+    }
+
+    /// Whether the distillation term is a mean over the batch's rows of terms that each read
+    /// one row (EDAM: yes; CRD: no, its negatives are other rows, and its memory bank changes
+    /// with every step).
+    pub fn kd_is_rowwise(&self) -> bool {
+        self.cfg.method != Method::Crd
+    }
+
+    /// The EDAM term: one entry per distilled layer pair, each a mean over rows and queries.
+    pub fn edam_kd(&self, model: &DistillModel, s_out: &crate::model::NetOutput, teacher: &TeacherSide) -> Result<Tensor<1>> {
+        let student_traces = |id: &TransformerId| -> Vec<LayerTrace> { s_out.traces.get(id).cloned().unwrap_or_default() };
+        let teacher_traces = |id: &TransformerId| -> Vec<LayerTrace> { teacher.traces().get(id).cloned().unwrap_or_default() };
+        match self.cfg.method {
+            Method::Crd => anyhow::bail!("edam_kd called for CRD"),
+            Method::EdamS | Method::EdamT => {
                 let orientation = self.cfg.orientation;
                 let mut maps = Vec::new();
                 for (p, (tid, sid)) in self.pairs.iter().enumerate() {

@@ -7,7 +7,8 @@ use burn::tensor::activation::{log_softmax, softmax};
 use crate::config::DataShape;
 use crate::data::labels::NUM_CLASSES;
 use crate::data::{Split, epoch_order};
-use crate::model::{MultimodalNet, TraceRequest};
+use crate::model::MultimodalNet;
+use crate::model::parts::{INFERENCE_ROWS_PER_PART, logits_in_parts};
 
 /// Mean cross-entropy of logits [B, 7] against classes [B].
 pub fn cross_entropy(logits: Tensor<2>, classes: Tensor<1, Int>) -> Tensor<1> {
@@ -22,10 +23,10 @@ pub fn predict(net: &MultimodalNet, split: &Split, shape: &DataShape, batch_size
     let mut loss_sum = 0.0;
     for idx in epoch_order(split.len(), batch_size, 0, 0, false) {
         let batch = split.batch(shape, &idx, device);
-        let out = net.forward(&batch.input, &TraceRequest::none());
-        let loss: f32 = cross_entropy(out.logits.clone(), batch.classes.clone()).into_scalar();
+        let logits = logits_in_parts(net, &batch.input, INFERENCE_ROWS_PER_PART);
+        let loss: f32 = cross_entropy(logits.clone(), batch.classes.clone()).into_scalar();
         loss_sum += loss as f64 * idx.len() as f64;
-        let p: Vec<f32> = softmax(out.logits, 1).into_data().try_to_vec().expect("f32 probabilities");
+        let p: Vec<f32> = softmax(logits, 1).into_data().try_to_vec().expect("f32 probabilities");
         probs.extend(p.chunks_exact(NUM_CLASSES).map(|c| <[f32; NUM_CLASSES]>::try_from(c).expect("7 classes")));
     }
     (probs, loss_sum / split.len().max(1) as f64)

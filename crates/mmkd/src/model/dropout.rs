@@ -29,13 +29,16 @@ use burn::module::{ModuleVisitor, Param};
 use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::{Bool, Distribution, TensorData};
-use rand_flex::rngs::StdRng;
+use chacha20::ChaCha12Rng;
 use rand_flex::{Rng, SeedableRng};
 
 use super::fused_attention;
 
-/// The mirror of flex's generator; `None` until `seed` is called.
-static MIRROR: Mutex<Option<StdRng>> = Mutex::new(None);
+/// The mirror of flex's generator; `None` until `seed` is called. rand 0.10's `StdRng` is a
+/// `ChaCha12Rng` and seeds it with the trait's `seed_from_u64`, so this is the same stream
+/// (`tests::the_mirror_is_rands_std_rng`), with a word position to seek to.
+/// Kept with the seed it came from: the parts of a batch start their own copies from it.
+static MIRROR: Mutex<Option<(u64, ChaCha12Rng)>> = Mutex::new(None);
 
 /// Whether the mirror draws masks at all (`use_mirror`; `MMKD_DROPOUT_MIRROR=0` turns it off
 /// from the start, as an escape hatch and for benchmarks of Burn's path).
@@ -71,9 +74,7 @@ pub fn seed(device: &Device, seed: u64) {
 /// some from the same generator, between dropout draws, and only Burn's own generator gives
 /// the numbers Burn would give.
 pub fn seed_for_step<M: Module>(device: &Device, seed: u64, model: &M) {
-    let mut lazy = LazyParams(0);
-    model.visit(&mut lazy);
-    reseed(device, seed, lazy.0 == 0);
+    reseed(device, seed, all_initialised(model));
 }
 
 /// The backend's generator from `seed`, and the mirror too where it may stand in (flex, and
@@ -82,7 +83,7 @@ pub fn seed_for_step<M: Module>(device: &Device, seed: u64, model: &M) {
 #[allow(clippy::disallowed_methods)]
 fn reseed(device: &Device, seed: u64, mirror: bool) {
     device.seed(seed);
-    let rng = (mirror && fused_attention::supported(device)).then(|| StdRng::seed_from_u64(seed));
+    let rng = (mirror && fused_attention::supported(device)).then(|| (seed, ChaCha12Rng::seed_from_u64(seed)));
     *MIRROR.lock().unwrap_or_else(|e| e.into_inner()) = rng;
 }
 
@@ -91,6 +92,14 @@ fn reseed(device: &Device, seed: u64, mirror: bool) {
 /// parameters, and with the mirror turned off).
 pub fn mirror_active() -> bool {
     mirror_on() && MIRROR.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
+/// Whether every parameter of `model` is initialised (Burn initialises lazily, on first use,
+/// drawing from the generator dropout draws from).
+pub fn all_initialised<M: Module>(model: &M) -> bool {
+    let mut lazy = LazyParams(0);
+    model.visit(&mut lazy);
+    lazy.0 == 0
 }
 
 /// Counts parameters not initialised yet (Burn's lazy initialisation).
@@ -117,17 +126,140 @@ fn mirror_draw<T: Copy>(keep: f64, n: usize, kept: T, dropped: T, device: &Devic
         return None;
     }
     let mut guard = MIRROR.lock().unwrap_or_else(|e| e.into_inner());
-    let rng = guard.as_mut()?;
+    let (_, rng) = guard.as_mut()?;
     Some(match threshold(keep) {
         None => vec![kept; n],
         Some(p_int) => draw(rng, p_int, n, kept, dropped),
     })
 }
 
+/// The masks of one batch whose rows are computed in parts, each part in a thread of its own
+/// (`train::step`, `model::parts`): at every dropout site, each part gets its rows of the mask an
+/// undivided step would draw there, the same numbers bit for bit, however the threads
+/// interleave. Masks are batch-first (`[B, ...]`), as every dropout in mmkd is.
+///
+/// With the mirror (the usual case), nothing is shared: a site's whole mask takes the next
+/// `n` draws of the stream, one 64-bit draw (two 32-bit words) per element, so a part knows
+/// where its rows begin from the sizes of the sites before and seeks there (`ChaCha12Rng`'s
+/// word position). `finish` then moves the mirror past everything the step drew. Without the
+/// mirror (`MMKD_DROPOUT_MIRROR=0`, Burn's sampler), the first part to reach a site draws the
+/// whole mask from Burn's generator, in site order (it has passed every earlier site), and
+/// every part takes its rows of it.
+pub struct BatchMasks {
+    rows: usize,
+    /// The mirror's seed and its word position when the step began (`None`: Burn's sampler).
+    start: Option<(u64, u128)>,
+    /// Burn's path: the whole masks drawn so far, in site order.
+    drawn: Mutex<Vec<std::sync::Arc<DrawnMask>>>,
+    /// Draws the whole step takes from the mirror, as counted by each part that finished.
+    consumed: Mutex<Option<u128>>,
+}
+
+/// One site's whole-batch mask (Burn's path).
+struct DrawnMask {
+    keep: f64,
+    dims: Vec<usize>,
+    kept: Vec<bool>,
+}
+
+impl BatchMasks {
+    /// The masks of a batch of `rows` rows about to be computed in parts, drawn from where the
+    /// device's generator stands now.
+    pub fn new(rows: usize) -> std::sync::Arc<BatchMasks> {
+        let start = if mirror_on() { MIRROR.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(seed, rng)| (*seed, rng.get_word_pos())) } else { None };
+        std::sync::Arc::new(BatchMasks { rows, start, drawn: Mutex::new(Vec::new()), consumed: Mutex::new(None) })
+    }
+
+    /// After every part: the mirror continues after the last draw of the step, as it would
+    /// after an undivided step.
+    pub fn finish(&self) {
+        let (Some((_, start)), Some(consumed)) = (&self.start, *self.consumed.lock().unwrap_or_else(|e| e.into_inner())) else { return };
+        if let Some((_, rng)) = MIRROR.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            rng.set_word_pos(start + 2 * consumed);
+        }
+    }
+}
+
+/// A part in progress on this thread: its batch's masks, its rows, the sites passed.
+struct PartInProgress {
+    masks: std::sync::Arc<BatchMasks>,
+    rows: std::ops::Range<usize>,
+    /// Sites passed (Burn's path: the index of the next).
+    sites: usize,
+    /// Draws the whole masks of the sites passed took from the mirror.
+    draws: u128,
+}
+
+thread_local! {
+    /// A stack, not a slot: a thread that waits inside a part may run another part's work.
+    static PARTS: std::cell::RefCell<Vec<PartInProgress>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f`, the forward pass of rows `rows` of a batch, with every dropout mask taken from
+/// `masks` (see `BatchMasks`).
+pub fn in_part<R>(masks: &std::sync::Arc<BatchMasks>, rows: std::ops::Range<usize>, f: impl FnOnce() -> R) -> R {
+    assert!(rows.end <= masks.rows, "dropout: part rows {rows:?} outside a batch of {} rows", masks.rows);
+    PARTS.with(|p| p.borrow_mut().push(PartInProgress { masks: masks.clone(), rows, sites: 0, draws: 0 }));
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            let Some(part) = PARTS.with(|p| p.borrow_mut().pop()) else { return };
+            if std::thread::panicking() {
+                return;
+            }
+            let mut consumed = part.masks.consumed.lock().unwrap_or_else(|e| e.into_inner());
+            match *consumed {
+                None => *consumed = Some(part.draws),
+                Some(other) => assert_eq!(other, part.draws, "dropout: the parts of one batch drew different amounts ({} sites in this one)", part.sites),
+            }
+        }
+    }
+    let _pop = Pop;
+    f()
+}
+
+/// This part's rows of the next site's whole-batch mask, `kept` / `dropped`, or `None` when no
+/// part is in progress on this thread.
+fn part_draw<T: Copy>(keep: f64, dims: &[usize], kept: T, dropped: T, device: &Device) -> Option<Vec<T>> {
+    let (masks, rows, site, draws_before) = PARTS.with(|p| {
+        let mut p = p.borrow_mut();
+        let part = p.last_mut()?;
+        let at = (part.masks.clone(), part.rows.clone(), part.sites, part.draws);
+        part.sites += 1;
+        Some(at)
+    })?;
+    assert_eq!(dims.first(), Some(&rows.len()), "dropout: a mask of {dims:?} in a part of rows {rows:?}; masks must be batch-first");
+    let per_row: usize = dims[1..].iter().product();
+    let whole = masks.rows * per_row;
+    if let Some((seed, start)) = masks.start {
+        let Some(p_int) = threshold(keep) else { return Some(vec![kept; dims.iter().product()]) };
+        PARTS.with(|p| p.borrow_mut().last_mut().expect("part in progress").draws += whole as u128);
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        rng.set_word_pos(start + 2 * (draws_before + (rows.start * per_row) as u128));
+        return Some(draw(&mut rng, p_int, rows.len() * per_row, kept, dropped));
+    }
+    let mut whole_dims = dims.to_vec();
+    whole_dims[0] = masks.rows;
+    let mask = {
+        let mut drawn = masks.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(site <= drawn.len(), "dropout: site {site} reached before site {}", drawn.len());
+        if site == drawn.len() {
+            // Converted here, not by a tensor op that could hand work to rayon while this lock
+            // is held (a worker waiting on it could be the one asked to help).
+            let kept = Tensor::<1>::random([whole], Distribution::Bernoulli(keep), device).into_data().iter::<f32>().map(|v| v == 1.0).collect();
+            drawn.push(std::sync::Arc::new(DrawnMask { keep, dims: whole_dims.clone(), kept }));
+        }
+        drawn[site].clone()
+    };
+    assert!(mask.keep == keep && mask.dims == whole_dims, "dropout: the parts of one batch diverged at site {site} ({:?} at keep {} drawn, {whole_dims:?} at keep {keep} asked)", mask.dims, mask.keep);
+    Some(mask.kept[rows.start * per_row..rows.end * per_row].iter().map(|&k| if k { kept } else { dropped }).collect())
+}
+
 /// The draws themselves, one `next_u64` per element as rand's Bernoulli makes them. Not inlined,
-/// so that a profile names it (bench/profile.sh counts it as random numbers).
+/// so that a profile names it (bench/profile.sh counts it as random numbers). Reading the stream
+/// in chunks with `fill_bytes` (the same words) was tried: no faster (bench/NOTES.md).
 #[inline(never)]
-fn draw<T: Copy>(rng: &mut StdRng, p_int: u64, n: usize, kept: T, dropped: T) -> Vec<T> {
+fn draw<T: Copy>(rng: &mut ChaCha12Rng, p_int: u64, n: usize, kept: T, dropped: T) -> Vec<T> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(if rng.next_u64() < p_int { kept } else { dropped });
@@ -138,6 +270,9 @@ fn draw<T: Copy>(rng: &mut StdRng, p_int: u64, n: usize, kept: T, dropped: T) ->
 /// A keep mask of `dims` (true = kept, each with probability `keep`): the same values as
 /// `Tensor::random(dims, Bernoulli(keep), device).equal_elem(1.0)` after the same seeding.
 pub fn keep_mask<const D: usize>(keep: f64, dims: [usize; D], device: &Device) -> Tensor<D, Bool> {
+    if let Some(flags) = part_draw(keep, &dims, true, false, device) {
+        return Tensor::from_data(TensorData::new(flags, dims), device);
+    }
     let n = dims.iter().product();
     match mirror_draw(keep, n, true, false, device) {
         Some(flags) => Tensor::from_data(TensorData::new(flags, dims), device),
@@ -157,7 +292,8 @@ pub fn apply<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     // Burn multiplies by the f64 scale 1 / keep, which reaches the f32 kernel as this f32.
     let scale = (1.0 / keep) as f32;
-    let Some(scaled) = mirror_draw(keep, dims.iter().product(), scale, 0.0, &device) else {
+    let scaled = part_draw(keep, &dims, scale, 0.0, &device).or_else(|| mirror_draw(keep, dims.iter().product(), scale, 0.0, &device));
+    let Some(scaled) = scaled else {
         return dropout.forward(x);
     };
     x * Tensor::<D>::from_data(TensorData::new(scaled, dims), &device)
@@ -184,6 +320,25 @@ mod tests {
         let frozen = dropout.valid();
         let y = apply(&frozen, Tensor::<2>::ones([3, 4], &train));
         assert_eq!(bools(y.equal_elem(1.0)), vec![true; 12], "valid(): identity");
+    }
+
+    /// The mirror is rand 0.10's `StdRng` (flex's generator) word for word, and seeking to a
+    /// word position continues the stream as drawing up to it does.
+    #[test]
+    fn the_mirror_is_rands_std_rng_and_seeks_within_its_stream() {
+        for seed in [0u64, 1, 42, u64::MAX] {
+            let mut std = rand_flex::rngs::StdRng::seed_from_u64(seed);
+            let mut ours = ChaCha12Rng::seed_from_u64(seed);
+            let a: Vec<u64> = (0..1000).map(|_| std.next_u64()).collect();
+            let b: Vec<u64> = (0..1000).map(|_| ours.next_u64()).collect();
+            assert_eq!(a, b, "seed {seed}");
+            assert_eq!(ours.get_word_pos(), 2000, "two words per 64-bit draw");
+            for at in [0usize, 1, 7, 31, 32, 33, 500, 999] {
+                let mut seeker = ChaCha12Rng::seed_from_u64(seed);
+                seeker.set_word_pos(2 * at as u128);
+                assert_eq!(seeker.next_u64(), a[at], "seed {seed}, draw {at}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod masks;
 pub mod modality;
 pub mod network;
 pub mod params;
+pub mod parts;
 
 #[cfg(test)]
 pub(crate) mod test_util;

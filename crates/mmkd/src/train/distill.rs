@@ -6,7 +6,7 @@ use anyhow::Result;
 use burn::prelude::*;
 use mmkd_losses::{CrdMemoryBank, CrdMemoryState};
 
-use super::task::TrainTask;
+use super::task::{PartLoss, TrainTask};
 use crate::data::Batch;
 use crate::distill::DistillModel;
 use crate::distill::task::{DistillTask, loss_err};
@@ -30,10 +30,31 @@ impl TrainTask for DistillTask {
         let t_out = self.teacher_side(&batch.first_rows_plain(batch.indices.len()).input);
         let ce = cross_entropy(s_out.logits.clone(), batch.classes.clone());
         let kd = self.kd_loss(model, &s_out, &t_out, batch)?;
-        let ce_v: f32 = ce.clone().inner().into_scalar();
-        let kd_v: f32 = kd.clone().inner().into_scalar();
-        let loss = ce.mul_scalar(self.cfg.alpha) + kd.mul_scalar(self.cfg.beta);
-        Ok((loss, vec![("ce".into(), ce_v as f64), ("kd".into(), kd_v as f64)]))
+        Ok(weighted_sum(self.cfg.alpha, ce, self.cfg.beta, kd))
+    }
+
+    fn part_loss<'a>(&'a self, batch: &Batch) -> Result<Option<Box<PartLoss<'a, DistillModel>>>> {
+        if !self.kd_is_rowwise() {
+            return Ok(None);
+        }
+        // The frozen teacher on each part's rows, in the part's thread; but once on the whole
+        // batch for the shuffled control, which pairs each clip with the next clip of the whole
+        // batch (each part then takes its rows).
+        let whole = match self.cfg.teacher_signal {
+            crate::distill::TeacherSignal::Matched => None,
+            crate::distill::TeacherSignal::Shuffled => Some(self.teacher_side(&batch.first_rows_plain(batch.indices.len()).input)),
+        };
+        let request = self.request(false);
+        Ok(Some(Box::new(move |model: &DistillModel, part: &Batch, rows| {
+            let s_out = model.student.forward(&part.input, &request);
+            let teacher = match &whole {
+                Some(whole) => whole.rows(rows),
+                None => self.teacher_side(&part.first_rows_plain(part.indices.len()).input),
+            };
+            let ce = cross_entropy(s_out.logits.clone(), part.classes.clone());
+            let kd = self.edam_kd(model, &s_out, &teacher)?;
+            Ok(weighted_sum(self.cfg.alpha, ce, self.cfg.beta, kd))
+        })))
     }
 
     fn net(model: &DistillModel) -> &MultimodalNet {
@@ -55,4 +76,11 @@ impl TrainTask for DistillTask {
         }
         Ok(())
     }
+}
+
+/// `alpha * ce + beta * kd`, with the two terms' values for the log.
+fn weighted_sum(alpha: f64, ce: Tensor<1>, beta: f64, kd: Tensor<1>) -> (Tensor<1>, Vec<(String, f64)>) {
+    let ce_v: f32 = ce.clone().inner().into_scalar();
+    let kd_v: f32 = kd.clone().inner().into_scalar();
+    (ce.mul_scalar(alpha) + kd.mul_scalar(beta), vec![("ce".into(), ce_v as f64), ("kd".into(), kd_v as f64)])
 }

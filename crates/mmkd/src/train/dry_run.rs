@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::task::TrainTask;
 use crate::data::{Dataset, epoch_order};
 use crate::durable::write_atomic;
-use crate::model::TraceRequest;
 use crate::run::RunConfig;
 
 /// The file a dry run writes into its run folder.
@@ -95,14 +94,14 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
         let t = Instant::now();
         crate::model::dropout::seed_for_step(&ad, super::fit::batch_seed(tc.seed, 0, b), &model);
         let batch = dataset.train.batch(shape, idx, &ad);
-        let (loss, _) = task.train_loss(&model, &batch)?;
-        // Reading the loss waits for the device; a queued backward is waited for by the next
-        // step's read, so the median of several steps is the step's time on a GPU too.
-        let value: f32 = loss.clone().into_scalar();
-        if !value.is_finite() {
-            anyhow::bail!("training loss became {value} in the dry run's batch {b}");
+        // The step `fit` takes (in parts where the config says so). Reading the loss waits for
+        // the device; a queued backward is waited for by the next step's read, so the median
+        // of several steps is the step's time on a GPU too.
+        let step = super::step::loss_and_gradients(task, &model, &batch, tc.step_rows_per_part())?;
+        if !step.value.is_finite() {
+            anyhow::bail!("training loss became {} in the dry run's batch {b}", step.value);
         }
-        model = super::step::optimizer_step(model, &mut optim, loss, tc.lr, tc.grad_clip).0;
+        model = super::step::apply_gradients(model, &mut optim, step.grads, tc.lr, tc.grad_clip).0;
         times.push(t.elapsed().as_secs_f64());
     }
     let net = T::net(&model).valid();
@@ -111,7 +110,8 @@ pub fn dry_run<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, tas
         .map(|_| {
             let t = Instant::now();
             let batch = dataset.valid.batch(shape, &rows, device);
-            let logits = net.forward(&batch.input, &TraceRequest::none()).logits;
+            // As evaluation runs it (in parts on flex).
+            let logits = crate::model::parts::logits_in_parts(&net, &batch.input, crate::model::parts::INFERENCE_ROWS_PER_PART);
             let _: Vec<f32> = logits.into_data().try_to_vec().unwrap_or_default();
             t.elapsed().as_secs_f64()
         })

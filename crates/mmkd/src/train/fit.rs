@@ -57,6 +57,7 @@ pub(super) fn refuse_unfitting_step<T: TrainTask>(run: &Path, cfg: &RunConfig, d
 /// Train `task` into `run`, or continue it with `resume`. Returns the test report of the best
 /// checkpoint (also written to `RUN/eval.json`).
 pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &mut T, resume: bool, device: &Device) -> Result<EvalReport> {
+    let cfg = &resumed_as_saved(run, cfg, resume)?;
     let saved = prepare(run, cfg, dataset, task, resume, device)?;
     let tc = &cfg.train;
     let ad = tc.autodiff_device(device);
@@ -79,6 +80,17 @@ pub fn fit<T: TrainTask>(run: &Path, cfg: &RunConfig, dataset: &Dataset, task: &
         close_epoch(run, cfg, dataset, task, &model, &mut state, epoch, sums, t0, device)?;
     }
     evaluate_run(run, Some(dataset), device)
+}
+
+/// `cfg`, except that a run resumed from a `config.json` written before `rows_per_part`
+/// existed keeps computing its batches in one piece, as it began (the field changes results
+/// by rounding; docs/DECISIONS.md, "A batch in parts").
+fn resumed_as_saved(run: &Path, cfg: &RunConfig, resume: bool) -> Result<RunConfig> {
+    let mut cfg = cfg.clone();
+    if resume && run.join(files::CONFIG).exists() && RunConfig::load(run)?.train.rows_per_part.is_none() {
+        cfg.train.rows_per_part = None;
+    }
+    Ok(cfg)
 }
 
 /// What the loop carries from epoch to epoch besides the model (which each optimiser step
@@ -174,12 +186,11 @@ fn train_epoch<T: TrainTask>(
         // an epoch.
         crate::model::dropout::seed_for_step(ad, batch_seed(tc.seed, epoch, b), &model);
         let batch = dataset.train.batch(&dataset.shape, &idx, ad);
-        let (loss, parts) = task.train_loss(&model, &batch)?;
-        let value: f32 = loss.clone().into_scalar();
+        let super::step::StepGradients { value, parts, grads, .. } = super::step::loss_and_gradients(task, &model, &batch, tc.step_rows_per_part())?;
         if !value.is_finite() {
             anyhow::bail!("training loss became {value} at epoch {} (lr {lr}); lower the learning rate", epoch + 1);
         }
-        model = super::step::optimizer_step(model, &mut state.optim, loss, lr, tc.grad_clip).0;
+        model = super::step::apply_gradients(model, &mut state.optim, grads, lr, tc.grad_clip).0;
         super::crash::reached(super::crash::Point::Step);
         sums.loss_sum += value as f64 * idx.len() as f64;
         sums.clips += idx.len();

@@ -58,6 +58,8 @@ pub struct RecipeOverrides {
     pub grad_clip: Option<f32>,
     /// Early stopping patience in epochs (validation loss).
     pub early_stop: Option<usize>,
+    /// Rows per part of a training step on flex (0: one piece; `TrainConfig::rows_per_part`).
+    pub rows_per_part: Option<usize>,
 }
 
 /// Changes to a preset's network; `None` keeps the preset's.
@@ -268,6 +270,14 @@ pub fn run_config(spec: &TrainSpec, dataset: &Dataset, kind: DeviceKind) -> Resu
         crate::bail_input!("--early-stop must be at least 1 epoch");
     }
     train.early_stop = r.early_stop.or(train.early_stop);
+    if let Some(rows) = r.rows_per_part {
+        train.rows_per_part = (rows > 0).then_some(rows);
+    }
+    // Parts are a CPU measure (flex runs small operations on one thread); the config says what
+    // the run does, so a CUDA run records one piece.
+    if kind == DeviceKind::Cuda {
+        train.rows_per_part = None;
+    }
     if let Some(v) = r.grad_clip {
         train.grad_clip = (v > 0.0).then_some(v);
     }

@@ -9,7 +9,14 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
+use std::ops::Range;
+
+use anyhow::Result;
+
+use super::task::{PartLoss, TrainTask};
 use crate::config::TrainConfig;
+use crate::data::Batch;
+use crate::model::parts::{row_parts, run_parts};
 
 /// Adam as the recipe sets it up (PyTorch's epsilon; betas 0.9 / 0.999; no weight decay). Its
 /// own clipping stays off: see [`clip_global_norm`].
@@ -75,6 +82,114 @@ pub fn clip_global_norm<M: Module>(module: &M, mut grads: GradientsParams, max_n
 pub fn optimizer_step<M: Module>(module: M, optim: &mut ModuleOptimizer, loss: Tensor<1>, lr: f64, max_norm: Option<f32>) -> (M, f64) {
     let grads = GradientsParams::from_grads(loss.backward(), &module);
     apply_gradients(module, optim, grads, lr, max_norm)
+}
+
+/// What one training step's loss gave: its value (the batch's mean), the named parts for the
+/// log, and the gradients of the trained parameters.
+pub struct StepGradients {
+    /// The loss, as a mean over the batch's rows.
+    pub value: f32,
+    /// Named parts of the loss (distillation: `ce`, `kd`), batch means.
+    pub parts: Vec<(String, f64)>,
+    /// The gradients, keyed by parameter.
+    pub grads: GradientsParams,
+    /// How many parts the batch was computed in (1: in one piece).
+    pub pieces: usize,
+}
+
+/// The loss of `task` on `batch` and its gradients with respect to `model`. Where
+/// `rows_per_part` cuts the batch into several parts (`model::parts::row_parts`), the device is
+/// flex, every parameter is initialised, and the task's loss is a mean over rows
+/// (`TrainTask::part_loss`), each part runs on a thread of its own with its own copy of the
+/// parameters' leaves, drawing the whole batch's dropout masks (`dropout::BatchMasks`); the
+/// parts' gradients are then summed, each weighted by its share of the rows. Otherwise the batch
+/// is one piece. The two differ only by rounding: the sums over rows run in another order.
+pub fn loss_and_gradients<T: TrainTask>(task: &mut T, model: &T::Model, batch: &Batch, rows_per_part: Option<usize>) -> Result<StepGradients> {
+    let rows = batch.indices.len();
+    let parts = rows_per_part.map(|r| row_parts(rows, r)).unwrap_or_default();
+    let device = batch.input.video.device();
+    if parts.len() > 1
+        && crate::model::fused_attention::supported(&device)
+        && crate::model::dropout::all_initialised(model)
+        && let Some(part_loss) = task.part_loss(batch)?
+    {
+        return in_parts(model, batch, &parts, part_loss.as_ref());
+    }
+    let (loss, parts) = task.train_loss(model, batch)?;
+    let value: f32 = loss.clone().into_scalar();
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    Ok(StepGradients { value, parts, grads, pieces: 1 })
+}
+
+/// `loss_and_gradients` in parts (see there).
+fn in_parts<M: Module + Clone + Send>(model: &M, batch: &Batch, parts: &[Range<usize>], part_loss: &PartLoss<'_, M>) -> Result<StepGradients> {
+    let rows = batch.indices.len();
+    let masks = crate::model::dropout::BatchMasks::new(rows);
+    // Each part gets fresh leaves made here, on this thread: its graph shares no node with
+    // another part's, so the parts' backward passes are independent.
+    let inputs: Vec<(Range<usize>, M)> = parts.iter().map(|r| (r.clone(), model.clone().map(&mut FreshLeaves))).collect();
+    let results = run_parts(inputs, |rows, local: M| -> Result<(f32, Vec<(String, f64)>, GradientsParams)> {
+        let part = batch.rows(rows.clone());
+        let (loss, named) = crate::model::dropout::in_part(&masks, rows.clone(), || part_loss(&local, &part, rows))?;
+        let value: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &local);
+        Ok((value, named, grads))
+    });
+    masks.finish();
+    let mut value = 0.0f64;
+    let mut named: Vec<(String, f64)> = Vec::new();
+    let mut weighted = Vec::with_capacity(parts.len());
+    for (range, result) in parts.iter().zip(results) {
+        let (v, part_named, grads) = result?;
+        let weight = range.len() as f64 / rows as f64;
+        value += weight * v as f64;
+        for (i, (name, x)) in part_named.into_iter().enumerate() {
+            if named.len() <= i {
+                named.push((name, 0.0));
+            }
+            named[i].1 += weight * x;
+        }
+        weighted.push((weight, grads));
+    }
+    let mut sum = WeightedSum { parts: weighted, out: GradientsParams::new() };
+    model.visit(&mut sum);
+    Ok(StepGradients { value: value as f32, parts: named, grads: sum.out, pieces: parts.len() })
+}
+
+/// Every parameter as a new autodiff leaf (the same value and id, a new graph node).
+struct FreshLeaves;
+
+impl ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            let grad = t.is_require_grad();
+            Tensor::from_inner(t.inner()).set_require_grad(grad)
+        })
+    }
+}
+
+/// The parts' gradients summed per parameter, each weighted by its share of the rows.
+struct WeightedSum {
+    parts: Vec<(f64, GradientsParams)>,
+    out: GradientsParams,
+}
+
+impl ModuleVisitor for WeightedSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let mut total: Option<Tensor<D>> = None;
+        for (weight, grads) in &mut self.parts {
+            if let Some(g) = grads.remove::<D>(param.id) {
+                let g = g.mul_scalar(*weight);
+                total = Some(match total {
+                    Some(acc) => acc + g,
+                    None => g,
+                });
+            }
+        }
+        if let Some(total) = total {
+            self.out.register::<D>(param.id, total);
+        }
+    }
 }
 
 /// The second half of `optimizer_step`, for a caller that reads the gradients first (the

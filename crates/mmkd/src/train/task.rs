@@ -8,12 +8,16 @@ use crate::data::Batch;
 use crate::eval::inference::cross_entropy;
 use crate::model::{MultimodalNet, TraceRequest};
 
+/// The loss of one part of a batch: (the part's model, the part's rows, their range in the
+/// whole batch) -> the part's mean loss and its named parts (`TrainTask::part_loss`).
+pub type PartLoss<'a, M> = dyn Fn(&M, &Batch, std::ops::Range<usize>) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)> + Sync + 'a;
+
 /// A trainable objective. `Model` holds every trained parameter (the network and, for
 /// distillation, its auxiliary heads); state outside the parameters (a memory bank) is saved
 /// through `save_extra` and `load_extra`.
 pub trait TrainTask {
     /// Every trained parameter of the task.
-    type Model: Module + Clone;
+    type Model: Module + Clone + Send;
 
     /// Build the model. `sample` holds a few training rows, for models whose shape depends on
     /// the data (distillation heads size themselves from a forward pass).
@@ -21,6 +25,17 @@ pub trait TrainTask {
 
     /// The training loss for one batch and named scalar parts for the log.
     fn train_loss(&mut self, model: &Self::Model, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)>;
+
+    /// The loss as a function of a part of the batch, where it is a mean over the batch's rows
+    /// of terms that each read their own row, and a step changes no state but the parameters:
+    /// `step::loss_and_gradients` then computes it in parts on separate threads. Called with
+    /// the whole batch, to compute once what the parts share (distillation: the frozen
+    /// teacher's side); the function gets a part's model, the part's rows as a `Batch`, and
+    /// their range in the whole batch. `None` (the default): the loss couples rows (CRD's
+    /// negatives and memory bank), and the batch stays whole.
+    fn part_loss<'a>(&'a self, _batch: &Batch) -> anyhow::Result<Option<Box<PartLoss<'a, Self::Model>>>> {
+        Ok(None)
+    }
 
     /// The network that is evaluated and saved as `best.safetensors`.
     fn net(model: &Self::Model) -> &MultimodalNet;
@@ -60,6 +75,14 @@ impl TrainTask for SupervisedTask {
         let out = model.forward(&batch.input, &TraceRequest::none());
         let loss = cross_entropy(out.logits, batch.classes.clone());
         Ok((loss, Vec::new()))
+    }
+
+    fn part_loss<'a>(&'a self, _batch: &Batch) -> anyhow::Result<Option<Box<PartLoss<'a, MultimodalNet>>>> {
+        // The mean cross-entropy over rows: each part's is its rows' mean.
+        Ok(Some(Box::new(|model: &MultimodalNet, part: &Batch, _rows| {
+            let out = model.forward(&part.input, &TraceRequest::none());
+            Ok((cross_entropy(out.logits, part.classes.clone()), Vec::new()))
+        })))
     }
 
     fn net(model: &MultimodalNet) -> &MultimodalNet {
