@@ -848,16 +848,21 @@ fn bench_readme_quotes_the_final_side_by_side_runs() {
     }
 }
 
-/// README.md's main-job rerun after the fused LayerNorm: its study time, the largest move of a
-/// mean Acc-7 against the morning's rerun, and that every verdict is the same.
+/// README.md's main-job reruns after the fused LayerNorm and after the batch in parts: each one's
+/// study time, the largest move of a mean Acc-7 against the rerun before it, and that every
+/// verdict is the same.
 #[test]
-fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
-    let dir = "docs/results/lookup-rerun-2026-12-04-fused-norm";
+fn readme_quotes_the_main_job_after_the_fused_layer_norm_and_the_batch_in_parts() {
+    check_rerun("docs/results/lookup-rerun-2026-12-04-fused-norm", "docs/results/lookup-rerun-2026-12-04");
+    check_rerun("docs/results/lookup-rerun-2026-12-04-parts", "docs/results/lookup-rerun-2026-12-04-fused-norm");
+}
+
+fn check_rerun(dir: &str, before: &str) {
     let log = read(&format!("{dir}/study.log"));
     let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
     let text = flatten(&read("README.md"));
     assert_quoted("README.md", &text, &format!("in {} of study runs", done.trim()), &format!("{dir}/study.log"));
-    let (new, old) = (json(&format!("{dir}/table.json")), json("docs/results/lookup-rerun-2026-12-04/table.json"));
+    let (new, old) = (json(&format!("{dir}/table.json")), json(&format!("{before}/table.json")));
     let (new, old) = (new.as_array().unwrap(), old.as_array().unwrap());
     assert_eq!(new.len(), old.len());
     let largest = new.iter().zip(old).map(|(a, b)| (num(&a["acc7_mean"]) - num(&b["acc7_mean"])).abs()).fold(0.0, f64::max);
@@ -866,7 +871,7 @@ fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
     let side = |ci: &serde_json::Value| ci.as_array().map(|v| (num(&v[0]) > 0.0, num(&v[1]) < 0.0));
     for (a, b) in new.iter().zip(old) {
         for key in ["acc7_diff_ci95", "event_share_diff_ci95"] {
-            assert_eq!(side(&a[key]), side(&b[key]), "{key} of {} {}: README says every verdict is the same", a["role"], a["method"]);
+            assert_eq!(side(&a[key]), side(&b[key]), "{dir}: {key} of {} {}: README says every verdict is the same", a["role"], a["method"]);
         }
     }
     // Holm's step-down at 5 % over the distilled rows: which rows are firm.
@@ -885,7 +890,7 @@ fn readme_quotes_the_main_job_after_the_fused_layer_norm() {
         firm
     };
     for key in ["acc7_diff_p", "event_share_diff_p"] {
-        assert_eq!(holm(new, key), holm(old, key), "{key}: README says Holm's verdicts are the same");
+        assert_eq!(holm(new, key), holm(old, key), "{dir}: {key}: README says Holm's verdicts are the same");
     }
 }
 
