@@ -812,8 +812,9 @@ fn notes_quote_the_fused_layer_norm_ab() {
     assert!(paper("after", "peak_rss_mb").iter().all(|v| v.parse::<f64>().unwrap() < 6.0), "{file}: NOTES says the step is under 6 GB");
 }
 
-/// bench/README.md's tables of issue 21's final side-by-side runs, row by row, from
-/// bench/results/devbox-2cpu-24g-2026-12-04-d4a536c-{small,paper}.json (`bench/run.sh`).
+/// bench/README.md's tables of issue 21's side-by-side runs, row by row, from
+/// bench/results/devbox-2cpu-24g-2026-12-04-{d4a536c,a5922ae}-{small,paper}.json (`bench/run.sh`),
+/// and the ratios the targets table quotes from the last one.
 #[test]
 fn bench_readme_quotes_the_final_side_by_side_runs() {
     let (doc, text) = ("bench/README.md", read("bench/README.md"));
@@ -827,8 +828,8 @@ fn bench_readme_quotes_the_final_side_by_side_runs() {
         ("teacher-infer", "b1", "complete teacher, inference, B = 1"),
         ("student-infer", "b1", "config-5 student, inference, B = 1"),
     ];
-    for preset in ["small", "paper"] {
-        let file = format!("bench/results/devbox-2cpu-24g-2026-12-04-d4a536c-{preset}.json");
+    for (commit, preset) in [("d4a536c", "small"), ("d4a536c", "paper"), ("a5922ae", "small"), ("a5922ae", "paper")] {
+        let file = format!("bench/results/devbox-2cpu-24g-2026-12-04-{commit}-{preset}.json");
         let d = json(&file);
         let (m, r) = (&d["medians_ms"], &d["peak_rss_mb"]);
         for (case, batch, label) in labels {
@@ -846,6 +847,60 @@ fn bench_readme_quotes_the_final_side_by_side_runs() {
             assert_quoted(doc, &text, &row, &file);
         }
     }
+    let flat = flatten(&text);
+    let (small, paper) = (json("bench/results/devbox-2cpu-24g-2026-12-04-a5922ae-small.json"), json("bench/results/devbox-2cpu-24g-2026-12-04-a5922ae-paper.json"));
+    let ratio = |d: &serde_json::Value, case: &str| num(&d["medians_ms"][&format!("mmkd/{case}")]) / num(&d["medians_ms"][&format!("pytorch/{case}")]);
+    let file = "bench/results/devbox-2cpu-24g-2026-12-04-a5922ae-{small,paper}.json";
+    assert_quoted(
+        doc,
+        &flat,
+        &format!("GEMM peak measured first: {:.1} GFLOP/s before the `small` run, {:.1} before the `paper` run", num(&small["gemm_peak_gflops"]), num(&paper["gemm_peak_gflops"])),
+        file,
+    );
+    assert_quoted(doc, &flat, &format!("| `small` teacher train step <= 0.8x | **missed**: {:.2}x", ratio(&small, "teacher-train/b64")), file);
+    assert_quoted(doc, &flat, &format!("| `small` student (EDAM-S) train step <= 0.8x | **met**: {:.2}x", ratio(&small, "student-train/b64")), file);
+    assert_quoted(
+        doc,
+        &flat,
+        &format!(
+            "teacher **at the line**: {:.2}x ({:.2} against {:.2} ms, {:.4}); student **missed**: {:.2}x",
+            ratio(&small, "teacher-infer/b64"),
+            num(&small["medians_ms"]["mmkd/teacher-infer/b64"]),
+            num(&small["medians_ms"]["pytorch/teacher-infer/b64"]),
+            ratio(&small, "teacher-infer/b64"),
+            ratio(&small, "student-infer/b64")
+        ),
+        file,
+    );
+    assert_quoted(
+        doc,
+        &flat,
+        &format!(
+            "**met**: {:.2}x ({:.2} s against {:.2} s), {:.2} GB",
+            ratio(&paper, "teacher-train/b64"),
+            num(&paper["medians_ms"]["mmkd/teacher-train/b64"]) / 1000.0,
+            num(&paper["medians_ms"]["pytorch/teacher-train/b64"]) / 1000.0,
+            num(&paper["peak_rss_mb"]["mmkd/teacher-train/b64"]) / 1000.0
+        ),
+        file,
+    );
+    assert_quoted(doc, &flat, &format!("**missed**: {:.2}x (a batch of one row cannot be cut in parts)", ratio(&paper, "student-infer/b1")), file);
+    assert_quoted(
+        doc,
+        &flat,
+        &format!(
+            "**met**: {:.1} % ({:.1} GFLOP/s against {:.1})",
+            100.0 * num(&paper["fraction_of_peak"]["mmkd/teacher-train/b64"]),
+            num(&paper["gflops"]["mmkd/teacher-train/b64"]),
+            num(&paper["gemm_peak_gflops"])
+        ),
+        file,
+    );
+    assert!(ratio(&small, "teacher-train/b64") > 0.8 && ratio(&small, "student-train/b64") <= 0.8 && ratio(&small, "student-infer/b64") > 0.8, "{file}: the verdicts in the targets table");
+    assert!(
+        ratio(&paper, "teacher-train/b64") <= 0.4 && num(&paper["peak_rss_mb"]["mmkd/teacher-train/b64"]) <= 6000.0 && ratio(&paper, "student-infer/b1") > 0.4,
+        "{file}: the verdicts in the targets table"
+    );
 }
 
 /// README.md's main-job reruns after the fused LayerNorm and after the batch in parts: each one's
@@ -979,4 +1034,62 @@ fn notes_quote_the_batch_in_parts_ab_and_the_purge_sweep() {
     let main = flatten(&read("crates/mmkd/src/main.rs"));
     let claim = format!("the `paper` teacher step {} -> {}, its peak {} -> {} GB; /// never returning it was faster still ({})", s(1000), s(10000), gb(1000), gb(10000), s(-1));
     assert_quoted("crates/mmkd/src/main.rs", &main, &claim, file);
+}
+
+/// The profile after the batch in parts (bench/NOTES.md and bench/README.md) and the
+/// MOSEI-sized memory rows after it, from their data files (issue 21).
+#[test]
+fn notes_quote_the_profile_and_memory_after_the_batch_in_parts() {
+    let profile = "bench/results/profile-parts-devbox-2cpu-24g-2026-12-04.jsonl";
+    let kinds = |file: &str, case: &str| read(file).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|c| c["case"] == case).unwrap()["by_kind_percent"].clone();
+    let k = kinds(profile, "teacher-train");
+    let before = kinds("bench/results/profile-dropout-mirror-devbox-2cpu-24g-2026-12-04.jsonl", "teacher-train");
+    let pct = |v: &serde_json::Value, kind: &str| format!("{:.1} %", num(&v[kind]));
+    let (gemm, attention, memory, random, threads, closures) = (
+        pct(&k, "matmul (gemm)"),
+        pct(&k, "attention kernel (fused op)"),
+        pct(&k, "memory: page zeroing, copies, allocation"),
+        pct(&k, "random numbers (dropout masks)"),
+        pct(&k, "threads: scheduling, waking, spinning"),
+        pct(&k, "unattributed closures (FnOnce::call_once)"),
+    );
+    let notes = flatten(&read("bench/NOTES.md"));
+    let claim = format!(
+        "matmul is {gemm}, the fused attention {attention}, memory {memory}, random numbers {random} and threads {threads} ({} in the profile after the dropout change)",
+        pct(&before, "threads: scheduling, waking, spinning")
+    );
+    assert_quoted("bench/NOTES.md", &notes, &claim, profile);
+    let readme = flatten(&read("bench/README.md"));
+    let claim = format!(
+        "has matmul at {gemm}, the fused attention at {attention}, memory at {memory}, the dropout masks' generator (ChaCha12, the numbers Burn draws) at {random}, and {closures} in unattributed closures"
+    );
+    assert_quoted("bench/README.md", &readme, &claim, profile);
+
+    let file = "bench/results/rss-devbox-2cpu-24g-2026-12-04.jsonl";
+    let rows: Vec<serde_json::Value> = read(file).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let row = |label: &str| rows.iter().find(|r| r["label"] == label).unwrap_or_else(|| panic!("{file}: no {label}"));
+    let gb = |v: &serde_json::Value| format!("{:.2} GB", num(v) / 1e9);
+    let (full, tiny) = (row("after-parts-mosei-sized"), row("after-parts-tiny-step-only"));
+    for r in [full, tiny] {
+        let line = format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} s |",
+            r["label"].as_str().unwrap(),
+            r["commit"].as_str().unwrap(),
+            gb(&r["split_files_bytes"]),
+            gb(&r["vm_hwm_bytes"]),
+            gb(&r["max_rss_anon_bytes"]),
+            gb(&r["max_rss_file_bytes"]),
+            num(&r["median_step_s"])
+        );
+        assert_quoted("bench/NOTES.md", &read("bench/NOTES.md"), &line, file);
+    }
+    let claim = format!(
+        "peak RssAnon {} on the MOSEI-sized data against {} for the step alone, under 7.5 GB and within the step's peak + 1 GB",
+        gb(&full["max_rss_anon_bytes"]),
+        gb(&tiny["max_rss_anon_bytes"])
+    );
+    assert_quoted("bench/NOTES.md", &notes, &claim, file);
+    assert!(num(&full["max_rss_anon_bytes"]) <= 7.5e9 && num(&full["max_rss_anon_bytes"]) <= num(&tiny["max_rss_anon_bytes"]) + 1e9, "{file}: the target is met");
+    let claim = format!("**met**: {} at a5922ae, the step alone {}", gb(&full["max_rss_anon_bytes"]), gb(&tiny["max_rss_anon_bytes"]));
+    assert_quoted("bench/README.md", &readme, &claim, file);
 }
