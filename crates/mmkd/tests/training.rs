@@ -559,3 +559,37 @@ fn a_step_in_parts_gives_the_whole_batchs_loss_and_gradients() {
     mmkd::model::dropout::seed(&ad, 3);
     assert_eq!(loss_and_gradients(&mut task(&cfg), &fresh, &batch, Some(5)).unwrap().pieces, 1);
 }
+
+/// A run whose config.json was written before `rows_per_part` existed resumes with its batches
+/// in one piece, as it began: resumed with today's preset (parts of 8 here), it ends as the same
+/// run trained in one piece throughout, and its config keeps saying so. A run saved with parts
+/// refuses a resume that changes them, naming the field.
+#[test]
+fn a_run_from_before_parts_resumes_in_one_piece() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tiny_data();
+    let device = Device::flex();
+    let role = RunRole::Teacher { teacher: TeacherKind::Complete };
+    let with = |epochs: usize, rows: Option<usize>| {
+        let mut c = config(role.clone(), &data, epochs);
+        c.train.rows_per_part = rows;
+        c
+    };
+    let whole_guard = tempdir("whole");
+    let whole = whole_guard.path();
+    fit(whole, &with(2, None), &data, &mut task(&with(2, None)), false, &device).unwrap();
+
+    let old_guard = tempdir("old");
+    let old = old_guard.path();
+    fit(old, &with(1, None), &data, &mut task(&with(1, None)), false, &device).unwrap();
+    assert!(!std::fs::read_to_string(old.join("config.json")).unwrap().contains("rows_per_part"), "an old run's config has no such field");
+    fit(old, &with(2, Some(8)), &data, &mut task(&with(2, Some(8))), true, &device).unwrap();
+    assert!(!std::fs::read_to_string(old.join("config.json")).unwrap().contains("rows_per_part"), "the resumed run still says one piece");
+    assert_eq!(tensors(&whole.join("last.safetensors")), tensors(&old.join("last.safetensors")), "resumed in one piece, as it began");
+
+    let parts_guard = tempdir("parts");
+    let parts = parts_guard.path();
+    fit(parts, &with(1, Some(8)), &data, &mut task(&with(1, Some(8))), false, &device).unwrap();
+    let err = fit(parts, &with(2, Some(4)), &data, &mut task(&with(2, Some(4))), true, &device).unwrap_err();
+    assert!(err.to_string().contains("rows_per_part"), "{err}");
+}

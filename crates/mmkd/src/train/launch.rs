@@ -255,11 +255,9 @@ fn fit_or_dry_run<T: TrainTask>(target: &RunTarget, cfg: &RunConfig, dataset: &D
     Ok(outcome)
 }
 
-/// The preset with the spec's overrides, with the data's shape and fingerprint.
-pub fn run_config(spec: &TrainSpec, dataset: &Dataset, kind: DeviceKind) -> Result<RunConfig> {
-    let mut model = ModelConfig::for_preset(spec.preset);
-    let mut train = TrainConfig::for_preset(spec.preset);
-    let r = &spec.recipe;
+/// The preset's training recipe with the overrides `r`, for a run on `kind`.
+fn recipe(preset: Preset, r: &RecipeOverrides, kind: DeviceKind) -> Result<TrainConfig> {
+    let mut train = TrainConfig::for_preset(preset);
     train.epochs = r.epochs.unwrap_or(train.epochs);
     train.seed = r.seed.unwrap_or(train.seed);
     train.batch_size = r.batch_size.map_or(train.batch_size, |v| v.max(1));
@@ -281,6 +279,13 @@ pub fn run_config(spec: &TrainSpec, dataset: &Dataset, kind: DeviceKind) -> Resu
     if let Some(v) = r.grad_clip {
         train.grad_clip = (v > 0.0).then_some(v);
     }
+    Ok(train)
+}
+
+/// The preset with the spec's overrides, with the data's shape and fingerprint.
+pub fn run_config(spec: &TrainSpec, dataset: &Dataset, kind: DeviceKind) -> Result<RunConfig> {
+    let mut model = ModelConfig::for_preset(spec.preset);
+    let train = recipe(spec.preset, &spec.recipe, kind)?;
     let m = &spec.model;
     model.d_model = m.d_model.unwrap_or(model.d_model);
     model.layers = m.layers.unwrap_or(model.layers);
@@ -330,4 +335,20 @@ pub fn strip_lengths(mut d: Dataset) -> Dataset {
     d.valid.lengths = None;
     d.test.lengths = None;
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--rows-per-part`: the preset's 32, another number, 0 for one piece; a CUDA run records
+    /// one piece, since parts are a CPU measure.
+    #[test]
+    fn rows_per_part_follows_the_flag_and_the_device() {
+        let rows = |flag: Option<usize>, kind: DeviceKind| recipe(Preset::Small, &RecipeOverrides { rows_per_part: flag, ..Default::default() }, kind).unwrap().rows_per_part;
+        assert_eq!(rows(None, DeviceKind::Flex), Some(32));
+        assert_eq!(rows(Some(16), DeviceKind::Flex), Some(16));
+        assert_eq!(rows(Some(0), DeviceKind::Flex), None);
+        assert_eq!(rows(None, DeviceKind::Cuda), None);
+    }
 }
