@@ -247,9 +247,12 @@ impl DistillTask {
 
     /// Whether the distillation term is a mean over the batch's rows of terms that each read
     /// one row (EDAM: yes; CRD: no, its negatives are other rows, and its memory bank changes
-    /// with every step).
+    /// with every step). A match without a wildcard: a new method must decide.
     pub fn kd_is_rowwise(&self) -> bool {
-        self.cfg.method != Method::Crd
+        match self.cfg.method {
+            Method::Crd => false,
+            Method::EdamS | Method::EdamT => true,
+        }
     }
 
     /// The EDAM term: one entry per distilled layer pair, each a mean over rows and queries.
