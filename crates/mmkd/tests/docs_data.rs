@@ -910,6 +910,13 @@ fn bench_readme_quotes_the_final_side_by_side_runs() {
 fn readme_quotes_the_main_job_after_the_fused_layer_norm_and_the_batch_in_parts() {
     check_rerun("docs/results/lookup-rerun-2026-12-04-fused-norm", "docs/results/lookup-rerun-2026-12-04");
     check_rerun("docs/results/lookup-rerun-2026-12-04-parts", "docs/results/lookup-rerun-2026-12-04-fused-norm");
+    // The same study one run at a time: its time, and the same table byte for byte.
+    let dir = "docs/results/lookup-rerun-2026-12-04-parts-jobs1";
+    let log = read(&format!("{dir}/study.log"));
+    let done = log.lines().find_map(|l| l.split("study runs done in ").nth(1)).expect("the study log's last line");
+    assert!(log.lines().next().unwrap().contains("1 at a time"), "{dir}/study.log: one run at a time");
+    assert_quoted("README.md", &flatten(&read("README.md")), &format!("One run at a time (`--jobs 1`, each run on both cores) took {}, with a byte-identical table", done.trim()), dir);
+    assert_eq!(read(&format!("{dir}/table.json")), read("docs/results/lookup-rerun-2026-12-04-parts/table.json"), "README says the tables are byte-identical");
 }
 
 fn check_rerun(dir: &str, before: &str) {
