@@ -221,19 +221,23 @@ pub fn in_part<R>(masks: &std::sync::Arc<BatchMasks>, rows: std::ops::Range<usiz
 /// This part's rows of the next site's whole-batch mask, `kept` / `dropped`, or `None` when no
 /// part is in progress on this thread.
 fn part_draw<T: Copy>(keep: f64, dims: &[usize], kept: T, dropped: T, device: &Device) -> Option<Vec<T>> {
+    let per_row: usize = dims.iter().skip(1).product();
+    // This site's place: its index, and the draws the whole masks of the sites before took (a
+    // mask with nothing to drop draws nothing, as rand's Bernoulli at p = 1).
     let (masks, rows, site, draws_before) = PARTS.with(|p| {
         let mut p = p.borrow_mut();
         let part = p.last_mut()?;
         let at = (part.masks.clone(), part.rows.clone(), part.sites, part.draws);
         part.sites += 1;
+        if threshold(keep).is_some() {
+            part.draws += (part.masks.rows * per_row) as u128;
+        }
         Some(at)
     })?;
     assert_eq!(dims.first(), Some(&rows.len()), "dropout: a mask of {dims:?} in a part of rows {rows:?}; masks must be batch-first");
-    let per_row: usize = dims[1..].iter().product();
     let whole = masks.rows * per_row;
     if let Some((seed, start)) = masks.start {
         let Some(p_int) = threshold(keep) else { return Some(vec![kept; dims.iter().product()]) };
-        PARTS.with(|p| p.borrow_mut().last_mut().expect("part in progress").draws += whole as u128);
         let mut rng = ChaCha12Rng::seed_from_u64(seed);
         rng.set_word_pos(start + 2 * (draws_before + (rows.start * per_row) as u128));
         return Some(draw(&mut rng, p_int, rows.len() * per_row, kept, dropped));

@@ -72,20 +72,21 @@ impl TrainTask for SupervisedTask {
     }
 
     fn train_loss(&mut self, model: &MultimodalNet, batch: &Batch) -> anyhow::Result<(Tensor<1>, Vec<(String, f64)>)> {
-        let out = model.forward(&batch.input, &TraceRequest::none());
-        let loss = cross_entropy(out.logits, batch.classes.clone());
-        Ok((loss, Vec::new()))
+        Ok(supervised_loss(model, batch))
     }
 
     fn part_loss<'a>(&'a self, _batch: &Batch) -> anyhow::Result<Option<Box<PartLoss<'a, MultimodalNet>>>> {
         // The mean cross-entropy over rows: each part's is its rows' mean.
-        Ok(Some(Box::new(|model: &MultimodalNet, part: &Batch, _rows| {
-            let out = model.forward(&part.input, &TraceRequest::none());
-            Ok((cross_entropy(out.logits, part.classes.clone()), Vec::new()))
-        })))
+        Ok(Some(Box::new(|model: &MultimodalNet, part: &Batch, _rows| Ok(supervised_loss(model, part)))))
     }
 
     fn net(model: &MultimodalNet) -> &MultimodalNet {
         model
     }
+}
+
+/// The mean cross-entropy of `model` on `batch` (no named parts).
+fn supervised_loss(model: &MultimodalNet, batch: &Batch) -> (Tensor<1>, Vec<(String, f64)>) {
+    let out = model.forward(&batch.input, &TraceRequest::none());
+    (cross_entropy(out.logits, batch.classes.clone()), Vec::new())
 }
